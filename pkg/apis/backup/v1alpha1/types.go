@@ -1,0 +1,511 @@
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ConcurrencyPolicy says what a schedule does when the previous Backup of the
+// same policy is still running.
+// +enum
+type ConcurrencyPolicy string
+
+const (
+	// ForbidConcurrent skips a scheduled run while another Backup of the policy is
+	// Pending or Running, and records the skip in status and an event.
+	ForbidConcurrent ConcurrencyPolicy = "Forbid"
+	// AllowConcurrent starts the scheduled run regardless of active Backups.
+	AllowConcurrent ConcurrencyPolicy = "Allow"
+)
+
+// BackupPhase is the lifecycle phase of a Backup.
+// +enum
+type BackupPhase string
+
+const (
+	// BackupPhasePending means the Backup is accepted and waits for its Job.
+	BackupPhasePending BackupPhase = "Pending"
+	// BackupPhaseRunning means the data mover Job is copying data.
+	BackupPhaseRunning BackupPhase = "Running"
+	// BackupPhaseCompleted means the snapshot is durably stored in the repository.
+	BackupPhaseCompleted BackupPhase = "Completed"
+	// BackupPhaseFailed means no snapshot was stored; status.message says why.
+	BackupPhaseFailed BackupPhase = "Failed"
+)
+
+// RestorePhase is the lifecycle phase of a RestoreJob.
+// +enum
+type RestorePhase string
+
+const (
+	// RestorePhasePending means the RestoreJob is accepted and waits for its Job.
+	RestorePhasePending RestorePhase = "Pending"
+	// RestorePhaseRunning means the data mover Job is writing (or diffing) data.
+	RestorePhaseRunning RestorePhase = "Running"
+	// RestorePhaseCompleted means every file was written and verified (or, for a
+	// dry run, the preview is complete).
+	RestorePhaseCompleted RestorePhase = "Completed"
+	// RestorePhaseFailed means the restore stopped; status.message says why.
+	RestorePhaseFailed RestorePhase = "Failed"
+)
+
+// RestoreMode says how a restore treats files in the target that the backup lacks.
+// +enum
+type RestoreMode string
+
+const (
+	// RestoreModeMerge overwrites files that differ from the backup and keeps
+	// files the backup does not contain.
+	RestoreModeMerge RestoreMode = "Merge"
+	// RestoreModeMirror also deletes files the backup does not contain, so the
+	// volume equals the backup afterwards.
+	RestoreModeMirror RestoreMode = "Mirror"
+)
+
+// Condition types used in status.conditions.
+const (
+	// ConditionReady is True on a BackupPolicy whose schedule and target are usable.
+	ConditionReady = "Ready"
+	// ConditionCompleted is True on a Backup or RestoreJob that finished successfully.
+	// `kubectl wait --for=condition=Completed` waits for it.
+	ConditionCompleted = "Completed"
+	// ConditionFailed is True on a Backup or RestoreJob that failed.
+	ConditionFailed = "Failed"
+)
+
+// VolumeTarget names the PersistentVolumeClaim that is backed up.
+type VolumeTarget struct {
+	// pvcName is the name of the PersistentVolumeClaim to back up.
+	// +required
+	PVCName string `json:"pvcName"`
+	// namespace of the PersistentVolumeClaim. Defaults to the namespace of the
+	// object that names it. A namespace other than the object's own needs the
+	// requester's permission to read PersistentVolumeClaims there.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// RepositoryStorage names the PersistentVolumeClaim that holds the backup
+// repository. It lives in the target's namespace, because the data mover Job
+// mounts both claims.
+type RepositoryStorage struct {
+	// pvcName is the name of the repository PersistentVolumeClaim in the target's
+	// namespace. Defaults to the server's --default-repository-pvc (backup-repo).
+	// Several policies may share one repository; identical data is stored once.
+	// +optional
+	PVCName string `json:"pvcName,omitempty"`
+}
+
+// RetentionPolicy says which Backups of a policy are kept. A Backup is kept when
+// any rule keeps it; the newest successful Backup is always kept. At least one
+// of keepLast, keepDaily, keepWeekly or keepMonthly must be set and above zero.
+type RetentionPolicy struct {
+	// keepLast keeps the newest N successful Backups.
+	// +optional
+	KeepLast *int32 `json:"keepLast,omitempty"`
+	// keepDaily keeps the newest successful Backup of each of the last N days
+	// (in the policy's time zone) that have one.
+	// +optional
+	KeepDaily *int32 `json:"keepDaily,omitempty"`
+	// keepWeekly keeps the newest successful Backup of each of the last N ISO weeks
+	// that have one.
+	// +optional
+	KeepWeekly *int32 `json:"keepWeekly,omitempty"`
+	// keepMonthly keeps the newest successful Backup of each of the last N
+	// calendar months that have one.
+	// +optional
+	KeepMonthly *int32 `json:"keepMonthly,omitempty"`
+	// keepFailed keeps the newest N failed Backups for inspection; older failed
+	// Backups are deleted. Defaults to 1.
+	// +optional
+	KeepFailed *int32 `json:"keepFailed,omitempty"`
+}
+
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// BackupPolicy backs up one PersistentVolumeClaim on a cron schedule and keeps a
+// retention window of the Backups it creates.
+type BackupPolicy struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired schedule, target and retention.
+	// +optional
+	Spec BackupPolicySpec `json:"spec,omitempty"`
+	// status is the observed state of the schedule, written by the controller.
+	// +optional
+	Status BackupPolicyStatus `json:"status,omitempty"`
+}
+
+// BackupPolicySpec is the desired schedule, target and retention of a BackupPolicy.
+type BackupPolicySpec struct {
+	// schedule in cron format: five fields ("0 2 * * *" is daily at 02:00),
+	// or a descriptor: @yearly, @monthly, @weekly, @daily, @hourly, or
+	// "@every <duration>" (for example "@every 30m").
+	// +required
+	Schedule string `json:"schedule"`
+	// timeZone is the IANA time zone the schedule is read in, for example
+	// "Europe/Berlin". Defaults to UTC.
+	// +optional
+	TimeZone *string `json:"timeZone,omitempty"`
+	// suspend stops new scheduled Backups while true. Running Backups go on, and
+	// Backups created by hand are not affected. Defaults to false.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+	// target is the PersistentVolumeClaim to back up.
+	// +required
+	Target VolumeTarget `json:"target"`
+	// storage is the repository the Backups are written to.
+	// +optional
+	Storage RepositoryStorage `json:"storage,omitempty"`
+	// retention says which of this policy's Backups are kept; the others are
+	// deleted together with the data only they reference.
+	// +required
+	Retention RetentionPolicy `json:"retention"`
+	// concurrencyPolicy is Forbid (default: a scheduled run is skipped while a
+	// Backup of this policy is active) or Allow.
+	// +optional
+	ConcurrencyPolicy ConcurrencyPolicy `json:"concurrencyPolicy,omitempty"`
+	// startingDeadlineSeconds: a scheduled run that is missed (the server was down)
+	// still starts if it is at most this many seconds late; older missed runs are
+	// skipped and counted in status.missedRuns. Unset means a missed run is always
+	// started once, however late.
+	// +optional
+	StartingDeadlineSeconds *int64 `json:"startingDeadlineSeconds,omitempty"`
+}
+
+// BackupPolicyStatus is the observed state of a BackupPolicy.
+type BackupPolicyStatus struct {
+	// observedGeneration is the spec generation the controller last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// lastScheduleTime is the scheduled time of the newest Backup this policy created.
+	// +optional
+	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
+	// nextScheduleTime is when the next Backup will be created.
+	// +optional
+	NextScheduleTime *metav1.Time `json:"nextScheduleTime,omitempty"`
+	// lastSuccessfulBackup is the name of the newest Completed Backup of this policy.
+	// +optional
+	LastSuccessfulBackup string `json:"lastSuccessfulBackup,omitempty"`
+	// lastSuccessfulTime is when lastSuccessfulBackup completed.
+	// +optional
+	LastSuccessfulTime *metav1.Time `json:"lastSuccessfulTime,omitempty"`
+	// active lists the names of this policy's Pending or Running Backups.
+	// +optional
+	// +listType=set
+	Active []string `json:"active,omitempty"`
+	// missedRuns counts scheduled runs that were skipped because they were older
+	// than startingDeadlineSeconds or forbidden by concurrencyPolicy.
+	// +optional
+	MissedRuns int64 `json:"missedRuns,omitempty"`
+	// conditions: Ready says whether the schedule is usable.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// BackupPolicyList is a list of BackupPolicy objects.
+type BackupPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard list metadata.
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// items is the list of BackupPolicy objects.
+	Items []BackupPolicy `json:"items"`
+}
+
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Backup is one backup of one PersistentVolumeClaim: a snapshot of its files in a
+// repository. Created by a BackupPolicy's schedule or by hand (on demand). Its
+// spec cannot change after create; deleting it removes the data only it references.
+type Backup struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec says what to back up and where to. Immutable.
+	// +optional
+	Spec BackupSpec `json:"spec,omitempty"`
+	// status is the progress and outcome, written by the controller.
+	// +optional
+	Status BackupStatus `json:"status,omitempty"`
+}
+
+// BackupSpec says what to back up and where to. Immutable after create.
+type BackupSpec struct {
+	// policyName is the BackupPolicy (in the Backup's namespace) this Backup
+	// belongs to, if any. Retention only ever deletes Backups of a policy. When
+	// set and target is empty, target and storage are copied from the policy.
+	// +optional
+	PolicyName string `json:"policyName,omitempty"`
+	// target is the PersistentVolumeClaim to back up.
+	// +optional
+	Target VolumeTarget `json:"target,omitempty"`
+	// storage is the repository the snapshot is written to.
+	// +optional
+	Storage RepositoryStorage `json:"storage,omitempty"`
+}
+
+// BackupStats are the numbers the data mover reports for a finished backup.
+type BackupStats struct {
+	// files is the number of files, directories and links in the snapshot.
+	// +optional
+	Files int64 `json:"files,omitempty"`
+	// bytes is the total size of the files in the snapshot.
+	// +optional
+	Bytes int64 `json:"bytes,omitempty"`
+	// newBytes is how many of those bytes were not in the repository before
+	// (before compression).
+	// +optional
+	NewBytes int64 `json:"newBytes,omitempty"`
+	// storedBytes is what this backup added to the repository on disk
+	// (compressed new data plus metadata).
+	// +optional
+	StoredBytes int64 `json:"storedBytes,omitempty"`
+}
+
+// Progress is how far a running data mover has got.
+type Progress struct {
+	// bytesDone is the number of bytes processed so far.
+	// +optional
+	BytesDone int64 `json:"bytesDone,omitempty"`
+	// bytesTotal is the number of bytes to process, when known.
+	// +optional
+	BytesTotal int64 `json:"bytesTotal,omitempty"`
+}
+
+// BackupStatus is the observed state of a Backup.
+type BackupStatus struct {
+	// observedGeneration is the spec generation the controller last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// phase is Pending, Running, Completed or Failed.
+	// +optional
+	Phase BackupPhase `json:"phase,omitempty"`
+	// startTime is when the data mover Job was created.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// completionTime is when the Backup reached Completed or Failed.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// node is the node the data mover ran on.
+	// +optional
+	Node string `json:"node,omitempty"`
+	// jobName is the batch/v1 Job running the data mover, in the target's namespace.
+	// +optional
+	JobName string `json:"jobName,omitempty"`
+	// snapshotID is the repository snapshot this Backup stored.
+	// +optional
+	SnapshotID string `json:"snapshotID,omitempty"`
+	// stats are the data mover's totals for a Completed Backup.
+	// +optional
+	Stats *BackupStats `json:"stats,omitempty"`
+	// progress of a Running Backup.
+	// +optional
+	Progress *Progress `json:"progress,omitempty"`
+	// conditions: Completed or Failed, for `kubectl wait`.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// message is a human-readable explanation of the phase, and what to do
+	// about a failure.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// BackupList is a list of Backup objects.
+type BackupList struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard list metadata.
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// items is the list of Backup objects.
+	Items []Backup `json:"items"`
+}
+
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// RestoreJob restores one Completed Backup into an existing PersistentVolumeClaim
+// or a new one. It is checked for safety when created (the backup completed, the
+// target is bound, large enough, not in use, not busy) and again right before
+// the data is written. Set spec.dryRun to preview what would change.
+type RestoreJob struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec says which Backup to restore, where and how. Immutable.
+	// +optional
+	Spec RestoreJobSpec `json:"spec,omitempty"`
+	// status reports the safety checks, the preview, progress and outcome.
+	// +optional
+	Status RestoreJobStatus `json:"status,omitempty"`
+}
+
+// NewPVCSpec asks the restore to create its target PersistentVolumeClaim.
+type NewPVCSpec struct {
+	// storageClassName of the new claim. Defaults to the cluster's default StorageClass.
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+	// size of the new claim. Defaults to the backup's data size plus 10%, at least 1Gi.
+	// +optional
+	Size *resource.Quantity `json:"size,omitempty"`
+	// accessModes of the new claim. Defaults to [ReadWriteOnce].
+	// +optional
+	// +listType=atomic
+	AccessModes []string `json:"accessModes,omitempty"`
+}
+
+// RestoreTarget names the PersistentVolumeClaim a restore writes into.
+type RestoreTarget struct {
+	// pvcName is the claim to restore into. It must exist and be Bound, unless
+	// newPVC is set, in which case it must not exist yet.
+	// +required
+	PVCName string `json:"pvcName"`
+	// namespace of the claim. Defaults to the RestoreJob's namespace. Another
+	// namespace needs the requester's permission to update claims there.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// newPVC creates the claim before restoring into it.
+	// +optional
+	NewPVC *NewPVCSpec `json:"newPVC,omitempty"`
+}
+
+// RestoreJobSpec says which Backup to restore, where and how. Immutable after create.
+type RestoreJobSpec struct {
+	// backupName is the Completed Backup to restore.
+	// +required
+	BackupName string `json:"backupName"`
+	// backupNamespace is the namespace of the Backup. Defaults to the RestoreJob's
+	// namespace. Another namespace needs the requester's permission to read
+	// Backups there.
+	// +optional
+	BackupNamespace string `json:"backupNamespace,omitempty"`
+	// target is the claim to restore into.
+	// +required
+	Target RestoreTarget `json:"target"`
+	// mode is Merge (default: overwrite files that differ, keep the others) or
+	// Mirror (also delete files the backup does not contain).
+	// +optional
+	Mode RestoreMode `json:"mode,omitempty"`
+	// dryRun computes what the restore would create, overwrite and delete and
+	// reports it in status.preview, writing nothing. The way to preview a restore.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+	// allowInUse permits restoring into a claim that a running pod mounts. By
+	// default such a restore is refused, because the application would see its
+	// files change underneath it; scale the workload down instead.
+	// +optional
+	AllowInUse bool `json:"allowInUse,omitempty"`
+}
+
+// RestoreCheck is the outcome of one safety check.
+type RestoreCheck struct {
+	// name of the check, for example BackupCompleted, TargetBound, TargetLargeEnough,
+	// TargetNotInUse, TargetNotBusy.
+	Name string `json:"name"`
+	// passed is true when the check allowed the restore.
+	Passed bool `json:"passed"`
+	// message explains the outcome.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// RestorePreview is what a restore changes, or would change for a dry run.
+type RestorePreview struct {
+	// creates is the number of files the restore creates.
+	// +optional
+	Creates int64 `json:"creates,omitempty"`
+	// overwrites is the number of existing files whose content or metadata differ.
+	// +optional
+	Overwrites int64 `json:"overwrites,omitempty"`
+	// deletes is the number of files a Mirror restore removes.
+	// +optional
+	Deletes int64 `json:"deletes,omitempty"`
+	// paths lists changed paths, each prefixed by "+" (create), "~" (overwrite)
+	// or "-" (delete), up to a limit.
+	// +optional
+	// +listType=atomic
+	Paths []string `json:"paths,omitempty"`
+	// truncated is true when more paths changed than paths lists.
+	// +optional
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// RestoreStats are the numbers the data mover reports for a finished restore.
+type RestoreStats struct {
+	// files is the number of entries written.
+	// +optional
+	Files int64 `json:"files,omitempty"`
+	// bytes is the number of bytes written.
+	// +optional
+	Bytes int64 `json:"bytes,omitempty"`
+}
+
+// RestoreJobStatus is the observed state of a RestoreJob.
+type RestoreJobStatus struct {
+	// observedGeneration is the spec generation the controller last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// phase is Pending, Running, Completed or Failed.
+	// +optional
+	Phase RestorePhase `json:"phase,omitempty"`
+	// startTime is when the data mover Job was created.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// completionTime is when the RestoreJob reached Completed or Failed.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// jobName is the batch/v1 Job running the data mover.
+	// +optional
+	JobName string `json:"jobName,omitempty"`
+	// checks are the safety checks made right before the data was touched.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Checks []RestoreCheck `json:"checks,omitempty"`
+	// preview is what the restore changed, or would change for a dry run.
+	// +optional
+	Preview *RestorePreview `json:"preview,omitempty"`
+	// stats are the data mover's totals.
+	// +optional
+	Stats *RestoreStats `json:"stats,omitempty"`
+	// verified is true when every restored byte matched its recorded hash.
+	// +optional
+	Verified bool `json:"verified,omitempty"`
+	// conditions: Completed or Failed, for `kubectl wait`.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// message is a human-readable explanation of the phase.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// RestoreJobList is a list of RestoreJob objects.
+type RestoreJobList struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard list metadata.
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// items is the list of RestoreJob objects.
+	Items []RestoreJob `json:"items"`
+}
