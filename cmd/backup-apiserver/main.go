@@ -1,0 +1,40 @@
+// Command backup-apiserver serves the backup.example.com API group as an
+// aggregated API server, with its own (embedded or external) etcd storage.
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/util/compatibility"
+	"k8s.io/component-base/cli"
+	_ "time/tzdata" // IANA zones for spec.timeZone, also in images without /usr/share/zoneinfo
+
+	"example.com/backup-operator/pkg/cmd/server"
+)
+
+func main() {
+	ctx := genericapiserver.SetupSignalContext()
+	o := server.NewOptions()
+	cmd := &cobra.Command{
+		Use:   "backup-apiserver",
+		Short: "Serve backup.example.com (BackupPolicy, Backup, RestoreJob) as an aggregated API server",
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return compatibility.DefaultComponentGlobalsRegistry.Set()
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := o.Complete(); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(c.Context())
+		},
+		SilenceUsage: true,
+	}
+	cmd.SetContext(ctx)
+	o.AddFlags(cmd.Flags())
+	os.Exit(cli.Run(cmd))
+}

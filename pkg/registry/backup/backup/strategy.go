@@ -1,0 +1,182 @@
+// Package backup is the REST storage of backups.backup.example.com.
+package backup
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/registry/generic"
+	"k8s.io/apiserver/pkg/storage"
+	"k8s.io/apiserver/pkg/storage/names"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+
+	"example.com/backup-operator/pkg/apis/backup"
+	"example.com/backup-operator/pkg/apis/backup/validation"
+	registry "example.com/backup-operator/pkg/registry/backup"
+)
+
+// PolicyLabel is set on every Backup that belongs to a BackupPolicy, so
+// `kubectl get backups -l backup.example.com/policy=NAME` lists them.
+const PolicyLabel = "backup.example.com/policy"
+
+type backupStrategy struct {
+	runtime.ObjectTyper
+	names.NameGenerator
+	defaultRepositoryPVC string
+}
+
+// NewStrategy returns the strategy for the main resource.
+func NewStrategy(typer runtime.ObjectTyper, defaultRepositoryPVC string) backupStrategy {
+	return backupStrategy{typer, names.SimpleNameGenerator, defaultRepositoryPVC}
+}
+
+func (backupStrategy) NamespaceScoped() bool { return true }
+
+func (backupStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
+	return registry.SpecOwnedFields()
+}
+
+// PrepareForCreate clears status, fills namespace-dependent defaults and labels
+// the Backup with its policy.
+func (s backupStrategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
+	b := obj.(*backup.Backup)
+	b.Status = backup.BackupStatus{}
+	b.Generation = 1
+	if b.Spec.Target.Namespace == "" {
+		b.Spec.Target.Namespace = b.Namespace
+	}
+	if b.Spec.Storage.PVCName == "" {
+		b.Spec.Storage.PVCName = s.defaultRepositoryPVC
+	}
+	if b.Spec.PolicyName != "" {
+		if b.Labels == nil {
+			b.Labels = map[string]string{}
+		}
+		b.Labels[PolicyLabel] = b.Spec.PolicyName
+	}
+}
+
+// PrepareForUpdate keeps the stored status. Spec changes are refused by validation.
+func (backupStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
+	b, oldB := obj.(*backup.Backup), old.(*backup.Backup)
+	b.Status = oldB.Status
+	b.Generation = oldB.Generation
+}
+
+func (backupStrategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
+	return validation.ValidateBackup(obj.(*backup.Backup))
+}
+
+func (backupStrategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string {
+	b := obj.(*backup.Backup)
+	if b.Spec.Target.PVCName != "" && b.Spec.Target.PVCName == b.Spec.Storage.PVCName {
+		return []string{"spec.storage.pvcName equals spec.target.pvcName: the repository would back itself up; use a separate claim"}
+	}
+	return nil
+}
+
+func (backupStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
+	return validation.ValidateBackupUpdate(obj.(*backup.Backup), old.(*backup.Backup))
+}
+
+func (backupStrategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
+	return nil
+}
+
+func (backupStrategy) AllowCreateOnUpdate(context.Context) bool      { return false }
+func (backupStrategy) AllowUnconditionalUpdate(context.Context) bool { return true }
+func (backupStrategy) Canonicalize(obj runtime.Object)               {}
+
+type statusStrategy struct{ backupStrategy }
+
+// NewStatusStrategy returns the strategy for the /status subresource.
+func NewStatusStrategy(s backupStrategy) statusStrategy { return statusStrategy{s} }
+
+func (statusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
+	return registry.StatusOwnedFields()
+}
+
+func (statusStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
+	b, oldB := obj.(*backup.Backup), old.(*backup.Backup)
+	b.Spec = oldB.Spec
+	b.Labels = oldB.Labels
+	b.Annotations = oldB.Annotations
+}
+
+func (statusStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
+	return validation.ValidateBackupStatusUpdate(obj.(*backup.Backup), old.(*backup.Backup))
+}
+
+func (statusStrategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
+	return nil
+}
+
+// GetAttrs returns the labels and selectable fields of a Backup.
+func GetAttrs(obj runtime.Object) (labels.Set, fields.Set, error) {
+	b, ok := obj.(*backup.Backup)
+	if !ok {
+		return nil, nil, fmt.Errorf("not a Backup: %T", obj)
+	}
+	return b.Labels, SelectableFields(b), nil
+}
+
+// SelectableFields are the fields a field selector can match.
+func SelectableFields(b *backup.Backup) fields.Set {
+	return generic.AddObjectMetaFieldsSet(fields.Set{
+		"spec.policyName":       b.Spec.PolicyName,
+		"spec.target.pvcName":   b.Spec.Target.PVCName,
+		"spec.target.namespace": b.Spec.Target.Namespace,
+		"status.phase":          string(b.Status.Phase),
+	}, &b.ObjectMeta, true)
+}
+
+// Match returns a selection predicate for label and field selectors.
+func Match(label labels.Selector, field fields.Selector) storage.SelectionPredicate {
+	return storage.SelectionPredicate{Label: label, Field: field, GetAttrs: GetAttrs}
+}
+
+var tableConvertor = registry.TableConvertor[*backup.Backup]{
+	Columns: []metav1.TableColumnDefinition{
+		registry.NameColumn,
+		{Name: "Policy", Type: "string", Description: "The BackupPolicy that created the backup, if any."},
+		{Name: "PVC", Type: "string", Description: "The PVC backed up, as namespace/name."},
+		{Name: "Phase", Type: "string", Description: "Pending, Running, Completed or Failed."},
+		{Name: "Size", Type: "string", Description: "Total size of the files in the snapshot."},
+		{Name: "Duration", Type: "string", Description: "How long the backup ran (so far)."},
+		registry.AgeColumn,
+	},
+	Cells: func(b *backup.Backup) []interface{} {
+		size := "<none>"
+		if b.Status.Stats != nil {
+			size = registry.Bytes(b.Status.Stats.Bytes)
+		} else if p := b.Status.Progress; p != nil && p.BytesTotal > 0 {
+			size = fmt.Sprintf("%d%%", p.BytesDone*100/p.BytesTotal)
+		}
+		return []interface{}{
+			registry.OrNone(b.Spec.PolicyName),
+			registry.NamespaceOr(b.Spec.Target.Namespace, b.Namespace) + "/" + b.Spec.Target.PVCName,
+			registry.OrNone(string(b.Status.Phase)),
+			size,
+			runDuration(b.Status.StartTime, b.Status.CompletionTime),
+			registry.Age(b.CreationTimestamp),
+		}
+	},
+}
+
+func runDuration(start, end *metav1.Time) string {
+	if start == nil {
+		return "<none>"
+	}
+	stop := time.Now()
+	if end != nil {
+		stop = end.Time
+	}
+	return duration.HumanDuration(stop.Sub(start.Time))
+}
