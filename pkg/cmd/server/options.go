@@ -81,6 +81,7 @@ func NewOptions() *Options {
 	// Keep the serving certificate beside the etcd data so the CA published in
 	// the APIService stays valid across restarts.
 	o.Recommended.SecureServing.ServerCert.PairName = "apiserver"
+	o.Recommended.SecureServing.ServerCert.CertDirectory = "" // default: beside --etcd-dir (Complete)
 	o.Recommended.SecureServing.BindPort = 8443
 	return o
 }

@@ -1,0 +1,110 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// APIServiceName is the APIService that registers backup.example.com.
+const APIServiceName = "v1alpha1.backup.example.com"
+
+// BackupAPIServer is backup-apiserver running as a process on loopback,
+// registered with the control plane through the APIService of artifacts/deploy.
+type BackupAPIServer struct {
+	Process *Process
+	Port    int
+	Dir     string
+	bin     string
+	args    []string
+}
+
+// StartBackupAPIServer runs bin (backup-apiserver) with its embedded etcd in
+// dir, registers it with the project's own APIService manifest and an
+// ExternalName Service to localhost, and waits until the APIService is Available.
+func (cp *ControlPlane) StartBackupAPIServer(ctx context.Context, bin, dir string) (*BackupAPIServer, error) {
+	ports := make([]int, 3)
+	for i := range ports {
+		if err := pickPort(&ports[i]); err != nil {
+			return nil, err
+		}
+	}
+	s := &BackupAPIServer{Port: ports[0], Dir: dir, bin: bin, args: []string{
+		"--secure-port=" + strconv.Itoa(ports[0]),
+		"--bind-address=127.0.0.1",
+		"--etcd-dir=" + filepath.Join(dir, "etcd"),
+		"--cert-dir=" + filepath.Join(dir, "certs"),
+		fmt.Sprintf("--embedded-etcd-client-url=http://127.0.0.1:%d", ports[1]),
+		fmt.Sprintf("--embedded-etcd-peer-url=http://127.0.0.1:%d", ports[2]),
+		"--kubeconfig=" + cp.AdminKubeconfig,
+		"--authentication-kubeconfig=" + cp.AdminKubeconfig,
+		"--authorization-kubeconfig=" + cp.AdminKubeconfig,
+		"--service-namespace=backup-system",
+	}}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	deploy := filepath.Join(RepoRoot(), "artifacts", "deploy")
+	if _, err := cp.Kubectl(ctx, "apply", "-f", filepath.Join(deploy, "namespace.yaml"), "-f", filepath.Join(deploy, "apiservice.yaml")); err != nil {
+		return nil, err
+	}
+	// The aggregator dials localhost:<APIService port> for an ExternalName
+	// Service named localhost: point both at the port the server listens on.
+	service := fmt.Sprintf(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"backup-apiserver","namespace":"backup-system"},
+"spec":{"type":"ExternalName","externalName":"localhost","ports":[{"name":"https","port":%d}]}}`, s.Port)
+	if _, err := cp.kubectlStdin(ctx, service, "apply", "-f", "-"); err != nil {
+		return nil, err
+	}
+	if _, err := cp.Kubectl(ctx, "patch", "apiservice", APIServiceName, "--type=merge",
+		"-p", fmt.Sprintf(`{"spec":{"service":{"port":%d}}}`, s.Port)); err != nil {
+		return nil, err
+	}
+	if err := cp.WaitAPIServiceAvailable(ctx, 2*time.Minute); err != nil {
+		return nil, fmt.Errorf("%w\nbackup-apiserver log:\n%s", err, s.Process.Tail(30))
+	}
+	return s, nil
+}
+
+func (s *BackupAPIServer) start() error {
+	p, err := StartProcess(filepath.Join(s.Dir, "logs"), "backup-apiserver", s.bin, s.args, nil)
+	if err != nil {
+		return err
+	}
+	s.Process = p
+	return nil
+}
+
+// Restart stops the server and starts it again on the same data and port.
+func (s *BackupAPIServer) Restart() error {
+	s.Process.Stop(30 * time.Second)
+	return s.start()
+}
+
+// Stop stops the server.
+func (s *BackupAPIServer) Stop() {
+	if s.Process != nil {
+		s.Process.Stop(30 * time.Second)
+	}
+}
+
+// WaitAPIServiceAvailable waits until the aggregator reports the group Available.
+func (cp *ControlPlane) WaitAPIServiceAvailable(ctx context.Context, timeout time.Duration) error {
+	var last string
+	err := waitFor(timeout, "APIService "+APIServiceName+" Available", func() (bool, error) {
+		out, err := cp.Kubectl(ctx, "get", "apiservice", APIServiceName,
+			"-o", `jsonpath={.status.conditions[?(@.type=="Available")].status} {.status.conditions[?(@.type=="Available")].message}`)
+		last = strings.TrimSpace(string(out))
+		return err == nil && strings.HasPrefix(last, "True"), nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w (last status: %s)", err, last)
+	}
+	return nil
+}
+
+func (cp *ControlPlane) kubectlStdin(ctx context.Context, stdin string, args ...string) ([]byte, error) {
+	return KubectlStdin(ctx, cp.AdminKubeconfig, stdin, args...)
+}
