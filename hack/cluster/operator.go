@@ -102,7 +102,16 @@ func (cp *ControlPlane) WaitAPIServiceAvailable(ctx context.Context, timeout tim
 	if err != nil {
 		return fmt.Errorf("%w (last status: %s)", err, last)
 	}
-	return nil
+	// Available comes before the aggregated discovery and OpenAPI documents
+	// include the group; kubectl needs both (get by short name, explain).
+	return waitFor(timeout, "backup.example.com in discovery and OpenAPI v3", func() (bool, error) {
+		out, err := cp.Kubectl(ctx, "api-resources", "--api-group=backup.example.com", "-o", "name")
+		if err != nil || !strings.Contains(string(out), "backuppolicies") {
+			return false, err
+		}
+		out, err = cp.Kubectl(ctx, "get", "--raw", "/openapi/v3")
+		return err == nil && strings.Contains(string(out), `"apis/backup.example.com/v1alpha1"`), err
+	})
 }
 
 func (cp *ControlPlane) kubectlStdin(ctx context.Context, stdin string, args ...string) ([]byte, error) {

@@ -71,8 +71,3 @@ func kubectl(t *testing.T, args ...string) string {
 	}
 	return string(out)
 }
-
-func TestSmoke(t *testing.T) {
-	requireCluster(t)
-	t.Log(kubectl(t, "api-resources", "--api-group=backup.example.com", "-o", "wide"))
-}

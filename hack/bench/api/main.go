@@ -1,0 +1,314 @@
+// Command api benchmarks backup.example.com against the same objects served as
+// a CustomResourceDefinition, on one real kube-apiserver in one run: create
+// 5,000 Backups, list them all, list with a field selector, and watch. It
+// prints p50/p99 latency, throughput, backup-apiserver's RSS and a table of
+// ratios. Run it with `make bench-api`.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"example.com/backup-operator/hack/cluster"
+)
+
+const crd = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: backups.crdbench.example.com
+spec:
+  group: crdbench.example.com
+  names: {kind: Backup, listKind: BackupList, plural: backups, singular: backup}
+  scope: Namespaced
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    selectableFields:
+    - jsonPath: .spec.target.pvcName
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              policyName: {type: string}
+              target:
+                type: object
+                properties:
+                  pvcName: {type: string}
+                  namespace: {type: string}
+              storage:
+                type: object
+                properties:
+                  pvcName: {type: string}
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+`
+
+type subject struct {
+	name string
+	gvr  schema.GroupVersionResource
+}
+
+type result struct {
+	createLat, listLat, selectLat, watchLat []time.Duration
+	createWall                              time.Duration
+}
+
+func main() {
+	objects := flag.Int("objects", 5000, "Backups to create per subject")
+	workers := flag.Int("workers", 16, "concurrent creating clients")
+	lists := flag.Int("lists", 10, "full lists per subject")
+	watched := flag.Int("watched", 500, "creates observed through a watch per subject")
+	flag.Parse()
+	if err := run(*objects, *workers, *lists, *watched); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-api:", err)
+		os.Exit(1)
+	}
+}
+
+func run(objects, workers, lists, watched int) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "bench-api-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Println("starting etcd, kube-apiserver and backup-apiserver ...")
+	if err := cluster.BuildOperator(filepath.Join(dir, "bin")); err != nil {
+		return err
+	}
+	cp, err := cluster.StartControlPlane(ctx, cluster.ControlPlaneOptions{Dir: filepath.Join(dir, "cluster")})
+	if err != nil {
+		return err
+	}
+	defer cp.Stop()
+	srv, err := cp.StartBackupAPIServer(ctx, filepath.Join(dir, "bin", "backup-apiserver"), filepath.Join(dir, "backup-apiserver"))
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	if _, err := cluster.KubectlStdin(ctx, cp.AdminKubeconfig, crd, "apply", "-f", "-"); err != nil {
+		return err
+	}
+	if _, err := cp.Kubectl(ctx, "wait", "--for=condition=Established", "crd/backups.crdbench.example.com", "--timeout=60s"); err != nil {
+		return err
+	}
+	if _, err := cp.Kubectl(ctx, "create", "namespace", "bench"); err != nil {
+		return err
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", cp.AdminKubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = 5000, 10000
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+
+	subjects := []subject{
+		{"aggregated (ours)", schema.GroupVersionResource{Group: "backup.example.com", Version: "v1alpha1", Resource: "backups"}},
+		{"CRD", schema.GroupVersionResource{Group: "crdbench.example.com", Version: "v1alpha1", Resource: "backups"}},
+	}
+	results := make([]result, len(subjects))
+	// Warm both paths (discovery, connections, watch caches) before measuring.
+	for _, s := range subjects {
+		if _, err := client.Resource(s.gvr).Namespace("bench").List(ctx, metav1.ListOptions{}); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	for i, s := range subjects {
+		fmt.Printf("measuring %s ...\n", s.name)
+		r, err := measure(ctx, client.Resource(s.gvr).Namespace("bench"), s.gvr, objects, workers, lists, watched)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		results[i] = r
+	}
+	rss, hwm := procMemory(srv.Process.PID())
+	report(subjects, results, objects, rss, hwm)
+	return nil
+}
+
+func object(gvr schema.GroupVersionResource, i int) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": gvr.Group + "/" + gvr.Version,
+		"kind":       "Backup",
+		"metadata":   map[string]any{"name": fmt.Sprintf("b-%05d", i)},
+		"spec": map[string]any{
+			"policyName": "policy-" + strconv.Itoa(i%10),
+			"target":     map[string]any{"pvcName": "pvc-" + strconv.Itoa(i%50), "namespace": "bench"},
+			"storage":    map[string]any{"pvcName": "backup-repo"},
+		},
+	}}
+}
+
+func measure(ctx context.Context, c dynamic.ResourceInterface, gvr schema.GroupVersionResource, objects, workers, lists, watched int) (result, error) {
+	var r result
+	lat := make([]time.Duration, objects)
+	var firstErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	next := make(chan int)
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				t := time.Now()
+				_, err := c.Create(ctx, object(gvr, i), metav1.CreateOptions{})
+				lat[i] = time.Since(t)
+				if err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < objects; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	r.createWall = time.Since(start)
+	r.createLat = lat
+	if firstErr != nil {
+		return r, firstErr
+	}
+
+	for i := 0; i < lists; i++ {
+		t := time.Now()
+		l, err := c.List(ctx, metav1.ListOptions{})
+		r.listLat = append(r.listLat, time.Since(t))
+		if err != nil {
+			return r, err
+		}
+		if len(l.Items) != objects {
+			return r, fmt.Errorf("list returned %d items, want %d", len(l.Items), objects)
+		}
+	}
+	for i := 0; i < lists*5; i++ {
+		t := time.Now()
+		l, err := c.List(ctx, metav1.ListOptions{FieldSelector: "spec.target.pvcName=pvc-" + strconv.Itoa(i%50)})
+		r.selectLat = append(r.selectLat, time.Since(t))
+		if err != nil {
+			return r, err
+		}
+		if len(l.Items) != objects/50 {
+			return r, fmt.Errorf("field selector returned %d items, want %d", len(l.Items), objects/50)
+		}
+	}
+
+	// Watch latency: from the start of a create to the ADDED event.
+	w, err := c.Watch(ctx, metav1.ListOptions{ResourceVersion: "0", FieldSelector: "spec.target.pvcName=pvc-watch"})
+	if err != nil {
+		return r, err
+	}
+	defer w.Stop()
+	for i := 0; i < watched; i++ {
+		obj := object(gvr, objects+i)
+		unstructured.SetNestedField(obj.Object, "pvc-watch", "spec", "target", "pvcName")
+		t := time.Now()
+		if _, err := c.Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+			return r, err
+		}
+		for {
+			select {
+			case ev, ok := <-w.ResultChan():
+				if !ok {
+					return r, fmt.Errorf("watch closed")
+				}
+				if ev.Type != watch.Added {
+					continue
+				}
+			case <-time.After(30 * time.Second):
+				return r, fmt.Errorf("no watch event for create %d", i)
+			}
+			break
+		}
+		r.watchLat = append(r.watchLat, time.Since(t))
+	}
+	return r, nil
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(float64(len(s)-1)*p)]
+}
+
+func procMemory(pid int) (rss, hwm string) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?", "?"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "VmRSS:" {
+			rss = f[1] + " kB"
+		}
+		if len(f) >= 2 && f[0] == "VmHWM:" {
+			hwm = f[1] + " kB"
+		}
+	}
+	return rss, hwm
+}
+
+
+func report(subjects []subject, results []result, objects int, rss, hwm string) {
+	ours, crd := results[0], results[1]
+	type row struct {
+		metric      string
+		a, b        float64
+		unit        string
+		lowerBetter bool
+	}
+	f := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	thr := func(r result) float64 { return float64(objects) / r.createWall.Seconds() }
+	rows := []row{
+		{"create throughput", thr(ours), thr(crd), "obj/s", false},
+		{"create p50", f(percentile(ours.createLat, .5)), f(percentile(crd.createLat, .5)), "ms", true},
+		{"create p99", f(percentile(ours.createLat, .99)), f(percentile(crd.createLat, .99)), "ms", true},
+		{fmt.Sprintf("list all %d p50", objects), f(percentile(ours.listLat, .5)), f(percentile(crd.listLat, .5)), "ms", true},
+		{fmt.Sprintf("list all %d p99", objects), f(percentile(ours.listLat, .99)), f(percentile(crd.listLat, .99)), "ms", true},
+		{"field selector p50", f(percentile(ours.selectLat, .5)), f(percentile(crd.selectLat, .5)), "ms", true},
+		{"field selector p99", f(percentile(ours.selectLat, .99)), f(percentile(crd.selectLat, .99)), "ms", true},
+		{"watch event p50", f(percentile(ours.watchLat, .5)), f(percentile(crd.watchLat, .5)), "ms", true},
+		{"watch event p99", f(percentile(ours.watchLat, .99)), f(percentile(crd.watchLat, .99)), "ms", true},
+	}
+	fmt.Println()
+	fmt.Printf("| %-22s | %18s | %12s | %-28s |\n", "metric", subjects[0].name, subjects[1].name, "ours vs CRD")
+	fmt.Printf("|%s|%s|%s|%s|\n", strings.Repeat("-", 24), strings.Repeat("-", 20), strings.Repeat("-", 14), strings.Repeat("-", 30))
+	for _, r := range rows {
+		var ratio string
+		if r.lowerBetter {
+			ratio = fmt.Sprintf("%.2fx the CRD's time", r.a/r.b)
+		} else {
+			ratio = fmt.Sprintf("%.2fx the CRD's rate", r.a/r.b)
+		}
+		fmt.Printf("| %-22s | %12.2f %-5s | %6.2f %-5s | %-28s |\n", r.metric, r.a, r.unit, r.b, r.unit, ratio)
+	}
+	fmt.Printf("\nbackup-apiserver memory after the run (embedded etcd included): RSS %s, peak %s\n", rss, hwm)
+}
