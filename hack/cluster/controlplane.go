@@ -130,6 +130,8 @@ func StartControlPlane(ctx context.Context, o ControlPlaneOptions) (_ *ControlPl
 		Dir:       filepath.Join(o.Dir, "etcd"),
 		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", o.EtcdClientPort),
 		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", o.EtcdPeerPort),
+		// etcd reports its own orderly shutdown as errors; they would drown test output.
+		LogLevel: "panic",
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,388 @@
+// Package cli is the command line of backup-mover. Scripts and the operator's
+// controllers rely on its contract: the commands and flags below, JSON progress
+// lines on stdout, --json results, a summary file, and exit 0 only on full success.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"example.com/backup-operator/pkg/mover/engine"
+	"example.com/backup-operator/pkg/mover/repo"
+)
+
+// Summary is what a backup writes to --summary-file (the Job's termination
+// message, read by the controller): small, under 4 KiB.
+type Summary struct {
+	Operation       string  `json:"operation"`
+	SnapshotID      string  `json:"snapshotID,omitempty"`
+	Files           int64   `json:"files"`
+	Bytes           int64   `json:"bytes"`
+	NewBytes        int64   `json:"newBytes"`
+	StoredBytes     int64   `json:"storedBytes"`
+	DurationSeconds float64 `json:"durationSeconds"`
+	// Restore and diff fields.
+	Creates    int64    `json:"creates,omitempty"`
+	Overwrites int64    `json:"overwrites,omitempty"`
+	Deletes    int64    `json:"deletes,omitempty"`
+	Paths      []string `json:"paths,omitempty"`
+	Truncated  bool     `json:"truncated,omitempty"`
+	Verified   bool     `json:"verified,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
+type options struct {
+	repo, source, target, snapshot, summaryFile, mode, parentTag string
+	jsonOut, dryRun, noParent                                     bool
+	forget, tags                                                  []string
+}
+
+// Main runs the command line and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	o := &options{}
+	root := &cobra.Command{
+		Use:           "backup-mover",
+		Short:         "Back up and restore directory trees to a deduplicating, verifiable repository",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&o.repo, "repo", "", "repository directory (required)")
+	root.PersistentFlags().BoolVar(&o.jsonOut, "json", false, "print the result as JSON")
+	root.PersistentFlags().StringVar(&o.summaryFile, "summary-file", "", "also write a JSON summary (under 4 KiB) to this file, e.g. /dev/termination-log")
+	_ = root.MarkPersistentFlagRequired("repo")
+
+	out := &printer{w: stdout, json: &o.jsonOut}
+	root.AddCommand(
+		&cobra.Command{Use: "init", Short: "Create an empty repository", Args: cobra.NoArgs, RunE: func(*cobra.Command, []string) error {
+			r, err := repo.Init(o.repo)
+			if err != nil {
+				return err
+			}
+			return out.result(map[string]string{"repository": o.repo, "id": r.Config.ID}, "initialized repository "+r.Config.ID+" at "+o.repo)
+		}},
+		backupCmd(ctx, o, out),
+		restoreCmd(ctx, o, out, false),
+		restoreCmd(ctx, o, out, true),
+		verifyCmd(ctx, o, out),
+		lsCmd(o, out),
+		pruneCmd(o, out),
+	)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "backup-mover:", err)
+		if o.summaryFile != "" {
+			_ = writeSummary(o.summaryFile, Summary{Operation: "error", Error: truncate(err.Error(), 2000)})
+		}
+		if errors.Is(err, errUsage) || strings.Contains(err.Error(), "required flag") || strings.Contains(err.Error(), "unknown") {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+var errUsage = errors.New("usage")
+
+type printer struct {
+	w    io.Writer
+	json *bool
+}
+
+func (p *printer) result(v any, text string) error {
+	if *p.json {
+		return json.NewEncoder(p.w).Encode(v)
+	}
+	_, err := fmt.Fprintln(p.w, text)
+	return err
+}
+
+// progress prints one JSON line; progress lines are JSON whatever --json says,
+// so a controller or script can follow them.
+func (p *printer) progress(pr engine.Progress) {
+	data, _ := json.Marshal(pr)
+	fmt.Fprintln(p.w, string(data))
+}
+
+func writeSummary(path string, s Summary) error {
+	data, _ := json.Marshal(s)
+	for len(data) > 4000 && len(s.Paths) > 0 {
+		s.Paths = s.Paths[:len(s.Paths)/2]
+		s.Truncated = true
+		data, _ = json.Marshal(s)
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func parseTags(tags []string) (map[string]string, error) {
+	if len(tags) == 0 {
+		return nil, nil
+	}
+	m := map[string]string{}
+	for _, t := range tags {
+		k, v, ok := strings.Cut(t, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%w: --tag %q: want key=value", errUsage, t)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func backupCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
+	c := &cobra.Command{Use: "backup", Short: "Store --source as a new snapshot (initialises an empty --repo); prints the snapshot id", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			tags, err := parseTags(o.tags)
+			if err != nil {
+				return err
+			}
+			r, err := repo.OpenOrInit(o.repo)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			start := time.Now()
+			snap, err := engine.Backup(ctx, r, engine.BackupOptions{Source: o.source, Tags: tags, ParentTag: o.parentTag, NoParent: o.noParent, Progress: out.progress})
+			if err != nil {
+				return err
+			}
+			s := Summary{Operation: "backup", SnapshotID: snap.ID.String(), Files: snap.Totals.Files, Bytes: snap.Totals.Bytes,
+				NewBytes: snap.Totals.NewBytes, StoredBytes: snap.Totals.StoredBytes, DurationSeconds: time.Since(start).Seconds()}
+			if o.summaryFile != "" {
+				if err := writeSummary(o.summaryFile, s); err != nil {
+					return err
+				}
+			}
+			return out.result(s, snap.ID.String())
+		}}
+	c.Flags().StringVar(&o.source, "source", "", "directory to back up (required)")
+	c.Flags().StringArrayVar(&o.tags, "tag", nil, "key=value stored in the snapshot (repeatable)")
+	c.Flags().StringVar(&o.parentTag, "parent-tag", "", "use as parent the newest snapshot with the same value of this tag (default: same source path)")
+	c.Flags().BoolVar(&o.noParent, "no-parent", false, "read every file, even unchanged ones")
+	_ = c.MarkFlagRequired("source")
+	return c
+}
+
+func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra.Command {
+	use, short := "restore", "Restore --snapshot into --target, verifying every byte"
+	if diff {
+		use, short = "diff", "Show what a restore of --snapshot into --target would change; touches nothing"
+	}
+	c := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			r, err := repo.Open(o.repo)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			id, err := r.ResolveSnapshot(o.snapshot)
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			res, err := engine.Restore(ctx, r, engine.RestoreOptions{Snapshot: id, Target: o.target,
+				Mode: engine.RestoreMode(strings.ToLower(o.mode)), DryRun: diff || o.dryRun, Progress: out.progress})
+			if err != nil {
+				return err
+			}
+			s := Summary{Operation: use, SnapshotID: res.Snapshot, Files: res.FilesWritten, Bytes: res.BytesWritten,
+				Creates: res.Creates, Overwrites: res.Overwrites, Deletes: res.Deletes, Paths: res.Paths, Truncated: res.Truncated,
+				Verified: res.Verified, DurationSeconds: time.Since(start).Seconds()}
+			if res.DryRun {
+				s.Operation = "diff"
+			}
+			if o.summaryFile != "" {
+				if err := writeSummary(o.summaryFile, s); err != nil {
+					return err
+				}
+			}
+			var b strings.Builder
+			verb := "changed"
+			if res.DryRun {
+				verb = "would change"
+			}
+			fmt.Fprintf(&b, "%s %d created, %d overwritten, %d deleted, %d unchanged", verb, res.Creates, res.Overwrites, res.Deletes, res.Unchanged)
+			for _, p := range res.Paths {
+				b.WriteString("\n" + p)
+			}
+			if res.Truncated {
+				b.WriteString("\n… (more changes not listed)")
+			}
+			return out.result(res, b.String())
+		}}
+	c.Flags().StringVar(&o.snapshot, "snapshot", "", "snapshot id (a unique prefix of 8+ digits, or latest) (required)")
+	c.Flags().StringVar(&o.target, "target", "", "directory to restore into (required)")
+	c.Flags().StringVar(&o.mode, "mode", "merge", "merge (overwrite what differs, keep the rest) or mirror (also delete what the snapshot lacks)")
+	if !diff {
+		c.Flags().BoolVar(&o.dryRun, "dry-run", false, "report what would change and touch nothing (same as diff)")
+	}
+	_ = c.MarkFlagRequired("snapshot")
+	_ = c.MarkFlagRequired("target")
+	return c
+}
+
+func verifyCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
+	c := &cobra.Command{Use: "verify", Short: "Re-read and re-hash everything a snapshot references (or the whole repository)", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			r, err := repo.Open(o.repo)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			var ids []repo.ID
+			if o.snapshot != "" {
+				id, err := r.ResolveSnapshot(o.snapshot)
+				if err != nil {
+					return err
+				}
+				ids = append(ids, id)
+			}
+			res, err := engine.Verify(ctx, r, ids, o.snapshot == "")
+			if err != nil {
+				return err
+			}
+			var b strings.Builder
+			fmt.Fprintf(&b, "checked %d snapshots, %d blobs, %d bytes: ", res.Snapshots, res.Blobs, res.Bytes)
+			if res.OK() {
+				b.WriteString("no damage found")
+			} else {
+				fmt.Fprintf(&b, "%d damaged objects", len(res.Damaged))
+				for _, d := range res.Damaged {
+					fmt.Fprintf(&b, "\n%s: %s", d.Object, d.Error)
+				}
+			}
+			if err := out.result(res, b.String()); err != nil {
+				return err
+			}
+			if !res.OK() {
+				return fmt.Errorf("repository damaged: %d objects failed verification", len(res.Damaged))
+			}
+			return nil
+		}}
+	c.Flags().StringVar(&o.snapshot, "snapshot", "", "verify only this snapshot")
+	return c
+}
+
+func lsCmd(o *options, out *printer) *cobra.Command {
+	c := &cobra.Command{Use: "ls", Short: "List snapshots, or the files of --snapshot", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			r, err := repo.Open(o.repo)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			if o.snapshot == "" {
+				snaps, err := r.Snapshots()
+				if err != nil {
+					return err
+				}
+				if *out.json {
+					type row struct {
+						ID string `json:"id"`
+						*repo.Snapshot
+					}
+					rows := []row{}
+					for _, s := range snaps {
+						rows = append(rows, row{s.ID.String(), s})
+					}
+					return json.NewEncoder(out.w).Encode(rows)
+				}
+				tw := tabwriter.NewWriter(out.w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tTIME\tFILES\tBYTES\tNEW BYTES\tSOURCE")
+				for _, s := range snaps {
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", s.ID, s.Time.Format(time.RFC3339), s.Totals.Files, s.Totals.Bytes, s.Totals.NewBytes, s.Source)
+				}
+				return tw.Flush()
+			}
+			id, err := r.ResolveSnapshot(o.snapshot)
+			if err != nil {
+				return err
+			}
+			snap, err := r.LoadSnapshot(id)
+			if err != nil {
+				return err
+			}
+			m, err := r.OpenManifest(snap.Manifest)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			enc := json.NewEncoder(out.w)
+			for {
+				e, err := m.Next()
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if *out.json {
+					e.Chunks = nil
+					if err := enc.Encode(e); err != nil {
+						return err
+					}
+					continue
+				}
+				fmt.Fprintf(out.w, "%s %04o %5d %5d %12d %s %s\n", e.Type[:1], e.Mode, e.UID, e.GID, e.Size,
+					time.Unix(0, e.MTime).UTC().Format(time.RFC3339), e.Path)
+			}
+		}}
+	c.Flags().StringVar(&o.snapshot, "snapshot", "", "list this snapshot's entries")
+	return c
+}
+
+func pruneCmd(o *options, out *printer) *cobra.Command {
+	var wait time.Duration
+	c := &cobra.Command{Use: "prune", Short: "Forget snapshots and delete the data no remaining snapshot references", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			r, err := repo.Open(o.repo)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			var ids []repo.ID
+			for _, f := range o.forget {
+				id, err := r.ResolveSnapshot(f)
+				if err != nil {
+					// Forgetting a snapshot that is already gone is not an error:
+					// prune is repeated after a crash.
+					if full, perr := repo.ParseID(f); perr == nil {
+						ids = append(ids, full)
+						continue
+					}
+					return err
+				}
+				ids = append(ids, id)
+			}
+			res, err := r.Prune(ids, wait)
+			if err != nil {
+				return err
+			}
+			return out.result(res, fmt.Sprintf("forgot %d snapshots; deleted %d packs, rewrote %d, freed %d bytes",
+				len(res.Forgotten), res.PacksDeleted, res.PacksRewritten, res.BytesFreed))
+		}}
+	c.Flags().StringArrayVar(&o.forget, "forget", nil, "snapshot id to forget (repeatable); none: only delete unreferenced data")
+	c.Flags().DurationVar(&wait, "lock-wait", 10*time.Minute, "how long to wait for running backups and restores to finish")
+	return c
+}

@@ -1,0 +1,432 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"example.com/backup-operator/pkg/mover/chunker"
+	"example.com/backup-operator/pkg/mover/repo"
+)
+
+// BackupOptions configure Backup.
+type BackupOptions struct {
+	Source string
+	// Tags are stored in the snapshot.
+	Tags map[string]string
+	// ParentTag picks the parent snapshot: the newest whose tag of this name
+	// has the same value as in Tags. Empty: the newest of the same source path.
+	ParentTag string
+	// NoParent reads every file even when a parent snapshot exists.
+	NoParent bool
+	// Progress, if set, is called about once a second.
+	Progress func(Progress)
+	// Workers hash and compress chunks; 0 means GOMAXPROCS.
+	Workers int
+}
+
+// Progress is a running operation's state, reported as JSON lines.
+type Progress struct {
+	Type       string `json:"type"` // "progress"
+	BytesDone  int64  `json:"bytesDone"`
+	BytesTotal int64  `json:"bytesTotal"`
+	FilesDone  int64  `json:"filesDone"`
+	FilesTotal int64  `json:"filesTotal"`
+}
+
+type counters struct {
+	bytesDone, bytesTotal, filesDone, filesTotal atomic.Int64
+}
+
+func (c *counters) snapshot() Progress {
+	return Progress{Type: "progress", BytesDone: c.bytesDone.Load(), BytesTotal: c.bytesTotal.Load(),
+		FilesDone: c.filesDone.Load(), FilesTotal: c.filesTotal.Load()}
+}
+
+func reportProgress(ctx context.Context, c *counters, fn func(Progress)) (stop func()) {
+	if fn == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				fn(c.snapshot())
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait(); fn(c.snapshot()) }
+}
+
+// fileJob is one manifest entry on its way through the pipeline; entries are
+// written to the manifest in walk order, whatever order workers finish in.
+type fileJob struct {
+	entry repo.Entry
+	abs   string
+	read  bool // content must be read and chunked
+	done  chan error
+}
+
+// chunkTask is one chunk to hash, compress and store.
+type chunkTask struct {
+	data []byte
+	buf  *[]byte
+	out  *repo.ID
+	wg   *sync.WaitGroup
+	err  *atomic.Pointer[error]
+}
+
+// Backup stores Source as a new snapshot and returns it.
+func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot, error) {
+	start := time.Now()
+	lock, err := r.Lock(repo.Shared, 10*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	if err := r.LoadIndex(); err != nil { // prune may have rewritten it before we got the lock
+		return nil, err
+	}
+	parent, err := findParent(r, o)
+	if err != nil {
+		return nil, err
+	}
+	var parentEntries *repo.ManifestReader
+	if parent != nil {
+		if parentEntries, err = r.OpenManifest(parent.Manifest); err != nil {
+			return nil, fmt.Errorf("parent snapshot %s: %w", parent.ID.Short(), err)
+		}
+		defer parentEntries.Close()
+	}
+	w, err := newWalker(o.Source)
+	if err != nil {
+		return nil, err
+	}
+	mw, err := r.NewManifestWriter()
+	if err != nil {
+		return nil, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			mw.Abort()
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var c counters
+	go scanTotals(ctx, o.Source, &c)
+	stopProgress := reportProgress(ctx, &c, o.Progress)
+
+	workers := o.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	writer := r.NewWriter()
+	params := r.Config.Chunker
+	bufPool := sync.Pool{New: func() any { b := make([]byte, params.Max); return &b }}
+	tasks := make(chan chunkTask, workers*2)
+	var taskWG sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		taskWG.Add(1)
+		go func() {
+			defer taskWG.Done()
+			scratch := make([]byte, 0, params.Max+params.Max/8)
+			for t := range tasks {
+				id := repo.Hash(t.data)
+				*t.out = id
+				if err := writer.Add(id, t.data, scratch); err != nil {
+					t.err.CompareAndSwap(nil, &err)
+				}
+				c.bytesDone.Add(int64(len(t.data)))
+				bufPool.Put(t.buf)
+				t.wg.Done()
+			}
+		}()
+	}
+	defer func() { close(tasks); taskWG.Wait() }()
+
+	// File readers: several files are read at once so small files overlap
+	// their open/read latency; each cuts chunks and hands them to the workers.
+	jobs := make(chan *fileJob, 256)
+	ordered := make(chan *fileJob, 256)
+	var readerWG sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		readerWG.Add(1)
+		go func() {
+			defer readerWG.Done()
+			cbuf := make([]byte, 2*params.Max)
+			for j := range jobs {
+				j.done <- readFile(j, params, cbuf, tasks, &bufPool)
+			}
+		}()
+	}
+
+	// The walk feeds jobs; the loop below drains them in order.
+	walkErr := make(chan error, 1)
+	go func() {
+		defer close(ordered)
+		defer close(jobs)
+		walkErr <- walkForBackup(ctx, w, parentEntries, writer, jobs, ordered, &c)
+	}()
+
+	var totals repo.Totals
+	var firstErr error
+	for j := range ordered {
+		if err := <-j.done; err != nil && firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+		if firstErr != nil {
+			continue
+		}
+		switch j.entry.Type {
+		case repo.TypeFile:
+			totals.Files++
+			totals.Bytes += j.entry.Size
+			c.filesDone.Add(1)
+		case repo.TypeDir:
+			totals.Dirs++
+		case repo.TypeSymlink:
+			totals.Symlinks++
+		}
+		if err := mw.Add(&j.entry); err != nil && firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+	}
+	readerWG.Wait()
+	stopProgress()
+	if err := <-walkErr; err != nil && firstErr == nil {
+		firstErr = err
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := writer.Finish(); err != nil {
+		return nil, err
+	}
+	manifestID, manifestSize, err := mw.Close()
+	committed = true
+	if err != nil {
+		return nil, fmt.Errorf("writing manifest: %w", err)
+	}
+	totals.NewBytes = writer.NewBytes.Load()
+	totals.StoredBytes = writer.StoredBytes.Load() + manifestSize
+	host, _ := os.Hostname()
+	snap := &repo.Snapshot{Time: start.UTC(), Source: o.Source, Hostname: host, Manifest: manifestID, ManifestSize: manifestSize, Totals: totals, Tags: o.Tags}
+	if parent != nil {
+		snap.Parent = &parent.ID
+	}
+	if !lock.Held() {
+		return nil, errors.New("the repository lock expired during the backup (was the process paused?); a prune may have removed data this snapshot needs, so it is not published: run the backup again")
+	}
+	if err := r.SaveSnapshot(snap); err != nil {
+		return nil, fmt.Errorf("publishing snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+func findParent(r *repo.Repo, o BackupOptions) (*repo.Snapshot, error) {
+	if o.NoParent {
+		return nil, nil
+	}
+	snaps, err := r.Snapshots()
+	if err != nil {
+		return nil, err
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		s := snaps[i]
+		if o.ParentTag != "" {
+			if v, ok := o.Tags[o.ParentTag]; ok && s.Tags[o.ParentTag] == v {
+				return s, nil
+			}
+			continue
+		}
+		if s.Source == o.Source {
+			return s, nil
+		}
+	}
+	return nil, nil
+}
+
+// walkForBackup walks the source beside the parent manifest (both in the same
+// order) and queues one job per entry.
+func walkForBackup(ctx context.Context, w *walker, parent *repo.ManifestReader, writer *repo.Writer, jobs, ordered chan<- *fileJob, c *counters) error {
+	var pe *repo.Entry
+	advance := func() error {
+		if parent == nil {
+			return nil
+		}
+		e, err := parent.Next()
+		if err == io.EOF {
+			pe, parent = nil, nil
+			return nil
+		}
+		pe = e
+		return err
+	}
+	if err := advance(); err != nil {
+		return err
+	}
+	n := w.first()
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		typ, ok := entryType(n.info.Mode())
+		if ok {
+			st := n.stat
+			e := repo.Entry{Path: n.path, Type: typ, Mode: modeBits(n.info.Mode()), UID: st.Uid, GID: st.Gid,
+				MTime: n.info.ModTime().UnixNano()}
+			j := &fileJob{done: make(chan error, 1)}
+			switch typ {
+			case repo.TypeSymlink:
+				target, err := os.Readlink(w.abs(n.path))
+				if err != nil {
+					return err
+				}
+				e.Target = target
+			case repo.TypeFile:
+				e.Size = n.info.Size()
+				e.Inode = st.Ino
+				if st.Nlink > 1 {
+					e.LinkGroup = st.Dev<<40 ^ st.Ino | 1
+				}
+			}
+			// Skip to the parent's entry for this path, if any.
+			for pe != nil && repo.ComparePaths(pe.Path, n.path) < 0 {
+				if err := advance(); err != nil {
+					return err
+				}
+			}
+			reuse := false
+			if typ == repo.TypeFile && pe != nil && pe.Path == n.path && pe.Type == repo.TypeFile &&
+				pe.Size == e.Size && pe.MTime == e.MTime && pe.Inode == e.Inode && allStored(writer, pe.Chunks) {
+				e.Chunks = pe.Chunks
+				reuse = true
+				c.bytesDone.Add(e.Size)
+			}
+			j.entry = e
+			if typ == repo.TypeFile && !reuse {
+				j.abs = w.abs(n.path)
+				j.read = true
+				select {
+				case jobs <- j:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			} else {
+				j.done <- nil
+			}
+			select {
+			case ordered <- j:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		} else if n.info.IsDir() {
+			w.skip()
+		}
+		var err error
+		n, err = w.next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func allStored(w *repo.Writer, ids []repo.ID) bool {
+	for _, id := range ids {
+		if !w.Has(id) {
+			return false
+		}
+	}
+	return true
+}
+
+// readFile chunks one file and waits until all its chunks are stored.
+func readFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask, pool *sync.Pool) error {
+	f, err := os.Open(j.abs)
+	if errors.Is(err, os.ErrNotExist) {
+		// Deleted since it was listed: record it empty rather than fail the backup.
+		j.entry.Size = 0
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ch := chunker.New(f, p, cbuf)
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	var ids []repo.ID
+	var slots []*repo.ID
+	var size int64
+	for {
+		data, err := ch.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			wg.Wait()
+			return fmt.Errorf("reading %s: %w", j.abs, err)
+		}
+		size += int64(len(data))
+		buf := pool.Get().(*[]byte)
+		copied := (*buf)[:len(data)]
+		copy(copied, data)
+		slot := new(repo.ID)
+		slots = append(slots, slot)
+		wg.Add(1)
+		tasks <- chunkTask{data: copied, buf: buf, out: slot, wg: &wg, err: &failed}
+	}
+	wg.Wait()
+	if e := failed.Load(); e != nil {
+		return *e
+	}
+	ids = make([]repo.ID, len(slots))
+	for i, s := range slots {
+		ids[i] = *s
+	}
+	j.entry.Chunks = ids
+	j.entry.Size = size // the file may have changed size since it was listed
+	return nil
+}
+
+// scanTotals counts files and bytes ahead of the backup, for progress.
+func scanTotals(ctx context.Context, root string, c *counters) {
+	w, err := newWalker(root)
+	if err != nil {
+		return
+	}
+	for ctx.Err() == nil {
+		n, err := w.next()
+		if err != nil {
+			return
+		}
+		if n.info.Mode().IsRegular() {
+			c.filesTotal.Add(1)
+			c.bytesTotal.Add(n.info.Size())
+		}
+	}
+}

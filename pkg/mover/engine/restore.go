@@ -1,0 +1,513 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"time"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"example.com/backup-operator/pkg/mover/chunker"
+	"example.com/backup-operator/pkg/mover/repo"
+)
+
+// RestoreMode says what happens to target files the snapshot lacks.
+type RestoreMode string
+
+const (
+	// Merge overwrites what differs and keeps everything else.
+	Merge RestoreMode = "merge"
+	// Mirror also deletes what the snapshot lacks.
+	Mirror RestoreMode = "mirror"
+)
+
+// RestoreOptions configure Restore.
+type RestoreOptions struct {
+	Snapshot repo.ID
+	Target   string
+	Mode     RestoreMode
+	// DryRun computes the changes and touches nothing.
+	DryRun bool
+	// MaxPaths bounds the changed paths listed in the result (0: 1000).
+	MaxPaths int
+	Progress func(Progress)
+	Workers  int
+}
+
+// RestoreResult describes what a restore changed (or, for a dry run, would change).
+type RestoreResult struct {
+	Snapshot   string `json:"snapshot"`
+	Mode       string `json:"mode"`
+	DryRun     bool   `json:"dryRun"`
+	Creates    int64  `json:"creates"`
+	Overwrites int64  `json:"overwrites"`
+	Deletes    int64  `json:"deletes"`
+	Unchanged  int64  `json:"unchanged"`
+	// Paths lists changes as "+ path" (create), "~ path" (overwrite) and
+	// "- path" (delete), in walk order, up to MaxPaths.
+	Paths     []string `json:"paths"`
+	Truncated bool     `json:"truncated,omitempty"`
+	// FilesWritten and BytesWritten count the data written.
+	FilesWritten int64 `json:"filesWritten"`
+	BytesWritten int64 `json:"bytesWritten"`
+	// Verified is true when every byte written was checked against its SHA-256.
+	Verified bool `json:"verified"`
+}
+
+func (res *RestoreResult) note(kind byte, path string, max int) {
+	switch kind {
+	case '+':
+		res.Creates++
+	case '~':
+		res.Overwrites++
+	case '-':
+		res.Deletes++
+	}
+	if len(res.Paths) < max {
+		res.Paths = append(res.Paths, string(kind)+" "+path)
+	} else {
+		res.Truncated = true
+	}
+}
+
+type restorer struct {
+	r       *repo.Repo
+	o       RestoreOptions
+	root    string
+	rootFD  int
+	asRoot  bool
+	res     *RestoreResult
+	max     int
+	c       counters
+	zeros   []byte
+	dirs    []dirMeta // directories whose metadata is applied last, children first
+	links   []*repo.Entry
+	groups  map[uint64]string // hard-link group → first restored path
+	files   chan *repo.Entry
+	wg      sync.WaitGroup
+	errOnce sync.Once
+	err     error
+	failed  atomic.Bool
+	mu      sync.Mutex
+}
+
+type dirMeta struct {
+	path  string
+	entry repo.Entry
+}
+
+// Restore makes Target match the snapshot (see RestoreMode), verifying every
+// byte it writes, and never writing outside Target: every path is resolved
+// beneath Target by the kernel (openat2 with RESOLVE_BENEATH and
+// RESOLVE_NO_SYMLINKS), and the manifest itself is checked for escapes.
+func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResult, error) {
+	if o.Mode == "" {
+		o.Mode = Merge
+	}
+	if o.Mode != Merge && o.Mode != Mirror {
+		return nil, fmt.Errorf("unknown restore mode %q: use merge or mirror", o.Mode)
+	}
+	lock, err := r.Lock(repo.Shared, 10*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	if err := r.LoadIndex(); err != nil {
+		return nil, err
+	}
+	snap, err := r.LoadSnapshot(o.Snapshot)
+	if err != nil {
+		return nil, err
+	}
+	manifest, err := r.OpenManifest(snap.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	defer manifest.Close()
+
+	if !o.DryRun {
+		if err := os.MkdirAll(o.Target, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	res := &RestoreResult{Snapshot: snap.ID.String(), Mode: string(o.Mode), DryRun: o.DryRun, Paths: []string{}}
+	rs := &restorer{r: r, o: o, root: o.Target, asRoot: os.Geteuid() == 0, res: res, max: o.MaxPaths,
+		zeros: make([]byte, r.Config.Chunker.Max), groups: map[uint64]string{}, rootFD: -1}
+	if rs.max == 0 {
+		rs.max = 1000
+	}
+	rs.c.bytesTotal.Store(snap.Totals.Bytes)
+	rs.c.filesTotal.Store(snap.Totals.Files)
+	if fd, err := unix.Open(o.Target, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		rs.rootFD = fd
+		defer unix.Close(fd)
+	} else if !o.DryRun || !errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("opening restore target %s: %w", o.Target, err)
+	}
+
+	workers := o.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0) * 2
+	}
+	rs.files = make(chan *repo.Entry, workers*4)
+	for i := 0; i < workers; i++ {
+		rs.wg.Add(1)
+		go rs.fileWorker()
+	}
+	stop := reportProgress(ctx, &rs.c, o.Progress)
+	err = rs.run(ctx, manifest)
+	close(rs.files)
+	rs.wg.Wait()
+	stop()
+	if err == nil {
+		err = rs.err
+	}
+	if err == nil && !o.DryRun {
+		err = rs.finish()
+	}
+	if err != nil {
+		return res, err
+	}
+	res.Verified = !o.DryRun
+	return res, nil
+}
+
+func (rs *restorer) fail(err error) {
+	rs.errOnce.Do(func() { rs.err = err; rs.failed.Store(true) })
+}
+
+// run walks the manifest beside the target, both in walk order.
+func (rs *restorer) run(ctx context.Context, manifest *repo.ManifestReader) error {
+	var tw *walker
+	var t *node
+	if _, err := os.Lstat(rs.root); err == nil {
+		w, err := newWalker(rs.root)
+		if err != nil {
+			return err
+		}
+		tw, t = w, w.first()
+	}
+	nextT := func() error {
+		n, err := tw.next()
+		if err == io.EOF {
+			t = nil
+			return nil
+		}
+		t = n
+		return err
+	}
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if rs.failed.Load() {
+			return nil // the worker's error is returned by Restore
+		}
+		m, err := manifest.Next()
+		if err == io.EOF {
+			m = nil
+		} else if err != nil {
+			return err
+		}
+		// Target entries before m are not in the snapshot.
+		for t != nil && (m == nil || repo.ComparePaths(t.path, m.Path) < 0) {
+			if t.info.IsDir() {
+				tw.skip()
+			}
+			if rs.o.Mode == Mirror {
+				rs.res.note('-', t.path, rs.max)
+				if !rs.o.DryRun {
+					if err := rs.remove(t.path); err != nil {
+						return err
+					}
+				}
+			}
+			if err := nextT(); err != nil {
+				return err
+			}
+		}
+		if m == nil {
+			return nil
+		}
+		var existing *node
+		if t != nil && t.path == m.Path {
+			existing = t
+		}
+		descend, err := rs.apply(m, existing)
+		if err != nil {
+			return err
+		}
+		if existing != nil {
+			if existing.info.IsDir() && !descend {
+				tw.skip()
+			}
+			if err := nextT(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// apply restores one entry; existing is the target's entry at the same path.
+// It reports whether the walk should descend into an existing directory.
+func (rs *restorer) apply(m *repo.Entry, existing *node) (bool, error) {
+	if m.Type == repo.TypeFile {
+		rs.c.filesDone.Add(1)
+	}
+	kind := byte('+')
+	if existing != nil {
+		same, err := rs.same(m, existing)
+		if err != nil {
+			return false, err
+		}
+		if same {
+			rs.res.Unchanged++
+			rs.c.bytesDone.Add(m.Size)
+			if m.Type == repo.TypeDir {
+				rs.dirs = append(rs.dirs, dirMeta{path: m.Path, entry: *m})
+			}
+			if m.LinkGroup != 0 {
+				if _, ok := rs.groups[m.LinkGroup]; !ok {
+					rs.groups[m.LinkGroup] = m.Path
+				}
+			}
+			return true, nil
+		}
+		kind = '~'
+	}
+	if m.Path != "." {
+		rs.res.note(kind, m.Path, rs.max)
+	} else if kind == '~' {
+		rs.res.note(kind, ".", rs.max)
+	}
+	if rs.o.DryRun {
+		return m.Type == repo.TypeDir && existing != nil && existing.info.IsDir(), nil
+	}
+	// Replace an entry of another type (a directory where the snapshot has a
+	// file, a symlink where it has a directory, ...).
+	if existing != nil {
+		et, _ := entryType(existing.info.Mode())
+		if et != m.Type || (et == repo.TypeSymlink) || (m.LinkGroup != 0 && rs.groups[m.LinkGroup] != "") {
+			if m.Path == "." {
+				return false, errors.New("restore target root is not a directory")
+			}
+			if err := rs.remove(m.Path); err != nil {
+				return false, err
+			}
+			existing = nil
+		}
+	}
+	switch m.Type {
+	case repo.TypeDir:
+		if existing == nil && m.Path != "." {
+			if err := rs.at(m.Path, func(dirfd int, base string) error { return unix.Mkdirat(dirfd, base, 0o700) }); err != nil {
+				return false, err
+			}
+		}
+		rs.dirs = append(rs.dirs, dirMeta{path: m.Path, entry: *m})
+		return existing != nil, nil
+	case repo.TypeSymlink:
+		return false, rs.at(m.Path, func(dirfd int, base string) error {
+			if err := unix.Symlinkat(m.Target, dirfd, base); err != nil {
+				return err
+			}
+			return rs.setMeta(dirfd, base, m, true)
+		})
+	default:
+		if m.LinkGroup != 0 {
+			if first, ok := rs.groups[m.LinkGroup]; ok {
+				rs.links = append(rs.links, m)
+				_ = first
+				return false, nil
+			}
+			rs.groups[m.LinkGroup] = m.Path
+		}
+		rs.files <- m
+		return false, nil
+	}
+}
+
+// same reports whether the target entry already equals the snapshot entry,
+// comparing file content by re-chunking it (so a corrupted file of unchanged
+// size and time is found).
+func (rs *restorer) same(m *repo.Entry, n *node) (bool, error) {
+	t, ok := entryType(n.info.Mode())
+	if !ok || t != m.Type {
+		return false, nil
+	}
+	metaSame := modeBits(n.info.Mode()) == m.Mode && (!rs.asRoot || (n.stat.Uid == m.UID && n.stat.Gid == m.GID))
+	switch t {
+	case repo.TypeDir:
+		return metaSame, nil
+	case repo.TypeSymlink:
+		target, err := os.Readlink(filepath.Join(rs.root, filepath.FromSlash(m.Path)))
+		return err == nil && target == m.Target && (!rs.asRoot || (n.stat.Uid == m.UID && n.stat.Gid == m.GID)), nil
+	}
+	if !metaSame || n.info.Size() != m.Size || n.info.ModTime().UnixNano() != m.MTime {
+		return false, nil
+	}
+	if m.LinkGroup != 0 {
+		if first, ok := rs.groups[m.LinkGroup]; ok {
+			fi, err := os.Lstat(filepath.Join(rs.root, filepath.FromSlash(first)))
+			return err == nil && os.SameFile(fi, n.info), nil
+		}
+	}
+	f, err := os.Open(filepath.Join(rs.root, filepath.FromSlash(m.Path)))
+	if err != nil {
+		return false, nil
+	}
+	defer f.Close()
+	ch := chunker.New(f, rs.r.Config.Chunker, nil)
+	for i := 0; ; i++ {
+		data, err := ch.Next()
+		if err == io.EOF {
+			return i == len(m.Chunks), nil
+		}
+		if err != nil || i >= len(m.Chunks) || repo.Hash(data) != m.Chunks[i] {
+			return false, nil
+		}
+	}
+}
+
+// at runs fn with a directory descriptor for the parent of rel, resolved by
+// the kernel strictly beneath the target root without following any symlink.
+func (rs *restorer) at(rel string, fn func(dirfd int, base string) error) error {
+	parent, base := repo.Parent(rel), filepath.Base(rel)
+	if rel == "." {
+		parent, base = ".", "."
+	}
+	fd, err := unix.Openat2(rs.rootFD, parent, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return fmt.Errorf("restore of %q refused: its parent directory cannot be opened beneath the target without following a symlink: %w", rel, err)
+	}
+	defer unix.Close(fd)
+	if err := fn(fd, base); err != nil {
+		return fmt.Errorf("restoring %q: %w", rel, err)
+	}
+	return nil
+}
+
+func (rs *restorer) remove(rel string) error {
+	// The walk only ever yields real directories, so the path below names an
+	// entry whose parents are directories beneath the root.
+	return os.RemoveAll(filepath.Join(rs.root, filepath.FromSlash(rel)))
+}
+
+func (rs *restorer) setMeta(dirfd int, base string, m *repo.Entry, symlink bool) error {
+	if rs.asRoot {
+		if err := unix.Fchownat(dirfd, base, int(m.UID), int(m.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+	}
+	if !symlink {
+		if err := unix.Fchmodat(dirfd, base, m.Mode, 0); err != nil {
+			return err
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(m.MTime), unix.NsecToTimespec(m.MTime)}
+	return unix.UtimesNanoAt(dirfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+func (rs *restorer) fileWorker() {
+	defer rs.wg.Done()
+	buf := make([]byte, 0, rs.r.Config.Chunker.Max)
+	for m := range rs.files {
+		if rs.failed.Load() {
+			continue
+		}
+		if err := rs.at(m.Path, func(dirfd int, base string) error { return rs.writeFile(dirfd, base, m, &buf) }); err != nil {
+			rs.fail(err)
+		}
+	}
+}
+
+// writeFile writes a verified copy of the file beside its final name, then
+// renames it into place: a failure leaves the old file untouched.
+func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, buf *[]byte) error {
+	tmp := ".backup-mover-" + base
+	if len(tmp) > 255 {
+		tmp = tmp[:255]
+	}
+	_ = unix.Unlinkat(dirfd, tmp, 0)
+	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	ok := false
+	defer func() {
+		f.Close()
+		if !ok {
+			_ = unix.Unlinkat(dirfd, tmp, 0)
+		}
+	}()
+	var off int64
+	for _, id := range m.Chunks {
+		data, err := rs.r.ReadBlob(id, *buf)
+		if err != nil {
+			return err
+		}
+		if cap(data) > cap(*buf) {
+			*buf = data[:0]
+		}
+		// All-zero chunks become holes, so sparse files stay sparse.
+		if !bytes.Equal(data, rs.zeros[:len(data)]) {
+			if _, err := f.WriteAt(data, off); err != nil {
+				return err
+			}
+		}
+		off += int64(len(data))
+		rs.c.bytesDone.Add(int64(len(data)))
+	}
+	if off != m.Size {
+		return fmt.Errorf("snapshot entry %q: chunks hold %d bytes, size says %d", m.Path, off, m.Size)
+	}
+	if err := f.Truncate(off); err != nil {
+		return err
+	}
+	if err := unix.Renameat(dirfd, tmp, dirfd, base); err != nil {
+		return err
+	}
+	ok = true
+	rs.mu.Lock()
+	rs.res.FilesWritten++
+	rs.res.BytesWritten += off
+	rs.mu.Unlock()
+	return rs.setMeta(dirfd, base, m, false)
+}
+
+// finish links hard-link members, applies directory metadata children first,
+// and flushes everything to disk.
+func (rs *restorer) finish() error {
+	for _, m := range rs.links {
+		first := rs.groups[m.LinkGroup]
+		err := rs.at(m.Path, func(dirfd int, base string) error {
+			return rs.at(first, func(fdir int, fbase string) error {
+				return unix.Linkat(fdir, fbase, dirfd, base, 0)
+			})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	sort.SliceStable(rs.dirs, func(i, j int) bool { return repo.ComparePaths(rs.dirs[i].path, rs.dirs[j].path) > 0 })
+	for _, d := range rs.dirs {
+		d := d
+		if err := rs.at(d.path, func(dirfd int, base string) error { return rs.setMeta(dirfd, base, &d.entry, false) }); err != nil {
+			return err
+		}
+	}
+	return unix.Syncfs(rs.rootFD)
+}

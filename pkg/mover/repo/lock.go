@@ -1,0 +1,152 @@
+package repo
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// LockKind is shared (backups, restores, verify: many at once) or exclusive
+// (prune: alone).
+type LockKind string
+
+const (
+	Shared    LockKind = "shared"
+	Exclusive LockKind = "exclusive"
+)
+
+// LeaseDuration is how long a lock stays valid without a refresh. A holder
+// refreshes it every LeaseDuration/4; a crashed holder's lock expires by itself.
+var LeaseDuration = 60 * time.Second
+
+type lockFile struct {
+	Kind     LockKind  `json:"kind"`
+	Hostname string    `json:"hostname"`
+	PID      int       `json:"pid"`
+	Expires  time.Time `json:"expires"`
+}
+
+// Lock is a held lease on the repository.
+type Lock struct {
+	path string
+	kind LockKind
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+// ErrLocked means a conflicting lock is held.
+var ErrLocked = errors.New("repository is locked")
+
+// Lock takes a lease of the given kind, waiting up to wait for conflicting
+// leases to end. Every taker first writes its own lock file and then looks
+// for conflicts, so two takers can never both believe they won.
+func (r *Repo) Lock(kind LockKind, wait time.Duration) (*Lock, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		l, conflict, err := r.tryLock(kind)
+		if err != nil {
+			return nil, err
+		}
+		if l != nil {
+			return l, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: %s (it expires by itself at the latest %s after its holder stops)", ErrLocked, conflict, LeaseDuration)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func (r *Repo) tryLock(kind LockKind) (*Lock, string, error) {
+	host, _ := os.Hostname()
+	path := filepath.Join(r.Dir, locksDir, randomHex(16))
+	l := &Lock{path: path, kind: kind, stop: make(chan struct{})}
+	if err := l.write(host); err != nil {
+		return nil, "", err
+	}
+	conflict, err := r.conflictingLock(path, kind)
+	if err != nil || conflict != "" {
+		_ = os.Remove(path)
+		return nil, conflict, err
+	}
+	l.done.Add(1)
+	go l.refresh(host)
+	return l, "", nil
+}
+
+func (l *Lock) write(host string) error {
+	data, _ := json.Marshal(lockFile{Kind: l.kind, Hostname: host, PID: os.Getpid(), Expires: time.Now().Add(LeaseDuration)})
+	return writeFileAtomic(l.path, data)
+}
+
+func (l *Lock) refresh(host string) {
+	defer l.done.Done()
+	t := time.NewTicker(LeaseDuration / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			_ = l.write(host)
+		}
+	}
+}
+
+// conflictingLock describes a live lock other than own that conflicts with kind.
+// Expired locks are removed on the way.
+func (r *Repo) conflictingLock(own string, kind LockKind) (string, error) {
+	dir := filepath.Join(r.Dir, locksDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		if path == own || e.Name()[0] == '.' {
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		var lf lockFile
+		if json.Unmarshal(data, &lf) != nil {
+			continue // being written; a lock is only trusted once complete
+		}
+		if time.Now().After(lf.Expires) {
+			_ = os.Remove(path)
+			continue
+		}
+		if kind == Exclusive || lf.Kind == Exclusive {
+			return fmt.Sprintf("%s lock held by pid %d on %s until %s", lf.Kind, lf.PID, lf.Hostname, lf.Expires.Format(time.RFC3339)), nil
+		}
+	}
+	return "", nil
+}
+
+// Held reports whether the lease is still ours: its file exists and names a
+// time in the future. A holder that was paused longer than the lease may have
+// lost it to prune, and must not publish anything that relies on it.
+func (l *Lock) Held() bool {
+	data, err := os.ReadFile(l.path)
+	if err != nil {
+		return false
+	}
+	var lf lockFile
+	return json.Unmarshal(data, &lf) == nil && time.Now().Before(lf.Expires)
+}
+
+// Unlock releases the lease.
+func (l *Lock) Unlock() {
+	close(l.stop)
+	l.done.Wait()
+	_ = os.Remove(l.path)
+}

@@ -1,0 +1,308 @@
+package repo
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// EntryType is the kind of a manifest entry.
+type EntryType string
+
+const (
+	TypeDir     EntryType = "dir"
+	TypeFile    EntryType = "file"
+	TypeSymlink EntryType = "symlink"
+)
+
+// Entry is one file, directory or symlink of a snapshot.
+type Entry struct {
+	// Path is slash-separated and relative to the snapshot root; "." is the root.
+	Path  string    `json:"path"`
+	Type  EntryType `json:"type"`
+	Mode  uint32    `json:"mode"` // permission bits plus setuid, setgid and sticky (os.FileMode bits)
+	UID   uint32    `json:"uid"`
+	GID   uint32    `json:"gid"`
+	MTime int64     `json:"mtime"` // nanoseconds since the Unix epoch
+	Size  int64     `json:"size,omitempty"`
+	// Target is a symlink's target, stored as is (never followed by restore).
+	Target string `json:"target,omitempty"`
+	// LinkGroup is non-zero for regular files with several hard links: entries
+	// with the same group are one inode and are restored as hard links.
+	LinkGroup uint64 `json:"linkGroup,omitempty"`
+	// Inode lets the next backup skip re-reading an unchanged file.
+	Inode  uint64 `json:"inode,omitempty"`
+	Chunks []ID   `json:"chunks,omitempty"`
+}
+
+// ValidatePath refuses any path that could point outside the restore root.
+func ValidatePath(p string) error {
+	switch {
+	case p == ".":
+		return nil
+	case p == "":
+		return errors.New("empty path")
+	case strings.HasPrefix(p, "/"):
+		return fmt.Errorf("absolute path %q", p)
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("path %q contains a NUL byte", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == "" || part == "." || part == ".." {
+			return fmt.Errorf("path %q has an empty, '.' or '..' component", p)
+		}
+	}
+	return nil
+}
+
+// Parent returns the parent directory of a validated path ("." for top-level entries).
+func Parent(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return "."
+}
+
+// ComparePaths orders paths as a depth-first walk with sorted names visits
+// them: component by component, so "a/b" comes before "a.b" and "." first.
+func ComparePaths(a, b string) int {
+	if a == b {
+		return 0
+	}
+	if a == "." {
+		return -1
+	}
+	if b == "." {
+		return 1
+	}
+	for {
+		ai, bi := strings.IndexByte(a, '/'), strings.IndexByte(b, '/')
+		ah, bh := a, b
+		if ai >= 0 {
+			ah = a[:ai]
+		}
+		if bi >= 0 {
+			bh = b[:bi]
+		}
+		if c := strings.Compare(ah, bh); c != 0 {
+			return c
+		}
+		if ai < 0 || bi < 0 {
+			switch {
+			case ai < 0 && bi < 0:
+				return 0
+			case ai < 0:
+				return -1
+			default:
+				return 1
+			}
+		}
+		a, b = a[ai+1:], b[bi+1:]
+	}
+}
+
+// DecodeEntry parses and validates one manifest line.
+func DecodeEntry(line []byte) (Entry, error) {
+	var e Entry
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return e, fmt.Errorf("decoding manifest entry: %w", err)
+	}
+	if err := ValidatePath(e.Path); err != nil {
+		return e, fmt.Errorf("manifest entry refused: %w", err)
+	}
+	if e.Mode&^uint32(0o7777) != 0 {
+		return e, fmt.Errorf("manifest entry %q has mode bits outside 07777", e.Path)
+	}
+	switch e.Type {
+	case TypeDir, TypeSymlink:
+		if len(e.Chunks) != 0 || e.Size != 0 {
+			return e, fmt.Errorf("manifest entry %q: a %s has no content", e.Path, e.Type)
+		}
+		if e.Type == TypeSymlink && e.Target == "" {
+			return e, fmt.Errorf("manifest entry %q: symlink without a target", e.Path)
+		}
+	case TypeFile:
+		if e.Size < 0 || (e.Size > 0 && len(e.Chunks) == 0) {
+			return e, fmt.Errorf("manifest entry %q: size %d does not match its chunks", e.Path, e.Size)
+		}
+	default:
+		return e, fmt.Errorf("manifest entry %q has unknown type %q", e.Path, e.Type)
+	}
+	if e.Path == "." && e.Type != TypeDir {
+		return e, errors.New("manifest root is not a directory")
+	}
+	return e, nil
+}
+
+// ManifestWriter streams entries into a manifest file.
+type ManifestWriter struct {
+	dir  string
+	tmp  *os.File
+	h    hash.Hash
+	zw   *zstd.Encoder
+	bw   *bufio.Writer
+	enc  *json.Encoder
+	last string
+	n    int64
+}
+
+// NewManifestWriter starts a manifest; entries must come in ComparePaths order.
+func (r *Repo) NewManifestWriter() (*ManifestWriter, error) {
+	dir := filepath.Join(r.Dir, manifestsDir)
+	tmp, err := os.CreateTemp(dir, ".tmp-")
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	zw, err := zstd.NewWriter(io.MultiWriter(tmp, h), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	bw := bufio.NewWriterSize(zw, 256<<10)
+	return &ManifestWriter{dir: dir, tmp: tmp, h: h, zw: zw, bw: bw, enc: json.NewEncoder(bw)}, nil
+}
+
+// Add appends one entry.
+func (m *ManifestWriter) Add(e *Entry) error {
+	if m.n > 0 && ComparePaths(m.last, e.Path) >= 0 {
+		return fmt.Errorf("manifest entries out of order: %q after %q", e.Path, m.last)
+	}
+	m.last = e.Path
+	m.n++
+	return m.enc.Encode(e)
+}
+
+// Close makes the manifest durable and returns its ID.
+func (m *ManifestWriter) Close() (ID, int64, error) {
+	defer os.Remove(m.tmp.Name())
+	err := m.bw.Flush()
+	if err == nil {
+		err = m.zw.Close()
+	}
+	if err == nil {
+		err = m.tmp.Sync()
+	}
+	if cerr := m.tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return ID{}, 0, err
+	}
+	var id ID
+	copy(id[:], m.h.Sum(nil))
+	st, err := os.Stat(m.tmp.Name())
+	if err != nil {
+		return ID{}, 0, err
+	}
+	if err := os.Rename(m.tmp.Name(), filepath.Join(m.dir, id.String())); err != nil {
+		return ID{}, 0, err
+	}
+	return id, st.Size(), syncDir(m.dir)
+}
+
+// Abort discards an unfinished manifest.
+func (m *ManifestWriter) Abort() {
+	m.zw.Close()
+	m.tmp.Close()
+	os.Remove(m.tmp.Name())
+}
+
+// ManifestReader streams the entries of a manifest whose integrity was
+// checked when it was opened.
+type ManifestReader struct {
+	f    *os.File
+	zr   *zstd.Decoder
+	sc   *bufio.Scanner
+	last string
+	n    int64
+	// dirs is the chain of directories open at the current position of the
+	// depth-first order; every entry's parent must be on it.
+	dirs []string
+}
+
+// OpenManifest checks the manifest's SHA-256 against id, then opens it for streaming.
+func (r *Repo) OpenManifest(id ID) (*ManifestReader, error) {
+	path := filepath.Join(r.Dir, manifestsDir, id.String())
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", id.Short(), err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var got ID
+	copy(got[:], h.Sum(nil))
+	if got != id {
+		f.Close()
+		return nil, fmt.Errorf("manifest %s is damaged: its content does not match its SHA-256", id.Short())
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	return &ManifestReader{f: f, zr: zr, sc: sc}, nil
+}
+
+// Next returns the next entry, or io.EOF. It refuses entries that are out of
+// order or whose parent is not a directory entry seen before.
+func (m *ManifestReader) Next() (*Entry, error) {
+	if !m.sc.Scan() {
+		if err := m.sc.Err(); err != nil {
+			return nil, fmt.Errorf("reading manifest: %w", err)
+		}
+		return nil, io.EOF
+	}
+	e, err := DecodeEntry(m.sc.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	if m.n == 0 && e.Path != "." {
+		return nil, errors.New("manifest does not start with the root directory")
+	}
+	if m.n > 0 && ComparePaths(m.last, e.Path) >= 0 {
+		return nil, fmt.Errorf("manifest entries out of order: %q after %q", e.Path, m.last)
+	}
+	if e.Path != "." {
+		parent := Parent(e.Path)
+		for len(m.dirs) > 0 && m.dirs[len(m.dirs)-1] != parent {
+			m.dirs = m.dirs[:len(m.dirs)-1]
+		}
+		if len(m.dirs) == 0 {
+			return nil, fmt.Errorf("manifest entry %q has no parent directory entry (a symlink or file cannot have children)", e.Path)
+		}
+	}
+	if e.Type == TypeDir {
+		m.dirs = append(m.dirs, e.Path)
+	}
+	m.last = e.Path
+	m.n++
+	return &e, nil
+}
+
+// Close releases the manifest.
+func (m *ManifestReader) Close() {
+	m.zr.Close()
+	m.f.Close()
+}

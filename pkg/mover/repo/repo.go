@@ -1,0 +1,360 @@
+package repo
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"example.com/backup-operator/pkg/mover/chunker"
+)
+
+// Directory names inside a repository.
+const (
+	packsDir     = "packs"
+	indexDir     = "index"
+	manifestsDir = "manifests"
+	snapshotsDir = "snapshots"
+	locksDir     = "locks"
+)
+
+// Location says where a blob is stored.
+type Location struct {
+	Pack       ID
+	Offset     int64
+	Length     uint32 // stored bytes
+	RawLength  uint32 // plaintext bytes
+	Compressed bool
+}
+
+// Repo is an open repository.
+type Repo struct {
+	Dir    string
+	Config Config
+
+	mu    sync.RWMutex
+	index map[ID]Location
+
+	packs packCache
+}
+
+var (
+	encoderPool = sync.Pool{New: func() any {
+		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		return e
+	}}
+	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+)
+
+// Init creates a repository in dir, which must be empty or missing.
+func Init(dir string) (*Repo, error) {
+	if _, err := readConfig(dir); err == nil {
+		return nil, fmt.Errorf("%s already holds a repository", dir)
+	} else if !errors.Is(err, ErrNotRepository) {
+		return nil, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		if e.Name() != "lost+found" {
+			return nil, fmt.Errorf("%s is not empty and holds no repository; use an empty directory", dir)
+		}
+	}
+	for _, sub := range []string{packsDir, indexDir, manifestsDir, snapshotsDir, locksDir} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	c := Config{Version: FormatVersion, ID: randomHex(16), Created: time.Now().UTC(), Chunker: chunker.DefaultParams, PackSize: 16 << 20}
+	if err := writeConfig(dir, c); err != nil {
+		return nil, err
+	}
+	return Open(dir)
+}
+
+// OpenOrInit opens the repository in dir, creating it when dir is empty.
+func OpenOrInit(dir string) (*Repo, error) {
+	r, err := Open(dir)
+	if errors.Is(err, ErrNotRepository) {
+		return Init(dir)
+	}
+	return r, err
+}
+
+// Open opens the repository in dir and loads its index.
+func Open(dir string) (*Repo, error) {
+	c, err := readConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	r := &Repo{Dir: dir, Config: c, index: map[ID]Location{}}
+	r.packs.dir = dir
+	if err := r.LoadIndex(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close releases open pack files.
+func (r *Repo) Close() { r.packs.closeAll() }
+
+// indexFile is the JSON form of an index file (stored zstd-compressed).
+type indexFile struct {
+	Packs []indexPack `json:"packs"`
+}
+
+type indexPack struct {
+	ID    ID          `json:"id"`
+	Blobs []indexBlob `json:"blobs"`
+}
+
+type indexBlob struct {
+	ID         ID     `json:"id"`
+	Offset     int64  `json:"off"`
+	Length     uint32 `json:"len"`
+	RawLength  uint32 `json:"raw"`
+	Compressed bool   `json:"z,omitempty"`
+}
+
+// DecodeIndex parses the plaintext (decompressed) JSON of an index file.
+func DecodeIndex(data []byte) (map[ID]Location, error) {
+	var f indexFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("decoding index: %w", err)
+	}
+	out := make(map[ID]Location)
+	for _, p := range f.Packs {
+		for _, b := range p.Blobs {
+			if b.Offset < 0 || b.Length == 0 || b.Length > 1<<30 || b.RawLength > 1<<30 {
+				return nil, fmt.Errorf("index entry for blob %s has impossible bounds", b.ID.Short())
+			}
+			out[b.ID] = Location{Pack: p.ID, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength, Compressed: b.Compressed}
+		}
+	}
+	return out, nil
+}
+
+func encodeIndex(locs map[ID]Location) ([]byte, error) {
+	byPack := map[ID][]indexBlob{}
+	for id, l := range locs {
+		byPack[l.Pack] = append(byPack[l.Pack], indexBlob{ID: id, Offset: l.Offset, Length: l.Length, RawLength: l.RawLength, Compressed: l.Compressed})
+	}
+	var f indexFile
+	for p, blobs := range byPack {
+		sort.Slice(blobs, func(i, j int) bool { return blobs[i].Offset < blobs[j].Offset })
+		f.Packs = append(f.Packs, indexPack{ID: p, Blobs: blobs})
+	}
+	sort.Slice(f.Packs, func(i, j int) bool { return bytes.Compare(f.Packs[i].ID[:], f.Packs[j].ID[:]) < 0 })
+	return json.Marshal(f)
+}
+
+// readVerified reads a content-addressed file and checks its name is the
+// SHA-256 of its bytes.
+func readVerified(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	want, err := ParseID(filepath.Base(path))
+	if err != nil {
+		return nil, err
+	}
+	if Hash(data) != want {
+		return nil, fmt.Errorf("%s is damaged: its content does not match its name (SHA-256)", path)
+	}
+	return data, nil
+}
+
+// writeContentAddressed stores data under dir/<sha256> atomically and returns its ID.
+func writeContentAddressed(dir string, data []byte) (ID, error) {
+	id := Hash(data)
+	return id, writeFileAtomic(filepath.Join(dir, id.String()), data)
+}
+
+// ListIDs lists the content-addressed files in a repository subdirectory.
+func (r *Repo) listIDs(sub string) ([]ID, error) {
+	entries, err := os.ReadDir(filepath.Join(r.Dir, sub))
+	if err != nil {
+		return nil, err
+	}
+	var ids []ID
+	for _, e := range entries {
+		if id, err := ParseID(e.Name()); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// LoadIndex (re)reads every index file.
+func (r *Repo) LoadIndex() error {
+	ids, err := r.listIDs(indexDir)
+	if err != nil {
+		return err
+	}
+	index := map[ID]Location{}
+	for _, id := range ids {
+		locs, err := r.readIndexFile(id)
+		if err != nil {
+			return err
+		}
+		for b, l := range locs {
+			index[b] = l
+		}
+	}
+	r.mu.Lock()
+	r.index = index
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *Repo) readIndexFile(id ID) (map[ID]Location, error) {
+	data, err := readVerified(filepath.Join(r.Dir, indexDir, id.String()))
+	if err != nil {
+		return nil, err
+	}
+	plain, err := decoder.DecodeAll(data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("index %s is damaged: %w", id.Short(), err)
+	}
+	return DecodeIndex(plain)
+}
+
+// Lookup returns where a blob is stored.
+func (r *Repo) Lookup(id ID) (Location, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	l, ok := r.index[id]
+	return l, ok
+}
+
+// BlobCount is the number of blobs in the loaded index.
+func (r *Repo) BlobCount() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.index)
+}
+
+// ReadBlob returns a blob's plaintext, verified against its ID. buf is reused when large enough.
+func (r *Repo) ReadBlob(id ID, buf []byte) ([]byte, error) {
+	loc, ok := r.Lookup(id)
+	if !ok {
+		return nil, fmt.Errorf("blob %s is referenced but missing from the repository index", id.Short())
+	}
+	return r.readBlobAt(id, loc, buf)
+}
+
+func (r *Repo) readBlobAt(id ID, loc Location, buf []byte) ([]byte, error) {
+	f, err := r.packs.get(loc.Pack)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: pack %s: %w", id.Short(), loc.Pack.Short(), err)
+	}
+	stored := make([]byte, loc.Length)
+	if _, err := f.ReadAt(stored, loc.Offset); err != nil {
+		return nil, fmt.Errorf("blob %s: reading pack %s: %w", id.Short(), loc.Pack.Short(), err)
+	}
+	plain := stored
+	if loc.Compressed {
+		plain, err = decoder.DecodeAll(stored, buf[:0])
+		if err != nil {
+			return nil, fmt.Errorf("blob %s in pack %s is damaged: %w", id.Short(), loc.Pack.Short(), err)
+		}
+	}
+	if len(plain) != int(loc.RawLength) || Hash(plain) != id {
+		return nil, fmt.Errorf("blob %s in pack %s is damaged: content does not match its SHA-256", id.Short(), loc.Pack.Short())
+	}
+	return plain, nil
+}
+
+// packCache keeps pack files open for reading.
+type packCache struct {
+	dir  string
+	mu   sync.Mutex
+	open map[ID]*os.File
+	lru  []ID
+}
+
+func packPath(dir string, id ID) string {
+	s := id.String()
+	return filepath.Join(dir, packsDir, s[:2], s)
+}
+
+func (c *packCache) get(id ID) (*os.File, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f, ok := c.open[id]; ok {
+		return f, nil
+	}
+	f, err := os.Open(packPath(c.dir, id))
+	if err != nil {
+		return nil, err
+	}
+	if c.open == nil {
+		c.open = map[ID]*os.File{}
+	}
+	if len(c.lru) >= 64 {
+		old := c.lru[0]
+		c.lru = c.lru[1:]
+		c.open[old].Close()
+		delete(c.open, old)
+	}
+	c.open[id] = f
+	c.lru = append(c.lru, id)
+	return f, nil
+}
+
+func (c *packCache) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.open {
+		f.Close()
+	}
+	c.open, c.lru = nil, nil
+}
+
+// compress returns the stored form of plain and whether it is compressed;
+// data that does not shrink is stored as is.
+func compress(plain []byte, dst []byte) ([]byte, bool) {
+	enc := encoderPool.Get().(*zstd.Encoder)
+	out := enc.EncodeAll(plain, dst[:0])
+	encoderPool.Put(enc)
+	if len(out) >= len(plain) {
+		return plain, false
+	}
+	return out, true
+}
+
+// Packs lists the pack files on disk.
+func (r *Repo) Packs() ([]ID, error) {
+	var ids []ID
+	top, err := os.ReadDir(filepath.Join(r.Dir, packsDir))
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range top {
+		if !d.IsDir() || len(d.Name()) != 2 {
+			continue
+		}
+		entries, err := os.ReadDir(filepath.Join(r.Dir, packsDir, d.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if id, err := ParseID(e.Name()); err == nil && strings.HasPrefix(e.Name(), d.Name()) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids, nil
+}

@@ -1,0 +1,136 @@
+package repo
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Totals are a snapshot's sizes.
+type Totals struct {
+	Files    int64 `json:"files"`
+	Dirs     int64 `json:"dirs"`
+	Symlinks int64 `json:"symlinks"`
+	Bytes    int64 `json:"bytes"`
+	// NewBytes and StoredBytes describe what the backup that made the snapshot
+	// added to the repository.
+	NewBytes    int64 `json:"newBytes"`
+	StoredBytes int64 `json:"storedBytes"`
+}
+
+// Snapshot is a snapshot file. Its ID is the SHA-256 of the file; it is
+// written last, so a snapshot is visible only when everything it names is durable.
+type Snapshot struct {
+	Time     time.Time `json:"time"`
+	Source   string    `json:"source"`
+	Hostname string    `json:"hostname,omitempty"`
+	Parent   *ID       `json:"parent,omitempty"`
+	Manifest ID        `json:"manifest"`
+	// ManifestSize lets verify and prune budget their reads.
+	ManifestSize int64  `json:"manifestSize"`
+	Totals       Totals `json:"totals"`
+	// Tags are free key/value pairs (for example the Backup object's name and
+	// namespace) from which the Backup can be re-created if the API server's
+	// own storage is lost.
+	Tags map[string]string `json:"tags,omitempty"`
+
+	ID ID `json:"-"`
+}
+
+// SaveSnapshot publishes a snapshot and returns it with its ID set.
+func (r *Repo) SaveSnapshot(s *Snapshot) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	id, err := writeContentAddressed(filepath.Join(r.Dir, snapshotsDir), data)
+	s.ID = id
+	return err
+}
+
+// LoadSnapshot reads and verifies one snapshot.
+func (r *Repo) LoadSnapshot(id ID) (*Snapshot, error) {
+	data, err := readVerified(filepath.Join(r.Dir, snapshotsDir, id.String()))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("snapshot %s does not exist (backup-mover ls lists them)", id.Short())
+	}
+	if err != nil {
+		return nil, err
+	}
+	var s Snapshot
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("snapshot %s is damaged: %w", id.Short(), err)
+	}
+	s.ID = id
+	return &s, nil
+}
+
+// Snapshots returns every snapshot, oldest first.
+func (r *Repo) Snapshots() ([]*Snapshot, error) {
+	ids, err := r.listIDs(snapshotsDir)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Snapshot
+	for _, id := range ids {
+		s, err := r.LoadSnapshot(id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out, nil
+}
+
+// ResolveSnapshot accepts a full ID or a unique prefix of at least 8 digits,
+// or "latest".
+func (r *Repo) ResolveSnapshot(ref string) (ID, error) {
+	ids, err := r.listIDs(snapshotsDir)
+	if err != nil {
+		return ID{}, err
+	}
+	if ref == "latest" {
+		snaps, err := r.Snapshots()
+		if err != nil {
+			return ID{}, err
+		}
+		if len(snaps) == 0 {
+			return ID{}, errors.New("the repository has no snapshots")
+		}
+		return snaps[len(snaps)-1].ID, nil
+	}
+	if len(ref) < 8 {
+		return ID{}, fmt.Errorf("snapshot id %q is too short: give at least 8 hex digits", ref)
+	}
+	var found []ID
+	for _, id := range ids {
+		if strings.HasPrefix(id.String(), ref) {
+			found = append(found, id)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return ID{}, fmt.Errorf("snapshot %s does not exist (backup-mover ls lists them)", ref)
+	case 1:
+		return found[0], nil
+	default:
+		return ID{}, fmt.Errorf("snapshot id %s is ambiguous: give more digits", ref)
+	}
+}
+
+// RemoveSnapshot deletes a snapshot file (prune's first, committing step).
+func (r *Repo) removeSnapshot(id ID) error {
+	if err := removeFile(filepath.Join(r.Dir, snapshotsDir, id.String())); err != nil {
+		return err
+	}
+	return syncDir(filepath.Join(r.Dir, snapshotsDir))
+}
+
+// SnapshotIDs lists the snapshot files without reading them.
+func (r *Repo) SnapshotIDs() ([]ID, error) { return r.listIDs(snapshotsDir) }
