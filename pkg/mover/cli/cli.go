@@ -44,8 +44,8 @@ type Summary struct {
 
 type options struct {
 	repo, source, target, snapshot, summaryFile, mode, parentTag string
-	jsonOut, dryRun, noParent                                     bool
-	forget, tags                                                  []string
+	jsonOut, dryRun, noParent                                    bool
+	forget, tags                                                 []string
 }
 
 // Main runs the command line and returns the exit code.

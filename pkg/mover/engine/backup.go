@@ -308,7 +308,7 @@ func walkForBackup(ctx context.Context, w *walker, parent *repo.ManifestReader, 
 				e.Size = n.info.Size()
 				e.Inode = st.Ino
 				if st.Nlink > 1 {
-					e.LinkGroup = st.Dev<<40 ^ st.Ino | 1
+					e.LinkGroup = st.Dev<<40 ^ st.Ino // inode numbers are never 0
 				}
 			}
 			// Skip to the parent's entry for this path, if any.

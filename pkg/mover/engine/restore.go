@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"time"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -420,6 +420,8 @@ func (rs *restorer) setMeta(dirfd int, base string, m *repo.Entry, symlink bool)
 	return unix.UtimesNanoAt(dirfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
+var tmpCounter atomic.Uint64
+
 func (rs *restorer) fileWorker() {
 	defer rs.wg.Done()
 	buf := make([]byte, 0, rs.r.Config.Chunker.Max)
@@ -436,11 +438,8 @@ func (rs *restorer) fileWorker() {
 // writeFile writes a verified copy of the file beside its final name, then
 // renames it into place: a failure leaves the old file untouched.
 func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, buf *[]byte) error {
-	tmp := ".backup-mover-" + base
-	if len(tmp) > 255 {
-		tmp = tmp[:255]
-	}
-	_ = unix.Unlinkat(dirfd, tmp, 0)
+	// A unique name: two long names may share any prefix.
+	tmp := fmt.Sprintf(".backup-mover-%d-%x", os.Getpid(), tmpCounter.Add(1))
 	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err

@@ -39,7 +39,9 @@ func Verify(ctx context.Context, r *repo.Repo, ids []repo.ID, whole bool) (*Veri
 	}
 	defer lock.Unlock()
 	res := &VerifyResult{Damaged: []Damage{}}
-	damage := func(obj string, err error) { res.Damaged = append(res.Damaged, Damage{Object: obj, Error: err.Error()}) }
+	damage := func(obj string, err error) {
+		res.Damaged = append(res.Damaged, Damage{Object: obj, Error: err.Error()})
+	}
 	if err := r.LoadIndex(); err != nil {
 		damage("index", err)
 		return res, nil
