@@ -220,9 +220,11 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	repo.CrashAt("backup-before-index")
 	if err := writer.Finish(); err != nil {
 		return nil, err
 	}
+	repo.CrashAt("backup-before-manifest")
 	manifestID, manifestSize, err := mw.Close()
 	committed = true
 	if err != nil {
@@ -235,6 +237,7 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 	if parent != nil {
 		snap.Parent = &parent.ID
 	}
+	repo.CrashAt("backup-before-snapshot")
 	if !lock.Held() {
 		return nil, errors.New("the repository lock expired during the backup (was the process paused?); a prune may have removed data this snapshot needs, so it is not published: run the backup again")
 	}

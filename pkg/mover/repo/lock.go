@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -121,7 +122,7 @@ func (r *Repo) conflictingLock(own string, kind LockKind) (string, error) {
 		if json.Unmarshal(data, &lf) != nil {
 			continue // being written; a lock is only trusted once complete
 		}
-		if time.Now().After(lf.Expires) {
+		if time.Now().After(lf.Expires) || holderIsGone(lf) {
 			_ = os.Remove(path)
 			continue
 		}
@@ -142,6 +143,17 @@ func (l *Lock) Held() bool {
 	}
 	var lf lockFile
 	return json.Unmarshal(data, &lf) == nil && time.Now().Before(lf.Expires)
+}
+
+// holderIsGone reports whether the lock was taken on this host by a process
+// that no longer exists: such a lock is dead before its lease ends. A reused
+// PID only makes the lock look alive, which errs on the safe side.
+func holderIsGone(lf lockFile) bool {
+	host, _ := os.Hostname()
+	if lf.Hostname != host || lf.PID <= 0 || lf.PID == os.Getpid() {
+		return false
+	}
+	return syscall.Kill(lf.PID, 0) == syscall.ESRCH
 }
 
 // Unlock releases the lease.

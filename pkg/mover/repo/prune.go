@@ -49,6 +49,7 @@ func (r *Repo) Prune(forget []ID, wait time.Duration) (*PruneResult, error) {
 		res.Forgotten = append(res.Forgotten, id.String())
 	}
 
+	CrashAt("prune-after-forget")
 	snaps, err := r.Snapshots()
 	if err != nil {
 		return res, fmt.Errorf("prune stopped before deleting data: %w", err)
@@ -112,6 +113,7 @@ func (r *Repo) Prune(forget []ID, wait time.Duration) (*PruneResult, error) {
 	if err := rw.Finish(); err != nil {
 		return res, err
 	}
+	CrashAt("prune-after-rewrite")
 	for p := range packDead {
 		if packLive[p] > 0 {
 			res.PacksRewritten++
@@ -146,6 +148,7 @@ func (r *Repo) Prune(forget []ID, wait time.Duration) (*PruneResult, error) {
 			return res, err
 		}
 	}
+	CrashAt("prune-after-new-index")
 	for _, id := range oldIndexes {
 		if id != newIndex {
 			if err := removeFile(filepath.Join(r.Dir, indexDir, id.String())); err != nil {
@@ -178,6 +181,7 @@ func (r *Repo) Prune(forget []ID, wait time.Duration) (*PruneResult, error) {
 			return res, err
 		}
 		res.PacksDeleted++
+		CrashAt("prune-mid-pack-delete")
 	}
 	allManifests, err := r.listIDs(manifestsDir)
 	if err != nil {

@@ -92,9 +92,11 @@ func (w *Writer) flushLocked() {
 	w.slots <- struct{}{}
 	w.flushing.Add(1)
 	go func() {
-		defer func() { <-w.slots; w.flushing.Done() }()
+		defer w.flushing.Done()
 		id := Hash(pack)
 		err := writeFileAtomic(packPath(w.r.Dir, id), pack)
+		// Free the slot before taking mu: Add holds mu while it waits for a slot.
+		<-w.slots
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if err != nil {
