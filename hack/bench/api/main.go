@@ -276,7 +276,6 @@ func procMemory(pid int) (rss, hwm string) {
 	return rss, hwm
 }
 
-
 func report(subjects []subject, results []result, objects int, rss, hwm string) {
 	ours, crd := results[0], results[1]
 	type row struct {

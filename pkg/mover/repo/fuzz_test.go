@@ -1,0 +1,117 @@
+package repo
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzDecodeEntry: no input may crash the decoder, and every entry it accepts
+// has a path that stays beneath any root it is joined to.
+func FuzzDecodeEntry(f *testing.F) {
+	f.Add([]byte(`{"path":".","type":"dir","mode":493,"uid":0,"gid":0,"mtime":0}`))
+	f.Add([]byte(`{"path":"a/b","type":"file","mode":420,"uid":1,"gid":1,"mtime":5,"size":3,"chunks":["` + strings.Repeat("ab", 32) + `"]}`))
+	f.Add([]byte(`{"path":"../x","type":"symlink","mode":511,"uid":0,"gid":0,"mtime":0,"target":"/etc"}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		e, err := DecodeEntry(line)
+		if err != nil {
+			return
+		}
+		requireBeneath(t, e.Path)
+	})
+}
+
+// FuzzValidatePath: an accepted path never leaves the root.
+func FuzzValidatePath(f *testing.F) {
+	for _, s := range []string{".", "a", "a/b", "../a", "a/../../b", "/abs", "a//b", "a/./b", "..", "a/..", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if ValidatePath(p) != nil {
+			return
+		}
+		requireBeneath(t, p)
+		if p != "." {
+			// Parent of a valid path is valid too.
+			if err := ValidatePath(Parent(p)); err != nil {
+				t.Fatalf("parent of valid %q is invalid: %v", p, err)
+			}
+		}
+	})
+}
+
+func requireBeneath(t *testing.T, p string) {
+	t.Helper()
+	root := "/restore/root"
+	joined := filepath.Join(root, filepath.FromSlash(p))
+	if joined != root && !strings.HasPrefix(joined, root+"/") {
+		t.Fatalf("accepted path %q escapes the root: %s", p, joined)
+	}
+}
+
+// FuzzDecodeIndex: no input may crash the index decoder or yield an entry
+// with impossible bounds.
+func FuzzDecodeIndex(f *testing.F) {
+	f.Add([]byte(`{"packs":[{"id":"` + strings.Repeat("cd", 32) + `","blobs":[{"id":"` + strings.Repeat("ef", 32) + `","off":0,"len":10,"raw":12,"z":true}]}]}`))
+	f.Add([]byte(`{"packs":[{"id":"x","blobs":[{"off":-1}]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		locs, err := DecodeIndex(data)
+		if err != nil {
+			return
+		}
+		for _, l := range locs {
+			if l.Offset < 0 || l.Length == 0 {
+				t.Fatalf("impossible location accepted: %+v", l)
+			}
+		}
+	})
+}
+
+func TestComparePathsMatchesWalkOrder(t *testing.T) {
+	ordered := []string{".", "a", "a/b", "a/b/c", "a.b", "a0", "b", "b/a"}
+	for i := range ordered {
+		for j := range ordered {
+			got := ComparePaths(ordered[i], ordered[j])
+			want := 0
+			if i < j {
+				want = -1
+			} else if i > j {
+				want = 1
+			}
+			if got != want {
+				t.Errorf("ComparePaths(%q, %q) = %d, want %d", ordered[i], ordered[j], got, want)
+			}
+		}
+	}
+}
+
+func TestLocks(t *testing.T) {
+	r, err := Init(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared1, err := r.Lock(Shared, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared2, err := r.Lock(Shared, 0)
+	if err != nil {
+		t.Fatalf("two shared locks must coexist: %v", err)
+	}
+	if _, err := r.Lock(Exclusive, 0); err == nil {
+		t.Fatal("exclusive lock granted while shared locks are held")
+	}
+	shared1.Unlock()
+	shared2.Unlock()
+	ex, err := r.Lock(Exclusive, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Lock(Shared, 0); err == nil {
+		t.Fatal("shared lock granted while an exclusive lock is held")
+	}
+	if !ex.Held() {
+		t.Error("held lock reports not held")
+	}
+	ex.Unlock()
+}
