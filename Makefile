@@ -32,6 +32,20 @@ verify: ## Fail when generated code is stale, code is not gofmt'ed, or go vet co
 	@test -z "$$(gofmt -l cmd pkg hack)" || { gofmt -l cmd pkg hack; echo "run gofmt -w on the files above"; exit 1; }
 	$(GO) vet ./...
 
+.PHONY: run
+run: ## A local single-node cluster with the operator deployed (DETACH=1 returns once ready)
+	$(GO) build -o $(BIN)/local-cluster ./hack/local-cluster
+	$(BIN)/local-cluster $(if $(DETACH),--detach)
+
+.PHONY: down
+down: ## Tear down a cluster left running by `make run DETACH=1`
+	$(GO) build -o $(BIN)/local-cluster ./hack/local-cluster
+	$(BIN)/local-cluster --down
+
+.PHONY: test-e2e
+test-e2e: ## End-to-end tests on a fresh local cluster (started and stopped by the suite)
+	$(GO) test -tags e2e -timeout 40m -v -count=1 ./hack/e2e/
+
 .PHONY: kube-binaries
 kube-binaries: ## Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet (cached outside the tree)
 	hack/build-kube.sh
@@ -53,3 +67,7 @@ deploy: ## Apply artifacts/deploy to the cluster KUBECONFIG points at (kind)
 .PHONY: clean
 clean: ## Remove build output
 	rm -rf _output
+
+.PHONY: bench-mover
+bench-mover: ## Benchmark backup-mover against restic and tar|zstd on a ~2 GiB dataset
+	$(GO) run ./hack/bench/mover

@@ -1,0 +1,327 @@
+// Command mover benchmarks backup-mover against restic and tar|zstd on the same
+// data in one run: full backup, no-change backup, backup after changing 1% of
+// the files and appending to the large file, and full restore. It prints wall
+// time, peak RSS and repository size as a table with ratios, and the disk's own
+// sequential write and read speed beside it. Run it with `make bench-mover`.
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"example.com/backup-operator/hack/cluster"
+)
+
+type measurement struct {
+	wall time.Duration
+	rss  int64 // KiB
+}
+
+type tool struct {
+	name    string
+	backup  func(src, repo string) []string // a bash command line
+	restore func(repo, dst string) []string
+	init    func(repo string) []string
+}
+
+func main() {
+	work := flag.String("dir", "/var/tmp/backup-operator-bench", "work directory (the dataset is kept there between runs)")
+	small := flag.Int("small-files", 50000, "number of small files")
+	bigMiB := flag.Int("big-mib", 1024, "size of the incompressible file")
+	textMiB := flag.Int("text-mib", 512, "size of the compressible file")
+	flag.Parse()
+	if err := run(*work, *small, *bigMiB, *textMiB); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-mover:", err)
+		os.Exit(1)
+	}
+}
+
+func run(work string, small, bigMiB, textMiB int) error {
+	if _, err := exec.LookPath("restic"); err != nil {
+		fmt.Println("installing restic (Debian package) ...")
+		if out, err := exec.Command("bash", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic zstd").CombinedOutput(); err != nil {
+			return fmt.Errorf("installing restic: %v\n%s", err, out)
+		}
+	}
+	bin := filepath.Join(work, "bin")
+	if err := cluster.BuildOperator(bin); err != nil {
+		return err
+	}
+	mover := filepath.Join(bin, "backup-mover")
+	src := filepath.Join(work, "data")
+	if err := generate(src, small, bigMiB, textMiB); err != nil {
+		return err
+	}
+	writeMBs, readMBs, err := diskSpeed(work)
+	if err != nil {
+		return err
+	}
+	os.Setenv("RESTIC_PASSWORD", "bench")
+	tools := []tool{
+		{
+			name:    "backup-mover",
+			init:    func(repo string) []string { return nil },
+			backup:  func(src, repo string) []string { return []string{mover, "backup", "--repo", repo, "--source", src} },
+			restore: func(repo, dst string) []string { return []string{mover, "restore", "--repo", repo, "--snapshot", "latest", "--target", dst} },
+		},
+		{
+			name:    "restic",
+			init:    func(repo string) []string { return []string{"restic", "init", "-q", "--repo", repo} },
+			backup:  func(src, repo string) []string { return []string{"restic", "backup", "-q", "--repo", repo, src} },
+			restore: func(repo, dst string) []string { return []string{"restic", "restore", "-q", "--repo", repo, "latest", "--target", dst} },
+		},
+		{
+			name: "tar | zstd",
+			init: func(repo string) []string { return []string{"mkdir", "-p", repo} },
+			backup: func(src, repo string) []string {
+				return []string{"bash", "-c", fmt.Sprintf("n=$(ls %s | wc -l); tar -C %s -cf - . | zstd -q -T0 -1 -o %s/$n.tar.zst", repo, src, repo)}
+			},
+			restore: func(repo, dst string) []string {
+				return []string{"bash", "-c", fmt.Sprintf("mkdir -p %s && zstd -q -d -c $(ls -d %s/*.tar.zst | sort -V | tail -1) | tar -C %s -xf -", dst, repo, dst)}
+			},
+		},
+	}
+	scenarios := []string{"full backup", "no-change backup", "1% changed + append", "full restore"}
+	results := map[string]map[string]measurement{}
+	sizes := map[string]int64{}
+	for _, tl := range tools {
+		results[tl.name] = map[string]measurement{}
+	}
+	// Each tool sees the same sequence of data; the change step is replayed
+	// from a fixed seed on a fresh copy of the dataset for each tool.
+	for _, tl := range tools {
+		fmt.Printf("== %s\n", tl.name)
+		repo := filepath.Join(work, "repo-"+strings.ReplaceAll(strings.ReplaceAll(tl.name, " ", ""), "|", ""))
+		tree := filepath.Join(work, "tree")
+		dst := filepath.Join(work, "restored")
+		for _, p := range []string{repo, tree, dst} {
+			os.RemoveAll(p)
+		}
+		if out, err := exec.Command("cp", "-a", src, tree).CombinedOutput(); err != nil {
+			return fmt.Errorf("copying dataset: %v %s", err, out)
+		}
+		if cmd := tl.init(repo); cmd != nil {
+			if _, err := measure(cmd); err != nil {
+				return err
+			}
+		}
+		steps := []struct {
+			name   string
+			before func() error
+			cmd    []string
+		}{
+			{scenarios[0], nil, tl.backup(tree, repo)},
+			{scenarios[1], nil, tl.backup(tree, repo)},
+			{scenarios[2], func() error { return change(tree) }, tl.backup(tree, repo)},
+			{scenarios[3], nil, tl.restore(repo, dst)},
+		}
+		for _, s := range steps {
+			if s.before != nil {
+				if err := s.before(); err != nil {
+					return err
+				}
+			}
+			dropCaches()
+			m, err := measure(s.cmd)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", tl.name, s.name, err)
+			}
+			results[tl.name][s.name] = m
+			fmt.Printf("   %-22s %8.2f s  %8d KiB peak RSS\n", s.name, m.wall.Seconds(), m.rss)
+		}
+		sizes[tl.name] = duBytes(repo)
+		// restic restores the absolute source path beneath the target.
+		restored := dst
+		if tl.name == "restic" {
+			restored = filepath.Join(dst, tree)
+		}
+		if out, err := exec.Command("diff", "-r", "-q", tree, restored).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s restored a tree that differs from the source: %v\n%s", tl.name, err, out)
+		}
+		for _, p := range []string{repo, tree, dst} {
+			os.RemoveAll(p)
+		}
+	}
+	report(tools, scenarios, results, sizes, writeMBs, readMBs, duBytes(src))
+	return nil
+}
+
+// generate writes the dataset once: a large incompressible file, a large
+// compressible one, and many small files in nested directories.
+func generate(dir string, small, bigMiB, textMiB int) error {
+	marker := filepath.Join(dir, ".complete")
+	want := fmt.Sprintf("%d %d %d", small, bigMiB, textMiB)
+	if data, err := os.ReadFile(marker); err == nil && string(data) == want {
+		return nil
+	}
+	fmt.Printf("generating the dataset in %s ...\n", dir)
+	os.RemoveAll(dir)
+	rng := rand.New(rand.NewSource(42))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	f, err := os.Create(filepath.Join(dir, "random.bin"))
+	if err != nil {
+		return err
+	}
+	for i := 0; i < bigMiB; i++ {
+		rng.Read(buf)
+		f.Write(buf)
+	}
+	f.Close()
+	f, err = os.Create(filepath.Join(dir, "app.log"))
+	if err != nil {
+		return err
+	}
+	words := strings.Fields("GET POST PUT /api/v1/users /api/v1/orders /healthz 200 201 404 500 user=alice user=bob latency_ms= bytes= request_id=")
+	var line bytes.Buffer
+	for written := 0; written < textMiB<<20; {
+		line.Reset()
+		fmt.Fprintf(&line, "2026-11-26T%02d:%02d:%02d.%03dZ", rng.Intn(24), rng.Intn(60), rng.Intn(60), rng.Intn(1000))
+		for j := 0; j < 8; j++ {
+			line.WriteByte(' ')
+			line.WriteString(words[rng.Intn(len(words))])
+			if j%3 == 0 {
+				fmt.Fprintf(&line, "%d", rng.Intn(100000))
+			}
+		}
+		line.WriteByte('\n')
+		n, _ := f.Write(line.Bytes())
+		written += n
+	}
+	f.Close()
+	for i := 0; i < small; i++ {
+		p := filepath.Join(dir, "small", fmt.Sprintf("%02d", i%50), fmt.Sprintf("%03d", (i/50)%40), fmt.Sprintf("file-%06d.dat", i))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		size := 512 + rng.Intn(15000)
+		data := buf[:size]
+		rng.Read(data[:size/2]) // half random, half repeated: mildly compressible
+		copy(data[size/2:], data[:size/2])
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(marker, []byte(want), 0o644)
+}
+
+// change rewrites 1% of the small files and appends 64 MiB to the large file.
+func change(tree string) error {
+	rng := rand.New(rand.NewSource(7))
+	var files []string
+	filepath.Walk(filepath.Join(tree, "small"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	for i := 0; i < len(files)/100; i++ {
+		p := files[rng.Intn(len(files))]
+		data := make([]byte, 4096)
+		rng.Read(data)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(tree, "random.bin"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := 0; i < 64; i++ {
+		rng.Read(buf)
+		f.Write(buf)
+	}
+	return nil
+}
+
+func measure(argv []string) (measurement, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	m := measurement{wall: time.Since(start)}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		m.rss = ru.Maxrss
+	}
+	if err != nil {
+		tail := out.String()
+		if len(tail) > 2000 {
+			tail = tail[len(tail)-2000:]
+		}
+		return m, fmt.Errorf("%v: %w\n%s", argv, err, tail)
+	}
+	return m, nil
+}
+
+// dropCaches empties the page cache when allowed, so each step reads from disk.
+func dropCaches() {
+	exec.Command("sync").Run()
+	os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o200)
+}
+
+// diskSpeed measures sequential write (with fsync) and read of 1 GiB.
+func diskSpeed(work string) (writeMBs, readMBs float64, err error) {
+	path := filepath.Join(work, "disk-speed.tmp")
+	defer os.Remove(path)
+	buf := make([]byte, 4<<20)
+	rand.Read(buf)
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	for i := 0; i < 256; i++ {
+		f.Write(buf)
+	}
+	f.Sync()
+	f.Close()
+	writeMBs = 1024 / time.Since(start).Seconds()
+	dropCaches()
+	f, _ = os.Open(path)
+	start = time.Now()
+	for {
+		if _, err := f.Read(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	readMBs = 1024 / time.Since(start).Seconds()
+	return writeMBs, readMBs, nil
+}
+
+func duBytes(dir string) int64 {
+	out, err := exec.Command("du", "-sb", dir).Output()
+	if err != nil {
+		return 0
+	}
+	var n int64
+	fmt.Sscan(string(out), &n)
+	return n
+}
+
+func report(tools []tool, scenarios []string, res map[string]map[string]measurement, sizes map[string]int64, writeMBs, readMBs float64, dataBytes int64) {
+	ours, restic, tz := tools[0].name, tools[1].name, tools[2].name
+	fmt.Printf("\ndataset: %.2f GiB; disk: sequential write %.0f MB/s (fsync), read %.0f MB/s\n\n", float64(dataBytes)/(1<<30), writeMBs, readMBs)
+	fmt.Printf("| %-20s | %-18s | %-18s | %-18s | %-14s |\n", "step", ours, restic, tz, "ours / restic")
+	fmt.Printf("|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 22), strings.Repeat("-", 20), strings.Repeat("-", 20), strings.Repeat("-", 20), strings.Repeat("-", 16))
+	for _, s := range scenarios {
+		a, b, c := res[ours][s], res[restic][s], res[tz][s]
+		fmt.Printf("| %-20s | %8.2f s         | %8.2f s         | %8.2f s         | %6.2fx time   |\n", s, a.wall.Seconds(), b.wall.Seconds(), c.wall.Seconds(), a.wall.Seconds()/b.wall.Seconds())
+	}
+	for _, s := range scenarios {
+		a, b, c := res[ours][s], res[restic][s], res[tz][s]
+		fmt.Printf("| %-20s | %8d MiB RSS   | %8d MiB RSS   | %8d MiB RSS   | %6.2fx RSS    |\n", s, a.rss/1024, b.rss/1024, c.rss/1024, float64(a.rss)/float64(b.rss))
+	}
+	fmt.Printf("| %-20s | %8.0f MiB       | %8.0f MiB       | %8.0f MiB       | %6.2fx size   |\n", "repository size", float64(sizes[ours])/(1<<20), float64(sizes[restic])/(1<<20), float64(sizes[tz])/(1<<20), float64(sizes[ours])/float64(sizes[restic]))
+}
