@@ -60,7 +60,9 @@ func runForeground(dir string) error {
 	defer cancel()
 	start := time.Now()
 	l, err := cluster.Up(ctx, cluster.LocalOptions{Dir: dir, APIServerPort: 6443, Examples: true,
-		Log: func(format string, args ...any) { fmt.Printf("[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...)) }})
+		Log: func(format string, args ...any) {
+			fmt.Printf("[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+		}})
 	if err != nil {
 		os.Remove(pidFile(dir))
 		return err

@@ -67,16 +67,20 @@ func run(work string, small, bigMiB, textMiB int) error {
 	os.Setenv("RESTIC_PASSWORD", "bench")
 	tools := []tool{
 		{
-			name:    "backup-mover",
-			init:    func(repo string) []string { return nil },
-			backup:  func(src, repo string) []string { return []string{mover, "backup", "--repo", repo, "--source", src} },
-			restore: func(repo, dst string) []string { return []string{mover, "restore", "--repo", repo, "--snapshot", "latest", "--target", dst} },
+			name:   "backup-mover",
+			init:   func(repo string) []string { return nil },
+			backup: func(src, repo string) []string { return []string{mover, "backup", "--repo", repo, "--source", src} },
+			restore: func(repo, dst string) []string {
+				return []string{mover, "restore", "--repo", repo, "--snapshot", "latest", "--target", dst}
+			},
 		},
 		{
-			name:    "restic",
-			init:    func(repo string) []string { return []string{"restic", "init", "-q", "--repo", repo} },
-			backup:  func(src, repo string) []string { return []string{"restic", "backup", "-q", "--repo", repo, src} },
-			restore: func(repo, dst string) []string { return []string{"restic", "restore", "-q", "--repo", repo, "latest", "--target", dst} },
+			name:   "restic",
+			init:   func(repo string) []string { return []string{"restic", "init", "-q", "--repo", repo} },
+			backup: func(src, repo string) []string { return []string{"restic", "backup", "-q", "--repo", repo, src} },
+			restore: func(repo, dst string) []string {
+				return []string{"restic", "restore", "-q", "--repo", repo, "latest", "--target", dst}
+			},
 		},
 		{
 			name: "tar | zstd",

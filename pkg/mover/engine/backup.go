@@ -85,11 +85,32 @@ type fileJob struct {
 
 // chunkTask is one chunk to hash, compress and store.
 type chunkTask struct {
-	data []byte
-	buf  *[]byte
-	out  *repo.ID
-	wg   *sync.WaitGroup
-	err  *atomic.Pointer[error]
+	data  []byte
+	buf   *[]byte
+	out   *repo.ID
+	wg    *sync.WaitGroup
+	err   *atomic.Pointer[error]
+	file  *fileCompressibility
+	index int
+}
+
+// fileCompressibility lets a file whose chunks do not compress (media,
+// encrypted or already compressed data) skip the compressor: after two
+// incompressible chunks only every 16th chunk is tried again.
+type fileCompressibility struct {
+	incompressible atomic.Int32
+}
+
+func (f *fileCompressibility) try(index int) bool {
+	return f.incompressible.Load() < 2 || index%16 == 0
+}
+
+func (f *fileCompressibility) record(shrank bool) {
+	if shrank {
+		f.incompressible.Store(0)
+	} else {
+		f.incompressible.Add(1)
+	}
 }
 
 // Backup stores Source as a new snapshot and returns it.
@@ -132,7 +153,13 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var c counters
-	go scanTotals(ctx, o.Source, &c)
+	if parent != nil {
+		// The parent's totals are a good estimate and cost no second walk.
+		c.bytesTotal.Store(parent.Totals.Bytes)
+		c.filesTotal.Store(parent.Totals.Files)
+	} else {
+		go scanTotals(ctx, o.Source, &c)
+	}
 	stopProgress := reportProgress(ctx, &c, o.Progress)
 
 	workers := o.Workers
@@ -152,8 +179,13 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 			for t := range tasks {
 				id := repo.Hash(t.data)
 				*t.out = id
-				if err := writer.Add(id, t.data, scratch); err != nil {
+				try := t.file.try(t.index)
+				shrank, err := writer.Add(id, t.data, scratch, try)
+				if err != nil {
 					t.err.CompareAndSwap(nil, &err)
+				}
+				if try {
+					t.file.record(shrank)
 				}
 				c.bytesDone.Add(int64(len(t.data)))
 				bufPool.Put(t.buf)
@@ -385,6 +417,7 @@ func readFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask,
 	var ids []repo.ID
 	var slots []*repo.ID
 	var size int64
+	comp := &fileCompressibility{}
 	for {
 		data, err := ch.Next()
 		if err == io.EOF {
@@ -401,7 +434,7 @@ func readFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask,
 		slot := new(repo.ID)
 		slots = append(slots, slot)
 		wg.Add(1)
-		tasks <- chunkTask{data: copied, buf: buf, out: slot, wg: &wg, err: &failed}
+		tasks <- chunkTask{data: copied, buf: buf, out: slot, wg: &wg, err: &failed, file: comp, index: len(slots) - 1}
 	}
 	wg.Wait()
 	if e := failed.Load(); e != nil {

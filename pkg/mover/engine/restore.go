@@ -92,12 +92,19 @@ type restorer struct {
 	dirs    []dirMeta // directories whose metadata is applied last, children first
 	links   []*repo.Entry
 	groups  map[uint64]string // hard-link group → first restored path
-	files   chan *repo.Entry
+	files   chan fileWrite
 	wg      sync.WaitGroup
 	errOnce sync.Once
 	err     error
 	failed  atomic.Bool
 	mu      sync.Mutex
+}
+
+// fileWrite is one file for the writers; replace is set when a file exists
+// at the path and must stay intact until the new content is complete.
+type fileWrite struct {
+	entry   *repo.Entry
+	replace bool
 }
 
 type dirMeta struct {
@@ -158,7 +165,7 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0) * 2
 	}
-	rs.files = make(chan *repo.Entry, workers*4)
+	rs.files = make(chan fileWrite, workers*4)
 	for i := 0; i < workers; i++ {
 		rs.wg.Add(1)
 		go rs.fileWorker()
@@ -331,7 +338,7 @@ func (rs *restorer) apply(m *repo.Entry, existing *node) (bool, error) {
 			}
 			rs.groups[m.LinkGroup] = m.Path
 		}
-		rs.files <- m
+		rs.files <- fileWrite{entry: m, replace: existing != nil}
 		return false, nil
 	}
 }
@@ -425,34 +432,40 @@ var tmpCounter atomic.Uint64
 func (rs *restorer) fileWorker() {
 	defer rs.wg.Done()
 	buf := make([]byte, 0, rs.r.Config.Chunker.Max)
-	for m := range rs.files {
+	for fw := range rs.files {
 		if rs.failed.Load() {
 			continue
 		}
-		if err := rs.at(m.Path, func(dirfd int, base string) error { return rs.writeFile(dirfd, base, m, &buf) }); err != nil {
+		m := fw.entry
+		if err := rs.at(m.Path, func(dirfd int, base string) error { return rs.writeFile(dirfd, base, m, fw.replace, &buf) }); err != nil {
 			rs.fail(err)
 		}
 	}
 }
 
-// writeFile writes a verified copy of the file beside its final name, then
-// renames it into place: a failure leaves the old file untouched.
-func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, buf *[]byte) error {
-	// A unique name: two long names may share any prefix.
-	tmp := fmt.Sprintf(".backup-mover-%d-%x", os.Getpid(), tmpCounter.Add(1))
-	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+// writeFile writes a file from verified chunks. A file that replaces an
+// existing one is written beside it and renamed into place, so a failure
+// leaves the old file untouched; a new file is written in place and removed
+// on failure.
+func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, replace bool, buf *[]byte) error {
+	name := base
+	if replace {
+		// A unique name: two long names may share any prefix.
+		name = fmt.Sprintf(".backup-mover-%d-%x", os.Getpid(), tmpCounter.Add(1))
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(fd), tmp)
+	f := os.NewFile(uintptr(fd), name)
 	ok := false
 	defer func() {
 		f.Close()
 		if !ok {
-			_ = unix.Unlinkat(dirfd, tmp, 0)
+			_ = unix.Unlinkat(dirfd, name, 0)
 		}
 	}()
-	var off int64
+	var off, written int64
 	for _, id := range m.Chunks {
 		data, err := rs.r.ReadBlob(id, *buf)
 		if err != nil {
@@ -466,6 +479,7 @@ func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, buf *[]byte
 			if _, err := f.WriteAt(data, off); err != nil {
 				return err
 			}
+			written = off + int64(len(data))
 		}
 		off += int64(len(data))
 		rs.c.bytesDone.Add(int64(len(data)))
@@ -473,18 +487,37 @@ func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, buf *[]byte
 	if off != m.Size {
 		return fmt.Errorf("snapshot entry %q: chunks hold %d bytes, size says %d", m.Path, off, m.Size)
 	}
-	if err := f.Truncate(off); err != nil {
+	if written != off {
+		if err := f.Truncate(off); err != nil {
+			return err
+		}
+	}
+	// Metadata through the descriptor: no second path lookup.
+	if rs.asRoot {
+		if err := unix.Fchown(fd, int(m.UID), int(m.GID)); err != nil {
+			return err
+		}
+	}
+	if err := unix.Fchmod(fd, m.Mode); err != nil {
 		return err
 	}
-	if err := unix.Renameat(dirfd, tmp, dirfd, base); err != nil {
-		return err
+	ts := []unix.Timespec{unix.NsecToTimespec(m.MTime), unix.NsecToTimespec(m.MTime)}
+	if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH); err != nil {
+		if err := unix.Futimes(fd, []unix.Timeval{unix.NsecToTimeval(m.MTime), unix.NsecToTimeval(m.MTime)}); err != nil {
+			return err
+		}
+	}
+	if replace {
+		if err := unix.Renameat(dirfd, name, dirfd, base); err != nil {
+			return err
+		}
 	}
 	ok = true
 	rs.mu.Lock()
 	rs.res.FilesWritten++
 	rs.res.BytesWritten += off
 	rs.mu.Unlock()
-	return rs.setMeta(dirfd, base, m, false)
+	return nil
 }
 
 // finish links hard-link members, applies directory metadata children first,

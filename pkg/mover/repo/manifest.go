@@ -166,7 +166,7 @@ func (r *Repo) NewManifestWriter() (*ManifestWriter, error) {
 		return nil, err
 	}
 	h := sha256.New()
-	zw, err := zstd.NewWriter(io.MultiWriter(tmp, h), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	zw, err := zstd.NewWriter(io.MultiWriter(tmp, h), zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		tmp.Close()
 		return nil, err

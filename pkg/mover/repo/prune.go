@@ -106,7 +106,7 @@ func (r *Repo) Prune(forget []ID, wait time.Duration) (*PruneResult, error) {
 		if err != nil {
 			return res, fmt.Errorf("prune stopped before deleting data: %w", err)
 		}
-		if err := rw.Add(id, data, nil); err != nil {
+		if _, err := rw.Add(id, data, nil, loc.Compressed); err != nil {
 			return res, err
 		}
 	}
@@ -141,9 +141,7 @@ func (r *Repo) Prune(forget []ID, wait time.Duration) (*PruneResult, error) {
 		if err != nil {
 			return res, err
 		}
-		enc := encoderPool.Get().(interface{ EncodeAll(src, dst []byte) []byte })
-		data := enc.EncodeAll(plain, nil)
-		encoderPool.Put(enc)
+		data := compressAll(plain)
 		if newIndex, err = writeContentAddressed(filepath.Join(r.Dir, indexDir), data); err != nil {
 			return res, err
 		}

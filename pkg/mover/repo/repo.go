@@ -260,22 +260,32 @@ func (r *Repo) readBlobAt(id ID, loc Location, buf []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: pack %s: %w", id.Short(), loc.Pack.Short(), err)
 	}
-	stored := make([]byte, loc.Length)
-	if _, err := f.ReadAt(stored, loc.Offset); err != nil {
+	stored := storedPool.Get().(*[]byte)
+	defer storedPool.Put(stored)
+	if cap(*stored) < int(loc.Length) {
+		*stored = make([]byte, loc.Length)
+	}
+	raw := (*stored)[:loc.Length]
+	if _, err := f.ReadAt(raw, loc.Offset); err != nil {
 		return nil, fmt.Errorf("blob %s: reading pack %s: %w", id.Short(), loc.Pack.Short(), err)
 	}
-	plain := stored
+	var plain []byte
 	if loc.Compressed {
-		plain, err = decoder.DecodeAll(stored, buf[:0])
+		plain, err = decoder.DecodeAll(raw, buf[:0])
 		if err != nil {
 			return nil, fmt.Errorf("blob %s in pack %s is damaged: %w", id.Short(), loc.Pack.Short(), err)
 		}
+	}
+	if !loc.Compressed {
+		plain = append(buf[:0], raw...)
 	}
 	if len(plain) != int(loc.RawLength) || Hash(plain) != id {
 		return nil, fmt.Errorf("blob %s in pack %s is damaged: content does not match its SHA-256", id.Short(), loc.Pack.Short())
 	}
 	return plain, nil
 }
+
+var storedPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
 
 // packCache keeps pack files open for reading.
 type packCache struct {
@@ -333,6 +343,13 @@ func compress(plain []byte, dst []byte) ([]byte, bool) {
 		return plain, false
 	}
 	return out, true
+}
+
+// compressAll compresses metadata (index files) whatever its ratio.
+func compressAll(plain []byte) []byte {
+	enc := encoderPool.Get().(*zstd.Encoder)
+	defer encoderPool.Put(enc)
+	return enc.EncodeAll(plain, nil)
 }
 
 // Packs lists the pack files on disk.

@@ -1,35 +1,45 @@
 package repo
 
 import (
+	"bufio"
+	"crypto/sha256"
 	"fmt"
+	"hash"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 )
 
-// Writer adds blobs to the repository for one backup session. Blobs go into
-// pack files of about Config.PackSize; Finish writes the session's index file.
-// Nothing a Writer writes is referenced until a snapshot names it, so a crash
-// leaves only unreferenced files that prune removes.
+// Writer adds blobs to the repository for one backup session. Blobs stream
+// into a temporary pack file of about Config.PackSize; a full pack is synced
+// and renamed to its SHA-256 in the background. Finish writes the session's
+// index file. Nothing a Writer writes is referenced until a snapshot names it,
+// so a crash leaves only unreferenced files that prune removes.
 type Writer struct {
 	r *Repo
 
 	mu      sync.Mutex
-	pack    []byte
-	blobs   []indexBlob
+	pack    *openPack
 	seen    map[ID]bool
 	written map[ID]Location
 	err     error
-
 	rewrite bool
 
 	flushing sync.WaitGroup
 	slots    chan struct{}
 
 	// NewBytes counts plaintext bytes of blobs this session stored;
-	// StoredBytes the bytes written to pack files.
+	// StoredBytes the bytes written to pack and index files.
 	NewBytes, StoredBytes atomic.Int64
+}
+
+type openPack struct {
+	f     *os.File
+	bw    *bufio.Writer
+	h     hash.Hash
+	size  int64
+	blobs []indexBlob
 }
 
 // NewWriter starts a session.
@@ -58,43 +68,89 @@ func (w *Writer) Has(id ID) bool {
 }
 
 // Add stores plain under id (its SHA-256) unless it is already stored.
-// scratch is a buffer for compression that Add may use.
-func (w *Writer) Add(id ID, plain []byte, scratch []byte) error {
+// scratch is a buffer for compression that Add may use. With tryCompress
+// false the blob is stored as is (the caller found its file incompressible).
+// It reports whether compression shrank the blob.
+func (w *Writer) Add(id ID, plain []byte, scratch []byte, tryCompress bool) (bool, error) {
 	if w.Has(id) {
-		return nil
+		return true, nil
 	}
-	stored, compressed := compress(plain, scratch)
+	stored, compressed := plain, false
+	if tryCompress {
+		stored, compressed = compress(plain, scratch)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
-		return w.err
+		return compressed, w.err
 	}
 	if w.seen[id] {
-		return nil
+		return compressed, nil
 	}
+	if w.pack == nil {
+		if err := w.openPackLocked(); err != nil {
+			w.err = err
+			return compressed, err
+		}
+	}
+	p := w.pack
+	if _, err := p.bw.Write(stored); err != nil {
+		w.err = fmt.Errorf("writing pack: %w", err)
+		return compressed, w.err
+	}
+	p.h.Write(stored)
 	w.seen[id] = true
-	w.blobs = append(w.blobs, indexBlob{ID: id, Offset: int64(len(w.pack)), Length: uint32(len(stored)), RawLength: uint32(len(plain)), Compressed: compressed})
-	w.pack = append(w.pack, stored...)
+	p.blobs = append(p.blobs, indexBlob{ID: id, Offset: p.size, Length: uint32(len(stored)), RawLength: uint32(len(plain)), Compressed: compressed})
+	p.size += int64(len(stored))
 	w.NewBytes.Add(int64(len(plain)))
-	if len(w.pack) >= w.r.Config.PackSize {
+	if p.size >= int64(w.r.Config.PackSize) {
 		w.flushLocked()
 	}
+	return compressed, nil
+}
+
+func (w *Writer) openPackLocked() error {
+	dir := filepath.Join(w.r.Dir, packsDir)
+	f, err := os.CreateTemp(dir, ".tmp-")
+	if err != nil {
+		return err
+	}
+	w.pack = &openPack{f: f, bw: bufio.NewWriterSize(f, 1<<20), h: sha256.New()}
 	return nil
 }
 
-// flushLocked hands the current pack to a background writer (at most two at a time).
+// flushLocked hands the current pack to a background closer (at most two at a
+// time): flush, fsync, rename to its SHA-256.
 func (w *Writer) flushLocked() {
-	if len(w.blobs) == 0 {
+	p := w.pack
+	if p == nil {
 		return
 	}
-	pack, blobs := w.pack, w.blobs
-	w.pack, w.blobs = make([]byte, 0, w.r.Config.PackSize+(1<<20)), nil
+	w.pack = nil
 	w.slots <- struct{}{}
 	w.flushing.Add(1)
 	go func() {
 		defer w.flushing.Done()
-		id := Hash(pack)
-		err := writeFileAtomic(packPath(w.r.Dir, id), pack)
+		var id ID
+		copy(id[:], p.h.Sum(nil))
+		err := p.bw.Flush()
+		if err == nil {
+			err = p.f.Sync()
+		}
+		if cerr := p.f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			final := packPath(w.r.Dir, id)
+			if err = os.MkdirAll(filepath.Dir(final), 0o755); err == nil {
+				if err = os.Rename(p.f.Name(), final); err == nil {
+					err = syncDir(filepath.Dir(final))
+				}
+			}
+		}
+		if err != nil {
+			os.Remove(p.f.Name())
+		}
 		// Free the slot before taking mu: Add holds mu while it waits for a slot.
 		<-w.slots
 		w.mu.Lock()
@@ -105,8 +161,8 @@ func (w *Writer) flushLocked() {
 			}
 			return
 		}
-		w.StoredBytes.Add(int64(len(pack)))
-		for _, b := range blobs {
+		w.StoredBytes.Add(p.size)
+		for _, b := range p.blobs {
 			w.written[b.ID] = Location{Pack: id, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength, Compressed: b.Compressed}
 		}
 	}()
@@ -130,11 +186,7 @@ func (w *Writer) Finish() error {
 	if err != nil {
 		return err
 	}
-	enc := encoderPool.Get().(interface {
-		EncodeAll(src, dst []byte) []byte
-	})
-	data := enc.EncodeAll(plain, nil)
-	encoderPool.Put(enc)
+	data := compressAll(plain)
 	if _, err := writeContentAddressed(filepath.Join(w.r.Dir, indexDir), data); err != nil {
 		return fmt.Errorf("writing index: %w", err)
 	}
