@@ -12,7 +12,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"example.com/backup-operator/pkg/mover/cli"
 )
+
+// The tests run the built binary; naming the package ties the test cache to its code.
+var _ = cli.Main
 
 var mover string
 

@@ -188,7 +188,9 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 					t.file.record(shrank)
 				}
 				c.bytesDone.Add(int64(len(t.data)))
-				bufPool.Put(t.buf)
+				if t.buf != nil {
+					bufPool.Put(t.buf)
+				}
 				t.wg.Done()
 			}
 		}()
@@ -411,6 +413,36 @@ func readFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask,
 		return err
 	}
 	defer f.Close()
+	if j.entry.Size < int64(p.Min) {
+		// A small file is one chunk: read it whole into a buffer of its size.
+		data := make([]byte, j.entry.Size+1)
+		n, err := io.ReadFull(f, data)
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			return fmt.Errorf("reading %s: %w", j.abs, err)
+		}
+		if n <= int(j.entry.Size) {
+			j.entry.Size = int64(n)
+			if n == 0 {
+				j.entry.Chunks = nil
+				return nil
+			}
+			var wg sync.WaitGroup
+			var failed atomic.Pointer[error]
+			var id repo.ID
+			wg.Add(1)
+			tasks <- chunkTask{data: data[:n], out: &id, wg: &wg, err: &failed, file: &fileCompressibility{}}
+			wg.Wait()
+			if e := failed.Load(); e != nil {
+				return *e
+			}
+			j.entry.Chunks = []repo.ID{id}
+			return nil
+		}
+		// It grew since it was listed: chunk it like a large file.
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+	}
 	ch := chunker.New(f, p, cbuf)
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]

@@ -2,7 +2,6 @@ package repo
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -114,9 +113,7 @@ func ComparePaths(a, b string) int {
 // DecodeEntry parses and validates one manifest line.
 func DecodeEntry(line []byte) (Entry, error) {
 	var e Entry
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
+	if err := json.Unmarshal(line, &e); err != nil {
 		return e, fmt.Errorf("decoding manifest entry: %w", err)
 	}
 	if err := ValidatePath(e.Path); err != nil {

@@ -49,7 +49,7 @@ type Repo struct {
 
 var (
 	encoderPool = sync.Pool{New: func() any {
-		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 		return e
 	}}
 	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
@@ -92,7 +92,7 @@ func OpenOrInit(dir string) (*Repo, error) {
 	return r, err
 }
 
-// Open opens the repository in dir and loads its index.
+// Open opens the repository in dir.
 func Open(dir string) (*Repo, error) {
 	c, err := readConfig(dir)
 	if err != nil {
@@ -100,9 +100,8 @@ func Open(dir string) (*Repo, error) {
 	}
 	r := &Repo{Dir: dir, Config: c, index: map[ID]Location{}}
 	r.packs.dir = dir
-	if err := r.LoadIndex(); err != nil {
-		return nil, err
-	}
+	// The index is loaded by each operation once it holds its lock: a prune
+	// may rewrite it between Open and then.
 	return r, nil
 }
 
