@@ -109,7 +109,7 @@ func StartControlPlane(ctx context.Context, o ControlPlaneOptions) (_ *ControlPl
 		return nil, err
 	}
 	if cp.KubeletClient, err = cp.CA.Sign(pki, "apiserver-kubelet-client", CertRequest{
-		CommonName: "kube-apiserver-kubelet-client", Organization: []string{"kubeadm:cluster-admins"}, Client: true}); err != nil {
+		CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}, Client: true}); err != nil {
 		return nil, err
 	}
 	admin, err := cp.CA.Sign(pki, "admin", CertRequest{CommonName: "kubernetes-admin", Organization: []string{"system:masters"}, Client: true})

@@ -182,6 +182,14 @@ serializeImagePulls: false
 	if err := n.waitReady(ctx, 3*time.Minute); err != nil {
 		return nil, fmt.Errorf("%w\nkubelet log:\n%s", err, n.kubelet.Tail(20))
 	}
+	// The kubelet refuses to report a loopback node IP ("nodeIP can't be
+	// loopback address") and so reports none; kube-apiserver then cannot reach
+	// it for logs and exec. The node's address is set once here; the kubelet
+	// leaves the field it could not compute alone.
+	if _, err := cp.Kubectl(ctx, "patch", "node", NodeName, "--subresource=status", "--type=merge",
+		"-p", `{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"},{"type":"Hostname","address":"`+NodeName+`"}]}}`); err != nil {
+		return nil, err
+	}
 	if _, err := KubectlStdin(ctx, cp.AdminKubeconfig, defaultStorageClass, "apply", "-f", "-"); err != nil {
 		return nil, err
 	}
