@@ -110,11 +110,15 @@ func TestTablesOfBackupsAndRestores(t *testing.T) {
 kind: Backup
 metadata: {name: manual-1}
 spec: {target: {pvcName: data}}
----
-apiVersion: backup.example.com/v1alpha1
+`, "create", "-n", ns, "-f", "-"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	kubectl(t, "patch", "backup", "manual-1", "-n", ns, "--subresource=status", "--type=merge",
+		"-p", `{"status":{"phase":"Completed","stats":{"bytes":1572864}}}`)
+	if out, err := kubectlIn(t, `apiVersion: backup.example.com/v1alpha1
 kind: RestoreJob
 metadata: {name: restore-1}
-spec: {backupName: manual-1, target: {pvcName: data}, dryRun: true}
+spec: {backupName: manual-1, target: {pvcName: copy, newPVC: {}}, dryRun: true}
 `, "create", "-n", ns, "-f", "-"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -122,7 +126,7 @@ spec: {backupName: manual-1, target: {pvcName: data}, dryRun: true}
 	if h := strings.Join(strings.Fields(strings.Split(out, "\n")[0]), " "); h != "NAME POLICY PVC PHASE SIZE DURATION AGE" {
 		t.Errorf("backup columns: %q", h)
 	}
-	if !strings.Contains(out, "tables/data") {
+	if !strings.Contains(out, "tables/data") || !strings.Contains(out, "1.5Mi") || !strings.Contains(out, "Completed") {
 		t.Errorf("backup row lacks its PVC:\n%s", out)
 	}
 	out = kubectl(t, "get", "rj", "-n", ns)

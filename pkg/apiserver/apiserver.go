@@ -11,11 +11,18 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 
+	"time"
+
+	"k8s.io/client-go/tools/cache"
+
 	"example.com/backup-operator/pkg/apis/backup"
 	"example.com/backup-operator/pkg/apis/backup/install"
+	"example.com/backup-operator/pkg/generated/clientset/versioned"
+	"example.com/backup-operator/pkg/generated/informers/externalversions"
 	backupstorage "example.com/backup-operator/pkg/registry/backup/backup"
 	policystorage "example.com/backup-operator/pkg/registry/backup/backuppolicy"
 	restorestorage "example.com/backup-operator/pkg/registry/backup/restorejob"
+	"example.com/backup-operator/pkg/safety"
 )
 
 var (
@@ -63,6 +70,46 @@ func (c *Config) Complete() CompletedConfig {
 	return CompletedConfig{GenericConfig: c.GenericConfig.Complete(), ExtraConfig: &c.ExtraConfig}
 }
 
+// newChecker builds the restore-safety checker on informer caches: pods,
+// claims and replica sets from kube-apiserver, Backups and RestoreJobs from
+// this server itself (through its loopback client), and the delegated
+// authorizer, which asks kube-apiserver about the requester.
+func (c CompletedConfig) newChecker() (*safety.Checker, func(stop <-chan struct{}), error) {
+	kube := c.GenericConfig.SharedInformerFactory
+	if kube == nil {
+		return nil, func(<-chan struct{}) {}, nil
+	}
+	own, err := versioned.NewForConfig(c.GenericConfig.LoopbackClientConfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	ownFactory := externalversions.NewSharedInformerFactory(own, 10*time.Minute)
+	pods := kube.Core().V1().Pods().Informer()
+	if err := pods.AddIndexers(cache.Indexers{safety.PodsByPVCIndex: safety.PodsByPVC}); err != nil {
+		return nil, nil, err
+	}
+	pvcs := kube.Core().V1().PersistentVolumeClaims()
+	rs := kube.Apps().V1().ReplicaSets()
+	backups := ownFactory.Backup().V1alpha1().Backups()
+	restores := ownFactory.Backup().V1alpha1().RestoreJobs()
+	synced := []cache.InformerSynced{pods.HasSynced, pvcs.Informer().HasSynced, rs.Informer().HasSynced,
+		backups.Informer().HasSynced, restores.Informer().HasSynced}
+	checker := &safety.Checker{
+		PVCs: pvcs.Lister(), Pods: pods.GetIndexer(), ReplicaSets: rs.Lister(),
+		Backups: backups.Lister(), Restores: restores.Lister(),
+		Authorizer: c.GenericConfig.Authorization.Authorizer,
+		Synced: func() bool {
+			for _, s := range synced {
+				if !s() {
+					return false
+				}
+			}
+			return true
+		},
+	}
+	return checker, func(stop <-chan struct{}) { ownFactory.Start(stop); kube.Start(stop) }, nil
+}
+
 // BackupServer is the running API server.
 type BackupServer struct {
 	GenericAPIServer *genericapiserver.GenericAPIServer
@@ -74,16 +121,24 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	checker, startInformers, err := c.newChecker()
+	if err != nil {
+		return nil, err
+	}
+	generic.AddPostStartHookOrDie("start-backup-informers", func(ctx genericapiserver.PostStartHookContext) error {
+		startInformers(ctx.Done())
+		return nil
+	})
 	opts := c.GenericConfig.RESTOptionsGetter
-	policies, policyStatus, err := policystorage.NewREST(Scheme, opts, c.ExtraConfig.DefaultRepositoryPVC)
+	policies, policyStatus, err := policystorage.NewREST(Scheme, opts, checker, c.ExtraConfig.DefaultRepositoryPVC)
 	if err != nil {
 		return nil, err
 	}
-	backups, backupStatus, err := backupstorage.NewREST(Scheme, opts, policies, c.ExtraConfig.DefaultRepositoryPVC)
+	backups, backupStatus, err := backupstorage.NewREST(Scheme, opts, policies, checker, c.ExtraConfig.DefaultRepositoryPVC)
 	if err != nil {
 		return nil, err
 	}
-	restores, restoreStatus, err := restorestorage.NewREST(Scheme, opts)
+	restores, restoreStatus, err := restorestorage.NewREST(Scheme, opts, checker)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,10 @@ package backup
 
 import (
 	"context"
+	"fmt"
+	"strings"
+
+	"example.com/backup-operator/pkg/safety"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +29,7 @@ type PolicyGetter interface {
 type REST struct {
 	*genericregistry.Store
 	policies PolicyGetter
+	checker  *safety.Checker
 }
 
 var (
@@ -62,11 +67,45 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 			b.Spec.Storage = p.Spec.Storage
 		}
 	}
-	return r.Store.Create(ctx, obj, createValidation, options)
+	return r.Store.Create(ctx, obj, crossNamespaceCheck(r.checker, createValidation), options)
+}
+
+// Delete refuses to delete a Backup that a Pending or Running RestoreJob is
+// restoring: its data would vanish under the restore.
+func (r *REST) Delete(ctx context.Context, name string, deleteValidation rest.ValidateObjectFunc, options *metav1.DeleteOptions) (runtime.Object, bool, error) {
+	if r.checker != nil {
+		ns, _ := genericapirequest.NamespaceFrom(ctx)
+		if users := r.checker.RestoresUsing(ns, name); len(users) > 0 {
+			return nil, false, apierrors.NewConflict(backup.Resource("backups"), name, fmt.Errorf(
+				"RestoreJob %s is restoring this Backup; delete the Backup after it finishes (or delete the RestoreJob first)", strings.Join(users, ", ")))
+		}
+	}
+	return r.Store.Delete(ctx, name, deleteValidation, options)
+}
+
+// crossNamespaceCheck wraps create validation with the requester-aware check
+// of a target in another namespace.
+func crossNamespaceCheck(checker *safety.Checker, next rest.ValidateObjectFunc) rest.ValidateObjectFunc {
+	return func(ctx context.Context, obj runtime.Object) error {
+		if next != nil {
+			if err := next(ctx, obj); err != nil {
+				return err
+			}
+		}
+		if checker == nil {
+			return nil
+		}
+		b := obj.(*backup.Backup)
+		u, _ := genericapirequest.UserFrom(ctx)
+		if ref := checker.CheckTargetReadable(ctx, u, b.Namespace, b.Spec.Target.Namespace, b.Spec.Target.PVCName, field.NewPath("spec", "target", "namespace")); ref != nil {
+			return ref.Error(backup.Resource("backups"), backup.Kind("Backup"), b.Name)
+		}
+		return nil
+	}
 }
 
 // NewREST returns the storage of backups and backups/status.
-func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, policies PolicyGetter, defaultRepositoryPVC string) (*REST, *registry.StatusREST, error) {
+func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, policies PolicyGetter, checker *safety.Checker, defaultRepositoryPVC string) (*REST, *registry.StatusREST, error) {
 	strategy := NewStrategy(scheme, defaultRepositoryPVC)
 	store := &genericregistry.Store{
 		NewFunc:                   func() runtime.Object { return &backup.Backup{} },
@@ -85,5 +124,5 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, polic
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
 		return nil, nil, err
 	}
-	return &REST{Store: store, policies: policies}, registry.NewStatusREST(store, NewStatusStrategy(strategy)), nil
+	return &REST{Store: store, policies: policies, checker: checker}, registry.NewStatusREST(store, NewStatusStrategy(strategy)), nil
 }

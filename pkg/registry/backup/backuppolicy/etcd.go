@@ -1,7 +1,13 @@
 package backuppolicy
 
 import (
+	"context"
+
+	"example.com/backup-operator/pkg/safety"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/generic"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -13,6 +19,7 @@ import (
 // REST is the storage of backuppolicies.
 type REST struct {
 	*genericregistry.Store
+	checker *safety.Checker
 }
 
 var (
@@ -27,8 +34,48 @@ func (*REST) ShortNames() []string { return []string{"bp", "bpol"} }
 // Categories implements rest.CategoriesProvider (kubectl get backup-all).
 func (*REST) Categories() []string { return []string{"backup-all"} }
 
+// Create refuses a policy whose target is in a namespace where the requester
+// may not read PVCs.
+func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
+	return r.Store.Create(ctx, obj, func(ctx context.Context, obj runtime.Object) error {
+		if createValidation != nil {
+			if err := createValidation(ctx, obj); err != nil {
+				return err
+			}
+		}
+		return r.checkTarget(ctx, obj.(*backup.BackupPolicy))
+	}, options)
+}
+
+// Update applies the same check to the updated policy.
+func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, updateValidation rest.ValidateObjectUpdateFunc, forceAllowCreate bool, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
+	return r.Store.Update(ctx, name, objInfo, createValidation, func(ctx context.Context, obj, old runtime.Object) error {
+		if updateValidation != nil {
+			if err := updateValidation(ctx, obj, old); err != nil {
+				return err
+			}
+		}
+		p, oldP := obj.(*backup.BackupPolicy), old.(*backup.BackupPolicy)
+		if p.Spec.Target == oldP.Spec.Target {
+			return nil
+		}
+		return r.checkTarget(ctx, p)
+	}, forceAllowCreate, options)
+}
+
+func (r *REST) checkTarget(ctx context.Context, p *backup.BackupPolicy) error {
+	if r.checker == nil {
+		return nil
+	}
+	u, _ := genericapirequest.UserFrom(ctx)
+	if ref := r.checker.CheckTargetReadable(ctx, u, p.Namespace, p.Spec.Target.Namespace, p.Spec.Target.PVCName, field.NewPath("spec", "target", "namespace")); ref != nil {
+		return ref.Error(backup.Resource("backuppolicies"), backup.Kind("BackupPolicy"), p.Name)
+	}
+	return nil
+}
+
 // NewREST returns the storage of backuppolicies and backuppolicies/status.
-func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, defaultRepositoryPVC string) (*REST, *registry.StatusREST, error) {
+func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, checker *safety.Checker, defaultRepositoryPVC string) (*REST, *registry.StatusREST, error) {
 	strategy := NewStrategy(scheme, defaultRepositoryPVC)
 	store := &genericregistry.Store{
 		NewFunc:                   func() runtime.Object { return &backup.BackupPolicy{} },
@@ -47,5 +94,5 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, defau
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
 		return nil, nil, err
 	}
-	return &REST{store}, registry.NewStatusREST(store, NewStatusStrategy(strategy)), nil
+	return &REST{Store: store, checker: checker}, registry.NewStatusREST(store, NewStatusStrategy(strategy)), nil
 }

@@ -1,7 +1,12 @@
 package restorejob
 
 import (
+	"context"
+
+	"example.com/backup-operator/pkg/safety"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/generic"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -13,6 +18,7 @@ import (
 // REST is the storage of restorejobs.
 type REST struct {
 	*genericregistry.Store
+	checker *safety.Checker
 }
 
 var (
@@ -27,8 +33,38 @@ func (*REST) ShortNames() []string { return []string{"rj", "restore"} }
 // Categories implements rest.CategoriesProvider (kubectl get backup-all).
 func (*REST) Categories() []string { return []string{"backup-all"} }
 
-// NewREST returns the storage of restorejobs and restorejobs/status.
-func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*REST, *registry.StatusREST, error) {
+// Create refuses, before anything is stored, a restore that is not safe: the
+// checks of pkg/safety, judged against live cluster state and the requester's
+// own permissions.
+func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
+	if r.checker == nil {
+		return r.Store.Create(ctx, obj, createValidation, options)
+	}
+	check := func(ctx context.Context, obj runtime.Object) error {
+		if createValidation != nil {
+			if err := createValidation(ctx, obj); err != nil {
+				return err
+			}
+		}
+		rj := obj.(*backup.RestoreJob)
+		u, _ := genericapirequest.UserFrom(ctx)
+		_, refusal := r.checker.CheckRestore(ctx, u, safety.Restore{
+			Namespace: rj.Namespace, Name: rj.Name,
+			BackupNamespace: rj.Spec.BackupNamespace, BackupName: rj.Spec.BackupName,
+			TargetNamespace: rj.Spec.Target.Namespace, TargetPVC: rj.Spec.Target.PVCName,
+			NewPVC: rj.Spec.Target.NewPVC != nil, AllowInUse: rj.Spec.AllowInUse,
+		})
+		if refusal != nil {
+			return refusal.Error(backup.Resource("restorejobs"), backup.Kind("RestoreJob"), rj.Name)
+		}
+		return nil
+	}
+	return r.Store.Create(ctx, obj, check, options)
+}
+
+// NewREST returns the storage of restorejobs and restorejobs/status. checker
+// may be nil (no live-state checks, as in unit tests of the storage).
+func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, checker *safety.Checker) (*REST, *registry.StatusREST, error) {
 	strategy := NewStrategy(scheme)
 	store := &genericregistry.Store{
 		NewFunc:                   func() runtime.Object { return &backup.RestoreJob{} },
@@ -47,5 +83,5 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*RES
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
 		return nil, nil, err
 	}
-	return &REST{store}, registry.NewStatusREST(store, NewStatusStrategy(strategy)), nil
+	return &REST{Store: store, checker: checker}, registry.NewStatusREST(store, NewStatusStrategy(strategy)), nil
 }

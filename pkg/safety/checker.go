@@ -1,0 +1,344 @@
+// Package safety decides whether a restore (or a cross-namespace reference) is
+// safe, from live cluster state and the requester's own permissions. The REST
+// layer runs the checks synchronously when a RestoreJob, Backup or
+// BackupPolicy is created, and refuses with an answer a person can act on; the
+// restore controller runs the same checks again right before it touches data.
+package safety
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	backuplisters "example.com/backup-operator/pkg/generated/listers/backup/v1alpha1"
+)
+
+// PodsByPVCIndex indexes pods by the "namespace/claim" of each PVC they mount.
+const PodsByPVCIndex = "pvc"
+
+// PodsByPVC is the index function for PodsByPVCIndex.
+func PodsByPVC(obj interface{}) ([]string, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return nil, nil
+	}
+	var keys []string
+	for _, v := range pod.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil {
+			keys = append(keys, pod.Namespace+"/"+v.PersistentVolumeClaim.ClaimName)
+		}
+	}
+	return keys, nil
+}
+
+// Checker reads informer caches (no request lists all pods) and asks the
+// authorizer on behalf of the requester.
+type Checker struct {
+	PVCs        corelisters.PersistentVolumeClaimLister
+	Pods        cache.Indexer // with PodsByPVCIndex
+	ReplicaSets appslisters.ReplicaSetLister
+	Backups     backuplisters.BackupLister
+	Restores    backuplisters.RestoreJobLister
+	Authorizer  authorizer.Authorizer
+	// Synced reports whether all caches are filled; until then every check
+	// refuses (fail safe) and asks the requester to retry.
+	Synced func() bool
+}
+
+// Refusal is a failed check with the HTTP status the API answers with.
+type Refusal struct {
+	Code    int // 403, 409 or 422
+	Field   *field.Path
+	Value   string // the refused field's value, for 422 answers
+	Message string
+}
+
+// Check is one named check and its outcome.
+type Check struct {
+	Name    string
+	Passed  bool
+	Message string
+}
+
+// Restore is what a restore check needs to know of a RestoreJob.
+type Restore struct {
+	Namespace, Name string
+	BackupNamespace string
+	BackupName      string
+	TargetNamespace string
+	TargetPVC       string
+	NewPVC          bool
+	AllowInUse      bool
+}
+
+// Error turns a refusal into the API error the REST layer returns.
+func (r *Refusal) Error(gr schema.GroupResource, kind schema.GroupKind, name string) error {
+	switch r.Code {
+	case http.StatusForbidden:
+		return apierrors.NewForbidden(gr, name, fmt.Errorf("%s", r.Message))
+	case http.StatusConflict:
+		return apierrors.NewConflict(gr, name, fmt.Errorf("%s", r.Message))
+	case http.StatusServiceUnavailable:
+		return apierrors.NewServiceUnavailable(r.Message)
+	default:
+		return apierrors.NewInvalid(kind, name, field.ErrorList{field.Invalid(r.Field, r.Value, r.Message)})
+	}
+}
+
+func (c *Checker) notReady() *Refusal {
+	if c.Synced != nil && !c.Synced() {
+		return &Refusal{Code: http.StatusServiceUnavailable, Message: "the server is still loading cluster state to check this request safely; retry in a few seconds"}
+	}
+	return nil
+}
+
+// allowed asks whether the requester may do verb on resource in namespace.
+func (c *Checker) allowed(ctx context.Context, u user.Info, verb, group, resource, namespace, name string) (bool, string, error) {
+	if c.Authorizer == nil || u == nil {
+		return false, "no requester to authorize", nil
+	}
+	decision, reason, err := c.Authorizer.Authorize(ctx, authorizer.AttributesRecord{
+		User: u, Verb: verb, Namespace: namespace, APIGroup: group, APIVersion: "*", Resource: resource, Name: name, ResourceRequest: true,
+	})
+	return decision == authorizer.DecisionAllow, reason, err
+}
+
+// CheckTargetReadable refuses (403) a BackupPolicy or Backup whose target PVC
+// is in another namespace where the requester may not read PVCs.
+func (c *Checker) CheckTargetReadable(ctx context.Context, u user.Info, objectNamespace, targetNamespace, pvc string, fld *field.Path) *Refusal {
+	if targetNamespace == "" || targetNamespace == objectNamespace {
+		return nil
+	}
+	ok, _, err := c.allowed(ctx, u, "get", "", "persistentvolumeclaims", targetNamespace, pvc)
+	if err != nil {
+		return &Refusal{Code: http.StatusServiceUnavailable, Message: "could not check your access to namespace " + targetNamespace + ": " + err.Error()}
+	}
+	if !ok {
+		return &Refusal{Code: http.StatusForbidden, Field: fld, Message: fmt.Sprintf(
+			"%s: you (%s) may not read persistentvolumeclaims in namespace %q, so you may not back up a claim there; create the object in %q, or ask for read access to its claims",
+			fld, u.GetName(), targetNamespace, targetNamespace)}
+	}
+	return nil
+}
+
+// CheckRestore runs every restore check in order and returns them all, with
+// the first refusal (nil when the restore may go ahead).
+func (c *Checker) CheckRestore(ctx context.Context, u user.Info, r Restore) ([]Check, *Refusal) {
+	if ref := c.notReady(); ref != nil {
+		return nil, ref
+	}
+	var checks []Check
+	var first *Refusal
+	record := func(name string, ref *Refusal, okMessage string) {
+		if ref == nil {
+			checks = append(checks, Check{Name: name, Passed: true, Message: okMessage})
+			return
+		}
+		checks = append(checks, Check{Name: name, Passed: false, Message: ref.Message})
+		if first == nil {
+			first = ref
+		}
+	}
+	spec := field.NewPath("spec")
+
+	// Permissions first: nothing about another namespace is revealed to a
+	// requester who may not see it.
+	if u != nil && r.BackupNamespace != r.Namespace {
+		ok, _, err := c.allowed(ctx, u, "get", v1alpha1.GroupName, "backups", r.BackupNamespace, r.BackupName)
+		switch {
+		case err != nil:
+			record("BackupReadable", &Refusal{Code: http.StatusServiceUnavailable, Message: err.Error()}, "")
+		case !ok:
+			record("BackupReadable", &Refusal{Code: http.StatusForbidden, Field: spec.Child("backupNamespace"), Message: fmt.Sprintf(
+				"you (%s) may not read backups in namespace %q; restore from a Backup in %q, or ask for read access to backups there", u.GetName(), r.BackupNamespace, r.Namespace)}, "")
+		}
+	}
+	if u != nil && r.TargetNamespace != r.Namespace {
+		verbs := []string{"update"}
+		if r.NewPVC {
+			verbs = []string{"create"}
+		}
+		for _, verb := range verbs {
+			ok, _, err := c.allowed(ctx, u, verb, "", "persistentvolumeclaims", r.TargetNamespace, r.TargetPVC)
+			switch {
+			case err != nil:
+				record("TargetWritable", &Refusal{Code: http.StatusServiceUnavailable, Message: err.Error()}, "")
+			case !ok:
+				record("TargetWritable", &Refusal{Code: http.StatusForbidden, Field: spec.Child("target", "namespace"), Message: fmt.Sprintf(
+					"you (%s) may not %s persistentvolumeclaims in namespace %q; restore into a claim in %q, or ask for that access", u.GetName(), verb, r.TargetNamespace, r.Namespace)}, "")
+			}
+		}
+	}
+	if first != nil {
+		return checks, first
+	}
+
+	b, err := c.Backups.Backups(r.BackupNamespace).Get(r.BackupName)
+	var dataBytes int64
+	switch {
+	case apierrors.IsNotFound(err):
+		record("BackupCompleted", &Refusal{Code: http.StatusUnprocessableEntity, Field: spec.Child("backupName"), Value: r.BackupName, Message: fmt.Sprintf(
+			"Backup %s/%s does not exist; `kubectl get backups -n %s` lists the ones you can restore", r.BackupNamespace, r.BackupName, r.BackupNamespace)}, "")
+	case err != nil:
+		record("BackupCompleted", &Refusal{Code: http.StatusServiceUnavailable, Message: err.Error()}, "")
+	case b.DeletionTimestamp != nil:
+		record("BackupCompleted", &Refusal{Code: http.StatusUnprocessableEntity, Field: spec.Child("backupName"), Value: r.BackupName, Message: fmt.Sprintf(
+			"Backup %s/%s is being deleted; restore from another Backup", r.BackupNamespace, r.BackupName)}, "")
+	case b.Status.Phase != v1alpha1.BackupPhaseCompleted:
+		phase := string(b.Status.Phase)
+		if phase == "" {
+			phase = "Pending"
+		}
+		record("BackupCompleted", &Refusal{Code: http.StatusUnprocessableEntity, Field: spec.Child("backupName"), Value: r.BackupName, Message: fmt.Sprintf(
+			"Backup %s/%s is %s, not Completed; wait for it (kubectl wait --for=condition=Completed backup/%s -n %s) or pick a Completed one",
+			r.BackupNamespace, r.BackupName, phase, r.BackupName, r.BackupNamespace)}, "")
+	default:
+		if b.Status.Stats != nil {
+			dataBytes = b.Status.Stats.Bytes
+		}
+		record("BackupCompleted", nil, fmt.Sprintf("Backup %s/%s is Completed", r.BackupNamespace, r.BackupName))
+	}
+
+	target := field.NewPath("spec", "target", "pvcName")
+	pvc, err := c.PVCs.PersistentVolumeClaims(r.TargetNamespace).Get(r.TargetPVC)
+	switch {
+	case r.NewPVC && err == nil:
+		record("TargetBound", &Refusal{Code: http.StatusUnprocessableEntity, Field: target, Value: r.TargetPVC, Message: fmt.Sprintf(
+			"PersistentVolumeClaim %s/%s already exists; remove spec.target.newPVC to restore into it, or name a new claim", r.TargetNamespace, r.TargetPVC)}, "")
+	case r.NewPVC:
+		record("TargetBound", nil, "a new claim will be created")
+	case apierrors.IsNotFound(err):
+		record("TargetBound", &Refusal{Code: http.StatusUnprocessableEntity, Field: target, Value: r.TargetPVC, Message: fmt.Sprintf(
+			"PersistentVolumeClaim %s/%s does not exist; create it first, or set spec.target.newPVC to have the restore create it", r.TargetNamespace, r.TargetPVC)}, "")
+	case err != nil:
+		record("TargetBound", &Refusal{Code: http.StatusServiceUnavailable, Message: err.Error()}, "")
+	case pvc.Status.Phase != corev1.ClaimBound:
+		record("TargetBound", &Refusal{Code: http.StatusUnprocessableEntity, Field: target, Value: r.TargetPVC, Message: fmt.Sprintf(
+			"PersistentVolumeClaim %s/%s is %s, not Bound; wait until it is bound to a volume", r.TargetNamespace, r.TargetPVC, pvc.Status.Phase)}, "")
+	default:
+		record("TargetBound", nil, fmt.Sprintf("PersistentVolumeClaim %s/%s is Bound", r.TargetNamespace, r.TargetPVC))
+		capacity := pvc.Status.Capacity[corev1.ResourceStorage]
+		if dataBytes > 0 && capacity.Value() < dataBytes {
+			record("TargetLargeEnough", &Refusal{Code: http.StatusUnprocessableEntity, Field: target, Value: r.TargetPVC, Message: fmt.Sprintf(
+				"PersistentVolumeClaim %s/%s holds %s but the backup has %s of data; restore into a larger claim (or spec.target.newPVC)",
+				r.TargetNamespace, r.TargetPVC, capacity.String(), resource.NewQuantity(dataBytes, resource.BinarySI).String())}, "")
+		} else {
+			record("TargetLargeEnough", nil, fmt.Sprintf("capacity %s for %d bytes of data", capacity.String(), dataBytes))
+		}
+	}
+
+	if !r.NewPVC {
+		users := c.podsUsing(r.TargetNamespace, r.TargetPVC)
+		switch {
+		case len(users) > 0 && !r.AllowInUse:
+			record("TargetNotInUse", &Refusal{Code: http.StatusConflict, Message: fmt.Sprintf(
+				"PersistentVolumeClaim %s/%s is in use by %s; scale the workload down first, or set spec.allowInUse: true to restore underneath it",
+				r.TargetNamespace, r.TargetPVC, strings.Join(users, ", "))}, "")
+		case len(users) > 0:
+			record("TargetNotInUse", nil, "in use by "+strings.Join(users, ", ")+", allowed by spec.allowInUse")
+		default:
+			record("TargetNotInUse", nil, "no running pod mounts the claim")
+		}
+	}
+
+	if busy := c.busyWith(r); busy != "" {
+		record("TargetNotBusy", &Refusal{Code: http.StatusConflict, Message: fmt.Sprintf(
+			"PersistentVolumeClaim %s/%s is busy: %s is in progress; wait until it finishes", r.TargetNamespace, r.TargetPVC, busy)}, "")
+	} else {
+		record("TargetNotBusy", nil, "no other backup or restore of the claim is in progress")
+	}
+	return checks, first
+}
+
+// podsUsing names the live pods that mount the claim, with their owners.
+func (c *Checker) podsUsing(namespace, pvc string) []string {
+	objs, err := c.Pods.ByIndex(PodsByPVCIndex, namespace+"/"+pvc)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, o := range objs {
+		pod := o.(*corev1.Pod)
+		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if pod.Labels["app.kubernetes.io/managed-by"] == "backup-operator" {
+			continue // our own mover pods are reported as "busy" instead
+		}
+		desc := "Pod " + namespace + "/" + pod.Name
+		if owner := c.ownerOf(pod); owner != "" {
+			desc += " (" + owner + ")"
+		}
+		out = append(out, desc)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (c *Checker) ownerOf(pod *corev1.Pod) string {
+	ref := metav1.GetControllerOf(pod)
+	if ref == nil {
+		return ""
+	}
+	if ref.Kind == "ReplicaSet" && c.ReplicaSets != nil {
+		if rs, err := c.ReplicaSets.ReplicaSets(pod.Namespace).Get(ref.Name); err == nil {
+			if d := metav1.GetControllerOf(rs); d != nil {
+				return d.Kind + " " + pod.Namespace + "/" + d.Name
+			}
+		}
+	}
+	return ref.Kind + " " + pod.Namespace + "/" + ref.Name
+}
+
+// busyWith names another Backup or RestoreJob of the same claim that is in progress.
+func (c *Checker) busyWith(r Restore) string {
+	active := func(phase string) bool { return phase == "" || phase == "Pending" || phase == "Running" }
+	backups, _ := c.Backups.List(labels.Everything())
+	for _, b := range backups {
+		if b.Spec.Target.Namespace == r.TargetNamespace && b.Spec.Target.PVCName == r.TargetPVC && active(string(b.Status.Phase)) && b.DeletionTimestamp == nil {
+			return "Backup " + b.Namespace + "/" + b.Name
+		}
+	}
+	restores, _ := c.Restores.List(labels.Everything())
+	for _, o := range restores {
+		if o.Namespace == r.Namespace && o.Name == r.Name {
+			continue
+		}
+		if o.Spec.Target.Namespace == r.TargetNamespace && o.Spec.Target.PVCName == r.TargetPVC && active(string(o.Status.Phase)) {
+			return "RestoreJob " + o.Namespace + "/" + o.Name
+		}
+	}
+	return ""
+}
+
+// RestoresUsing names the Pending or Running RestoreJobs that restore the Backup.
+func (c *Checker) RestoresUsing(namespace, backupName string) []string {
+	restores, _ := c.Restores.List(labels.Everything())
+	var out []string
+	for _, o := range restores {
+		if o.Spec.BackupNamespace == namespace && o.Spec.BackupName == backupName {
+			switch o.Status.Phase {
+			case "", v1alpha1.RestorePhasePending, v1alpha1.RestorePhaseRunning:
+				out = append(out, o.Namespace+"/"+o.Name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
