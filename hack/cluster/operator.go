@@ -22,7 +22,7 @@ type BackupAPIServer struct {
 	args    []string
 }
 
-// StartBackupAPIServer runs bin (backup-apiserver) with its embedded etcd in
+// StartBackupAPIServer runs bin (backup-apiserver, API only) with its embedded etcd in
 // dir, registers it with the project's own APIService manifest and an
 // ExternalName Service to localhost, and waits until the APIService is Available.
 func (cp *ControlPlane) StartBackupAPIServer(ctx context.Context, bin, dir string) (*BackupAPIServer, error) {
@@ -43,6 +43,8 @@ func (cp *ControlPlane) StartBackupAPIServer(ctx context.Context, bin, dir strin
 		"--authentication-kubeconfig=" + cp.AdminKubeconfig,
 		"--authorization-kubeconfig=" + cp.AdminKubeconfig,
 		"--service-namespace=backup-system",
+		// No kubelet runs here to execute mover Jobs: serve the API only.
+		"--controllers=false",
 	}}
 	if err := s.start(); err != nil {
 		return nil, err

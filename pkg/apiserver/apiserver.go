@@ -11,9 +11,14 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 
+	"context"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	restclient "k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+
+	"example.com/backup-operator/pkg/controller"
 
 	"example.com/backup-operator/pkg/apis/backup"
 	"example.com/backup-operator/pkg/apis/backup/install"
@@ -51,6 +56,13 @@ type ExtraConfig struct {
 	// DefaultRepositoryPVC fills spec.storage.pvcName when a policy or Backup
 	// leaves it empty.
 	DefaultRepositoryPVC string
+	// Controllers runs the embedded controllers (schedules, mover Jobs,
+	// retention, restores) in this process.
+	Controllers bool
+	// MoverImage is the image of the data mover Jobs.
+	MoverImage string
+	// KubeClientConfig reaches kube-apiserver (Jobs, claims, events).
+	KubeClientConfig *restclient.Config
 }
 
 // Config is the whole server configuration.
@@ -74,10 +86,10 @@ func (c *Config) Complete() CompletedConfig {
 // claims and replica sets from kube-apiserver, Backups and RestoreJobs from
 // this server itself (through its loopback client), and the delegated
 // authorizer, which asks kube-apiserver about the requester.
-func (c CompletedConfig) newChecker() (*safety.Checker, func(stop <-chan struct{}), error) {
+func (c CompletedConfig) newChecker() (*safety.Checker, externalversions.SharedInformerFactory, error) {
 	kube := c.GenericConfig.SharedInformerFactory
 	if kube == nil {
-		return nil, func(<-chan struct{}) {}, nil
+		return nil, nil, nil
 	}
 	own, err := versioned.NewForConfig(c.GenericConfig.LoopbackClientConfig)
 	if err != nil {
@@ -107,7 +119,11 @@ func (c CompletedConfig) newChecker() (*safety.Checker, func(stop <-chan struct{
 			return true
 		},
 	}
-	return checker, func(stop <-chan struct{}) { ownFactory.Start(stop); kube.Start(stop) }, nil
+	// The controllers use these informers too, plus Jobs; ask for them now so
+	// one Start starts them all.
+	kube.Batch().V1().Jobs().Informer()
+	ownFactory.Backup().V1alpha1().BackupPolicies().Informer()
+	return checker, ownFactory, nil
 }
 
 // BackupServer is the running API server.
@@ -121,12 +137,33 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	checker, startInformers, err := c.newChecker()
+	checker, own, err := c.newChecker()
 	if err != nil {
 		return nil, err
 	}
-	generic.AddPostStartHookOrDie("start-backup-informers", func(ctx genericapiserver.PostStartHookContext) error {
-		startInformers(ctx.Done())
+	var manager *controller.Manager
+	if c.ExtraConfig.Controllers && own != nil && c.ExtraConfig.KubeClientConfig != nil {
+		kube, err := kubernetes.NewForConfig(c.ExtraConfig.KubeClientConfig)
+		if err != nil {
+			return nil, err
+		}
+		ownClient, err := versioned.NewForConfig(c.GenericConfig.LoopbackClientConfig)
+		if err != nil {
+			return nil, err
+		}
+		manager = controller.NewManager(controller.Options{MoverImage: c.ExtraConfig.MoverImage}, kube, ownClient,
+			c.GenericConfig.SharedInformerFactory, own, checker)
+	}
+	generic.AddPostStartHookOrDie("start-backup-informers-and-controllers", func(ctx genericapiserver.PostStartHookContext) error {
+		if own != nil {
+			own.Start(ctx.Done())
+			c.GenericConfig.SharedInformerFactory.Start(ctx.Done())
+		}
+		if manager != nil {
+			runCtx, cancel := context.WithCancel(context.Background())
+			go func() { <-ctx.Done(); cancel() }()
+			go manager.Run(runCtx, 2)
+		}
 		return nil
 	})
 	opts := c.GenericConfig.RESTOptionsGetter

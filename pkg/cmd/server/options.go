@@ -57,6 +57,10 @@ type Options struct {
 	// equal to its serving CA; empty disables publishing.
 	APIServiceName string
 
+	// Controllers runs the embedded controllers; MoverImage is their Jobs' image.
+	Controllers bool
+	MoverImage  string
+
 	embedded bool
 }
 
@@ -72,6 +76,11 @@ func NewOptions() *Options {
 		ServiceName:           "backup-apiserver",
 		ServiceNamespace:      "backup-system",
 		APIServiceName:        "v1alpha1." + v1alpha1.GroupName,
+		Controllers:           true,
+		MoverImage:            "backup-operator:dev",
+	}
+	if img := os.Getenv("MOVER_IMAGE"); img != "" {
+		o.MoverImage = img
 	}
 	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
 		o.ServiceNamespace = ns
@@ -99,6 +108,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ServiceNamespace, "service-namespace", o.ServiceNamespace, "Namespace of that Service (default: $POD_NAMESPACE).")
 	fs.StringVar(&o.APIServiceName, "apiservice-name", o.APIServiceName,
 		"APIService whose spec.caBundle this server keeps equal to its self-signed serving CA. Empty disables it (bring your own certificate and caBundle).")
+	fs.BoolVar(&o.Controllers, "controllers", o.Controllers, "Run the embedded controllers (schedules, backup and restore Jobs, retention). Turn off to serve the API only.")
+	fs.StringVar(&o.MoverImage, "mover-image", o.MoverImage, "Image of the data mover Jobs: this operator's image, which holds /backup-mover (default: $MOVER_IMAGE or backup-operator:dev).")
 	compatibility.DefaultComponentGlobalsRegistry.AddFlags(fs)
 }
 
@@ -160,7 +171,8 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	}
 	return &apiserver.Config{
 		GenericConfig: cfg,
-		ExtraConfig:   apiserver.ExtraConfig{DefaultRepositoryPVC: o.DefaultRepositoryPVC},
+		ExtraConfig: apiserver.ExtraConfig{DefaultRepositoryPVC: o.DefaultRepositoryPVC, Controllers: o.Controllers, MoverImage: o.MoverImage,
+			KubeClientConfig: cfg.ClientConfig},
 	}, nil
 }
 

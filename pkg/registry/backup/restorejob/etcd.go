@@ -52,7 +52,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 			Namespace: rj.Namespace, Name: rj.Name,
 			BackupNamespace: rj.Spec.BackupNamespace, BackupName: rj.Spec.BackupName,
 			TargetNamespace: rj.Spec.Target.Namespace, TargetPVC: rj.Spec.Target.PVCName,
-			NewPVC: rj.Spec.Target.NewPVC != nil, AllowInUse: rj.Spec.AllowInUse,
+			NewPVC: rj.Spec.Target.NewPVC != nil, AllowInUse: rj.Spec.AllowInUse || rj.Spec.DryRun, // a dry run writes nothing
 		})
 		if refusal != nil {
 			return refusal.Error(backup.Resource("restorejobs"), backup.Kind("RestoreJob"), rj.Name)

@@ -1,0 +1,267 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+)
+
+func hasFinalizer(obj metav1.Object, f string) bool {
+	for _, x := range obj.GetFinalizers() {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, error) {
+	b, err := m.backups.Backups(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return result{}, nil
+	}
+	if err != nil {
+		return result{}, err
+	}
+	if b.DeletionTimestamp != nil {
+		return m.finalizeBackup(ctx, b)
+	}
+	if !hasFinalizer(b, DataFinalizer) {
+		c := b.DeepCopy()
+		c.Finalizers = append(c.Finalizers, DataFinalizer)
+		_, err := m.client.BackupV1alpha1().Backups(ns).Update(ctx, c, metav1.UpdateOptions{})
+		return result{}, err
+	}
+	switch b.Status.Phase {
+	case v1alpha1.BackupPhaseCompleted, v1alpha1.BackupPhaseFailed:
+		return result{}, nil
+	}
+	targetNS, pvcName, repo := b.Spec.Target.Namespace, b.Spec.Target.PVCName, b.Spec.Storage.PVCName
+	name = jobName("backup", ns, b.Name)
+	job, err := m.jobs.Jobs(targetNS).Get(name)
+	if apierrors.IsNotFound(err) {
+		if b.Status.Phase == v1alpha1.BackupPhaseRunning && b.Status.JobName != "" {
+			// Never leave a Backup Running without its Job.
+			return result{}, m.failBackup(ctx, b, "JobLost", fmt.Sprintf(
+				"the data mover Job %s/%s disappeared before it finished; no snapshot was stored. Create a new Backup to retry", targetNS, b.Status.JobName))
+		}
+		return m.startBackup(ctx, b, targetNS, pvcName, repo, name)
+	}
+	if err != nil {
+		return result{}, err
+	}
+	return m.observeBackupJob(ctx, b, job)
+}
+
+func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS, pvcName, repo, name string) (result, error) {
+	pvc, err := m.pvcs.PersistentVolumeClaims(targetNS).Get(pvcName)
+	switch {
+	case apierrors.IsNotFound(err):
+		return result{}, m.failBackup(ctx, b, "TargetNotFound", fmt.Sprintf(
+			"PersistentVolumeClaim %s/%s does not exist; fix the target (or the policy's) and create a new Backup", targetNS, pvcName))
+	case err != nil:
+		return result{}, err
+	case pvc.Status.Phase != corev1.ClaimBound:
+		return result{after: 10 * time.Second}, m.setBackupPending(ctx, b, fmt.Sprintf("waiting for PersistentVolumeClaim %s/%s to be Bound (it is %s)", targetNS, pvcName, pvc.Status.Phase))
+	}
+	if _, err := m.pvcs.PersistentVolumeClaims(targetNS).Get(repo); apierrors.IsNotFound(err) {
+		return result{}, m.failBackup(ctx, b, "RepositoryNotFound", fmt.Sprintf(
+			"the repository PersistentVolumeClaim %s/%s does not exist; create it in the target's namespace (see artifacts/examples) or set spec.storage.pvcName, then create a new Backup", targetNS, repo))
+	}
+	if busy := m.restoreOfClaim(targetNS, pvcName); busy != "" {
+		return result{after: 10 * time.Second}, m.setBackupPending(ctx, b, "waiting: RestoreJob "+busy+" is writing to the claim")
+	}
+	spec := jobSpec{kind: "backup", namespace: targetNS, name: name, ownerNS: b.Namespace, owner: b.Name, repoPVC: repo, sourcePVC: pvcName,
+		nodeName: m.nodeOfRunningUser(targetNS, pvcName),
+		// Reading every file regardless of its permissions, nothing more.
+		capabilities: []corev1.Capability{"DAC_READ_SEARCH"},
+		args: []string{"backup", "--repo", "/repo", "--source", "/source", "--summary-file", "/dev/termination-log",
+			"--tag", "backup=" + b.Namespace + "/" + b.Name, "--tag", "pvc=" + targetNS + "/" + pvcName, "--tag", "policy=" + b.Spec.PolicyName,
+			"--parent-tag", "pvc"}}
+	if b.Namespace == targetNS {
+		spec.ownerRef = &metav1.OwnerReference{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Backup", Name: b.Name, UID: b.UID, Controller: ptr.To(true)}
+	}
+	job, created, err := m.ensureJob(ctx, m.moverJob(spec))
+	if err != nil {
+		return result{}, err
+	}
+	if created {
+		m.recorder.Eventf(b, corev1.EventTypeNormal, "Started", "Started data mover Job %s/%s", targetNS, job.Name)
+		klog.FromContext(ctx).Info("Backup started", "job", klog.KObj(job))
+	}
+	c := b.DeepCopy()
+	c.Status.Phase = v1alpha1.BackupPhaseRunning
+	c.Status.JobName = job.Name
+	c.Status.ObservedGeneration = b.Generation
+	if c.Status.StartTime == nil {
+		now := metav1.NewTime(m.opts.Now())
+		c.Status.StartTime = &now
+	}
+	c.Status.Message = "the data mover is copying the claim's files into the repository"
+	_, err = m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
+	return result{}, err
+}
+
+func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job *batchv1.Job) (result, error) {
+	done, failed, summary, node, reason := m.jobOutcome(job)
+	switch {
+	case done && summary != nil && summary.SnapshotID != "":
+		c := b.DeepCopy()
+		now := metav1.NewTime(m.opts.Now())
+		c.Status.Phase = v1alpha1.BackupPhaseCompleted
+		c.Status.CompletionTime = &now
+		c.Status.SnapshotID = summary.SnapshotID
+		c.Status.Node = node
+		c.Status.JobName = job.Name
+		c.Status.Stats = &v1alpha1.BackupStats{Files: summary.Files, Bytes: summary.Bytes, NewBytes: summary.NewBytes, StoredBytes: summary.StoredBytes}
+		c.Status.Progress = nil
+		c.Status.Message = fmt.Sprintf("snapshot %s stored: %d files, %d bytes, %d new", summary.SnapshotID[:12], summary.Files, summary.Bytes, summary.NewBytes)
+		meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue, Reason: "SnapshotStored", Message: c.Status.Message, ObservedGeneration: b.Generation})
+		if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+			return result{}, err
+		}
+		m.recorder.Eventf(b, corev1.EventTypeNormal, "Completed", "Backup completed: %s", c.Status.Message)
+		backupsTotal.WithLabelValues("completed").Inc()
+		backupBytes.WithLabelValues("total").Add(float64(summary.Bytes))
+		backupBytes.WithLabelValues("new").Add(float64(summary.NewBytes))
+		if b.Status.StartTime != nil {
+			backupDuration.WithLabelValues(b.Namespace, b.Spec.PolicyName).Observe(now.Sub(b.Status.StartTime.Time).Seconds())
+		}
+		if b.Spec.PolicyName != "" {
+			lastSuccess.WithLabelValues(b.Namespace, b.Spec.PolicyName).Set(float64(now.Unix()))
+		}
+		return result{}, nil
+	case done:
+		return result{}, m.failBackup(ctx, b, "NoSummary", "the data mover Job completed without reporting a snapshot; treating the backup as failed. Create a new Backup to retry")
+	case failed:
+		msg := reason
+		if summary != nil && summary.Error != "" {
+			msg = summary.Error
+		}
+		return result{}, m.failBackup(ctx, b, "MoverFailed", fmt.Sprintf("the data mover Job %s/%s failed: %s", job.Namespace, job.Name, msg))
+	}
+	if node != "" && b.Status.Node != node {
+		c := b.DeepCopy()
+		c.Status.Node = node
+		_, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
+		return result{}, err
+	}
+	return result{}, nil
+}
+
+func (m *Manager) setBackupPending(ctx context.Context, b *v1alpha1.Backup, msg string) error {
+	if b.Status.Phase == v1alpha1.BackupPhasePending && b.Status.Message == msg {
+		return nil
+	}
+	c := b.DeepCopy()
+	c.Status.Phase = v1alpha1.BackupPhasePending
+	c.Status.Message = msg
+	_, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
+	return err
+}
+
+func (m *Manager) failBackup(ctx context.Context, b *v1alpha1.Backup, reason, msg string) error {
+	c := b.DeepCopy()
+	now := metav1.NewTime(m.opts.Now())
+	c.Status.Phase = v1alpha1.BackupPhaseFailed
+	c.Status.CompletionTime = &now
+	c.Status.Message = msg
+	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: b.Generation})
+	if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	m.recorder.Event(b, corev1.EventTypeWarning, reason, msg)
+	backupsTotal.WithLabelValues("failed").Inc()
+	klog.FromContext(ctx).Info("Backup failed", "reason", reason, "message", msg)
+	return nil
+}
+
+// restoreOfClaim names a Pending or Running RestoreJob writing to the claim.
+func (m *Manager) restoreOfClaim(namespace, pvc string) string {
+	all, _ := m.restores.List(labels.Everything())
+	for _, r := range all {
+		if r.Spec.Target.Namespace == namespace && r.Spec.Target.PVCName == pvc && r.Status.Phase == v1alpha1.RestorePhaseRunning {
+			return r.Namespace + "/" + r.Name
+		}
+	}
+	return ""
+}
+
+// finalizeBackup removes a deleted Backup's data from the repository (a prune
+// Job, one per repository at a time) before letting the object go.
+func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (result, error) {
+	if !hasFinalizer(b, DataFinalizer) {
+		return result{}, nil
+	}
+	targetNS := b.Spec.Target.Namespace
+	if b.Status.SnapshotID == "" {
+		// Nothing stored; stop a mover that may still run.
+		if b.Status.JobName != "" {
+			_ = m.kube.BatchV1().Jobs(targetNS).Delete(ctx, b.Status.JobName, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
+		}
+		return result{}, m.removeFinalizer(ctx, b)
+	}
+	name := jobName("prune", b.Namespace, b.Name)
+	job, err := m.jobs.Jobs(targetNS).Get(name)
+	if apierrors.IsNotFound(err) {
+		// Prune is exclusive per repository: wait for another one to finish.
+		others, _ := m.jobs.Jobs(targetNS).List(labels.SelectorFromSet(labels.Set{kindLabel: "prune", repoLabel: b.Spec.Storage.PVCName}))
+		for _, o := range others {
+			if d, f, _, _, _ := m.jobOutcome(o); !d && !f {
+				return result{after: 5 * time.Second}, nil
+			}
+		}
+		if _, err := m.pvcs.PersistentVolumeClaims(targetNS).Get(b.Spec.Storage.PVCName); apierrors.IsNotFound(err) {
+			m.recorder.Eventf(b, corev1.EventTypeWarning, "RepositoryNotFound", "repository claim %s/%s is gone; nothing left to remove", targetNS, b.Spec.Storage.PVCName)
+			return result{}, m.removeFinalizer(ctx, b)
+		}
+		_, created, err := m.ensureJob(ctx, m.moverJob(jobSpec{kind: "prune", namespace: targetNS, name: name, ownerNS: b.Namespace, owner: b.Name,
+			repoPVC: b.Spec.Storage.PVCName, args: []string{"prune", "--repo", "/repo", "--forget", b.Status.SnapshotID, "--lock-wait", "30m"}}))
+		if err == nil && created {
+			m.recorder.Eventf(b, corev1.EventTypeNormal, "Pruning", "Removing snapshot %s from repository %s/%s", b.Status.SnapshotID[:12], targetNS, b.Spec.Storage.PVCName)
+		}
+		return result{}, err
+	}
+	if err != nil {
+		return result{}, err
+	}
+	done, failed, _, _, reason := m.jobOutcome(job)
+	switch {
+	case done:
+		m.recorder.Eventf(b, corev1.EventTypeNormal, "DataRemoved", "Snapshot %s removed from the repository", b.Status.SnapshotID[:12])
+		return result{}, m.removeFinalizer(ctx, b)
+	case failed:
+		m.recorder.Eventf(b, corev1.EventTypeWarning, "PruneFailed",
+			"Removing the snapshot failed (%s); the Backup is kept so no data is lost. Fix the repository, then delete Job %s/%s to retry, or remove the finalizer %s to give up",
+			reason, targetNS, name, DataFinalizer)
+		return result{after: 5 * time.Minute}, nil
+	}
+	return result{}, nil
+}
+
+func (m *Manager) removeFinalizer(ctx context.Context, b *v1alpha1.Backup) error {
+	c := b.DeepCopy()
+	var keep []string
+	for _, f := range c.Finalizers {
+		if f != DataFinalizer {
+			keep = append(keep, f)
+		}
+	}
+	c.Finalizers = keep
+	_, err := m.client.BackupV1alpha1().Backups(b.Namespace).Update(ctx, c, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}

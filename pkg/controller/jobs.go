@@ -1,0 +1,186 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
+)
+
+// moverSummary is what backup-mover writes to its termination message.
+type moverSummary struct {
+	Operation       string   `json:"operation"`
+	SnapshotID      string   `json:"snapshotID"`
+	Files           int64    `json:"files"`
+	Bytes           int64    `json:"bytes"`
+	NewBytes        int64    `json:"newBytes"`
+	StoredBytes     int64    `json:"storedBytes"`
+	DurationSeconds float64  `json:"durationSeconds"`
+	Creates         int64    `json:"creates"`
+	Overwrites      int64    `json:"overwrites"`
+	Deletes         int64    `json:"deletes"`
+	Paths           []string `json:"paths"`
+	Truncated       bool     `json:"truncated"`
+	Verified        bool     `json:"verified"`
+	Error           string   `json:"error"`
+}
+
+// jobName derives a stable, valid Job name from a prefix and an object's identity.
+func jobName(prefix, namespace, name string) string {
+	n := prefix + "-" + name
+	if len(n) <= 52 {
+		return n
+	}
+	sum := sha256.Sum256([]byte(namespace + "/" + name))
+	return n[:40] + "-" + hex.EncodeToString(sum[:])[:10]
+}
+
+type jobSpec struct {
+	kind            string // backup, restore, prune
+	namespace, name string // the Job
+	ownerNS, owner  string // the Backup or RestoreJob
+	ownerRef        *metav1.OwnerReference
+	repoPVC         string
+	sourcePVC       string // mounted read-only at /source (backup)
+	targetPVC       string // mounted read-write at /target (restore)
+	args            []string
+	nodeName        string
+	capabilities    []corev1.Capability
+}
+
+// moverJob builds the data mover Job: our image, the repository at /repo, the
+// data at /source (read-only) or /target, a restrictive security context with
+// only the capabilities the operation needs, requests, a deadline and retries.
+// The mover needs no API access and no network.
+func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
+	volumes := []corev1.Volume{{Name: "repo", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: s.repoPVC}}}}
+	mounts := []corev1.VolumeMount{{Name: "repo", MountPath: "/repo"}}
+	if s.sourcePVC != "" {
+		volumes = append(volumes, corev1.Volume{Name: "source", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: s.sourcePVC, ReadOnly: true}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "source", MountPath: "/source", ReadOnly: true})
+	}
+	if s.targetPVC != "" {
+		volumes = append(volumes, corev1.Volume{Name: "target", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: s.targetPVC}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "target", MountPath: "/target"})
+	}
+	lbls := map[string]string{managedByLabel: managedBy, kindLabel: s.kind, ownerNSLabel: s.ownerNS, ownerNameLabel: s.owner, repoLabel: s.repoPVC}
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: lbls},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            ptr.To[int32](2),
+			ActiveDeadlineSeconds:   ptr.To(int64(m.opts.JobDeadline.Seconds())),
+			TTLSecondsAfterFinished: ptr.To[int32](24 * 3600),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: lbls},
+				Spec: corev1.PodSpec{
+					RestartPolicy:                corev1.RestartPolicyNever,
+					AutomountServiceAccountToken: ptr.To(false),
+					EnableServiceLinks:           ptr.To(false),
+					NodeName:                     s.nodeName,
+					SecurityContext:              &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](0), RunAsGroup: ptr.To[int64](0), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+					Containers: []corev1.Container{{
+						Name:                     "mover",
+						Image:                    m.opts.MoverImage,
+						ImagePullPolicy:          corev1.PullIfNotPresent,
+						Command:                  append([]string{"/backup-mover"}, s.args...),
+						TerminationMessagePath:   "/dev/termination-log",
+						TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+						VolumeMounts:             mounts,
+						Resources: corev1.ResourceRequirements{
+							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+						},
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: ptr.To(false),
+							ReadOnlyRootFilesystem:   ptr.To(true),
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: s.capabilities},
+						},
+					}},
+					Volumes: volumes,
+				},
+			},
+		},
+	}
+	if s.ownerRef != nil {
+		job.OwnerReferences = []metav1.OwnerReference{*s.ownerRef}
+	}
+	return job
+}
+
+// jobOutcome reads a finished Job: done, failed, and the mover's summary from
+// the termination message of its newest pod.
+func (m *Manager) jobOutcome(job *batchv1.Job) (done, failed bool, summary *moverSummary, node, reason string) {
+	for _, c := range job.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case batchv1.JobComplete:
+			done = true
+		case batchv1.JobFailed:
+			failed, reason = true, c.Reason+": "+c.Message
+		}
+	}
+	pods, _ := m.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{"job-name": job.Name}))
+	var newest *corev1.Pod
+	for _, p := range pods {
+		if newest == nil || p.CreationTimestamp.After(newest.CreationTimestamp.Time) {
+			newest = p
+		}
+	}
+	if newest != nil {
+		node = newest.Spec.NodeName
+		for _, cs := range newest.Status.ContainerStatuses {
+			if t := cs.State.Terminated; t != nil && t.Message != "" {
+				var s moverSummary
+				if json.Unmarshal([]byte(t.Message), &s) == nil {
+					summary = &s
+				} else if reason == "" {
+					reason = strings.TrimSpace(t.Message)
+				}
+			}
+		}
+	}
+	return done, failed, summary, node, reason
+}
+
+// ensureJob creates the Job unless it exists and returns the current one.
+func (m *Manager) ensureJob(ctx context.Context, job *batchv1.Job) (*batchv1.Job, bool, error) {
+	if existing, err := m.jobs.Jobs(job.Namespace).Get(job.Name); err == nil {
+		return existing, false, nil
+	}
+	created, err := m.kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{})
+	if err != nil {
+		if existing, gerr := m.kube.BatchV1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{}); gerr == nil {
+			return existing, false, nil
+		}
+		return nil, false, fmt.Errorf("creating Job %s/%s: %w", job.Namespace, job.Name, err)
+	}
+	return created, true, nil
+}
+
+// nodeOfRunningUser is the node of a running pod that mounts the claim, so a
+// mover can share a ReadWriteOnce volume with it.
+func (m *Manager) nodeOfRunningUser(namespace, pvc string) string {
+	pods, _ := m.pods.Pods(namespace).List(labels.Everything())
+	for _, p := range pods {
+		if p.Status.Phase != corev1.PodRunning || p.Spec.NodeName == "" || p.Labels[managedByLabel] == managedBy {
+			continue
+		}
+		for _, v := range p.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == pvc {
+				return p.Spec.NodeName
+			}
+		}
+	}
+	return ""
+}

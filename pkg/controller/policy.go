@@ -1,0 +1,265 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/klog/v2"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/apis/backup/validation"
+)
+
+// ScheduledTimeAnnotation records the scheduled time a Backup was created for.
+const ScheduledTimeAnnotation = "backup.example.com/scheduled-time"
+
+// maxCatchUp bounds how many missed runs one sync walks through.
+const maxCatchUp = 10000
+
+func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, error) {
+	p, err := m.policies.BackupPolicies(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return result{}, nil
+	}
+	if err != nil || p.DeletionTimestamp != nil {
+		return result{}, err
+	}
+	logger := klog.FromContext(ctx)
+	status := p.Status.DeepCopy()
+	status.ObservedGeneration = p.Generation
+	now := m.opts.Now()
+
+	sched, err := validation.ParseSchedule(p.Spec.Schedule, p.Spec.TimeZone)
+	if err != nil {
+		meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: "InvalidSchedule", Message: err.Error(), ObservedGeneration: p.Generation})
+		return result{}, m.writePolicyStatus(ctx, p, status)
+	}
+	owned, err := m.backups.Backups(ns).List(labels.SelectorFromSet(labels.Set{PolicyLabel: p.Name}))
+	if err != nil {
+		return result{}, err
+	}
+	var active []string
+	for _, b := range owned {
+		if b.DeletionTimestamp == nil && (b.Status.Phase == "" || b.Status.Phase == v1alpha1.BackupPhasePending || b.Status.Phase == v1alpha1.BackupPhaseRunning) {
+			active = append(active, b.Name)
+		}
+	}
+
+	// The newest scheduled time that is due, and how many before it were missed.
+	ref := p.CreationTimestamp.Time
+	if status.LastScheduleTime != nil && status.LastScheduleTime.After(ref) {
+		ref = status.LastScheduleTime.Time
+	}
+	var due time.Time
+	skipped := 0
+	for t, i := sched.Next(ref), 0; !t.After(now) && i < maxCatchUp; t, i = sched.Next(t), i+1 {
+		if !due.IsZero() {
+			skipped++
+		}
+		due = t
+	}
+	if !due.IsZero() && !p.Spec.Suspend {
+		if skipped > 0 {
+			m.missed(p, status, skipped, "superseded", fmt.Sprintf("%d scheduled runs were missed while the operator was not running; only the newest is considered", skipped))
+		}
+		backupName := fmt.Sprintf("%s-%s", p.Name, due.UTC().Format("200601021504"))
+		_, getErr := m.backups.Backups(ns).Get(backupName)
+		switch {
+		case getErr == nil:
+			// Created already (by an earlier sync or before a restart).
+		case p.Spec.StartingDeadlineSeconds != nil && now.Sub(due) > time.Duration(*p.Spec.StartingDeadlineSeconds)*time.Second:
+			m.missed(p, status, 1, "late", fmt.Sprintf("the run scheduled for %s is %s late, past startingDeadlineSeconds=%d; skipped",
+				due.UTC().Format(time.RFC3339), now.Sub(due).Round(time.Second), *p.Spec.StartingDeadlineSeconds))
+		case p.Spec.ConcurrencyPolicy != v1alpha1.AllowConcurrent && len(active) > 0:
+			m.missed(p, status, 1, "concurrency", fmt.Sprintf("the run scheduled for %s was skipped: Backup %s is still active (concurrencyPolicy: Forbid)",
+				due.UTC().Format(time.RFC3339), active[0]))
+		default:
+			if err := m.createBackup(ctx, p, backupName, map[string]string{ScheduledTimeAnnotation: due.UTC().Format(time.RFC3339)}); err != nil {
+				return result{}, err
+			}
+			active = append(active, backupName)
+			logger.Info("Scheduled backup created", "backup", backupName, "scheduledTime", due)
+		}
+		t := metav1.NewTime(due)
+		status.LastScheduleTime = &t
+	}
+
+	// On demand: one Backup per distinct value of the trigger annotation.
+	if v := p.Annotations[TriggerAnnotation]; v != "" {
+		sum := sha256.Sum256([]byte(v))
+		backupName := fmt.Sprintf("%s-manual-%s", p.Name, hex.EncodeToString(sum[:])[:10])
+		if _, err := m.backups.Backups(ns).Get(backupName); apierrors.IsNotFound(err) {
+			if err := m.createBackup(ctx, p, backupName, map[string]string{TriggerAnnotation: v}); err != nil {
+				return result{}, err
+			}
+		}
+	}
+
+	m.applyRetention(ctx, p, owned)
+
+	sort.Strings(active)
+	status.Active = active
+	var newest *v1alpha1.Backup
+	for _, b := range owned {
+		if b.Status.Phase == v1alpha1.BackupPhaseCompleted && b.Status.CompletionTime != nil &&
+			(newest == nil || b.Status.CompletionTime.After(newest.Status.CompletionTime.Time)) {
+			newest = b
+		}
+	}
+	if newest != nil {
+		status.LastSuccessfulBackup = newest.Name
+		status.LastSuccessfulTime = newest.Status.CompletionTime
+	}
+	next := sched.Next(now)
+	nt := metav1.NewTime(next)
+	status.NextScheduleTime = &nt
+	msg := "next run at " + next.UTC().Format(time.RFC3339)
+	if p.Spec.Suspend {
+		msg = "suspended: no scheduled backups are created"
+		status.NextScheduleTime = nil
+	}
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Scheduled", Message: msg, ObservedGeneration: p.Generation})
+	if err := m.writePolicyStatus(ctx, p, status); err != nil {
+		return result{}, err
+	}
+	return result{after: next.Sub(now) + 500*time.Millisecond}, nil
+}
+
+func (m *Manager) missed(p *v1alpha1.BackupPolicy, status *v1alpha1.BackupPolicyStatus, n int, reason, msg string) {
+	status.MissedRuns += int64(n)
+	missedSchedules.WithLabelValues(p.Namespace, p.Name, reason).Add(float64(n))
+	m.recorder.Event(p, corev1.EventTypeWarning, "MissedSchedule", msg)
+}
+
+func (m *Manager) createBackup(ctx context.Context, p *v1alpha1.BackupPolicy, name string, annotations map[string]string) error {
+	b := &v1alpha1.Backup{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: map[string]string{PolicyLabel: p.Name}, Annotations: annotations,
+			Finalizers: []string{DataFinalizer}},
+		Spec: v1alpha1.BackupSpec{PolicyName: p.Name, Target: p.Spec.Target, Storage: p.Spec.Storage},
+	}
+	_, err := m.client.BackupV1alpha1().Backups(p.Namespace).Create(ctx, b, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil // the deterministic name makes a repeated create harmless
+	}
+	if err != nil {
+		return fmt.Errorf("creating Backup %s/%s: %w", p.Namespace, name, err)
+	}
+	m.recorder.Eventf(p, corev1.EventTypeNormal, "BackupCreated", "Created Backup %s", name)
+	return nil
+}
+
+func (m *Manager) writePolicyStatus(ctx context.Context, p *v1alpha1.BackupPolicy, status *v1alpha1.BackupPolicyStatus) error {
+	if apiequality.Semantic.DeepEqual(&p.Status, status) {
+		return nil
+	}
+	c := p.DeepCopy()
+	c.Status = *status
+	_, err := m.client.BackupV1alpha1().BackupPolicies(p.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
+	return err
+}
+
+// applyRetention deletes the policy's finished Backups that no rule keeps.
+// The newest successful Backup is always kept; deletion removes the data
+// through the Backup's finalizer.
+func (m *Manager) applyRetention(ctx context.Context, p *v1alpha1.BackupPolicy, owned []*v1alpha1.Backup) {
+	var done, failed []*v1alpha1.Backup
+	for _, b := range owned {
+		if b.DeletionTimestamp != nil {
+			continue
+		}
+		switch b.Status.Phase {
+		case v1alpha1.BackupPhaseCompleted:
+			done = append(done, b)
+		case v1alpha1.BackupPhaseFailed:
+			failed = append(failed, b)
+		}
+	}
+	if len(done) == 0 {
+		return
+	}
+	newestFirst := func(list []*v1alpha1.Backup) {
+		sort.Slice(list, func(i, j int) bool { return backupTime(list[i]).After(backupTime(list[j])) })
+	}
+	newestFirst(done)
+	newestFirst(failed)
+	keep := KeepSet(done, p.Spec.Retention, p.Spec.TimeZone)
+	n := int(ptrOr(p.Spec.Retention.KeepFailed, 1))
+	for i, b := range failed {
+		if i < n {
+			keep[b.Name] = true
+		}
+	}
+	for _, b := range append(done, failed...) {
+		if keep[b.Name] {
+			continue
+		}
+		err := m.client.BackupV1alpha1().Backups(b.Namespace).Delete(ctx, b.Name, metav1.DeleteOptions{})
+		if err == nil {
+			m.recorder.Eventf(p, corev1.EventTypeNormal, "RetentionDeleted", "Deleted Backup %s (outside the retention window)", b.Name)
+		} else if !apierrors.IsNotFound(err) {
+			klog.FromContext(ctx).Info("Retention could not delete a Backup; will retry", "backup", b.Name, "err", err)
+		}
+	}
+}
+
+func backupTime(b *v1alpha1.Backup) time.Time {
+	if b.Status.CompletionTime != nil {
+		return b.Status.CompletionTime.Time
+	}
+	return b.CreationTimestamp.Time
+}
+
+func ptrOr(p *int32, def int32) int32 {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// KeepSet returns the names of the successful Backups (newest first) that the
+// retention rules keep: the newest keepLast, the newest of each of the last
+// keepDaily days, keepWeekly ISO weeks and keepMonthly months (in the
+// policy's time zone), and always the newest one.
+func KeepSet(newestFirst []*v1alpha1.Backup, r v1alpha1.RetentionPolicy, timeZone *string) map[string]bool {
+	keep := map[string]bool{}
+	if len(newestFirst) == 0 {
+		return keep
+	}
+	keep[newestFirst[0].Name] = true
+	loc, err := validation.LoadTimeZone(timeZone)
+	if err != nil {
+		loc = time.UTC
+	}
+	for i, b := range newestFirst {
+		if i < int(ptrOr(r.KeepLast, 0)) {
+			keep[b.Name] = true
+		}
+	}
+	bucket := func(n int32, key func(time.Time) string) {
+		seen := map[string]bool{}
+		for _, b := range newestFirst {
+			if len(seen) >= int(n) {
+				return
+			}
+			k := key(backupTime(b).In(loc))
+			if !seen[k] {
+				seen[k] = true
+				keep[b.Name] = true
+			}
+		}
+	}
+	bucket(ptrOr(r.KeepDaily, 0), func(t time.Time) string { return t.Format("2006-01-02") })
+	bucket(ptrOr(r.KeepWeekly, 0), func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprintf("%d-%d", y, w) })
+	bucket(ptrOr(r.KeepMonthly, 0), func(t time.Time) string { return t.Format("2006-01") })
+	return keep
+}

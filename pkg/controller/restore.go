@@ -1,0 +1,203 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/safety"
+)
+
+func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, error) {
+	r, err := m.restores.RestoreJobs(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return result{}, nil
+	}
+	if err != nil || r.DeletionTimestamp != nil {
+		return result{}, err
+	}
+	switch r.Status.Phase {
+	case v1alpha1.RestorePhaseCompleted, v1alpha1.RestorePhaseFailed:
+		return result{}, nil
+	}
+	targetNS := r.Spec.Target.Namespace
+	name = jobName("restore", ns, r.Name)
+	job, err := m.jobs.Jobs(targetNS).Get(name)
+	if err == nil {
+		return m.observeRestoreJob(ctx, r, job)
+	}
+	if !apierrors.IsNotFound(err) {
+		return result{}, err
+	}
+	if r.Status.Phase == v1alpha1.RestorePhaseRunning && r.Status.JobName != "" {
+		return result{}, m.failRestore(ctx, r, nil, "JobLost", fmt.Sprintf("the data mover Job %s/%s disappeared before it finished; check the claim, then create a new RestoreJob", targetNS, r.Status.JobName))
+	}
+
+	// The cluster may have changed since the request was admitted: check again
+	// right before touching data. (The requester's permissions were checked at
+	// admission; they are not re-evaluated for the controller's own identity.)
+	checks, refusal := m.checker.CheckRestore(ctx, nil, safety.Restore{
+		Namespace: r.Namespace, Name: r.Name, BackupNamespace: r.Spec.BackupNamespace, BackupName: r.Spec.BackupName,
+		TargetNamespace: targetNS, TargetPVC: r.Spec.Target.PVCName,
+		NewPVC: r.Spec.Target.NewPVC != nil && r.Status.Phase == "", AllowInUse: r.Spec.AllowInUse || r.Spec.DryRun,
+	})
+	statusChecks := make([]v1alpha1.RestoreCheck, 0, len(checks))
+	for _, c := range checks {
+		statusChecks = append(statusChecks, v1alpha1.RestoreCheck{Name: c.Name, Passed: c.Passed, Message: c.Message})
+	}
+	if refusal != nil {
+		if refusal.Code == 503 {
+			return result{after: 5 * time.Second}, nil
+		}
+		return result{}, m.failRestore(ctx, r, statusChecks, "SafetyCheckFailed", "refused right before restoring: "+refusal.Message+"; nothing was written")
+	}
+	b, err := m.backups.Backups(r.Spec.BackupNamespace).Get(r.Spec.BackupName)
+	if err != nil {
+		return result{}, err
+	}
+	if b.Spec.Target.Namespace != targetNS {
+		return result{}, m.failRestore(ctx, r, statusChecks, "RepositoryElsewhere", fmt.Sprintf(
+			"the Backup's repository claim %s/%s is in another namespace than the target %s; a restore Job mounts both, so restore into a claim in %s",
+			b.Spec.Target.Namespace, b.Spec.Storage.PVCName, targetNS, b.Spec.Target.Namespace))
+	}
+	if r.Spec.Target.NewPVC != nil {
+		bound, err := m.ensureNewPVC(ctx, r, b)
+		if err != nil {
+			return result{}, err
+		}
+		if !bound {
+			return result{after: 3 * time.Second}, m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+				s.Phase, s.Checks, s.Message = v1alpha1.RestorePhasePending, statusChecks, "waiting for the new claim "+r.Spec.Target.PVCName+" to be Bound"
+			})
+		}
+	}
+	op := "restore"
+	if r.Spec.DryRun {
+		op = "diff"
+	}
+	spec := jobSpec{kind: "restore", namespace: targetNS, name: name, ownerNS: r.Namespace, owner: r.Name, repoPVC: b.Spec.Storage.PVCName,
+		targetPVC: r.Spec.Target.PVCName, nodeName: m.nodeOfRunningUser(targetNS, r.Spec.Target.PVCName),
+		// Writing files with their recorded owners, modes and times.
+		capabilities: []corev1.Capability{"CHOWN", "FOWNER", "FSETID", "DAC_OVERRIDE", "DAC_READ_SEARCH"},
+		args: []string{op, "--repo", "/repo", "--snapshot", b.Status.SnapshotID, "--target", "/target",
+			"--mode", strings.ToLower(string(r.Spec.Mode)), "--summary-file", "/dev/termination-log"}}
+	if r.Namespace == targetNS {
+		spec.ownerRef = &metav1.OwnerReference{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "RestoreJob", Name: r.Name, UID: r.UID, Controller: ptr.To(true)}
+	}
+	job, created, err := m.ensureJob(ctx, m.moverJob(spec))
+	if err != nil {
+		return result{}, err
+	}
+	if created {
+		m.recorder.Eventf(r, corev1.EventTypeNormal, "Started", "Safety checks passed; started data mover Job %s/%s (%s)", targetNS, job.Name, op)
+	}
+	return result{}, m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+		s.Phase, s.Checks, s.JobName = v1alpha1.RestorePhaseRunning, statusChecks, job.Name
+		s.ObservedGeneration = r.Generation
+		if s.StartTime == nil {
+			now := metav1.NewTime(m.opts.Now())
+			s.StartTime = &now
+		}
+		s.Message = "the data mover is " + map[bool]string{true: "comparing the snapshot with the claim (dry run)", false: "restoring the snapshot into the claim"}[r.Spec.DryRun]
+	})
+}
+
+// ensureNewPVC creates the restore's target claim and reports whether it is Bound.
+func (m *Manager) ensureNewPVC(ctx context.Context, r *v1alpha1.RestoreJob, b *v1alpha1.Backup) (bool, error) {
+	ns, name := r.Spec.Target.Namespace, r.Spec.Target.PVCName
+	if pvc, err := m.pvcs.PersistentVolumeClaims(ns).Get(name); err == nil {
+		return pvc.Status.Phase == corev1.ClaimBound, nil
+	}
+	n := r.Spec.Target.NewPVC
+	size := resource.MustParse("1Gi")
+	if n.Size != nil {
+		size = *n.Size
+	} else if b.Status.Stats != nil {
+		if want := b.Status.Stats.Bytes + b.Status.Stats.Bytes/10; want > size.Value() {
+			size = *resource.NewQuantity(want, resource.BinarySI)
+		}
+	}
+	modes := []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
+	if len(n.AccessModes) > 0 {
+		modes = nil
+		for _, am := range n.AccessModes {
+			modes = append(modes, corev1.PersistentVolumeAccessMode(am))
+		}
+	}
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{managedByLabel: managedBy},
+			Annotations: map[string]string{"backup.example.com/restored-from": b.Namespace + "/" + b.Name}},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: modes, StorageClassName: n.StorageClassName,
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}}},
+	}
+	if _, err := m.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return false, fmt.Errorf("creating claim %s/%s: %w", ns, name, err)
+	}
+	m.recorder.Eventf(r, corev1.EventTypeNormal, "ClaimCreated", "Created PersistentVolumeClaim %s/%s of %s", ns, name, size.String())
+	return false, nil
+}
+
+func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob, job *batchv1.Job) (result, error) {
+	done, failed, summary, _, reason := m.jobOutcome(job)
+	switch {
+	case done && summary != nil:
+		err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+			now := metav1.NewTime(m.opts.Now())
+			s.Phase, s.CompletionTime, s.JobName = v1alpha1.RestorePhaseCompleted, &now, job.Name
+			s.Preview = &v1alpha1.RestorePreview{Creates: summary.Creates, Overwrites: summary.Overwrites, Deletes: summary.Deletes, Paths: summary.Paths, Truncated: summary.Truncated}
+			s.Stats = &v1alpha1.RestoreStats{Files: summary.Files, Bytes: summary.Bytes}
+			s.Verified = summary.Verified
+			if r.Spec.DryRun {
+				s.Message = fmt.Sprintf("dry run: a restore would create %d, overwrite %d and delete %d files; nothing was written", summary.Creates, summary.Overwrites, summary.Deletes)
+			} else {
+				s.Message = fmt.Sprintf("restored and verified: %d created, %d overwritten, %d deleted, %d bytes written", summary.Creates, summary.Overwrites, summary.Deletes, summary.Bytes)
+			}
+			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue, Reason: "Restored", Message: s.Message, ObservedGeneration: r.Generation})
+		})
+		if err == nil {
+			restoresTotal.WithLabelValues("completed").Inc()
+			m.recorder.Event(r, corev1.EventTypeNormal, "Completed", "RestoreJob completed")
+		}
+		return result{}, err
+	case done || failed:
+		msg := reason
+		if summary != nil && summary.Error != "" {
+			msg = summary.Error
+		}
+		return result{}, m.failRestore(ctx, r, nil, "MoverFailed", fmt.Sprintf("the data mover Job %s/%s failed: %s", job.Namespace, job.Name, msg))
+	}
+	return result{}, nil
+}
+
+func (m *Manager) setRestoreStatus(ctx context.Context, r *v1alpha1.RestoreJob, mutate func(*v1alpha1.RestoreJobStatus)) error {
+	c := r.DeepCopy()
+	mutate(&c.Status)
+	_, err := m.client.BackupV1alpha1().RestoreJobs(r.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
+	return err
+}
+
+func (m *Manager) failRestore(ctx context.Context, r *v1alpha1.RestoreJob, checks []v1alpha1.RestoreCheck, reason, msg string) error {
+	err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+		now := metav1.NewTime(m.opts.Now())
+		s.Phase, s.CompletionTime, s.Message = v1alpha1.RestorePhaseFailed, &now, msg
+		if checks != nil {
+			s.Checks = checks
+		}
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: r.Generation})
+	})
+	if err == nil {
+		restoresTotal.WithLabelValues("failed").Inc()
+		m.recorder.Event(r, corev1.EventTypeWarning, reason, msg)
+	}
+	return err
+}
