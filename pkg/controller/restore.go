@@ -43,13 +43,31 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 		return result{}, m.failRestore(ctx, r, nil, "JobLost", fmt.Sprintf("the data mover Job %s/%s disappeared before it finished; check the claim, then create a new RestoreJob", targetNS, r.Status.JobName))
 	}
 
+	// A new claim is created first; the checks below then apply to it like
+	// to any claim (it must be ours, Bound and large enough).
+	if r.Spec.Target.NewPVC != nil {
+		b, err := m.backups.Backups(r.Spec.BackupNamespace).Get(r.Spec.BackupName)
+		if err != nil {
+			return result{}, m.failRestore(ctx, r, nil, "BackupNotFound", fmt.Sprintf("Backup %s/%s is gone; nothing was written", r.Spec.BackupNamespace, r.Spec.BackupName))
+		}
+		bound, err := m.ensureNewPVC(ctx, r, b)
+		if err != nil {
+			return result{}, m.failRestore(ctx, r, nil, "NewClaimRefused", err.Error()+"; nothing was written")
+		}
+		if !bound {
+			return result{after: 3 * time.Second}, m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+				s.Phase, s.Message = v1alpha1.RestorePhasePending, "waiting for the new claim "+r.Spec.Target.PVCName+" to be Bound"
+			})
+		}
+	}
+
 	// The cluster may have changed since the request was admitted: check again
 	// right before touching data. (The requester's permissions were checked at
 	// admission; they are not re-evaluated for the controller's own identity.)
 	checks, refusal := m.checker.CheckRestore(ctx, nil, safety.Restore{
 		Namespace: r.Namespace, Name: r.Name, BackupNamespace: r.Spec.BackupNamespace, BackupName: r.Spec.BackupName,
 		TargetNamespace: targetNS, TargetPVC: r.Spec.Target.PVCName,
-		NewPVC: r.Spec.Target.NewPVC != nil && r.Status.Phase == "", AllowInUse: r.Spec.AllowInUse || r.Spec.DryRun,
+		AllowInUse: r.Spec.AllowInUse || r.Spec.DryRun,
 	})
 	statusChecks := make([]v1alpha1.RestoreCheck, 0, len(checks))
 	for _, c := range checks {
@@ -69,17 +87,6 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 		return result{}, m.failRestore(ctx, r, statusChecks, "RepositoryElsewhere", fmt.Sprintf(
 			"the Backup's repository claim %s/%s is in another namespace than the target %s; a restore Job mounts both, so restore into a claim in %s",
 			b.Spec.Target.Namespace, b.Spec.Storage.PVCName, targetNS, b.Spec.Target.Namespace))
-	}
-	if r.Spec.Target.NewPVC != nil {
-		bound, err := m.ensureNewPVC(ctx, r, b)
-		if err != nil {
-			return result{}, err
-		}
-		if !bound {
-			return result{after: 3 * time.Second}, m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
-				s.Phase, s.Checks, s.Message = v1alpha1.RestorePhasePending, statusChecks, "waiting for the new claim "+r.Spec.Target.PVCName+" to be Bound"
-			})
-		}
 	}
 	op := "restore"
 	if r.Spec.DryRun {
@@ -116,6 +123,9 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 func (m *Manager) ensureNewPVC(ctx context.Context, r *v1alpha1.RestoreJob, b *v1alpha1.Backup) (bool, error) {
 	ns, name := r.Spec.Target.Namespace, r.Spec.Target.PVCName
 	if pvc, err := m.pvcs.PersistentVolumeClaims(ns).Get(name); err == nil {
+		if pvc.Annotations["backup.example.com/restored-from"] != b.Namespace+"/"+b.Name || pvc.Labels[managedByLabel] != managedBy {
+			return false, fmt.Errorf("a claim %s/%s that this restore did not create appeared after the request was admitted; refusing to write into it", ns, name)
+		}
 		return pvc.Status.Phase == corev1.ClaimBound, nil
 	}
 	n := r.Spec.Target.NewPVC
