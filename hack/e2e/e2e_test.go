@@ -25,6 +25,11 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	if kc := os.Getenv("E2E_KUBECONFIG"); kc != "" {
+		// Reuse a cluster from `make run DETACH=1` while developing tests.
+		local = &cluster.Local{ControlPlane: &cluster.ControlPlane{AdminKubeconfig: kc}}
+		return m.Run()
+	}
 	dir, err := os.MkdirTemp("", "backup-operator-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

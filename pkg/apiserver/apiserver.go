@@ -51,6 +51,22 @@ func init() {
 	)
 }
 
+// withoutProtobuf offers JSON and YAML only: the types have no protobuf
+// encoding, and a client that asks for protobuf first (controller-manager's
+// garbage collector and namespace controller do) must be answered in JSON
+// rather than with an encoding error.
+type withoutProtobuf struct{ runtime.NegotiatedSerializer }
+
+func (s withoutProtobuf) SupportedMediaTypes() []runtime.SerializerInfo {
+	var out []runtime.SerializerInfo
+	for _, info := range s.NegotiatedSerializer.SupportedMediaTypes() {
+		if info.MediaType != runtime.ContentTypeProtobuf {
+			out = append(out, info)
+		}
+	}
+	return out
+}
+
 // ExtraConfig is the configuration beyond the generic server's.
 type ExtraConfig struct {
 	// DefaultRepositoryPVC fills spec.storage.pvcName when a policy or Backup
@@ -181,6 +197,7 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 	}
 
 	group := genericapiserver.NewDefaultAPIGroupInfo(backup.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	group.NegotiatedSerializer = withoutProtobuf{Codecs}
 	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
 		"backuppolicies":        policies,
 		"backuppolicies/status": policyStatus,

@@ -1,0 +1,377 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"example.com/backup-operator/hack/cluster"
+)
+
+// runPod runs a busybox script in a Job with the given claims mounted at
+// /<claim> and returns its output; it fails the test if the script fails.
+func runPod(t *testing.T, ns, name, script string, claims ...string) string {
+	t.Helper()
+	var mounts, vols strings.Builder
+	for _, c := range claims {
+		fmt.Fprintf(&mounts, "\n        - {name: %s, mountPath: /%s}", c, c)
+		fmt.Fprintf(&vols, "\n      - {name: %s, persistentVolumeClaim: {claimName: %s}}", c, c)
+	}
+	apply(t, fmt.Sprintf(`apiVersion: batch/v1
+kind: Job
+metadata: {name: %s, namespace: %s}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: c
+        image: %s
+        imagePullPolicy: Never
+        command: ["/bin/busybox", "sh", "-c", %q]
+        volumeMounts:%s
+      volumes:%s
+`, name, ns, cluster.BusyboxImage, "export PATH=/bin; /bin/busybox --install -s /bin 2>/dev/null; "+script, mounts.String(), vols.String()))
+	out, err := local.Kubectl(context.Background(), "-n", ns, "wait", "--for=condition=Complete", "job/"+name, "--timeout=180s")
+	logs, _ := local.Kubectl(context.Background(), "-n", ns, "logs", "job/"+name)
+	if err != nil {
+		t.Fatalf("job %s did not complete: %v\n%s\nlogs:\n%s", name, err, out, logs)
+	}
+	return string(logs)
+}
+
+func waitBackup(t *testing.T, ns, name string) map[string]any {
+	t.Helper()
+	out, err := local.Kubectl(context.Background(), "-n", ns, "wait", "--for=condition=Completed", "backup/"+name, "--timeout=240s")
+	if err != nil {
+		desc, _ := local.Kubectl(context.Background(), "-n", ns, "get", "backup", name, "-o", "yaml")
+		t.Fatalf("backup %s did not complete: %v\n%s\n%s", name, err, out, desc)
+	}
+	var obj map[string]any
+	json.Unmarshal([]byte(kubectl(t, "-n", ns, "get", "backup", name, "-o", "json")), &obj)
+	return obj["status"].(map[string]any)
+}
+
+func waitRestore(t *testing.T, ns, name string) map[string]any {
+	t.Helper()
+	if out, err := local.Kubectl(context.Background(), "-n", ns, "wait", "--for=condition=Completed", "restorejob/"+name, "--timeout=240s"); err != nil {
+		desc, _ := local.Kubectl(context.Background(), "-n", ns, "get", "restorejob", name, "-o", "yaml")
+		t.Fatalf("restore %s did not complete: %v\n%s\n%s", name, err, out, desc)
+	}
+	var obj map[string]any
+	json.Unmarshal([]byte(kubectl(t, "-n", ns, "get", "restorejob", name, "-o", "json")), &obj)
+	return obj["status"].(map[string]any)
+}
+
+func triggerBackup(t *testing.T, ns, policy, value string) string {
+	t.Helper()
+	kubectl(t, "-n", ns, "annotate", "bp", policy, "backup.example.com/trigger="+value, "--overwrite")
+	var name string
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		out := kubectl(t, "-n", ns, "get", "backups", "-l", "backup.example.com/policy="+policy, "-o",
+			`jsonpath={range .items[?(@.metadata.annotations.backup\.example\.com/trigger=="`+value+`")]}{.metadata.name}{end}`)
+		if name = strings.TrimSpace(out); name != "" {
+			return name
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("no Backup appeared for trigger %s", value)
+	return ""
+}
+
+
+// TestBackupRestoreFlow covers the core flow end to end: a scheduled backup,
+// an incremental on-demand backup, a restore into a new claim that equals the
+// source, a dry run that lists exactly what differs, and a Mirror restore
+// that repairs the original claim.
+func TestBackupRestoreFlow(t *testing.T) {
+	ns := "e2e-flow"
+	namespace(t, ns)
+	apply(t, fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: %[1]s}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: backup-repo, namespace: %[1]s}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 2Gi}}}
+`, ns))
+	runPod(t, ns, "fill", `mkdir -p /data/db/sub /data/empty && for i in $(seq 1 60); do head -c $((i*5000)) /dev/urandom > /data/db/f$i; done &&
+head -c 8000000 /dev/urandom > /data/db/big && echo hello > /data/db/sub/note && chmod 600 /data/db/sub/note && ln -s sub/note /data/db/link`, "data")
+
+	// 1. A schedule that fires within a minute.
+	apply(t, fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1
+kind: BackupPolicy
+metadata: {name: nightly, namespace: %s}
+spec: {schedule: "@every 1m", target: {pvcName: data}, retention: {keepLast: 10}}
+`, ns))
+	var first string
+	deadline := time.Now().Add(150 * time.Second)
+	for first == "" && time.Now().Before(deadline) {
+		first = strings.TrimSpace(kubectl(t, "-n", ns, "get", "backups", "-l", "backup.example.com/policy=nightly", "-o", "jsonpath={.items[*].metadata.name}"))
+		time.Sleep(2 * time.Second)
+	}
+	if first == "" {
+		t.Fatal("the schedule created no Backup within 150s")
+	}
+	kubectl(t, "-n", ns, "patch", "bp", "nightly", "--type=merge", "-p", `{"spec":{"suspend":true}}`)
+	st := waitBackup(t, ns, first)
+	stats := st["stats"].(map[string]any)
+	total := stats["bytes"].(float64)
+	if stats["files"].(float64) < 60 || total < 8e6 || st["snapshotID"] == "" {
+		t.Fatalf("first backup status: %v", st)
+	}
+	if out := kubectl(t, "get", "bp", "nightly", "-n", ns, "-o", "jsonpath={.status.lastSuccessfulBackup}"); out != first {
+		t.Errorf("policy lastSuccessfulBackup = %q, want %q", out, first)
+	}
+
+	// 2. On demand after changing a few files: only the change is new.
+	runPod(t, ns, "change", `head -c 3000 /dev/urandom > /data/db/f1 && echo more >> /data/db/sub/note && rm /data/db/f2`, "data")
+	second := triggerBackup(t, ns, "nightly", "after-change")
+	st = waitBackup(t, ns, second)
+	stats = st["stats"].(map[string]any)
+	if nb := stats["newBytes"].(float64); nb <= 0 || nb > total/20 {
+		t.Errorf("incremental backup stored %v new bytes of %v", nb, total)
+	}
+
+	// 3. Restore into a new claim: every file's SHA-256, mode and mtime as in the source.
+	apply(t, fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1
+kind: RestoreJob
+metadata: {name: to-copy, namespace: %s}
+spec: {backupName: %s, target: {pvcName: copy, newPVC: {}}}
+`, ns, second))
+	rs := waitRestore(t, ns, "to-copy")
+	if rs["verified"] != true {
+		t.Errorf("restore not verified: %v", rs)
+	}
+	out := runPod(t, ns, "compare-copy", "l() { (cd $1 && find . -type f -exec sha256sum {} + | sort -k2 && find . -mindepth 1 -exec stat -c '%n %a %Y %s %F' {} + | sort); }; l /data > /tmp/a; l /copy > /tmp/b; diff /tmp/a /tmp/b && echo SAME && wc -l < /tmp/a", "data", "copy")
+	if !strings.Contains(out, "SAME") {
+		t.Fatalf("restored copy differs from the source:\n%s", out)
+	}
+
+	// 4. Damage the original; a dry run lists exactly the damage; Mirror repairs it.
+	runPod(t, ns, "damage", `rm /data/db/f10 && printf XX | dd of=/data/db/f20 bs=1 seek=7 conv=notrunc 2>/dev/null && touch -r /data/db/f21 /data/db/f20 && echo stray > /data/db/stray`, "data")
+	apply(t, fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1
+kind: RestoreJob
+metadata: {name: preview, namespace: %s}
+spec: {backupName: %s, target: {pvcName: data}, mode: Mirror, dryRun: true}
+`, ns, second))
+	pv := waitRestore(t, ns, "preview")["preview"].(map[string]any)
+	var paths []string
+	for _, p := range pv["paths"].([]any) {
+		paths = append(paths, p.(string))
+	}
+	want := []string{"+ db/f10", "~ db/f20", "- db/stray"}
+	if strings.Join(paths, ",") != strings.Join(want, ",") {
+		t.Errorf("dry-run preview lists %v, want exactly %v", paths, want)
+	}
+	if out := runPod(t, ns, "still-damaged", "test -e /data/db/stray && echo UNTOUCHED", "data"); !strings.Contains(out, "UNTOUCHED") {
+		t.Error("the dry run changed the claim")
+	}
+	apply(t, fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1
+kind: RestoreJob
+metadata: {name: repair, namespace: %s}
+spec: {backupName: %s, target: {pvcName: data}, mode: Mirror}
+`, ns, second))
+	waitRestore(t, ns, "repair")
+	out = runPod(t, ns, "compare-repaired", "l() { (cd $1 && find . -type f -exec sha256sum {} + | sort -k2 && find . -mindepth 1 -exec stat -c '%n %a %Y %s %F' {} + | sort); }; l /data > /tmp/a; l /copy > /tmp/b; diff /tmp/a /tmp/b && echo SAME", "data", "copy")
+	if !strings.Contains(out, "SAME") {
+		t.Fatalf("after the Mirror restore the claim differs from the backup:\n%s", out)
+	}
+}
+
+// TestRetentionRemovesData keeps 2 of 4 backups and removes the others' data.
+func TestRetentionRemovesData(t *testing.T) {
+	ns := "e2e-retention"
+	namespace(t, ns)
+	apply(t, fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: %[1]s}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: backup-repo, namespace: %[1]s}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 2Gi}}}
+---
+apiVersion: backup.example.com/v1alpha1
+kind: BackupPolicy
+metadata: {name: keep2, namespace: %[1]s}
+spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 2}}
+`, ns))
+	var names []string
+	for i := 1; i <= 4; i++ {
+		// Each backup has 3 MiB of data no other backup has.
+		runPod(t, ns, fmt.Sprintf("unique-%d", i), "rm -f /data/u* && head -c 3145728 /dev/urandom > /data/u"+strconv.Itoa(i), "data")
+		name := triggerBackup(t, ns, "keep2", strconv.Itoa(i))
+		waitBackup(t, ns, name)
+		names = append(names, name)
+	}
+	deadline := time.Now().Add(180 * time.Second)
+	var left string
+	for time.Now().Before(deadline) {
+		left = strings.TrimSpace(kubectl(t, "-n", ns, "get", "backups", "-o", "jsonpath={.items[*].metadata.name}"))
+		if len(strings.Fields(left)) == 2 {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if got := strings.Fields(left); len(got) != 2 || !strings.Contains(left, names[2]) || !strings.Contains(left, names[3]) {
+		t.Fatalf("after retention keepLast 2: backups %v, want %s and %s", got, names[2], names[3])
+	}
+	// The repository holds two snapshots, verifies, and no longer holds the
+	// deleted backups' unique 3 MiB each.
+	out := runMover(t, ns, "list-repo", "ls", "--repo", "/repo", "--json")
+	var snaps []map[string]any
+	if err := json.Unmarshal([]byte(lastJSONLine(out)), &snaps); err != nil || len(snaps) != 2 {
+		t.Fatalf("repository snapshots after retention: %v\n%s", err, out)
+	}
+	runMover(t, ns, "verify-repo", "verify", "--repo", "/repo")
+	sizeOut := runPod(t, ns, "repo-size", "du -sk /backup-repo/packs | cut -f1", "backup-repo")
+	kb, _ := strconv.Atoi(strings.TrimSpace(sizeOut))
+	// Two backups' unique data (2 x 3 MiB) plus small shared data; four would be over 12 MiB.
+	if kb == 0 || kb > 8*1024 {
+		t.Errorf("repository packs hold %d KiB after retention; the deleted backups' unique data should be gone", kb)
+	}
+}
+
+// runMover runs backup-mover from the operator image (which has no shell)
+// with the namespace's repository claim at /repo, and returns its output.
+func runMover(t *testing.T, ns, name string, args ...string) string {
+	t.Helper()
+	quoted, _ := json.Marshal(append([]string{"/backup-mover"}, args...))
+	apply(t, fmt.Sprintf(`apiVersion: batch/v1
+kind: Job
+metadata: {name: %s, namespace: %s}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: m
+        image: %s
+        imagePullPolicy: Never
+        command: %s
+        volumeMounts: [{name: repo, mountPath: /repo}]
+      volumes: [{name: repo, persistentVolumeClaim: {claimName: backup-repo}}]
+`, name, ns, cluster.OperatorImage, quoted))
+	_, err := local.Kubectl(context.Background(), "-n", ns, "wait", "--for=condition=Complete", "job/"+name, "--timeout=180s")
+	logs, _ := local.Kubectl(context.Background(), "-n", ns, "logs", "job/"+name)
+	if err != nil {
+		t.Fatalf("backup-mover %v failed: %v\n%s", args, err, logs)
+	}
+	return string(logs)
+}
+
+func lastJSONLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestOperatorRestartMidBackup kills the operator pod while a backup runs:
+// the Backup still completes exactly once, with one Job.
+func TestOperatorRestartMidBackup(t *testing.T) {
+	ns := "e2e-restart"
+	namespace(t, ns)
+	apply(t, fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: %[1]s}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: backup-repo, namespace: %[1]s}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 2Gi}}}
+---
+apiVersion: backup.example.com/v1alpha1
+kind: BackupPolicy
+metadata: {name: p, namespace: %[1]s}
+spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 5}}
+`, ns))
+	runPod(t, ns, "fill", "for i in $(seq 1 40); do head -c 4000000 /dev/urandom > /data/f$i; done", "data")
+	name := triggerBackup(t, ns, "p", "once")
+	kubectl(t, "-n", "backup-system", "delete", "pod", "backup-apiserver-0", "--wait=false")
+	if err := local.WaitAPIServiceAvailable(context.Background(), 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, "-n", "backup-system", "rollout", "status", "statefulset/backup-apiserver", "--timeout=180s")
+	waitBackup(t, ns, name)
+	if n := len(strings.Fields(kubectl(t, "-n", ns, "get", "backups", "-o", "jsonpath={.items[*].metadata.name}"))); n != 1 {
+		t.Errorf("%d Backups after the restart, want 1", n)
+	}
+	if n := len(strings.Fields(kubectl(t, "-n", ns, "get", "jobs", "-l", "backup.example.com/kind=backup", "-o", "jsonpath={.items[*].metadata.name}"))); n != 1 {
+		t.Errorf("%d backup Jobs after the restart, want 1", n)
+	}
+}
+
+// TestFailedBackupIsReported: a Backup whose repository claim is missing ends
+// Failed with an actionable message, an event and a metric.
+func TestFailedBackupIsReported(t *testing.T) {
+	ns := "e2e-failure"
+	namespace(t, ns)
+	apply(t, fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: %[1]s}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: backup.example.com/v1alpha1
+kind: Backup
+metadata: {name: no-repo, namespace: %[1]s}
+spec: {target: {pvcName: data}, storage: {pvcName: missing-repo}}
+`, ns))
+	if out, err := local.Kubectl(context.Background(), "-n", ns, "wait", "--for=condition=Failed", "backup/no-repo", "--timeout=120s"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	msg := kubectl(t, "-n", ns, "get", "backup", "no-repo", "-o", "jsonpath={.status.phase}: {.status.message}")
+	if !strings.HasPrefix(msg, "Failed: ") || !strings.Contains(msg, "missing-repo") || !strings.Contains(msg, "create it") {
+		t.Errorf("failure message: %q", msg)
+	}
+	events := kubectl(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name=no-repo", "-o", "jsonpath={.items[*].reason}")
+	if !strings.Contains(events, "RepositoryNotFound") {
+		t.Errorf("no event for the failure: %q", events)
+	}
+	metrics := operatorMetrics(t)
+	if !strings.Contains(metrics, `backup_operator_backups_total{result="failed"}`) {
+		t.Errorf("metric backup_operator_backups_total{result=\"failed\"} missing")
+	}
+}
+
+// operatorMetrics reads /metrics from the operator (host network, port 8443),
+// authenticating with the admin client certificate.
+func operatorMetrics(t *testing.T) string {
+	t.Helper()
+	if local.Dir == "" {
+		t.Skip("no certificates of a reused cluster")
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(local.Dir, "pki", "admin.crt"), filepath.Join(local.Dir, "pki", "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The serving certificate is the operator's self-signed one; the test
+	// reads metrics on loopback and checks the content, not the identity.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}}}
+	resp, err := client.Get("https://127.0.0.1:8443/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %s\n%s", resp.Status, body)
+	}
+	return string(body)
+}
