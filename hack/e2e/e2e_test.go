@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	if kc := os.Getenv("E2E_KUBECONFIG"); kc != "" {
 		// Reuse a cluster from `make run DETACH=1` while developing tests.
-		local = &cluster.Local{ControlPlane: &cluster.ControlPlane{AdminKubeconfig: kc}}
+		local = &cluster.Local{ControlPlane: &cluster.ControlPlane{AdminKubeconfig: kc, Dir: filepath.Dir(kc)}}
 		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "backup-operator-e2e-")

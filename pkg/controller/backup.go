@@ -49,7 +49,7 @@ func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, erro
 	}
 	targetNS, pvcName, repo := b.Spec.Target.Namespace, b.Spec.Target.PVCName, b.Spec.Storage.PVCName
 	name = jobName("backup", ns, b.Name)
-	job, err := m.jobs.Jobs(targetNS).Get(name)
+	job, err := m.liveJob(ctx, targetNS, name, b.Status.Phase == v1alpha1.BackupPhaseRunning)
 	if apierrors.IsNotFound(err) {
 		if b.Status.Phase == v1alpha1.BackupPhaseRunning && b.Status.JobName != "" {
 			// Never leave a Backup Running without its Job.

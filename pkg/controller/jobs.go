@@ -10,6 +10,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -151,6 +152,18 @@ func (m *Manager) jobOutcome(job *batchv1.Job) (done, failed bool, summary *move
 		}
 	}
 	return done, failed, summary, node, reason
+}
+
+// liveJob reads a Job from the cache; when the cache does not have it but the
+// owner says it is running, it asks the API server, because a Job created a
+// moment ago may not have reached the cache yet. Only a Job missing there too
+// is reported lost.
+func (m *Manager) liveJob(ctx context.Context, namespace, name string, expected bool) (*batchv1.Job, error) {
+	job, err := m.jobs.Jobs(namespace).Get(name)
+	if err == nil || !apierrors.IsNotFound(err) || !expected {
+		return job, err
+	}
+	return m.kube.BatchV1().Jobs(namespace).Get(ctx, name, metav1.GetOptions{})
 }
 
 // ensureJob creates the Job unless it exists and returns the current one.

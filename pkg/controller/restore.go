@@ -32,7 +32,7 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	}
 	targetNS := r.Spec.Target.Namespace
 	name = jobName("restore", ns, r.Name)
-	job, err := m.jobs.Jobs(targetNS).Get(name)
+	job, err := m.liveJob(ctx, targetNS, name, r.Status.Phase == v1alpha1.RestorePhaseRunning)
 	if err == nil {
 		return m.observeRestoreJob(ctx, r, job)
 	}
