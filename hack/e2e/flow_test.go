@@ -51,27 +51,47 @@ spec:
 	return string(logs)
 }
 
+// waitFor polls an object until its condition cond is True, tolerating
+// transient errors (the operator may be restarting), and returns its status.
+func waitFor(t *testing.T, ns, resource, name, cond string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(4 * time.Minute)
+	var last string
+	for time.Now().Before(deadline) {
+		out, err := local.Kubectl(context.Background(), "-n", ns, "get", resource, name, "-o", "json")
+		if err == nil {
+			var obj map[string]any
+			if json.Unmarshal(out, &obj) == nil {
+				status, _ := obj["status"].(map[string]any)
+				conds, _ := status["conditions"].([]any)
+				for _, c := range conds {
+					cm := c.(map[string]any)
+					if cm["type"] == cond && cm["status"] == "True" {
+						return status
+					}
+					if cm["type"] == "Failed" && cm["status"] == "True" && cond != "Failed" {
+						t.Fatalf("%s %s/%s failed: %v", resource, ns, name, status["message"])
+					}
+				}
+				last = fmt.Sprint(status)
+			}
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(2 * time.Second)
+	}
+	t.Fatalf("%s %s/%s did not reach %s: %s", resource, ns, name, cond, last)
+	return nil
+}
+
 func waitBackup(t *testing.T, ns, name string) map[string]any {
 	t.Helper()
-	out, err := local.Kubectl(context.Background(), "-n", ns, "wait", "--for=condition=Completed", "backup/"+name, "--timeout=240s")
-	if err != nil {
-		desc, _ := local.Kubectl(context.Background(), "-n", ns, "get", "backup", name, "-o", "yaml")
-		t.Fatalf("backup %s did not complete: %v\n%s\n%s", name, err, out, desc)
-	}
-	var obj map[string]any
-	json.Unmarshal([]byte(kubectl(t, "-n", ns, "get", "backup", name, "-o", "json")), &obj)
-	return obj["status"].(map[string]any)
+	return waitFor(t, ns, "backup", name, "Completed")
 }
 
 func waitRestore(t *testing.T, ns, name string) map[string]any {
 	t.Helper()
-	if out, err := local.Kubectl(context.Background(), "-n", ns, "wait", "--for=condition=Completed", "restorejob/"+name, "--timeout=240s"); err != nil {
-		desc, _ := local.Kubectl(context.Background(), "-n", ns, "get", "restorejob", name, "-o", "yaml")
-		t.Fatalf("restore %s did not complete: %v\n%s\n%s", name, err, out, desc)
-	}
-	var obj map[string]any
-	json.Unmarshal([]byte(kubectl(t, "-n", ns, "get", "restorejob", name, "-o", "json")), &obj)
-	return obj["status"].(map[string]any)
+	return waitFor(t, ns, "restorejob", name, "Completed")
 }
 
 func triggerBackup(t *testing.T, ns, policy, value string) string {
@@ -304,11 +324,21 @@ spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 5}}
 `, ns))
 	runPod(t, ns, "fill", "for i in $(seq 1 40); do head -c 4000000 /dev/urandom > /data/f$i; done", "data")
 	name := triggerBackup(t, ns, "p", "once")
+	oldUID := kubectl(t, "-n", "backup-system", "get", "pod", "backup-apiserver-0", "-o", "jsonpath={.metadata.uid}")
 	kubectl(t, "-n", "backup-system", "delete", "pod", "backup-apiserver-0", "--wait=false")
+	// Wait for the replacement pod, then for the group to be served again.
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		uid, err := local.Kubectl(context.Background(), "-n", "backup-system", "get", "pod", "backup-apiserver-0", "-o", "jsonpath={.metadata.uid}")
+		if err == nil && string(uid) != oldUID && string(uid) != "" {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	kubectl(t, "-n", "backup-system", "wait", "--for=condition=Ready", "pod/backup-apiserver-0", "--timeout=180s")
 	if err := local.WaitAPIServiceAvailable(context.Background(), 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	kubectl(t, "-n", "backup-system", "rollout", "status", "statefulset/backup-apiserver", "--timeout=180s")
 	waitBackup(t, ns, name)
 	if n := len(strings.Fields(kubectl(t, "-n", ns, "get", "backups", "-o", "jsonpath={.items[*].metadata.name}"))); n != 1 {
 		t.Errorf("%d Backups after the restart, want 1", n)
@@ -333,9 +363,7 @@ kind: Backup
 metadata: {name: no-repo, namespace: %[1]s}
 spec: {target: {pvcName: data}, storage: {pvcName: missing-repo}}
 `, ns))
-	if out, err := local.Kubectl(context.Background(), "-n", ns, "wait", "--for=condition=Failed", "backup/no-repo", "--timeout=120s"); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	waitFor(t, ns, "backup", "no-repo", "Failed")
 	msg := kubectl(t, "-n", ns, "get", "backup", "no-repo", "-o", "jsonpath={.status.phase}: {.status.message}")
 	if !strings.HasPrefix(msg, "Failed: ") || !strings.Contains(msg, "missing-repo") || !strings.Contains(msg, "create it") {
 		t.Errorf("failure message: %q", msg)
