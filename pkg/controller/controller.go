@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	kubeinformers "k8s.io/client-go/informers"
@@ -186,8 +187,26 @@ func (m *Manager) Run(ctx context.Context, workers int) {
 		go wait.UntilWithContext(ctx, func(ctx context.Context) { m.work(ctx, m.backupQueue, m.syncBackup) }, time.Second)
 		go wait.UntilWithContext(ctx, func(ctx context.Context) { m.work(ctx, m.restoreQueue, m.syncRestore) }, time.Second)
 	}
+	go wait.UntilWithContext(ctx, func(context.Context) { m.countActiveJobs() }, 10*time.Second)
 	<-ctx.Done()
 	logger.Info("Stopping controllers")
+}
+
+// countActiveJobs sets the active_jobs gauge from the Job cache.
+func (m *Manager) countActiveJobs() {
+	jobs, err := m.jobs.List(labels.SelectorFromSet(labels.Set{managedByLabel: managedBy}))
+	if err != nil {
+		return
+	}
+	counts := map[string]int{"backup": 0, "restore": 0, "prune": 0}
+	for _, j := range jobs {
+		if done, failed, _, _, _ := m.jobOutcome(j); !done && !failed {
+			counts[j.Labels[kindLabel]]++
+		}
+	}
+	for kind, n := range counts {
+		activeJobs.WithLabelValues(kind).Set(float64(n))
+	}
 }
 
 // result of a sync: requeue after a delay (0: no requeue).
