@@ -111,7 +111,6 @@ func triggerBackup(t *testing.T, ns, policy, value string) string {
 	return ""
 }
 
-
 // TestBackupRestoreFlow covers the core flow end to end: a scheduled backup,
 // an incremental on-demand backup, a restore into a new claim that equals the
 // source, a dry run that lists exactly what differs, and a Mirror restore
