@@ -1,0 +1,166 @@
+package safety
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	backuplisters "example.com/backup-operator/pkg/generated/listers/backup/v1alpha1"
+)
+
+// The checker reads informer caches; these tests fill the same caches
+// directly, case by case. The integration tests check the same rules through
+// kubectl against a real kube-apiserver.
+
+type rbac map[string]bool // "verb resource namespace" → allowed
+
+func (r rbac) Authorize(_ context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+	if r[a.GetVerb()+" "+a.GetResource()+" "+a.GetNamespace()] {
+		return authorizer.DecisionAllow, "", nil
+	}
+	return authorizer.DecisionDeny, "", nil
+}
+
+func (r rbac) authorizer() authorizer.Authorizer { return authorizer.AuthorizerFunc(r.Authorize) }
+
+func indexer(objs ...interface{}) cache.Indexer {
+	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{
+		cache.NamespaceIndex: cache.MetaNamespaceIndexFunc, PodsByPVCIndex: PodsByPVC})
+	for _, o := range objs {
+		_ = idx.Add(o)
+	}
+	return idx
+}
+
+func pvc(ns, name, phase, size string) *corev1.PersistentVolumeClaim {
+	return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.PersistentVolumeClaimPhase(phase),
+			Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}}}
+}
+
+func bk(ns, name string, phase v1alpha1.BackupPhase, bytes int64, targetPVC string) *v1alpha1.Backup {
+	return &v1alpha1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:   v1alpha1.BackupSpec{Target: v1alpha1.VolumeTarget{Namespace: ns, PVCName: targetPVC}},
+		Status: v1alpha1.BackupStatus{Phase: phase, Stats: &v1alpha1.BackupStats{Bytes: bytes}}}
+}
+
+func checker(objs ...interface{}) *Checker {
+	var pvcs, pods, rss, backups, restores []interface{}
+	for _, o := range objs {
+		switch o.(type) {
+		case *corev1.PersistentVolumeClaim:
+			pvcs = append(pvcs, o)
+		case *corev1.Pod:
+			pods = append(pods, o)
+		case *appsv1.ReplicaSet:
+			rss = append(rss, o)
+		case *v1alpha1.Backup:
+			backups = append(backups, o)
+		case *v1alpha1.RestoreJob:
+			restores = append(restores, o)
+		}
+	}
+	return &Checker{
+		PVCs: corelisters.NewPersistentVolumeClaimLister(indexer(pvcs...)), Pods: indexer(pods...),
+		ReplicaSets: appslisters.NewReplicaSetLister(indexer(rss...)),
+		Backups:     backuplisters.NewBackupLister(indexer(backups...)), Restores: backuplisters.NewRestoreJobLister(indexer(restores...)),
+		Authorizer: rbac{"get backups ns": true, "update persistentvolumeclaims ns": true}.authorizer(),
+	}
+}
+
+func TestCheckRestore(t *testing.T) {
+	yes := true
+	rsOwner := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-7f",
+		OwnerReferences: []metav1.OwnerReference{{Kind: "Deployment", Name: "db", Controller: &yes}}}}
+	podOf := func(claim string, phase corev1.PodPhase) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-7f-x",
+			OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "db-7f", Controller: &yes}}},
+			Spec:   corev1.PodSpec{Volumes: []corev1.Volume{{Name: "d", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}}}},
+			Status: corev1.PodStatus{Phase: phase}}
+	}
+	base := []interface{}{bk("ns", "done", v1alpha1.BackupPhaseCompleted, 50<<20, "src"), pvc("ns", "data", "Bound", "1Gi"), rsOwner}
+	restore := Restore{Namespace: "ns", Name: "r", BackupNamespace: "ns", BackupName: "done", TargetNamespace: "ns", TargetPVC: "data"}
+	alice := &user.DefaultInfo{Name: "alice"}
+	cases := []struct {
+		name   string
+		extra  []interface{}
+		mutate func(r *Restore)
+		code   int
+		msg    string
+	}{
+		{"safe", nil, func(r *Restore) {}, 0, ""},
+		{"backup missing", nil, func(r *Restore) { r.BackupName = "nope" }, http.StatusUnprocessableEntity, "does not exist"},
+		{"backup running", []interface{}{bk("ns", "busy", v1alpha1.BackupPhaseRunning, 0, "x")}, func(r *Restore) { r.BackupName = "busy" }, http.StatusUnprocessableEntity, "is Running, not Completed"},
+		{"target missing", nil, func(r *Restore) { r.TargetPVC = "ghost" }, http.StatusUnprocessableEntity, "does not exist; create it first"},
+		{"target pending", []interface{}{pvc("ns", "p", "Pending", "1Gi")}, func(r *Restore) { r.TargetPVC = "p" }, http.StatusUnprocessableEntity, "is Pending, not Bound"},
+		{"target too small", []interface{}{pvc("ns", "small", "Bound", "10Mi")}, func(r *Restore) { r.TargetPVC = "small" }, http.StatusUnprocessableEntity, "holds 10Mi but the backup has 50Mi"},
+		{"in use", []interface{}{podOf("data", corev1.PodRunning)}, func(r *Restore) {}, http.StatusConflict, "Pod ns/db-7f-x (Deployment ns/db)"},
+		{"in use but allowed", []interface{}{podOf("data", corev1.PodRunning)}, func(r *Restore) { r.AllowInUse = true }, 0, ""},
+		{"finished pod does not count", []interface{}{podOf("data", corev1.PodSucceeded)}, func(r *Restore) {}, 0, ""},
+		{"busy with a backup", []interface{}{bk("ns", "b2", v1alpha1.BackupPhaseRunning, 0, "data")}, func(r *Restore) {}, http.StatusConflict, "Backup ns/b2 is in progress"},
+		{"busy with a restore", []interface{}{&v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "other"},
+			Spec: v1alpha1.RestoreJobSpec{Target: v1alpha1.RestoreTarget{Namespace: "ns", PVCName: "data"}}, Status: v1alpha1.RestoreJobStatus{Phase: v1alpha1.RestorePhaseRunning}}},
+			func(r *Restore) {}, http.StatusConflict, "RestoreJob ns/other is in progress"},
+		{"new claim that exists", nil, func(r *Restore) { r.NewPVC = true }, http.StatusUnprocessableEntity, "already exists"},
+		{"new claim", nil, func(r *Restore) { r.NewPVC = true; r.TargetPVC = "fresh" }, 0, ""},
+		{"backup elsewhere, no right", nil, func(r *Restore) { r.Namespace = "team"; r.BackupNamespace = "other" }, http.StatusForbidden, "may not read backups in namespace \"other\""},
+		{"target elsewhere, no right", nil, func(r *Restore) { r.Namespace = "team"; r.BackupNamespace = "ns"; r.TargetNamespace = "other" }, http.StatusForbidden, "may not update persistentvolumeclaims in namespace \"other\""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := checker(append(append([]interface{}{}, base...), tc.extra...)...)
+			r := restore
+			tc.mutate(&r)
+			checks, refusal := c.CheckRestore(context.Background(), alice, r)
+			if tc.code == 0 {
+				if refusal != nil {
+					t.Fatalf("refused: %d %s", refusal.Code, refusal.Message)
+				}
+				for _, ch := range checks {
+					if !ch.Passed {
+						t.Errorf("check %s failed: %s", ch.Name, ch.Message)
+					}
+				}
+				return
+			}
+			if refusal == nil || refusal.Code != tc.code || !strings.Contains(refusal.Message, tc.msg) {
+				t.Fatalf("want %d %q, got %+v", tc.code, tc.msg, refusal)
+			}
+		})
+	}
+}
+
+func TestCheckTargetReadable(t *testing.T) {
+	c := checker()
+	alice := &user.DefaultInfo{Name: "alice"}
+	if ref := c.CheckTargetReadable(context.Background(), alice, "ns", "ns", "data", nil); ref != nil {
+		t.Errorf("same namespace needs no extra right: %+v", ref)
+	}
+	c.Authorizer = rbac{"get persistentvolumeclaims prod": true}.authorizer()
+	if ref := c.CheckTargetReadable(context.Background(), alice, "default", "prod", "data", nil); ref != nil {
+		t.Errorf("allowed reader refused: %+v", ref)
+	}
+	if ref := c.CheckTargetReadable(context.Background(), alice, "default", "secret", "data", nil); ref == nil || ref.Code != http.StatusForbidden {
+		t.Errorf("reader without rights accepted: %+v", ref)
+	}
+}
+
+func TestNotSyncedRefuses(t *testing.T) {
+	c := checker()
+	c.Synced = func() bool { return false }
+	if _, ref := c.CheckRestore(context.Background(), nil, Restore{}); ref == nil || ref.Code != http.StatusServiceUnavailable {
+		t.Errorf("unsynced caches must refuse (fail safe), got %+v", ref)
+	}
+}
