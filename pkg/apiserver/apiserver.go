@@ -14,6 +14,7 @@ import (
 	"context"
 	"time"
 
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	restclient "k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -22,8 +23,10 @@ import (
 
 	"example.com/backup-operator/pkg/apis/backup"
 	"example.com/backup-operator/pkg/apis/backup/install"
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/generated/clientset/versioned"
 	"example.com/backup-operator/pkg/generated/informers/externalversions"
+	backuplisters "example.com/backup-operator/pkg/generated/listers/backup/v1alpha1"
 	backupstorage "example.com/backup-operator/pkg/registry/backup/backup"
 	policystorage "example.com/backup-operator/pkg/registry/backup/backuppolicy"
 	restorestorage "example.com/backup-operator/pkg/registry/backup/restorejob"
@@ -98,48 +101,36 @@ func (c *Config) Complete() CompletedConfig {
 	return CompletedConfig{GenericConfig: c.GenericConfig.Complete(), ExtraConfig: &c.ExtraConfig}
 }
 
-// newChecker builds the restore-safety checker on informer caches: pods,
-// claims and replica sets from kube-apiserver, Backups and RestoreJobs from
-// this server itself (through its loopback client), and the delegated
-// authorizer, which asks kube-apiserver about the requester.
-func (c CompletedConfig) newChecker() (*safety.Checker, externalversions.SharedInformerFactory, error) {
+// newChecker builds the restore-safety checker on informer caches of
+// kube-apiserver's pods, claims and replica sets, and the delegated authorizer,
+// which asks kube-apiserver about the requester. New fills in the caches of
+// this server's own Backups and RestoreJobs (in process, from the registry).
+// It returns nil without a connection to kube-apiserver.
+func (c CompletedConfig) newChecker() (*safety.Checker, func() bool) {
 	kube := c.GenericConfig.SharedInformerFactory
 	if kube == nil {
-		return nil, nil, nil
+		return nil, nil
 	}
-	own, err := versioned.NewForConfig(c.GenericConfig.LoopbackClientConfig)
-	if err != nil {
-		return nil, nil, err
-	}
-	ownFactory := externalversions.NewSharedInformerFactory(own, 10*time.Minute)
 	pods := kube.Core().V1().Pods().Informer()
-	if err := pods.AddIndexers(cache.Indexers{safety.PodsByPVCIndex: safety.PodsByPVC}); err != nil {
-		return nil, nil, err
-	}
+	// AddIndexers fails only on a started informer; this one has not started.
+	utilruntime.Must(pods.AddIndexers(cache.Indexers{safety.PodsByPVCIndex: safety.PodsByPVC}))
 	pvcs := kube.Core().V1().PersistentVolumeClaims()
 	rs := kube.Apps().V1().ReplicaSets()
-	backups := ownFactory.Backup().V1alpha1().Backups()
-	restores := ownFactory.Backup().V1alpha1().RestoreJobs()
-	synced := []cache.InformerSynced{pods.HasSynced, pvcs.Informer().HasSynced, rs.Informer().HasSynced,
-		backups.Informer().HasSynced, restores.Informer().HasSynced}
+	// The controllers use Jobs too; ask now so one Start starts them all.
+	kube.Batch().V1().Jobs().Informer()
+	synced := []cache.InformerSynced{pods.HasSynced, pvcs.Informer().HasSynced, rs.Informer().HasSynced}
 	checker := &safety.Checker{
 		PVCs: pvcs.Lister(), Pods: pods.GetIndexer(), ReplicaSets: rs.Lister(),
-		Backups: backups.Lister(), Restores: restores.Lister(),
 		Authorizer: c.GenericConfig.Authorization.Authorizer,
-		Synced: func() bool {
-			for _, s := range synced {
-				if !s() {
-					return false
-				}
-			}
-			return true
-		},
 	}
-	// The controllers use these informers too, plus Jobs; ask for them now so
-	// one Start starts them all.
-	kube.Batch().V1().Jobs().Informer()
-	ownFactory.Backup().V1alpha1().BackupPolicies().Informer()
-	return checker, ownFactory, nil
+	return checker, func() bool {
+		for _, s := range synced {
+			if !s() {
+				return false
+			}
+		}
+		return true
+	}
 }
 
 // BackupServer is the running API server.
@@ -153,35 +144,9 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	checker, own, err := c.newChecker()
-	if err != nil {
-		return nil, err
-	}
-	var manager *controller.Manager
-	if c.ExtraConfig.Controllers && own != nil && c.ExtraConfig.KubeClientConfig != nil {
-		kube, err := kubernetes.NewForConfig(c.ExtraConfig.KubeClientConfig)
-		if err != nil {
-			return nil, err
-		}
-		ownClient, err := versioned.NewForConfig(c.GenericConfig.LoopbackClientConfig)
-		if err != nil {
-			return nil, err
-		}
-		manager = controller.NewManager(controller.Options{MoverImage: c.ExtraConfig.MoverImage}, kube, ownClient,
-			c.GenericConfig.SharedInformerFactory, own, checker)
-	}
-	generic.AddPostStartHookOrDie("start-backup-informers-and-controllers", func(ctx genericapiserver.PostStartHookContext) error {
-		if own != nil {
-			own.Start(ctx.Done())
-			c.GenericConfig.SharedInformerFactory.Start(ctx.Done())
-		}
-		if manager != nil {
-			runCtx, cancel := context.WithCancel(context.Background())
-			go func() { <-ctx.Done(); cancel() }()
-			go manager.Run(runCtx, 2)
-		}
-		return nil
-	})
+	// The checker is shared by the stores (admission-time checks) and the
+	// controllers; its caches of our own objects come from the stores below.
+	checker, kubeSynced := c.newChecker()
 	opts := c.GenericConfig.RESTOptionsGetter
 	policies, policyStatus, err := policystorage.NewREST(Scheme, opts, checker, c.ExtraConfig.DefaultRepositoryPVC)
 	if err != nil {
@@ -195,6 +160,50 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	var informers []cache.SharedIndexInformer
+	if checker != nil {
+		backupInformer := inProcessInformer(backups.Store, &v1alpha1.Backup{}, &v1alpha1.BackupList{})
+		restoreInformer := inProcessInformer(restores.Store, &v1alpha1.RestoreJob{}, &v1alpha1.RestoreJobList{})
+		informers = []cache.SharedIndexInformer{backupInformer, restoreInformer}
+		checker.Backups = backuplisters.NewBackupLister(backupInformer.GetIndexer())
+		checker.Restores = backuplisters.NewRestoreJobLister(restoreInformer.GetIndexer())
+		checker.Synced = func() bool {
+			return kubeSynced() && backupInformer.HasSynced() && restoreInformer.HasSynced()
+		}
+	}
+
+	var manager *controller.Manager
+	var own externalversions.SharedInformerFactory
+	if c.ExtraConfig.Controllers && checker != nil && c.ExtraConfig.KubeClientConfig != nil {
+		kube, err := kubernetes.NewForConfig(c.ExtraConfig.KubeClientConfig)
+		if err != nil {
+			return nil, err
+		}
+		ownClient, err := versioned.NewForConfig(c.GenericConfig.LoopbackClientConfig)
+		if err != nil {
+			return nil, err
+		}
+		own = externalversions.NewSharedInformerFactory(ownClient, 10*time.Minute)
+		manager = controller.NewManager(controller.Options{MoverImage: c.ExtraConfig.MoverImage}, kube, ownClient,
+			c.GenericConfig.SharedInformerFactory, own, checker)
+	}
+	generic.AddPostStartHookOrDie("start-backup-informers-and-controllers", func(ctx genericapiserver.PostStartHookContext) error {
+		for _, inf := range informers {
+			go inf.Run(ctx.Done())
+		}
+		if checker != nil {
+			c.GenericConfig.SharedInformerFactory.Start(ctx.Done())
+		}
+		if own != nil {
+			own.Start(ctx.Done())
+		}
+		if manager != nil {
+			runCtx, cancel := context.WithCancel(context.Background())
+			go func() { <-ctx.Done(); cancel() }()
+			go manager.Run(runCtx, 2)
+		}
+		return nil
+	})
 
 	group := genericapiserver.NewDefaultAPIGroupInfo(backup.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	group.NegotiatedSerializer = withoutProtobuf{Codecs}
