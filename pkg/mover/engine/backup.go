@@ -206,8 +206,11 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 		readerWG.Add(1)
 		go func() {
 			defer readerWG.Done()
-			cbuf := make([]byte, 2*params.Max)
+			var cbuf []byte // allocated by the first large file: a no-change backup never needs it
 			for j := range jobs {
+				if cbuf == nil && j.entry.Size >= int64(params.Min) {
+					cbuf = make([]byte, 2*params.Max)
+				}
 				j.done <- readFile(j, params, cbuf, tasks, &bufPool)
 			}
 		}()
