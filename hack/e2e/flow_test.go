@@ -18,6 +18,26 @@ import (
 	"example.com/backup-operator/hack/cluster"
 )
 
+// claims creates the claim "data" to back up and, with repo, the repository
+// claim "backup-repo" beside it.
+func claims(t *testing.T, ns string, repo bool) {
+	t.Helper()
+	doc := fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: %s}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+`, ns)
+	if repo {
+		doc += fmt.Sprintf(`---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: backup-repo, namespace: %s}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 2Gi}}}
+`, ns)
+	}
+	apply(t, doc)
+}
+
 // runPod runs a busybox script in a Job with the given claims mounted at
 // /<claim> and returns its output; it fails the test if the script fails.
 func runPod(t *testing.T, ns, name, script string, claims ...string) string {
@@ -118,16 +138,7 @@ func triggerBackup(t *testing.T, ns, policy, value string) string {
 func TestBackupRestoreFlow(t *testing.T) {
 	ns := "e2e-flow"
 	namespace(t, ns)
-	apply(t, fmt.Sprintf(`apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data, namespace: %[1]s}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: backup-repo, namespace: %[1]s}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 2Gi}}}
-`, ns))
+	claims(t, ns, true)
 	runPod(t, ns, "fill", `mkdir -p /data/db/sub /data/empty && for i in $(seq 1 60); do head -c $((i*5000)) /dev/urandom > /data/db/f$i; done &&
 head -c 8000000 /dev/urandom > /data/db/big && echo hello > /data/db/sub/note && chmod 600 /data/db/sub/note && ln -s sub/note /data/db/link`, "data")
 
@@ -216,17 +227,8 @@ spec: {backupName: %s, target: {pvcName: data}, mode: Mirror}
 func TestRetentionRemovesData(t *testing.T) {
 	ns := "e2e-retention"
 	namespace(t, ns)
-	apply(t, fmt.Sprintf(`apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data, namespace: %[1]s}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: backup-repo, namespace: %[1]s}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 2Gi}}}
----
-apiVersion: backup.example.com/v1alpha1
+	claims(t, ns, true)
+	apply(t, fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1
 kind: BackupPolicy
 metadata: {name: keep2, namespace: %[1]s}
 spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 2}}
@@ -306,17 +308,8 @@ func lastJSONLine(s string) string {
 func TestOperatorRestartMidBackup(t *testing.T) {
 	ns := "e2e-restart"
 	namespace(t, ns)
-	apply(t, fmt.Sprintf(`apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data, namespace: %[1]s}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: backup-repo, namespace: %[1]s}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 2Gi}}}
----
-apiVersion: backup.example.com/v1alpha1
+	claims(t, ns, true)
+	apply(t, fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1
 kind: BackupPolicy
 metadata: {name: p, namespace: %[1]s}
 spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 5}}
@@ -352,12 +345,8 @@ spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 5}}
 func TestFailedBackupIsReported(t *testing.T) {
 	ns := "e2e-failure"
 	namespace(t, ns)
-	apply(t, fmt.Sprintf(`apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data, namespace: %[1]s}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: backup.example.com/v1alpha1
+	claims(t, ns, false)
+	apply(t, fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1
 kind: Backup
 metadata: {name: no-repo, namespace: %[1]s}
 spec: {target: {pvcName: data}, storage: {pvcName: missing-repo}}
