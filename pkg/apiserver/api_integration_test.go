@@ -309,6 +309,27 @@ func TestWatchAndFieldSelectors(t *testing.T) {
 	createNamespace(t, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	c := clientset(t).BackupV1alpha1().Backups(ns)
+	create := func(name string) {
+		t.Helper()
+		if _, err := c.Create(ctx, &v1alpha1.Backup{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: v1alpha1.BackupSpec{Target: v1alpha1.VolumeTarget{PVCName: "data"}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func(seen <-chan string) string {
+		t.Helper()
+		select {
+		case line := <-seen:
+			return line
+		case <-ctx.Done():
+			t.Fatal("kubectl get --watch printed nothing")
+			return ""
+		}
+	}
+	// One object exists before the watch starts: kubectl prints it first, which
+	// shows the watch is established; the next line must be the create.
+	create("done")
 	watch := exec.CommandContext(ctx, "kubectl", "--kubeconfig="+controlPlane.AdminKubeconfig, "get", "backups", "-n", ns, "--watch", "-o", "name")
 	stdout, err := watch.StdoutPipe()
 	if err != nil {
@@ -325,21 +346,12 @@ func TestWatchAndFieldSelectors(t *testing.T) {
 			seen <- s.Text()
 		}
 	}()
-	time.Sleep(time.Second) // let the watch establish; the event is asserted below, not timed
-	c := clientset(t).BackupV1alpha1().Backups(ns)
-	for _, name := range []string{"done", "running"} {
-		if _, err := c.Create(ctx, &v1alpha1.Backup{ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec: v1alpha1.BackupSpec{PolicyName: "", Target: v1alpha1.VolumeTarget{PVCName: "data"}}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	if line := next(seen); line != "backup.backup.example.com/done" {
+		t.Fatalf("watch listed %q first", line)
 	}
-	select {
-	case line := <-seen:
-		if line != "backup.backup.example.com/done" {
-			t.Errorf("watch saw %q first", line)
-		}
-	case <-ctx.Done():
-		t.Fatal("kubectl get --watch saw no create")
+	create("running")
+	if line := next(seen); line != "backup.backup.example.com/running" {
+		t.Errorf("watch saw %q, want the create of running", line)
 	}
 	for name, phase := range map[string]v1alpha1.BackupPhase{"done": v1alpha1.BackupPhaseCompleted, "running": v1alpha1.BackupPhaseRunning} {
 		b, err := c.Get(ctx, name, metav1.GetOptions{})

@@ -8,7 +8,6 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -238,5 +237,3 @@ func (m *Manager) work(ctx context.Context, q workqueue.TypedRateLimitingInterfa
 		}()
 	}
 }
-
-func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

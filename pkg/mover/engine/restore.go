@@ -331,9 +331,8 @@ func (rs *restorer) apply(m *repo.Entry, existing *node) (bool, error) {
 		})
 	default:
 		if m.LinkGroup != 0 {
-			if first, ok := rs.groups[m.LinkGroup]; ok {
-				rs.links = append(rs.links, m)
-				_ = first
+			if _, ok := rs.groups[m.LinkGroup]; ok {
+				rs.links = append(rs.links, m) // linked to the first member in finish
 				return false, nil
 			}
 			rs.groups[m.LinkGroup] = m.Path

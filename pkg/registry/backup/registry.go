@@ -183,3 +183,17 @@ func (r *StatusREST) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 func (r *StatusREST) ConvertToTable(ctx context.Context, object runtime.Object, tableOptions runtime.Object) (*metav1.Table, error) {
 	return r.Store.ConvertToTable(ctx, object, tableOptions)
 }
+
+// ThenCheck runs the request's own create validation (validating admission)
+// first and then check, the REST layer's live-state check: a request is judged
+// against the cluster only once it is otherwise acceptable.
+func ThenCheck(next, check rest.ValidateObjectFunc) rest.ValidateObjectFunc {
+	return func(ctx context.Context, obj runtime.Object) error {
+		if next != nil {
+			if err := next(ctx, obj); err != nil {
+				return err
+			}
+		}
+		return check(ctx, obj)
+	}
+}

@@ -86,22 +86,17 @@ func (r *REST) Delete(ctx context.Context, name string, deleteValidation rest.Va
 // crossNamespaceCheck wraps create validation with the requester-aware check
 // of a target in another namespace.
 func crossNamespaceCheck(checker *safety.Checker, next rest.ValidateObjectFunc) rest.ValidateObjectFunc {
-	return func(ctx context.Context, obj runtime.Object) error {
-		if next != nil {
-			if err := next(ctx, obj); err != nil {
-				return err
-			}
-		}
-		if checker == nil {
-			return nil
-		}
+	if checker == nil {
+		return next
+	}
+	return registry.ThenCheck(next, func(ctx context.Context, obj runtime.Object) error {
 		b := obj.(*backup.Backup)
 		u, _ := genericapirequest.UserFrom(ctx)
 		if ref := checker.CheckTargetReadable(ctx, u, b.Namespace, b.Spec.Target.Namespace, b.Spec.Target.PVCName, field.NewPath("spec", "target", "namespace")); ref != nil {
 			return ref.Error(backup.Resource("backups"), backup.Kind("Backup"), b.Name)
 		}
 		return nil
-	}
+	})
 }
 
 // NewREST returns the storage of backups and backups/status.

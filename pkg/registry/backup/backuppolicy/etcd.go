@@ -37,14 +37,9 @@ func (*REST) Categories() []string { return []string{"backup-all"} }
 // Create refuses a policy whose target is in a namespace where the requester
 // may not read PVCs.
 func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
-	return r.Store.Create(ctx, obj, func(ctx context.Context, obj runtime.Object) error {
-		if createValidation != nil {
-			if err := createValidation(ctx, obj); err != nil {
-				return err
-			}
-		}
+	return r.Store.Create(ctx, obj, registry.ThenCheck(createValidation, func(ctx context.Context, obj runtime.Object) error {
 		return r.checkTarget(ctx, obj.(*backup.BackupPolicy))
-	}, options)
+	}), options)
 }
 
 // Update applies the same check to the updated policy.

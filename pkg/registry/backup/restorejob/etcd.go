@@ -41,11 +41,6 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 		return r.Store.Create(ctx, obj, createValidation, options)
 	}
 	check := func(ctx context.Context, obj runtime.Object) error {
-		if createValidation != nil {
-			if err := createValidation(ctx, obj); err != nil {
-				return err
-			}
-		}
 		rj := obj.(*backup.RestoreJob)
 		u, _ := genericapirequest.UserFrom(ctx)
 		_, refusal := r.checker.CheckRestore(ctx, u, safety.Restore{
@@ -59,7 +54,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 		}
 		return nil
 	}
-	return r.Store.Create(ctx, obj, check, options)
+	return r.Store.Create(ctx, obj, registry.ThenCheck(createValidation, check), options)
 }
 
 // NewREST returns the storage of restorejobs and restorejobs/status. checker
