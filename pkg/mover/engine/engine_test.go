@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -343,10 +342,10 @@ func copyTree(t *testing.T, from, to string) {
 // writeHostileSnapshot stores a manifest with the given raw JSON lines and a
 // snapshot naming it, bypassing the writer's checks, as an attacker with
 // write access to the repository could.
-func writeHostileSnapshot(t *testing.T, r *repo.Repo, lines []string) repo.ID {
+func writeHostileSnapshot(t *testing.T, r *repo.Repo, entries []repo.Entry) repo.ID {
 	t.Helper()
 	enc, _ := zstd.NewWriter(nil)
-	data := enc.EncodeAll([]byte(strings.Join(lines, "\n")+"\n"), nil)
+	data := enc.EncodeAll(repo.EncodeManifest(entries), nil)
 	id := repo.Hash(data)
 	if err := os.WriteFile(filepath.Join(r.Dir, "manifests", id.String()), data, 0o644); err != nil {
 		t.Fatal(err)
@@ -366,33 +365,32 @@ func TestHostileManifestsCannotEscapeTheTarget(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "f"), []byte("payload"), 0o644)
 	good := backup(t, r, src)
 	m, _ := r.OpenManifest(good.Manifest)
-	var chunk string
+	var chunk repo.ID
 	for {
 		e, err := m.Next()
 		if err != nil {
 			break
 		}
 		if e.Type == repo.TypeFile {
-			chunk = e.Chunks[0].String()
+			chunk = e.Chunks[0]
 		}
 	}
 	m.Close()
-	root := `{"path":".","type":"dir","mode":493,"uid":0,"gid":0,"mtime":0}`
-	file := func(p string) string {
-		b, _ := json.Marshal(map[string]any{"path": p, "type": "file", "mode": 420, "uid": 0, "gid": 0, "mtime": 0, "size": 7, "chunks": []string{chunk}})
-		return string(b)
+	root := repo.Entry{Path: ".", Type: repo.TypeDir, Mode: 0o755}
+	file := func(p string) repo.Entry {
+		return repo.Entry{Path: p, Type: repo.TypeFile, Mode: 0o644, Size: 7, Chunks: []repo.ID{chunk}}
 	}
 	outside := t.TempDir()
-	cases := map[string][]string{
+	cases := map[string][]repo.Entry{
 		"dotdot":              {root, file("../escaped")},
-		"inner dotdot":        {root, `{"path":"a","type":"dir","mode":493,"uid":0,"gid":0,"mtime":0}`, file("a/../../escaped")},
+		"inner dotdot":        {root, {Path: "a", Type: repo.TypeDir, Mode: 0o755}, file("a/../../escaped")},
 		"absolute":            {root, file(outside + "/escaped")},
-		"child of a symlink":  {root, `{"path":"link","type":"symlink","mode":511,"uid":0,"gid":0,"mtime":0,"target":"` + outside + `"}`, file("link/escaped")},
+		"child of a symlink":  {root, {Path: "link", Type: repo.TypeSymlink, Mode: 0o777, Target: outside}, file("link/escaped")},
 		"child without dir":   {root, file("nodir/escaped")},
 		"out of order":        {root, file("b"), file("a")},
 		"no root":             {file("a")},
-		"mode beyond 07777":   {root, `{"path":"x","type":"dir","mode":65535,"uid":0,"gid":0,"mtime":0}`},
-		"size without chunks": {root, `{"path":"x","type":"file","mode":420,"uid":0,"gid":0,"mtime":0,"size":5}`},
+		"mode beyond 07777":   {root, {Path: "x", Type: repo.TypeDir, Mode: 0o177777}},
+		"size without chunks": {root, {Path: "x", Type: repo.TypeFile, Mode: 0o644, Size: 5}},
 	}
 	for name, lines := range cases {
 		t.Run(name, func(t *testing.T) {

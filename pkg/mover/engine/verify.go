@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -109,7 +107,7 @@ func Verify(ctx context.Context, r *repo.Repo, ids []repo.ID, whole bool) (*Veri
 			return nil, err
 		}
 		for _, p := range packs {
-			if err := hashFile(filepath.Join(r.Dir, "packs", p.String()[:2], p.String()), p); err != nil {
+			if err := r.CheckPack(p); err != nil {
 				damage("pack "+p.Short(), err)
 			}
 		}
@@ -135,15 +133,4 @@ func collectBlobs(r *repo.Repo, snap *repo.Snapshot, into map[repo.ID]bool) erro
 			into[c] = true
 		}
 	}
-}
-
-func hashFile(path string, want repo.ID) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if repo.Hash(data) != want {
-		return fmt.Errorf("content does not match its name (SHA-256)")
-	}
-	return nil
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // FormatVersion is the repository format this code reads and writes.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Config is the repository's config file.
 type Config struct {

@@ -9,9 +9,14 @@ import (
 // FuzzDecodeEntry: no input may crash the decoder, and every entry it accepts
 // has a path that stays beneath any root it is joined to.
 func FuzzDecodeEntry(f *testing.F) {
-	f.Add([]byte(`{"path":".","type":"dir","mode":493,"uid":0,"gid":0,"mtime":0}`))
-	f.Add([]byte(`{"path":"a/b","type":"file","mode":420,"uid":1,"gid":1,"mtime":5,"size":3,"chunks":["` + strings.Repeat("ab", 32) + `"]}`))
-	f.Add([]byte(`{"path":"../x","type":"symlink","mode":511,"uid":0,"gid":0,"mtime":0,"target":"/etc"}`))
+	for _, e := range []Entry{
+		{Path: ".", Type: TypeDir, Mode: 0o755},
+		{Path: "a/b", Type: TypeFile, Mode: 0o644, UID: 1, GID: 1, MTime: 5, Size: 3, Chunks: []ID{{0xab}}},
+		{Path: "../x", Type: TypeSymlink, Mode: 0o777, Target: "/etc"},
+		{Path: "l", Type: TypeFile, Mode: 0o644, Size: 1, LinkGroup: 7, Inode: 9, Chunks: []ID{{1}, {2}}},
+	} {
+		f.Add(AppendEntry(nil, &e))
+	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		e, err := DecodeEntry(line)
 		if err != nil {
@@ -52,8 +57,9 @@ func requireBeneath(t *testing.T, p string) {
 // FuzzDecodeIndex: no input may crash the index decoder or yield an entry
 // with impossible bounds.
 func FuzzDecodeIndex(f *testing.F) {
-	f.Add([]byte(`{"packs":[{"id":"` + strings.Repeat("cd", 32) + `","blobs":[{"id":"` + strings.Repeat("ef", 32) + `","off":0,"len":10,"raw":12,"z":true}]}]}`))
-	f.Add([]byte(`{"packs":[{"id":"x","blobs":[{"off":-1}]}]}`))
+	f.Add(encodeIndex(map[ID]Location{{0xef}: {Pack: ID{0xcd}, Offset: 0, Length: 10, RawLength: 12, Compressed: true}}))
+	f.Add(encodeIndex(map[ID]Location{{1}: {Pack: ID{2}, Offset: 5, Length: 1}, {3}: {Pack: ID{4}, Offset: 1 << 40, Length: 1 << 20, RawLength: 1 << 21}}))
+	f.Add([]byte("BKI2\x01"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		locs, err := DecodeIndex(data)
 		if err != nil {

@@ -2,8 +2,9 @@ package repo
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -110,37 +111,34 @@ func ComparePaths(a, b string) int {
 	}
 }
 
-// DecodeEntry parses and validates one manifest line.
-func DecodeEntry(line []byte) (Entry, error) {
-	var e Entry
-	if err := json.Unmarshal(line, &e); err != nil {
-		return e, fmt.Errorf("decoding manifest entry: %w", err)
-	}
+// validateEntry refuses an entry whose path could leave the restore root or
+// whose fields contradict its type.
+func validateEntry(e *Entry) error {
 	if err := ValidatePath(e.Path); err != nil {
-		return e, fmt.Errorf("manifest entry refused: %w", err)
+		return fmt.Errorf("manifest entry refused: %w", err)
 	}
 	if e.Mode&^uint32(0o7777) != 0 {
-		return e, fmt.Errorf("manifest entry %q has mode bits outside 07777", e.Path)
+		return fmt.Errorf("manifest entry %q has mode bits outside 07777", e.Path)
 	}
 	switch e.Type {
 	case TypeDir, TypeSymlink:
 		if len(e.Chunks) != 0 || e.Size != 0 {
-			return e, fmt.Errorf("manifest entry %q: a %s has no content", e.Path, e.Type)
+			return fmt.Errorf("manifest entry %q: a %s has no content", e.Path, e.Type)
 		}
 		if e.Type == TypeSymlink && e.Target == "" {
-			return e, fmt.Errorf("manifest entry %q: symlink without a target", e.Path)
+			return fmt.Errorf("manifest entry %q: symlink without a target", e.Path)
 		}
 	case TypeFile:
 		if e.Size < 0 || (e.Size > 0 && len(e.Chunks) == 0) {
-			return e, fmt.Errorf("manifest entry %q: size %d does not match its chunks", e.Path, e.Size)
+			return fmt.Errorf("manifest entry %q: size %d does not match its chunks", e.Path, e.Size)
 		}
 	default:
-		return e, fmt.Errorf("manifest entry %q has unknown type %q", e.Path, e.Type)
+		return fmt.Errorf("manifest entry %q has unknown type %q", e.Path, e.Type)
 	}
 	if e.Path == "." && e.Type != TypeDir {
-		return e, errors.New("manifest root is not a directory")
+		return errors.New("manifest root is not a directory")
 	}
-	return e, nil
+	return nil
 }
 
 // ManifestWriter streams entries into a manifest file.
@@ -150,7 +148,7 @@ type ManifestWriter struct {
 	h    hash.Hash
 	zw   *zstd.Encoder
 	bw   *bufio.Writer
-	enc  *json.Encoder
+	rec  []byte
 	last string
 	n    int64
 }
@@ -169,7 +167,8 @@ func (r *Repo) NewManifestWriter() (*ManifestWriter, error) {
 		return nil, err
 	}
 	bw := bufio.NewWriterSize(zw, 256<<10)
-	return &ManifestWriter{dir: dir, tmp: tmp, h: h, zw: zw, bw: bw, enc: json.NewEncoder(bw)}, nil
+	bw.Write(manifestMagic)
+	return &ManifestWriter{dir: dir, tmp: tmp, h: h, zw: zw, bw: bw}, nil
 }
 
 // Add appends one entry.
@@ -179,8 +178,19 @@ func (m *ManifestWriter) Add(e *Entry) error {
 	}
 	m.last = e.Path
 	m.n++
-	return m.enc.Encode(e)
+	m.rec = AppendEntry(m.rec[:0], e)
+	var prefix [binary.MaxVarintLen64]byte
+	m.bw.Write(prefix[:binary.PutUvarint(prefix[:], uint64(len(m.rec)))])
+	_, err := m.bw.Write(m.rec)
+	return err
 }
+
+// manifestMagic starts a manifest's plaintext; records follow, each a uvarint
+// length and an entry (see AppendEntry).
+var manifestMagic = []byte("BKM2")
+
+// maxRecord bounds one manifest record (a file of 64 GiB has about 64k chunk IDs).
+const maxRecord = 64 << 20
 
 // Close makes the manifest durable and returns its ID.
 func (m *ManifestWriter) Close() (ID, int64, error) {
@@ -222,7 +232,8 @@ func (m *ManifestWriter) Abort() {
 type ManifestReader struct {
 	f    *os.File
 	zr   *zstd.Decoder
-	sc   *bufio.Scanner
+	br   *bufio.Reader
+	rec  []byte
 	last string
 	n    int64
 	// dirs is the chain of directories open at the current position of the
@@ -257,21 +268,40 @@ func (r *Repo) OpenManifest(id ID) (*ManifestReader, error) {
 		f.Close()
 		return nil, err
 	}
-	sc := bufio.NewScanner(zr)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	return &ManifestReader{f: f, zr: zr, sc: sc}, nil
+	br := bufio.NewReaderSize(zr, 256<<10)
+	magic := make([]byte, len(manifestMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || !bytes.Equal(magic, manifestMagic) {
+		zr.Close()
+		f.Close()
+		return nil, fmt.Errorf("manifest %s is not a manifest of this format", id.Short())
+	}
+	return &ManifestReader{f: f, zr: zr, br: br}, nil
 }
 
 // Next returns the next entry, or io.EOF. It refuses entries that are out of
 // order or whose parent is not a directory entry seen before.
 func (m *ManifestReader) Next() (*Entry, error) {
-	if !m.sc.Scan() {
-		if err := m.sc.Err(); err != nil {
-			return nil, fmt.Errorf("reading manifest: %w", err)
-		}
+	n, err := binary.ReadUvarint(m.br)
+	if err == io.EOF {
 		return nil, io.EOF
 	}
-	e, err := DecodeEntry(m.sc.Bytes())
+	if err == nil && n > maxRecord {
+		err = fmt.Errorf("record of %d bytes", n)
+	}
+	if err == nil {
+		if uint64(cap(m.rec)) < n {
+			m.rec = make([]byte, n)
+		}
+		m.rec = m.rec[:n]
+		_, err = io.ReadFull(m.br, m.rec)
+	}
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	e, err := DecodeEntry(m.rec)
 	if err != nil {
 		return nil, err
 	}

@@ -137,11 +137,8 @@ func (r *Repo) Prune(forget []ID, wait time.Duration) (*PruneResult, error) {
 	r.mu.RUnlock()
 	var newIndex ID
 	if len(liveLocs) > 0 {
-		plain, err := encodeIndex(liveLocs)
-		if err != nil {
-			return res, err
-		}
-		data := compressAll(plain)
+		data := compressAll(encodeIndex(liveLocs))
+		var err error
 		if newIndex, err = writeContentAddressed(filepath.Join(r.Dir, indexDir), data); err != nil {
 			return res, err
 		}

@@ -1,14 +1,11 @@
 package repo
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -52,7 +49,7 @@ var (
 		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 		return e
 	}}
-	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
 )
 
 // Init creates a repository in dir, which must be empty or missing.
@@ -108,54 +105,13 @@ func Open(dir string) (*Repo, error) {
 // Close releases open pack files.
 func (r *Repo) Close() { r.packs.closeAll() }
 
-// indexFile is the JSON form of an index file (stored zstd-compressed).
-type indexFile struct {
-	Packs []indexPack `json:"packs"`
-}
-
-type indexPack struct {
-	ID    ID          `json:"id"`
-	Blobs []indexBlob `json:"blobs"`
-}
-
+// indexBlob is one blob of a pack table (see appendBlobTable).
 type indexBlob struct {
-	ID         ID     `json:"id"`
-	Offset     int64  `json:"off"`
-	Length     uint32 `json:"len"`
-	RawLength  uint32 `json:"raw"`
-	Compressed bool   `json:"z,omitempty"`
-}
-
-// DecodeIndex parses the plaintext (decompressed) JSON of an index file.
-func DecodeIndex(data []byte) (map[ID]Location, error) {
-	var f indexFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("decoding index: %w", err)
-	}
-	out := make(map[ID]Location)
-	for _, p := range f.Packs {
-		for _, b := range p.Blobs {
-			if b.Offset < 0 || b.Length == 0 || b.Length > 1<<30 || b.RawLength > 1<<30 {
-				return nil, fmt.Errorf("index entry for blob %s has impossible bounds", b.ID.Short())
-			}
-			out[b.ID] = Location{Pack: p.ID, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength, Compressed: b.Compressed}
-		}
-	}
-	return out, nil
-}
-
-func encodeIndex(locs map[ID]Location) ([]byte, error) {
-	byPack := map[ID][]indexBlob{}
-	for id, l := range locs {
-		byPack[l.Pack] = append(byPack[l.Pack], indexBlob{ID: id, Offset: l.Offset, Length: l.Length, RawLength: l.RawLength, Compressed: l.Compressed})
-	}
-	var f indexFile
-	for p, blobs := range byPack {
-		sort.Slice(blobs, func(i, j int) bool { return blobs[i].Offset < blobs[j].Offset })
-		f.Packs = append(f.Packs, indexPack{ID: p, Blobs: blobs})
-	}
-	sort.Slice(f.Packs, func(i, j int) bool { return bytes.Compare(f.Packs[i].ID[:], f.Packs[j].ID[:]) < 0 })
-	return json.Marshal(f)
+	ID         ID
+	Offset     int64
+	Length     uint32
+	RawLength  uint32
+	Compressed bool
 }
 
 // readVerified reads a content-addressed file and checks its name is the
@@ -223,7 +179,7 @@ func (r *Repo) readIndexFile(id ID) (map[ID]Location, error) {
 	if err != nil {
 		return nil, err
 	}
-	plain, err := decoder.DecodeAll(data, nil)
+	plain, err := zstdDecoder.DecodeAll(data, nil)
 	if err != nil {
 		return nil, fmt.Errorf("index %s is damaged: %w", id.Short(), err)
 	}
@@ -270,7 +226,7 @@ func (r *Repo) readBlobAt(id ID, loc Location, buf []byte) ([]byte, error) {
 	}
 	var plain []byte
 	if loc.Compressed {
-		plain, err = decoder.DecodeAll(raw, buf[:0])
+		plain, err = zstdDecoder.DecodeAll(raw, buf[:0])
 		if err != nil {
 			return nil, fmt.Errorf("blob %s in pack %s is damaged: %w", id.Short(), loc.Pack.Short(), err)
 		}

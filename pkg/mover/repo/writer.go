@@ -1,21 +1,21 @@
 package repo
 
 import (
-	"bufio"
-	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
-	"hash"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 )
 
-// Writer adds blobs to the repository for one backup session. Blobs stream
-// into a temporary pack file of about Config.PackSize; a full pack is synced
-// and renamed to its SHA-256 in the background. Finish writes the session's
-// index file. Nothing a Writer writes is referenced until a snapshot names it,
-// so a crash leaves only unreferenced files that prune removes.
+// Writer adds blobs to the repository for one backup session. Each blob gets
+// its place in the current temporary pack file under a lock and is written
+// there outside it, so workers write in parallel. A full pack gets its blob
+// table as a trailer, is synced and renamed to the SHA-256 of that table in
+// the background. Finish writes the session's index file. Nothing a Writer
+// writes is referenced until a snapshot names it, so a crash leaves only
+// unreferenced files that prune removes.
 type Writer struct {
 	r *Repo
 
@@ -35,11 +35,11 @@ type Writer struct {
 }
 
 type openPack struct {
-	f     *os.File
-	bw    *bufio.Writer
-	h     hash.Hash
-	size  int64
-	blobs []indexBlob
+	f       *os.File
+	size    int64 // bytes placed so far
+	blobs   []indexBlob
+	writing sync.WaitGroup // blob writes in flight
+	failed  atomic.Pointer[error]
 }
 
 // NewWriter starts a session.
@@ -80,33 +80,36 @@ func (w *Writer) Add(id ID, plain []byte, scratch []byte, tryCompress bool) (boo
 		stored, compressed = compress(plain, scratch)
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err != nil {
-		return compressed, w.err
-	}
-	if w.seen[id] {
-		return compressed, nil
+	if w.err != nil || w.seen[id] {
+		err := w.err
+		w.mu.Unlock()
+		return compressed, err
 	}
 	if w.pack == nil {
 		if err := w.openPackLocked(); err != nil {
 			w.err = err
+			w.mu.Unlock()
 			return compressed, err
 		}
 	}
 	p := w.pack
-	if _, err := p.bw.Write(stored); err != nil {
-		w.err = fmt.Errorf("writing pack: %w", err)
-		return compressed, w.err
-	}
-	p.h.Write(stored)
-	w.seen[id] = true
-	p.blobs = append(p.blobs, indexBlob{ID: id, Offset: p.size, Length: uint32(len(stored)), RawLength: uint32(len(plain)), Compressed: compressed})
+	off := p.size
 	p.size += int64(len(stored))
-	w.NewBytes.Add(int64(len(plain)))
+	p.blobs = append(p.blobs, indexBlob{ID: id, Offset: off, Length: uint32(len(stored)), RawLength: uint32(len(plain)), Compressed: compressed})
+	w.seen[id] = true
+	p.writing.Add(1)
 	if p.size >= int64(w.r.Config.PackSize) {
-		w.flushLocked()
+		w.flushLocked() // waits for this write before it closes the pack
 	}
-	return compressed, nil
+	w.mu.Unlock()
+	w.NewBytes.Add(int64(len(plain)))
+	_, err := p.f.WriteAt(stored, off)
+	if err != nil {
+		err = fmt.Errorf("writing pack: %w", err)
+		p.failed.CompareAndSwap(nil, &err)
+	}
+	p.writing.Done()
+	return compressed, err
 }
 
 func (w *Writer) openPackLocked() error {
@@ -115,12 +118,13 @@ func (w *Writer) openPackLocked() error {
 	if err != nil {
 		return err
 	}
-	w.pack = &openPack{f: f, bw: bufio.NewWriterSize(f, 1<<20), h: sha256.New()}
+	w.pack = &openPack{f: f}
 	return nil
 }
 
 // flushLocked hands the current pack to a background closer (at most two at a
-// time): flush, fsync, rename to its SHA-256.
+// time): wait for its blob writes, append the blob table, fsync, rename to the
+// table's SHA-256.
 func (w *Writer) flushLocked() {
 	p := w.pack
 	if p == nil {
@@ -131,9 +135,19 @@ func (w *Writer) flushLocked() {
 	w.flushing.Add(1)
 	go func() {
 		defer w.flushing.Done()
-		var id ID
-		copy(id[:], p.h.Sum(nil))
-		err := p.bw.Flush()
+		p.writing.Wait()
+		var err error
+		if e := p.failed.Load(); e != nil {
+			err = *e
+		}
+		table := appendBlobTable(nil, p.blobs)
+		id := Hash(table)
+		if err == nil {
+			trailer := binary.LittleEndian.AppendUint32(table, uint32(len(table)))
+			trailer = append(trailer, packMagic...)
+			_, err = p.f.WriteAt(trailer, p.size)
+			p.size += int64(len(trailer))
+		}
 		if err == nil {
 			err = p.f.Sync()
 		}
@@ -182,11 +196,7 @@ func (w *Writer) Finish() error {
 	if len(w.written) == 0 {
 		return nil
 	}
-	plain, err := encodeIndex(w.written)
-	if err != nil {
-		return err
-	}
-	data := compressAll(plain)
+	data := compressAll(encodeIndex(w.written))
 	if _, err := writeContentAddressed(filepath.Join(w.r.Dir, indexDir), data); err != nil {
 		return fmt.Errorf("writing index: %w", err)
 	}
