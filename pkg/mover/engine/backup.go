@@ -135,10 +135,11 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 		}
 		defer parentEntries.Close()
 	}
-	w, err := newWalker(o.Source)
+	w, err := newPrefetchingWalker(o.Source)
 	if err != nil {
 		return nil, err
 	}
+	defer w.close()
 	mw, err := r.NewManifestWriter()
 	if err != nil {
 		return nil, err
@@ -177,41 +178,50 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 			defer taskWG.Done()
 			scratch := make([]byte, 0, params.Max+params.Max/8)
 			for t := range tasks {
-				id := repo.Hash(t.data)
+				id, err := store(writer, t.data, scratch, t.file, t.index)
 				*t.out = id
-				try := t.file.try(t.index)
-				shrank, err := writer.Add(id, t.data, scratch, try)
 				if err != nil {
 					t.err.CompareAndSwap(nil, &err)
 				}
-				if try {
-					t.file.record(shrank)
-				}
 				c.bytesDone.Add(int64(len(t.data)))
-				if t.buf != nil {
-					bufPool.Put(t.buf)
-				}
+				bufPool.Put(t.buf)
 				t.wg.Done()
 			}
 		}()
 	}
 	defer func() { close(tasks); taskWG.Wait() }()
 
-	// File readers: several files are read at once so small files overlap
-	// their open/read latency; each cuts chunks and hands them to the workers.
-	jobs := make(chan *fileJob, 256)
-	ordered := make(chan *fileJob, 256)
+	// Small files (one chunk) are read, hashed and stored by many goroutines
+	// at once, so the disk's latency for one file overlaps the others. Large
+	// files are cut into chunks by two readers that hand the chunks to the
+	// workers above.
+	ordered := make(chan *fileJob, 1024) // entries on their way to the manifest, in walk order
+	small := make(chan *fileJob, 256)
+	large := make(chan *fileJob, 16)
 	var readerWG sync.WaitGroup
-	for i := 0; i < 4; i++ {
+	for i := 0; i < smallReaders; i++ {
+		readerWG.Add(1)
+		go func() {
+			defer readerWG.Done()
+			buf := make([]byte, params.Min+1)
+			scratch := make([]byte, 0, params.Min+params.Min/8)
+			for j := range small {
+				j.done <- readSmallFile(j, buf, scratch, writer, &c, func(j *fileJob) error {
+					return readLargeFile(j, params, nil, tasks, &bufPool)
+				})
+			}
+		}()
+	}
+	for i := 0; i < 2; i++ {
 		readerWG.Add(1)
 		go func() {
 			defer readerWG.Done()
 			var cbuf []byte // allocated by the first large file: a no-change backup never needs it
-			for j := range jobs {
-				if cbuf == nil && j.entry.Size >= int64(params.Min) {
+			for j := range large {
+				if cbuf == nil {
 					cbuf = make([]byte, 2*params.Max)
 				}
-				j.done <- readFile(j, params, cbuf, tasks, &bufPool)
+				j.done <- readLargeFile(j, params, cbuf, tasks, &bufPool)
 			}
 		}()
 	}
@@ -220,8 +230,9 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 	walkErr := make(chan error, 1)
 	go func() {
 		defer close(ordered)
-		defer close(jobs)
-		walkErr <- walkForBackup(ctx, w, parentEntries, writer, jobs, ordered, &c)
+		defer close(large)
+		defer close(small)
+		walkErr <- walkForBackup(ctx, w, parentEntries, writer, int64(params.Min), small, large, ordered, &c)
 	}()
 
 	var totals repo.Totals
@@ -309,7 +320,12 @@ func findParent(r *repo.Repo, o BackupOptions) (*repo.Snapshot, error) {
 
 // walkForBackup walks the source beside the parent manifest (both in the same
 // order) and queues one job per entry.
-func walkForBackup(ctx context.Context, w *walker, parent *repo.ManifestReader, writer *repo.Writer, jobs, ordered chan<- *fileJob, c *counters) error {
+func walkForBackup(ctx context.Context, w *walker, parentManifest *repo.ManifestReader, writer *repo.Writer, smallSize int64, small, large, ordered chan<- *fileJob, c *counters) error {
+	var parent *entryStream
+	if parentManifest != nil {
+		parent = streamEntries(parentManifest)
+		defer parent.stop()
+	}
 	var pe *repo.Entry
 	advance := func() error {
 		if parent == nil {
@@ -368,6 +384,10 @@ func walkForBackup(ctx context.Context, w *walker, parent *repo.ManifestReader, 
 			if typ == repo.TypeFile && !reuse {
 				j.abs = w.abs(n.path)
 				j.read = true
+				jobs := large
+				if e.Size < smallSize {
+					jobs = small
+				}
 				select {
 				case jobs <- j:
 				case <-ctx.Done():
@@ -395,6 +415,73 @@ func walkForBackup(ctx context.Context, w *walker, parent *repo.ManifestReader, 
 	}
 }
 
+// entryStream decodes a manifest in its own goroutine, a batch ahead of the
+// reader, so decoding overlaps the walk.
+type entryStream struct {
+	batches chan []*repo.Entry
+	cur     []*repo.Entry
+	err     error // set before batches is closed
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+func streamEntries(m *repo.ManifestReader) *entryStream {
+	s := &entryStream{batches: make(chan []*repo.Entry, 4), quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer close(s.batches)
+		batch := make([]*repo.Entry, 0, 256)
+		for {
+			e, err := m.Next()
+			if err != nil {
+				if err != io.EOF {
+					s.err = err
+				}
+				if len(batch) > 0 {
+					select {
+					case s.batches <- batch:
+					case <-s.quit:
+					}
+				}
+				return
+			}
+			batch = append(batch, e)
+			if len(batch) == cap(batch) {
+				select {
+				case s.batches <- batch:
+				case <-s.quit:
+					return
+				}
+				batch = make([]*repo.Entry, 0, 256)
+			}
+		}
+	}()
+	return s
+}
+
+// Next returns the next entry, or io.EOF.
+func (s *entryStream) Next() (*repo.Entry, error) {
+	for len(s.cur) == 0 {
+		b, ok := <-s.batches
+		if !ok {
+			if s.err != nil {
+				return nil, s.err
+			}
+			return nil, io.EOF
+		}
+		s.cur = b
+	}
+	e := s.cur[0]
+	s.cur = s.cur[1:]
+	return e, nil
+}
+
+// stop ends the decoding goroutine and waits for it.
+func (s *entryStream) stop() {
+	close(s.quit)
+	<-s.done
+}
+
 func allStored(w *repo.Writer, ids []repo.ID) bool {
 	for _, id := range ids {
 		if !w.Has(id) {
@@ -404,8 +491,23 @@ func allStored(w *repo.Writer, ids []repo.ID) bool {
 	return true
 }
 
-// readFile chunks one file and waits until all its chunks are stored.
-func readFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask, pool *sync.Pool) error {
+// store hashes one chunk and adds it to the repository.
+func store(w *repo.Writer, data, scratch []byte, comp *fileCompressibility, index int) (repo.ID, error) {
+	id := repo.Hash(data)
+	try := comp.try(index)
+	shrank, err := w.Add(id, data, scratch, try)
+	if try {
+		comp.record(shrank)
+	}
+	return id, err
+}
+
+// smallReaders read, hash and store small files concurrently.
+const smallReaders = 12
+
+// readSmallFile reads a file listed as smaller than one chunk, hashes and
+// stores it; one that grew past buf is handed to large.
+func readSmallFile(j *fileJob, buf, scratch []byte, w *repo.Writer, c *counters, large func(*fileJob) error) error {
 	f, err := os.Open(j.abs)
 	if errors.Is(err, os.ErrNotExist) {
 		// Deleted since it was listed: record it empty rather than fail the backup.
@@ -415,37 +517,40 @@ func readFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask,
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	if j.entry.Size < int64(p.Min) {
-		// A small file is one chunk: read it whole into a buffer of its size.
-		data := make([]byte, j.entry.Size+1)
-		n, err := io.ReadFull(f, data)
-		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-			return fmt.Errorf("reading %s: %w", j.abs, err)
-		}
-		if n <= int(j.entry.Size) {
-			j.entry.Size = int64(n)
-			if n == 0 {
-				j.entry.Chunks = nil
-				return nil
-			}
-			var wg sync.WaitGroup
-			var failed atomic.Pointer[error]
-			var id repo.ID
-			wg.Add(1)
-			tasks <- chunkTask{data: data[:n], out: &id, wg: &wg, err: &failed, file: &fileCompressibility{}}
-			wg.Wait()
-			if e := failed.Load(); e != nil {
-				return *e
-			}
-			j.entry.Chunks = []repo.ID{id}
-			return nil
-		}
-		// It grew since it was listed: chunk it like a large file.
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
+	n, err := io.ReadFull(f, buf)
+	f.Close()
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return fmt.Errorf("reading %s: %w", j.abs, err)
 	}
+	if n == len(buf) {
+		return large(j) // it grew since it was listed
+	}
+	j.entry.Size = int64(n)
+	if n == 0 {
+		j.entry.Chunks = nil
+		return nil
+	}
+	id, err := store(w, buf[:n], scratch, &fileCompressibility{}, 0)
+	if err != nil {
+		return err
+	}
+	c.bytesDone.Add(int64(n))
+	j.entry.Chunks = []repo.ID{id}
+	return nil
+}
+
+// readLargeFile chunks one file and waits until all its chunks are stored.
+// cbuf is the chunker's buffer (nil: allocate one).
+func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask, pool *sync.Pool) error {
+	f, err := os.Open(j.abs)
+	if errors.Is(err, os.ErrNotExist) {
+		j.entry.Size = 0
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
 	ch := chunker.New(f, p, cbuf)
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]

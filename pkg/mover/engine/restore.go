@@ -363,8 +363,9 @@ func (rs *restorer) same(m *repo.Entry, n *node) (bool, error) {
 	}
 	if m.LinkGroup != 0 {
 		if first, ok := rs.groups[m.LinkGroup]; ok {
-			fi, err := os.Lstat(filepath.Join(rs.root, filepath.FromSlash(first)))
-			return err == nil && os.SameFile(fi, n.info), nil
+			var st unix.Stat_t
+			err := unix.Lstat(filepath.Join(rs.root, filepath.FromSlash(first)), &st)
+			return err == nil && sameInode(&st, n.stat), nil
 		}
 	}
 	f, err := os.Open(filepath.Join(rs.root, filepath.FromSlash(m.Path)))
