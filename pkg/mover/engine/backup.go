@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"runtime"
 	"sync"
@@ -27,7 +28,7 @@ type BackupOptions struct {
 	NoParent bool
 	// Progress, if set, is called about once a second.
 	Progress func(Progress)
-	// Workers hash and compress chunks; 0 means GOMAXPROCS.
+	// Workers hash and compress chunks of large files; 0 means the number of CPUs.
 	Workers int
 }
 
@@ -165,26 +166,25 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 
 	workers := o.Workers
 	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
+		workers = min(runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	}
 	writer := r.NewWriter()
 	params := r.Config.Chunker
-	bufPool := sync.Pool{New: func() any { b := make([]byte, params.Max); return &b }}
-	tasks := make(chan chunkTask, workers*2)
+	bufPool := &chunkBuffers{}
+	tasks := make(chan chunkTask, workers)
 	var taskWG sync.WaitGroup
 	for i := 0; i < workers; i++ {
 		taskWG.Add(1)
 		go func() {
 			defer taskWG.Done()
-			scratch := make([]byte, 0, params.Max+params.Max/8)
 			for t := range tasks {
-				id, err := store(writer, t.data, scratch, t.file, t.index)
+				id, err := store(writer, t.data, t.file, t.index)
 				*t.out = id
 				if err != nil {
 					t.err.CompareAndSwap(nil, &err)
 				}
 				c.bytesDone.Add(int64(len(t.data)))
-				bufPool.Put(t.buf)
+				bufPool.put(t.buf)
 				t.wg.Done()
 			}
 		}()
@@ -195,7 +195,9 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 	// at once, so the disk's latency for one file overlaps the others. Large
 	// files are cut into chunks by two readers that hand the chunks to the
 	// workers above.
-	ordered := make(chan *fileJob, 1024) // entries on their way to the manifest, in walk order
+	// Entries on their way to the manifest, in walk order. The window is wide
+	// so that small files are read while a large file before them is chunked.
+	ordered := make(chan *fileJob, 16384)
 	small := make(chan *fileJob, 256)
 	large := make(chan *fileJob, 16)
 	var readerWG sync.WaitGroup
@@ -204,10 +206,9 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 		go func() {
 			defer readerWG.Done()
 			buf := make([]byte, params.Min+1)
-			scratch := make([]byte, 0, params.Min+params.Min/8)
 			for j := range small {
-				j.done <- readSmallFile(j, buf, scratch, writer, &c, func(j *fileJob) error {
-					return readLargeFile(j, params, nil, tasks, &bufPool)
+				j.done <- readSmallFile(j, buf, writer, &c, func(j *fileJob) error {
+					return readLargeFile(j, params, nil, tasks, bufPool)
 				})
 			}
 		}()
@@ -221,7 +222,7 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 				if cbuf == nil {
 					cbuf = make([]byte, 2*params.Max)
 				}
-				j.done <- readLargeFile(j, params, cbuf, tasks, &bufPool)
+				j.done <- readLargeFile(j, params, cbuf, tasks, bufPool)
 			}
 		}()
 	}
@@ -491,11 +492,48 @@ func allStored(w *repo.Writer, ids []repo.ID) bool {
 	return true
 }
 
+// chunkBuffers recycles chunk copies in power-of-two size classes, so a
+// chunk of 1 MiB holds 1 MiB and not the largest chunk size. Each class keeps
+// a few free buffers; the rest go back to the garbage collector.
+type chunkBuffers struct {
+	once    sync.Once
+	classes [32]chan *[]byte
+}
+
+func (b *chunkBuffers) class(n int) chan *[]byte {
+	b.once.Do(func() {
+		for i := range b.classes {
+			b.classes[i] = make(chan *[]byte, 4)
+		}
+	})
+	return b.classes[bits.Len(uint(n-1))]
+}
+
+func (b *chunkBuffers) get(n int) *[]byte {
+	select {
+	case buf := <-b.class(n):
+		return buf
+	default:
+		buf := make([]byte, 1<<bits.Len(uint(n-1)))
+		return &buf
+	}
+}
+
+func (b *chunkBuffers) put(buf *[]byte) {
+	if buf == nil {
+		return
+	}
+	select {
+	case b.class(cap(*buf)) <- buf:
+	default:
+	}
+}
+
 // store hashes one chunk and adds it to the repository.
-func store(w *repo.Writer, data, scratch []byte, comp *fileCompressibility, index int) (repo.ID, error) {
+func store(w *repo.Writer, data []byte, comp *fileCompressibility, index int) (repo.ID, error) {
 	id := repo.Hash(data)
 	try := comp.try(index)
-	shrank, err := w.Add(id, data, scratch, try)
+	shrank, err := w.Add(id, data, try)
 	if try {
 		comp.record(shrank)
 	}
@@ -507,7 +545,7 @@ const smallReaders = 12
 
 // readSmallFile reads a file listed as smaller than one chunk, hashes and
 // stores it; one that grew past buf is handed to large.
-func readSmallFile(j *fileJob, buf, scratch []byte, w *repo.Writer, c *counters, large func(*fileJob) error) error {
+func readSmallFile(j *fileJob, buf []byte, w *repo.Writer, c *counters, large func(*fileJob) error) error {
 	f, err := os.Open(j.abs)
 	if errors.Is(err, os.ErrNotExist) {
 		// Deleted since it was listed: record it empty rather than fail the backup.
@@ -530,7 +568,7 @@ func readSmallFile(j *fileJob, buf, scratch []byte, w *repo.Writer, c *counters,
 		j.entry.Chunks = nil
 		return nil
 	}
-	id, err := store(w, buf[:n], scratch, &fileCompressibility{}, 0)
+	id, err := store(w, buf[:n], &fileCompressibility{}, 0)
 	if err != nil {
 		return err
 	}
@@ -541,7 +579,7 @@ func readSmallFile(j *fileJob, buf, scratch []byte, w *repo.Writer, c *counters,
 
 // readLargeFile chunks one file and waits until all its chunks are stored.
 // cbuf is the chunker's buffer (nil: allocate one).
-func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask, pool *sync.Pool) error {
+func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask, pool *chunkBuffers) error {
 	f, err := os.Open(j.abs)
 	if errors.Is(err, os.ErrNotExist) {
 		j.entry.Size = 0
@@ -568,7 +606,7 @@ func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunk
 			return fmt.Errorf("reading %s: %w", j.abs, err)
 		}
 		size += int64(len(data))
-		buf := pool.Get().(*[]byte)
+		buf := pool.get(len(data))
 		copied := (*buf)[:len(data)]
 		copy(copied, data)
 		slot := new(repo.ID)

@@ -106,7 +106,7 @@ func (r *Repo) Prune(forget []ID, wait time.Duration) (*PruneResult, error) {
 		if err != nil {
 			return res, fmt.Errorf("prune stopped before deleting data: %w", err)
 		}
-		if _, err := rw.Add(id, data, nil, loc.Compressed); err != nil {
+		if _, err := rw.Add(id, data, loc.Compressed); err != nil {
 			return res, err
 		}
 	}

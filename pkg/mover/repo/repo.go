@@ -3,6 +3,7 @@ package repo
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
 	"os"
 	"path/filepath"
@@ -46,7 +47,7 @@ type Repo struct {
 
 var (
 	encoderPool = sync.Pool{New: func() any {
-		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(1<<20))
 		return e
 	}}
 	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
@@ -288,16 +289,44 @@ func (c *packCache) closeAll() {
 	c.open, c.lru = nil, nil
 }
 
+// compressor is a zstd encoder with its output buffer. There are as many as
+// CPUs: compression is CPU-bound, so more would only hold more memory.
+type compressor struct {
+	enc *zstd.Encoder
+	buf []byte
+}
+
+var (
+	compressorsOnce sync.Once
+	compressors     chan *compressor
+)
+
+func takeCompressor() *compressor {
+	compressorsOnce.Do(func() {
+		n := runtime.NumCPU()
+		compressors = make(chan *compressor, n)
+		for i := 0; i < n; i++ {
+			compressors <- &compressor{}
+		}
+	})
+	c := <-compressors
+	if c.enc == nil {
+		c.enc = encoderPool.Get().(*zstd.Encoder)
+	}
+	return c
+}
+
+func (c *compressor) release() { compressors <- c }
+
 // compress returns the stored form of plain and whether it is compressed;
-// data that does not shrink is stored as is.
-func compress(plain []byte, dst []byte) ([]byte, bool) {
-	enc := encoderPool.Get().(*zstd.Encoder)
-	out := enc.EncodeAll(plain, dst[:0])
-	encoderPool.Put(enc)
-	if len(out) >= len(plain) {
+// data that does not shrink is stored as is. The compressed form is valid
+// until c is released.
+func (c *compressor) compress(plain []byte) ([]byte, bool) {
+	c.buf = c.enc.EncodeAll(plain, c.buf[:0])
+	if len(c.buf) >= len(plain) {
 		return plain, false
 	}
-	return out, true
+	return c.buf, true
 }
 
 // compressAll compresses metadata (index files) whatever its ratio.

@@ -68,16 +68,17 @@ func (w *Writer) Has(id ID) bool {
 }
 
 // Add stores plain under id (its SHA-256) unless it is already stored.
-// scratch is a buffer for compression that Add may use. With tryCompress
-// false the blob is stored as is (the caller found its file incompressible).
-// It reports whether compression shrank the blob.
-func (w *Writer) Add(id ID, plain []byte, scratch []byte, tryCompress bool) (bool, error) {
+// With tryCompress false the blob is stored as is (the caller found its file
+// incompressible). It reports whether compression shrank the blob.
+func (w *Writer) Add(id ID, plain []byte, tryCompress bool) (bool, error) {
 	if w.Has(id) {
 		return true, nil
 	}
 	stored, compressed := plain, false
 	if tryCompress {
-		stored, compressed = compress(plain, scratch)
+		c := takeCompressor()
+		defer c.release() // after the write below: stored may be c's buffer
+		stored, compressed = c.compress(plain)
 	}
 	w.mu.Lock()
 	if w.err != nil || w.seen[id] {
