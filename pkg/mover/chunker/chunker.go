@@ -52,10 +52,14 @@ type Chunker struct {
 	eof        bool
 }
 
-// New returns a chunker over r. buf, if large enough (2*Max), is reused.
+// BufferSize is the size of the buffer New needs: the largest chunk plus
+// room to read ahead.
+func BufferSize(p Params) int { return p.Max + p.Max/2 }
+
+// New returns a chunker over r. buf, if large enough (BufferSize), is reused.
 func New(r io.Reader, p Params, buf []byte) *Chunker {
-	if cap(buf) < 2*p.Max {
-		buf = make([]byte, 2*p.Max)
+	if cap(buf) < BufferSize(p) {
+		buf = make([]byte, BufferSize(p))
 	}
 	b := bits.TrailingZeros(uint(p.Avg))
 	return &Chunker{r: r, p: p, buf: buf[:cap(buf)], maskS: spreadMask(b + 2), maskL: spreadMask(b - 2)}

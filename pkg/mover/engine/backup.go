@@ -220,7 +220,7 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 			var cbuf []byte // allocated by the first large file: a no-change backup never needs it
 			for j := range large {
 				if cbuf == nil {
-					cbuf = make([]byte, 2*params.Max)
+					cbuf = make([]byte, chunker.BufferSize(params))
 				}
 				j.done <- readLargeFile(j, params, cbuf, tasks, bufPool)
 			}
