@@ -339,7 +339,7 @@ func copyTree(t *testing.T, from, to string) {
 	}
 }
 
-// writeHostileSnapshot stores a manifest with the given raw JSON lines and a
+// writeHostileSnapshot stores a manifest with the given entries, unchecked, and a
 // snapshot naming it, bypassing the writer's checks, as an attacker with
 // write access to the repository could.
 func writeHostileSnapshot(t *testing.T, r *repo.Repo, entries []repo.Entry) repo.ID {

@@ -19,7 +19,7 @@ import (
 var oddNames = []string{
 	"plain", "with space", "ünïcödé-名前", "emoji-🙂", "new\nline", "tab\there", "-leading-dash",
 	".hidden", "..dots..", "back\\slash", "quote'\"", "%percent%", strings.Repeat("long", 60),
-	"UPPER", "a.b", "a", "semi;colon", "star*", "question?",
+	"UPPER", "a.b", "a", "semi;colon", "star*", "question?", "latin1-\xe9t\xe9", "bad-utf8-\xff\xfe",
 }
 
 // genTree writes a random tree under root: nested directories, empty, small,
