@@ -580,7 +580,7 @@ func readSmallFile(j *fileJob, buf []byte, w *repo.Writer, c *counters, large fu
 // readLargeFile chunks one file and waits until all its chunks are stored.
 // cbuf is the chunker's buffer (nil: allocate one).
 func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask, pool *chunkBuffers) error {
-	f, err := os.Open(j.abs)
+	f, err := openFile(j.abs, j.entry.Size)
 	if errors.Is(err, os.ErrNotExist) {
 		j.entry.Size = 0
 		return nil
