@@ -163,7 +163,7 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 
 	workers := o.Workers
 	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0) * 2
+		workers = runtime.NumCPU() * 2
 	}
 	rs.files = make(chan fileWrite, workers*4)
 	for i := 0; i < workers; i++ {
