@@ -42,9 +42,13 @@ type openPack struct {
 	failed  atomic.Pointer[error]
 }
 
+// flushSlots bounds the packs being synced at once: enough to keep a slow
+// disk busy while the writers fill the next pack.
+const flushSlots = 4
+
 // NewWriter starts a session.
 func (r *Repo) NewWriter() *Writer {
-	return &Writer{r: r, seen: map[ID]bool{}, written: map[ID]Location{}, slots: make(chan struct{}, 2)}
+	return &Writer{r: r, seen: map[ID]bool{}, written: map[ID]Location{}, slots: make(chan struct{}, flushSlots)}
 }
 
 // newRewriter starts a session that stores blobs again even when the index
@@ -99,8 +103,9 @@ func (w *Writer) Add(id ID, plain []byte, tryCompress bool) (bool, error) {
 	p.blobs = append(p.blobs, indexBlob{ID: id, Offset: off, Length: uint32(len(stored)), RawLength: uint32(len(plain)), Compressed: compressed})
 	w.seen[id] = true
 	p.writing.Add(1)
+	var full *openPack
 	if p.size >= int64(w.r.Config.PackSize) {
-		w.flushLocked() // waits for this write before it closes the pack
+		full = w.detachLocked()
 	}
 	w.mu.Unlock()
 	w.NewBytes.Add(int64(len(plain)))
@@ -110,6 +115,9 @@ func (w *Writer) Add(id ID, plain []byte, tryCompress bool) (bool, error) {
 		p.failed.CompareAndSwap(nil, &err)
 	}
 	p.writing.Done()
+	if full != nil {
+		w.flush(full) // it waits for the other writes into the pack
+	}
 	return compressed, err
 }
 
@@ -123,15 +131,20 @@ func (w *Writer) openPackLocked() error {
 	return nil
 }
 
-// flushLocked hands the current pack to a background closer (at most two at a
-// time): wait for its blob writes, append the blob table, fsync, rename to the
-// table's SHA-256.
-func (w *Writer) flushLocked() {
+// detachLocked takes the current pack out of use; the next blob starts a new one.
+func (w *Writer) detachLocked() *openPack {
 	p := w.pack
+	w.pack = nil
+	return p
+}
+
+// flush hands a detached pack to a background closer (at most flushSlots at
+// a time; the caller waits for a slot, other writers go on): wait for its blob
+// writes, append the blob table, fsync, rename to the table's SHA-256.
+func (w *Writer) flush(p *openPack) {
 	if p == nil {
 		return
 	}
-	w.pack = nil
 	w.slots <- struct{}{}
 	w.flushing.Add(1)
 	go func() {
@@ -166,7 +179,6 @@ func (w *Writer) flushLocked() {
 		if err != nil {
 			os.Remove(p.f.Name())
 		}
-		// Free the slot before taking mu: Add holds mu while it waits for a slot.
 		<-w.slots
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -188,8 +200,9 @@ func (w *Writer) flushLocked() {
 // is durable and findable.
 func (w *Writer) Finish() error {
 	w.mu.Lock()
-	w.flushLocked()
+	last := w.detachLocked()
 	w.mu.Unlock()
+	w.flush(last)
 	w.flushing.Wait()
 	if w.err != nil {
 		return w.err
