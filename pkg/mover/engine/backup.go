@@ -97,13 +97,13 @@ type chunkTask struct {
 
 // fileCompressibility lets a file whose chunks do not compress (media,
 // encrypted or already compressed data) skip the compressor: after two
-// incompressible chunks only every 16th chunk is tried again.
+// incompressible chunks only every 64th chunk is tried again.
 type fileCompressibility struct {
 	incompressible atomic.Int32
 }
 
 func (f *fileCompressibility) try(index int) bool {
-	return f.incompressible.Load() < 2 || index%16 == 0
+	return f.incompressible.Load() < 2 || index%64 == 0
 }
 
 func (f *fileCompressibility) record(shrank bool) {
