@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -77,12 +78,22 @@ func reportProgress(ctx context.Context, c *counters, fn func(Progress)) (stop f
 
 // fileJob is one manifest entry on its way through the pipeline; entries are
 // written to the manifest in walk order, whatever order workers finish in.
+// Many wait in the in-order window, so a job holds no more than its entry.
 type fileJob struct {
 	entry repo.Entry
-	abs   string
-	read  bool // content must be read and chunked
-	done  chan error
+	root  string // the source directory; the file is root/entry.Path
+	err   error  // set before done.Done
+	done  sync.WaitGroup
 }
+
+// finish records a job's outcome.
+func (j *fileJob) finish(err error) {
+	j.err = err
+	j.done.Done()
+}
+
+// abs is the file's path on disk.
+func (j *fileJob) abs() string { return filepath.Join(j.root, filepath.FromSlash(j.entry.Path)) }
 
 // chunkTask is one chunk to hash, compress and store.
 type chunkTask struct {
@@ -191,13 +202,14 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 	}
 	defer func() { close(tasks); taskWG.Wait() }()
 
+	// Entries on their way to the manifest, in walk order. The window is wide
+	// so that small files are read while a large file before them is chunked
+	// (64k entries of about 250 bytes).
+	ordered := make(chan *fileJob, 65536)
 	// Small files (one chunk) are read, hashed and stored by many goroutines
 	// at once, so the disk's latency for one file overlaps the others. Large
 	// files are cut into chunks by two readers that hand the chunks to the
 	// workers above.
-	// Entries on their way to the manifest, in walk order. The window is wide
-	// so that small files are read while a large file before them is chunked.
-	ordered := make(chan *fileJob, 16384)
 	small := make(chan *fileJob, 256)
 	large := make(chan *fileJob, 16)
 	var readerWG sync.WaitGroup
@@ -207,9 +219,9 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 			defer readerWG.Done()
 			buf := make([]byte, params.Min+1)
 			for j := range small {
-				j.done <- readSmallFile(j, buf, writer, &c, func(j *fileJob) error {
+				j.finish(readSmallFile(j, buf, writer, &c, func(j *fileJob) error {
 					return readLargeFile(j, params, nil, tasks, bufPool)
-				})
+				}))
 			}
 		}()
 	}
@@ -222,7 +234,7 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 				if cbuf == nil {
 					cbuf = make([]byte, chunker.BufferSize(params))
 				}
-				j.done <- readLargeFile(j, params, cbuf, tasks, bufPool)
+				j.finish(readLargeFile(j, params, cbuf, tasks, bufPool))
 			}
 		}()
 	}
@@ -239,7 +251,8 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 	var totals repo.Totals
 	var firstErr error
 	for j := range ordered {
-		if err := <-j.done; err != nil && firstErr == nil {
+		j.done.Wait()
+		if err := j.err; err != nil && firstErr == nil {
 			firstErr = err
 			cancel()
 		}
@@ -353,7 +366,8 @@ func walkForBackup(ctx context.Context, w *walker, parentManifest *repo.Manifest
 			st := n.stat
 			e := repo.Entry{Path: n.path, Type: typ, Mode: modeBits(n.info.Mode()), UID: st.Uid, GID: st.Gid,
 				MTime: n.info.ModTime().UnixNano()}
-			j := &fileJob{done: make(chan error, 1)}
+			j := &fileJob{}
+			j.done.Add(1)
 			switch typ {
 			case repo.TypeSymlink:
 				target, err := os.Readlink(w.abs(n.path))
@@ -383,8 +397,7 @@ func walkForBackup(ctx context.Context, w *walker, parentManifest *repo.Manifest
 			}
 			j.entry = e
 			if typ == repo.TypeFile && !reuse {
-				j.abs = w.abs(n.path)
-				j.read = true
+				j.root = w.root
 				jobs := large
 				if e.Size < smallSize {
 					jobs = small
@@ -395,7 +408,7 @@ func walkForBackup(ctx context.Context, w *walker, parentManifest *repo.Manifest
 					return ctx.Err()
 				}
 			} else {
-				j.done <- nil
+				j.done.Done()
 			}
 			select {
 			case ordered <- j:
@@ -546,7 +559,7 @@ const smallReaders = 12
 // readSmallFile reads a file listed as smaller than one chunk, hashes and
 // stores it; one that grew past buf is handed to large.
 func readSmallFile(j *fileJob, buf []byte, w *repo.Writer, c *counters, large func(*fileJob) error) error {
-	f, err := os.Open(j.abs)
+	f, err := os.Open(j.abs())
 	if errors.Is(err, os.ErrNotExist) {
 		// Deleted since it was listed: record it empty rather than fail the backup.
 		j.entry.Size = 0
@@ -558,7 +571,7 @@ func readSmallFile(j *fileJob, buf []byte, w *repo.Writer, c *counters, large fu
 	n, err := io.ReadFull(f, buf)
 	f.Close()
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-		return fmt.Errorf("reading %s: %w", j.abs, err)
+		return fmt.Errorf("reading %s: %w", j.abs(), err)
 	}
 	if n == len(buf) {
 		return large(j) // it grew since it was listed
@@ -580,7 +593,7 @@ func readSmallFile(j *fileJob, buf []byte, w *repo.Writer, c *counters, large fu
 // readLargeFile chunks one file and waits until all its chunks are stored.
 // cbuf is the chunker's buffer (nil: allocate one).
 func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask, pool *chunkBuffers) error {
-	f, err := openFile(j.abs, j.entry.Size)
+	f, err := openFile(j.abs(), j.entry.Size)
 	if errors.Is(err, os.ErrNotExist) {
 		j.entry.Size = 0
 		return nil
@@ -603,7 +616,7 @@ func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunk
 		}
 		if err != nil {
 			wg.Wait()
-			return fmt.Errorf("reading %s: %w", j.abs, err)
+			return fmt.Errorf("reading %s: %w", j.abs(), err)
 		}
 		size += int64(len(data))
 		buf := pool.get(len(data))
