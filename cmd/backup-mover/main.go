@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 
 	"example.com/backup-operator/pkg/mover/cli"
+	"example.com/backup-operator/pkg/mover/repo"
 )
 
 func main() {
@@ -19,12 +20,14 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(40)
 	}
-	// Reading many small files blocks in the kernel often and briefly; a P
-	// stuck in such a read idles until the runtime takes it back. Twice as
-	// many Ps as CPUs keeps the CPUs busy (the hashing workers stay at one
-	// per CPU). GOMAXPROCS overrides it.
+	// Reading many small files blocks in the kernel often and briefly. A P
+	// stuck in such a read idles until the runtime takes it back, and a small
+	// file's reader waits behind the hashing workers for a P. Four Ps per CPU
+	// keep the disk and the CPUs busy together; hashing workers and
+	// compressors stay at one per CPU (repo.CPUs, which follows a container's
+	// CPU limit). GOMAXPROCS overrides it.
 	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(2 * runtime.NumCPU())
+		runtime.GOMAXPROCS(4 * repo.CPUs)
 	}
 	// BACKUP_MOVER_CPUPROFILE names a file for a CPU profile of the run
 	// (go tool pprof reads it); for performance work, not for production.

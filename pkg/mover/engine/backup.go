@@ -8,7 +8,6 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,7 +176,7 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 
 	workers := o.Workers
 	if workers <= 0 {
-		workers = min(runtime.NumCPU(), runtime.GOMAXPROCS(0))
+		workers = repo.CPUs
 	}
 	writer := r.NewWriter()
 	params := r.Config.Chunker

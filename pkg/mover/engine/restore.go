@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -163,7 +162,7 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 
 	workers := o.Workers
 	if workers <= 0 {
-		workers = runtime.NumCPU() * 2
+		workers = repo.CPUs * 2
 	}
 	rs.files = make(chan fileWrite, workers*4)
 	for i := 0; i < workers; i++ {

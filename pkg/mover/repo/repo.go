@@ -289,6 +289,11 @@ func (c *packCache) closeAll() {
 	c.open, c.lru = nil, nil
 }
 
+// CPUs is how many CPUs the mover uses for CPU-bound work (hashing and
+// compression): the runtime's default GOMAXPROCS, read before main can raise
+// it, which follows a container's CPU limit.
+var CPUs = runtime.GOMAXPROCS(0)
+
 // compressor is a zstd encoder with its output buffer. There are as many as
 // CPUs: compression is CPU-bound, so more would only hold more memory.
 type compressor struct {
@@ -303,7 +308,7 @@ var (
 
 func takeCompressor() *compressor {
 	compressorsOnce.Do(func() {
-		n := runtime.NumCPU()
+		n := CPUs
 		compressors = make(chan *compressor, n)
 		for i := 0; i < n; i++ {
 			compressors <- &compressor{}
