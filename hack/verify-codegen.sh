@@ -12,8 +12,10 @@ tar -C "$SCRIPT_ROOT" --exclude=./.git --exclude=./_output -cf - . | tar -C "$sc
 # Generated files are removed first, so a stale file the generators no longer
 # write is caught as well.
 find "$scratch/pkg" -name 'zz_generated.*.go' -delete
-rm -rf "$scratch/pkg/generated/clientset" "$scratch/pkg/generated/listers" \
-       "$scratch/pkg/generated/informers" "$scratch/pkg/generated/applyconfiguration"
+for dir in clientset listers informers applyconfiguration; do
+  # Emptied, not removed: the generators look for their old files there.
+  rm -rf "$scratch/pkg/generated/$dir" && mkdir -p "$scratch/pkg/generated/$dir"
+done
 GOBIN="$SCRIPT_ROOT/_output/bin" "$scratch/hack/update-codegen.sh" >/dev/null
 
 status=0
