@@ -81,49 +81,16 @@ func TestPodWritesAndReadsADynamicallyProvisionedVolume(t *testing.T) {
 	namespace(t, ns)
 	apply(t, fmt.Sprintf(`apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {name: data, namespace: %[1]s}
+metadata: {name: data, namespace: %s}
 spec:
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 100Mi}}
----
-apiVersion: batch/v1
-kind: Job
-metadata: {name: writer, namespace: %[1]s}
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: w
-        image: %[2]s
-        imagePullPolicy: Never
-        command: ["/bin/busybox", "sh", "-c", "echo written-by-e2e > /data/hello && /bin/busybox sync"]
-        volumeMounts: [{name: data, mountPath: /data}]
-      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
-`, ns, cluster.BusyboxImage))
-	kubectl(t, "-n", ns, "wait", "--for=condition=Complete", "job/writer", "--timeout=120s")
+`, ns))
+	runPod(t, ns, "writer", "echo written-by-e2e > /data/hello && sync", "data")
 	if phase := kubectl(t, "-n", ns, "get", "pvc", "data", "-o", "jsonpath={.status.phase}"); phase != "Bound" {
 		t.Fatalf("PVC phase %q", phase)
 	}
-	apply(t, fmt.Sprintf(`apiVersion: batch/v1
-kind: Job
-metadata: {name: reader, namespace: %[1]s}
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: r
-        image: %[2]s
-        imagePullPolicy: Never
-        command: ["/bin/busybox", "cat", "/data/hello"]
-        volumeMounts: [{name: data, mountPath: /data}]
-      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
-`, ns, cluster.BusyboxImage))
-	kubectl(t, "-n", ns, "wait", "--for=condition=Complete", "job/reader", "--timeout=120s")
-	if out := kubectl(t, "-n", ns, "logs", "job/reader"); strings.TrimSpace(out) != "written-by-e2e" {
+	if out := runPod(t, ns, "reader", "cat /data/hello", "data"); strings.TrimSpace(out) != "written-by-e2e" {
 		t.Fatalf("reader saw %q", out)
 	}
 }

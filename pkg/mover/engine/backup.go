@@ -180,7 +180,7 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 	}
 	writer := r.NewWriter()
 	params := r.Config.Chunker
-	bufPool := &chunkBuffers{}
+	bufPool := newChunkBuffers()
 	tasks := make(chan chunkTask, workers)
 	var taskWG sync.WaitGroup
 	for i := 0; i < workers; i++ {
@@ -508,18 +508,18 @@ func allStored(w *repo.Writer, ids []repo.ID) bool {
 // chunk of 1 MiB holds 1 MiB and not the largest chunk size. Each class keeps
 // a few free buffers; the rest go back to the garbage collector.
 type chunkBuffers struct {
-	once    sync.Once
 	classes [32]chan *[]byte
 }
 
-func (b *chunkBuffers) class(n int) chan *[]byte {
-	b.once.Do(func() {
-		for i := range b.classes {
-			b.classes[i] = make(chan *[]byte, 4)
-		}
-	})
-	return b.classes[bits.Len(uint(n-1))]
+func newChunkBuffers() *chunkBuffers {
+	b := &chunkBuffers{}
+	for i := range b.classes {
+		b.classes[i] = make(chan *[]byte, 4)
+	}
+	return b
 }
+
+func (b *chunkBuffers) class(n int) chan *[]byte { return b.classes[bits.Len(uint(n-1))] }
 
 func (b *chunkBuffers) get(n int) *[]byte {
 	select {

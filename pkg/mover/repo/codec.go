@@ -285,17 +285,17 @@ func (r *Repo) CheckPack(id ID) error {
 	if d.err != nil {
 		return fmt.Errorf("the pack's blob table is damaged: %w", d.err)
 	}
-	var plain []byte
+	var buf []byte
 	for _, b := range blobs {
 		if b.Offset+int64(b.Length) > end {
 			return fmt.Errorf("blob %s lies beyond the pack's data", b.ID.Short())
 		}
-		raw := data[b.Offset : b.Offset+int64(b.Length)]
-		plain = raw
+		plain := data[b.Offset : b.Offset+int64(b.Length)]
 		if b.Compressed {
-			if plain, err = zstdDecoder.DecodeAll(raw, plain[:0:0]); err != nil {
+			if buf, err = zstdDecoder.DecodeAll(plain, buf[:0]); err != nil {
 				return fmt.Errorf("blob %s is damaged: %w", b.ID.Short(), err)
 			}
+			plain = buf
 		}
 		if len(plain) != int(b.RawLength) || Hash(plain) != b.ID {
 			return fmt.Errorf("blob %s is damaged: content does not match its SHA-256", b.ID.Short())
