@@ -30,6 +30,7 @@ type Server struct {
 	etcd *embed.Etcd
 	// ClientURL is where the member serves clients.
 	ClientURL string
+	local     inProcess
 }
 
 // Start starts the member and waits until it serves clients.
@@ -81,5 +82,9 @@ func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
 // Stop stops the member and waits until its data is closed.
 func (s *Server) Stop() {
+	s.local.once.Do(func() {}) // orders the read of stop after its write
+	if s.local.stop != nil {
+		s.local.stop()
+	}
 	s.etcd.Close()
 }

@@ -62,6 +62,8 @@ type Options struct {
 	MoverImage  string
 
 	embedded bool
+	// member is the running embedded etcd, set by Run.
+	member *etcd.Server
 }
 
 // NewOptions returns the defaults.
@@ -169,6 +171,10 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	if err := o.Recommended.ApplyTo(cfg); err != nil {
 		return nil, err
 	}
+	if o.member != nil {
+		// Storage calls the embedded member in process, not through its socket.
+		cfg.RESTOptionsGetter = o.member.RESTOptionsGetter(cfg.RESTOptionsGetter, o.Recommended.Etcd.EnableWatchCache)
+	}
 	return &apiserver.Config{
 		GenericConfig: cfg,
 		ExtraConfig: apiserver.ExtraConfig{DefaultRepositoryPVC: o.DefaultRepositoryPVC, Controllers: o.Controllers, MoverImage: o.MoverImage,
@@ -187,6 +193,7 @@ func (o *Options) Run(ctx context.Context) error {
 		}
 		// Stopped after the API server has drained, below.
 		defer member.Stop()
+		o.member = member
 		logger.Info("Embedded etcd ready", "dir", o.EtcdDir, "url", member.ClientURL)
 	}
 

@@ -1,0 +1,158 @@
+package etcd_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/apiserver/pkg/registry/generic"
+	"k8s.io/apiserver/pkg/storage"
+	etcdfeature "k8s.io/apiserver/pkg/storage/feature"
+	"k8s.io/apiserver/pkg/storage/storagebackend"
+
+	"example.com/backup-operator/pkg/apis/backup"
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/apiserver"
+	"example.com/backup-operator/pkg/etcd"
+)
+
+// staticOptions stands in for the options the generic server derives from
+// its flags.
+type staticOptions struct {
+	config *storagebackend.ConfigForResource
+}
+
+func (s staticOptions) GetRESTOptions(schema.GroupResource, runtime.Object) (generic.RESTOptions, error) {
+	return generic.RESTOptions{StorageConfig: s.config}, nil
+}
+
+func freeURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String()
+}
+
+// TestInProcessStorage drives the storage the server uses with an embedded
+// member, through the watch cache: create, consistent list, watch, and the
+// compactor, which runs on the in-process client too.
+func TestInProcessStorage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	member, err := etcd.Start(ctx, etcd.Config{Dir: t.TempDir(), ClientURL: freeURL(t), PeerURL: freeURL(t), LogLevel: "fatal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer member.Stop()
+
+	const prefix = "/registry/backup.example.com"
+	resource := schema.GroupResource{Group: backup.GroupName, Resource: "backups"}
+	config := storagebackend.NewDefaultConfig(prefix, apiserver.Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion)).ForResource(resource)
+	config.CompactionInterval = time.Second
+	opts, err := member.RESTOptionsGetter(staticOptions{config}, true).GetRESTOptions(resource, &backup.Backup{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, destroy, err := opts.Decorator(opts.StorageConfig, "/backups",
+		func(obj runtime.Object) (string, error) { return storage.NamespaceKeyFunc("/backups/", obj) },
+		func() runtime.Object { return &backup.Backup{} }, func() runtime.Object { return &backup.BackupList{} },
+		storage.DefaultNamespaceScopedAttr, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer destroy()
+
+	// Without this, every consistent list would bypass the watch cache.
+	eventually(t, ctx, "RequestWatchProgress support to be detected", func() error {
+		if !etcdfeature.DefaultFeatureSupportChecker.Supports(storage.RequestWatchProgress) {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+
+	var w watch.Interface
+	eventually(t, ctx, "the watch cache to serve watches", func() (err error) {
+		w, err = store.Watch(ctx, "/backups/ns", storage.ListOptions{ResourceVersion: "0", Predicate: storage.Everything, Recursive: true})
+		return err
+	})
+	defer w.Stop()
+
+	in := &backup.Backup{ObjectMeta: metav1.ObjectMeta{Name: "b1", Namespace: "ns"}, Spec: backup.BackupSpec{PolicyName: "p"}}
+	out := &backup.Backup{}
+	if err := store.Create(ctx, "/backups/ns/b1", in, out, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-w.ResultChan():
+		obj := ev.Object
+		if cached, ok := obj.(runtime.CacheableObject); ok { // the watch cache shares serializations
+			obj = cached.GetObject()
+		}
+		if b, ok := obj.(*backup.Backup); ev.Type != watch.Added || !ok || b.Name != "b1" {
+			t.Fatalf("first event: %s %#v, want ADDED b1", ev.Type, obj)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no watch event for the create")
+	}
+
+	list := &backup.BackupList{}
+	if err := store.GetList(ctx, "/backups/ns", storage.ListOptions{Predicate: storage.Everything, Recursive: true}, list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 || list.Items[0].Spec.PolicyName != "p" || list.ResourceVersion < out.ResourceVersion {
+		t.Fatalf("consistent list: %d items at %s, want b1 at >= %s", len(list.Items), list.ResourceVersion, out.ResourceVersion)
+	}
+
+	// The object is on the member, readable through its socket, and the
+	// compactor removes the revision it was written at.
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{member.ClientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	var rev int64
+	if _, err := fmt.Sscan(out.ResourceVersion, &rev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, "the compactor to compact the create's revision", func() error {
+		resp, err := client.Get(ctx, prefix+"/backups/ns/b1", clientv3.WithRev(rev))
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) != 1 {
+			t.Fatalf("object not stored under %s/backups/ns/b1", prefix)
+		}
+		return errors.New("not compacted yet")
+	})
+}
+
+func eventually(t *testing.T, ctx context.Context, what string, f func() error) {
+	t.Helper()
+	var err error
+	for {
+		if err = f(); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
