@@ -374,6 +374,42 @@ func TestWatchAndFieldSelectors(t *testing.T) {
 	if out, err := controlPlane.Kubectl(ctx, "get", "backups", "-n", ns, "--field-selector=spec.bogus=x"); err == nil || !strings.Contains(string(out), "field label not supported") {
 		t.Errorf("unknown field selector: %v %s", err, out)
 	}
+
+	// The watch cache indexes these fields and keys watch events by
+	// spec.policyName: a selector on them still sees exactly its namespace's
+	// matching objects.
+	createNamespace(t, ns+"-other")
+	if _, err := clientset(t).BackupV1alpha1().Backups(ns+"-other").Create(ctx, &v1alpha1.Backup{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere"},
+		Spec: v1alpha1.BackupSpec{PolicyName: "nightly", Target: v1alpha1.VolumeTarget{PVCName: "data"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Watch(ctx, metav1.ListOptions{FieldSelector: "spec.policyName=nightly"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	for _, b := range []struct{ name, policy string }{{"weekly-1", "weekly"}, {"nightly-1", "nightly"}} {
+		if _, err := c.Create(ctx, &v1alpha1.Backup{ObjectMeta: metav1.ObjectMeta{Name: b.name},
+			Spec: v1alpha1.BackupSpec{PolicyName: b.policy, Target: v1alpha1.VolumeTarget{PVCName: "data"}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case ev := <-w.ResultChan():
+		if b, ok := ev.Object.(*v1alpha1.Backup); !ok || b.Name != "nightly-1" {
+			t.Errorf("watch on spec.policyName=nightly saw %s %v first, want nightly-1", ev.Type, ev.Object)
+		}
+	case <-ctx.Done():
+		t.Fatal("watch on spec.policyName=nightly saw nothing")
+	}
+	out = kubectl(t, "get", "backups", "-n", ns, "--field-selector=spec.policyName=nightly", "-o", "name")
+	if strings.TrimSpace(out) != "backup.backup.example.com/nightly-1" {
+		t.Errorf("field selector spec.policyName=nightly returned %q", out)
+	}
+	out = kubectl(t, "get", "backups", "-n", ns, "--field-selector=spec.target.pvcName=data", "-o", "name")
+	if want := "backup.backup.example.com/done\nbackup.backup.example.com/nightly-1\nbackup.backup.example.com/running\nbackup.backup.example.com/weekly-1"; strings.TrimSpace(out) != want {
+		t.Errorf("field selector spec.target.pvcName=data returned %q, want %q", out, want)
+	}
 }
 
 func TestOnDemandBackupFromPolicy(t *testing.T) {

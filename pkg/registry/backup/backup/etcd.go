@@ -116,7 +116,8 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, polic
 
 		TableConvertor: tableConvertor,
 	}
-	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
+	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs,
+		Indexers: Indexers(), TriggerFunc: Triggers()}); err != nil {
 		return nil, nil, err
 	}
 	return &REST{Store: store, policies: policies, checker: checker}, registry.NewStatusREST(store, NewStatusStrategy(strategy)), nil

@@ -4,6 +4,8 @@ package backup
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apiserver/pkg/registry/generic"
 	"k8s.io/apiserver/pkg/storage"
 	"k8s.io/apiserver/pkg/storage/names"
+	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"example.com/backup-operator/pkg/apis/backup"
@@ -129,17 +132,56 @@ func GetAttrs(obj runtime.Object) (labels.Set, fields.Set, error) {
 
 // SelectableFields are the fields a field selector can match.
 func SelectableFields(b *backup.Backup) fields.Set {
-	return generic.AddObjectMetaFieldsSet(fields.Set{
-		"spec.policyName":       b.Spec.PolicyName,
-		"spec.target.pvcName":   b.Spec.Target.PVCName,
-		"spec.target.namespace": b.Spec.Target.Namespace,
-		"status.phase":          string(b.Status.Phase),
-	}, &b.ObjectMeta, true)
+	set := fields.Set{"spec.target.namespace": b.Spec.Target.Namespace}
+	for name, value := range indexedFields {
+		set[name] = value(b)
+	}
+	return generic.AddObjectMetaFieldsSet(set, &b.ObjectMeta, true)
+}
+
+// indexedFields are the selectable fields the watch cache indexes, so a list
+// with an exact selector on one of them reads only the matching Backups, not
+// every Backup of the namespace: the controller lists a policy's Backups,
+// users a PVC's or a phase's. The kube-apiserver indexes pods by spec.nodeName
+// the same way.
+var indexedFields = map[string]func(*backup.Backup) string{
+	"spec.policyName":     func(b *backup.Backup) string { return b.Spec.PolicyName },
+	"spec.target.pvcName": func(b *backup.Backup) string { return b.Spec.Target.PVCName },
+	"status.phase":        func(b *backup.Backup) string { return string(b.Status.Phase) },
+}
+
+// indexFields are the keys of indexedFields, for selection predicates.
+var indexFields = slices.Sorted(maps.Keys(indexedFields))
+
+// Indexers are the watch cache's indexes on indexedFields.
+func Indexers() *cache.Indexers {
+	indexers := cache.Indexers{}
+	for name, value := range indexedFields {
+		indexers[storage.FieldIndex(name)] = func(obj interface{}) ([]string, error) {
+			b, ok := obj.(*backup.Backup)
+			if !ok {
+				return nil, fmt.Errorf("not a Backup: %T", obj)
+			}
+			return []string{value(b)}, nil
+		}
+	}
+	return &indexers
+}
+
+// Triggers lets the watch cache send an event only to the watchers whose
+// exact spec.policyName selector it matches (the cache allows one trigger).
+func Triggers() storage.IndexerFuncs {
+	return storage.IndexerFuncs{"spec.policyName": func(obj runtime.Object) string {
+		if b, ok := obj.(*backup.Backup); ok {
+			return b.Spec.PolicyName
+		}
+		return ""
+	}}
 }
 
 // Match returns a selection predicate for label and field selectors.
 func Match(label labels.Selector, field fields.Selector) storage.SelectionPredicate {
-	return storage.SelectionPredicate{Label: label, Field: field, GetAttrs: GetAttrs}
+	return storage.SelectionPredicate{Label: label, Field: field, GetAttrs: GetAttrs, IndexFields: indexFields}
 }
 
 var tableConvertor = registry.TableConvertor[*backup.Backup]{
