@@ -9,7 +9,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"k8s.io/client-go/rest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -23,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"example.com/backup-operator/hack/cluster"
@@ -80,7 +80,7 @@ type result struct {
 func main() {
 	objects := flag.Int("objects", 5000, "Backups to create per subject")
 	workers := flag.Int("workers", 16, "concurrent creating clients")
-	lists := flag.Int("lists", 10, "full lists per subject")
+	lists := flag.Int("lists", 20, "full lists per subject (and ten times as many field-selector lists)")
 	watched := flag.Int("watched", 500, "creates observed through a watch per subject")
 	flag.Parse()
 	if err := run(*objects, *workers, *lists, *watched); err != nil {
@@ -149,20 +149,15 @@ func run(objects, workers, lists, watched int) error {
 		{"CRD", schema.GroupVersionResource{Group: "crdbench.example.com", Version: "v1alpha1", Resource: "backups"}, client, "bench"},
 		{"ours, direct", ours, direct, "bench-direct"},
 	}
-	results := make([]result, len(subjects))
 	// Warm every path (discovery, connections, watch caches) before measuring.
 	for _, s := range subjects {
 		if _, err := s.client.Resource(s.gvr).Namespace(s.namespace).List(ctx, metav1.ListOptions{}); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
-	for i, s := range subjects {
-		fmt.Printf("measuring %s ...\n", s.name)
-		r, err := measure(ctx, s.client.Resource(s.gvr).Namespace(s.namespace), s.gvr, objects, workers, lists, watched)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		results[i] = r
+	results, err := measure(ctx, subjects, objects, workers, lists, watched)
+	if err != nil {
+		return err
 	}
 	rss, hwm := procMemory(srv.Process.PID())
 	report(subjects, results, objects, rss, hwm)
@@ -182,8 +177,94 @@ func object(gvr schema.GroupVersionResource, i int) *unstructured.Unstructured {
 	}}
 }
 
-func measure(ctx context.Context, c dynamic.ResourceInterface, gvr schema.GroupVersionResource, objects, workers, lists, watched int) (result, error) {
-	var r result
+// measure creates the objects through each subject in turn, all workers on
+// one subject at a time, so the subjects do not compete for the CPUs. The
+// latency phases then take turns: each round sends one request to every
+// subject, first subject rotating, so a drift in the machine's speed touches
+// all subjects alike.
+func measure(ctx context.Context, subjects []subject, objects, workers, lists, watched int) ([]result, error) {
+	rs := make([]result, len(subjects))
+	cs := make([]dynamic.ResourceInterface, len(subjects))
+	for i, s := range subjects {
+		cs[i] = s.client.Resource(s.gvr).Namespace(s.namespace)
+		fmt.Printf("creating %d Backups through %s ...\n", objects, s.name)
+		var err error
+		if rs[i].createLat, rs[i].createWall, err = create(ctx, cs[i], s.gvr, objects, workers); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	turns := func(what string, n int, lat func(r *result) *[]time.Duration, f func(i, k int) error) error {
+		fmt.Printf("%s, %d per subject, taking turns ...\n", what, n)
+		for k := 0; k < n; k++ {
+			for j := range subjects {
+				i := (j + k) % len(subjects)
+				t := time.Now()
+				if err := f(i, k); err != nil {
+					return fmt.Errorf("%s: %s: %w", subjects[i].name, what, err)
+				}
+				*lat(&rs[i]) = append(*lat(&rs[i]), time.Since(t))
+			}
+		}
+		return nil
+	}
+
+	err := turns("list all", lists, func(r *result) *[]time.Duration { return &r.listLat }, func(i, _ int) error {
+		l, err := cs[i].List(ctx, metav1.ListOptions{})
+		if err == nil && len(l.Items) != objects {
+			err = fmt.Errorf("list returned %d items, want %d", len(l.Items), objects)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = turns("list with a field selector", lists*10, func(r *result) *[]time.Duration { return &r.selectLat }, func(i, k int) error {
+		l, err := cs[i].List(ctx, metav1.ListOptions{FieldSelector: "spec.target.pvcName=pvc-" + strconv.Itoa(k%50)})
+		if err == nil && len(l.Items) != objects/50 {
+			err = fmt.Errorf("field selector returned %d items, want %d", len(l.Items), objects/50)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// Watch latency: from the start of a create to the ADDED event.
+	watches := make([]watch.Interface, len(subjects))
+	for i := range subjects {
+		w, err := cs[i].Watch(ctx, metav1.ListOptions{ResourceVersion: "0", FieldSelector: "spec.target.pvcName=pvc-watch"})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", subjects[i].name, err)
+		}
+		defer w.Stop()
+		watches[i] = w
+	}
+	err = turns("create and watch", watched, func(r *result) *[]time.Duration { return &r.watchLat }, func(i, k int) error {
+		obj := object(subjects[i].gvr, objects+k)
+		unstructured.SetNestedField(obj.Object, "pvc-watch", "spec", "target", "pvcName")
+		if _, err := cs[i].Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		for {
+			select {
+			case ev, ok := <-watches[i].ResultChan():
+				if !ok {
+					return fmt.Errorf("watch closed")
+				}
+				if ev.Type == watch.Added {
+					return nil
+				}
+			case <-time.After(30 * time.Second):
+				return fmt.Errorf("no watch event for create %d", k)
+			}
+		}
+	})
+	return rs, err
+}
+
+// create makes objects Backups with workers concurrent clients and returns
+// each create's latency and the wall time of all.
+func create(ctx context.Context, c dynamic.ResourceInterface, gvr schema.GroupVersionResource, objects, workers int) ([]time.Duration, time.Duration, error) {
 	lat := make([]time.Duration, objects)
 	var firstErr error
 	var mu sync.Mutex
@@ -211,65 +292,7 @@ func measure(ctx context.Context, c dynamic.ResourceInterface, gvr schema.GroupV
 	}
 	close(next)
 	wg.Wait()
-	r.createWall = time.Since(start)
-	r.createLat = lat
-	if firstErr != nil {
-		return r, firstErr
-	}
-
-	for i := 0; i < lists; i++ {
-		t := time.Now()
-		l, err := c.List(ctx, metav1.ListOptions{})
-		r.listLat = append(r.listLat, time.Since(t))
-		if err != nil {
-			return r, err
-		}
-		if len(l.Items) != objects {
-			return r, fmt.Errorf("list returned %d items, want %d", len(l.Items), objects)
-		}
-	}
-	for i := 0; i < lists*5; i++ {
-		t := time.Now()
-		l, err := c.List(ctx, metav1.ListOptions{FieldSelector: "spec.target.pvcName=pvc-" + strconv.Itoa(i%50)})
-		r.selectLat = append(r.selectLat, time.Since(t))
-		if err != nil {
-			return r, err
-		}
-		if len(l.Items) != objects/50 {
-			return r, fmt.Errorf("field selector returned %d items, want %d", len(l.Items), objects/50)
-		}
-	}
-
-	// Watch latency: from the start of a create to the ADDED event.
-	w, err := c.Watch(ctx, metav1.ListOptions{ResourceVersion: "0", FieldSelector: "spec.target.pvcName=pvc-watch"})
-	if err != nil {
-		return r, err
-	}
-	defer w.Stop()
-	for i := 0; i < watched; i++ {
-		obj := object(gvr, objects+i)
-		unstructured.SetNestedField(obj.Object, "pvc-watch", "spec", "target", "pvcName")
-		t := time.Now()
-		if _, err := c.Create(ctx, obj, metav1.CreateOptions{}); err != nil {
-			return r, err
-		}
-		for {
-			select {
-			case ev, ok := <-w.ResultChan():
-				if !ok {
-					return r, fmt.Errorf("watch closed")
-				}
-				if ev.Type != watch.Added {
-					continue
-				}
-			case <-time.After(30 * time.Second):
-				return r, fmt.Errorf("no watch event for create %d", i)
-			}
-			break
-		}
-		r.watchLat = append(r.watchLat, time.Since(t))
-	}
-	return r, nil
+	return lat, time.Since(start), firstErr
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {
