@@ -81,7 +81,7 @@ func main() {
 	objects := flag.Int("objects", 5000, "Backups to create per subject")
 	workers := flag.Int("workers", 16, "concurrent creating clients")
 	lists := flag.Int("lists", 20, "full lists per subject (and ten times as many field-selector lists)")
-	watched := flag.Int("watched", 500, "creates observed through a watch per subject")
+	watched := flag.Int("watched", 1000, "creates observed through a watch per subject")
 	flag.Parse()
 	if err := run(*objects, *workers, *lists, *watched); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-api:", err)
