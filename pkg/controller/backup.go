@@ -7,6 +7,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -114,7 +115,11 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 }
 
 func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job *batchv1.Job) (result, error) {
-	done, failed, summary, node, reason := m.jobOutcome(job)
+	done, failed, summary, pod, reason := m.jobOutcome(job)
+	node := ""
+	if pod != nil {
+		node = pod.Spec.NodeName
+	}
 	switch {
 	case done && summary != nil && summary.SnapshotID != "":
 		c := b.DeepCopy()
@@ -151,13 +156,20 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 		}
 		return result{}, m.failBackup(ctx, b, "MoverFailed", fmt.Sprintf("the data mover Job %s/%s failed: %s", job.Namespace, job.Name, msg))
 	}
-	if node != "" && b.Status.Node != node {
-		c := b.DeepCopy()
+	// Running: keep the node and the progress current while the Job runs.
+	c := b.DeepCopy()
+	if node != "" {
 		c.Status.Node = node
-		_, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
-		return result{}, err
 	}
-	return result{}, nil
+	if p := m.moverProgress(ctx, pod); p != nil {
+		c.Status.Progress = p
+	}
+	if !apiequality.Semantic.DeepEqual(c.Status, b.Status) {
+		if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+			return result{}, err
+		}
+	}
+	return result{after: progressInterval}, nil
 }
 
 func (m *Manager) setBackupPending(ctx context.Context, b *v1alpha1.Backup, msg string) error {
@@ -176,6 +188,7 @@ func (m *Manager) failBackup(ctx context.Context, b *v1alpha1.Backup, reason, ms
 	now := metav1.NewTime(m.opts.Now())
 	c.Status.Phase = v1alpha1.BackupPhaseFailed
 	c.Status.CompletionTime = &now
+	c.Status.Progress = nil
 	c.Status.Message = msg
 	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: b.Generation})
 	if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -14,7 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 )
 
 // moverSummary is what backup-mover writes to its termination message.
@@ -89,7 +93,7 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 					NodeName:                     s.nodeName,
 					SecurityContext:              &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](0), RunAsGroup: ptr.To[int64](0), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 					Containers: []corev1.Container{{
-						Name:                     "mover",
+						Name:                     moverContainer,
 						Image:                    m.opts.MoverImage,
 						ImagePullPolicy:          corev1.PullIfNotPresent,
 						Command:                  append([]string{"/backup-mover"}, s.args...),
@@ -117,9 +121,12 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 	return job
 }
 
-// jobOutcome reads a finished Job: done, failed, and the mover's summary from
-// the termination message of its newest pod.
-func (m *Manager) jobOutcome(job *batchv1.Job) (done, failed bool, summary *moverSummary, node, reason string) {
+// moverContainer is the name of the mover Job's only container.
+const moverContainer = "mover"
+
+// jobOutcome reads a Job: done, failed, its newest pod, and the mover's summary
+// from the termination message of that pod.
+func (m *Manager) jobOutcome(job *batchv1.Job) (done, failed bool, summary *moverSummary, pod *corev1.Pod, reason string) {
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
@@ -132,15 +139,13 @@ func (m *Manager) jobOutcome(job *batchv1.Job) (done, failed bool, summary *move
 		}
 	}
 	pods, _ := m.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{"job-name": job.Name}))
-	var newest *corev1.Pod
 	for _, p := range pods {
-		if newest == nil || p.CreationTimestamp.After(newest.CreationTimestamp.Time) {
-			newest = p
+		if pod == nil || p.CreationTimestamp.After(pod.CreationTimestamp.Time) {
+			pod = p
 		}
 	}
-	if newest != nil {
-		node = newest.Spec.NodeName
-		for _, cs := range newest.Status.ContainerStatuses {
+	if pod != nil {
+		for _, cs := range pod.Status.ContainerStatuses {
 			if t := cs.State.Terminated; t != nil && t.Message != "" {
 				var s moverSummary
 				if json.Unmarshal([]byte(t.Message), &s) == nil {
@@ -151,7 +156,40 @@ func (m *Manager) jobOutcome(job *batchv1.Job) (done, failed bool, summary *move
 			}
 		}
 	}
-	return done, failed, summary, node, reason
+	return done, failed, summary, pod, reason
+}
+
+// progressInterval is how often the controller reads a running mover's
+// progress; the mover prints a line a second.
+const progressInterval = 5 * time.Second
+
+// moverProgress reads the newest progress line of a running mover from its
+// pod's log: the mover has no API credentials, so its stdout is the channel.
+// Nil when there is no line yet or the log cannot be read (progress is
+// informative; the Job's outcome decides the Backup's).
+func (m *Manager) moverProgress(ctx context.Context, pod *corev1.Pod) *v1alpha1.Progress {
+	if pod == nil || pod.Status.Phase != corev1.PodRunning {
+		return nil
+	}
+	data, err := m.kube.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{
+		Container: moverContainer, TailLines: ptr.To[int64](2), LimitBytes: ptr.To[int64](4096)}).DoRaw(ctx)
+	if err != nil {
+		klog.FromContext(ctx).V(2).Info("Cannot read the data mover's progress", "pod", klog.KObj(pod), "err", err)
+		return nil
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		// The JSON progress line of backup-mover's command-line contract.
+		var p struct {
+			Type       string `json:"type"`
+			BytesDone  int64  `json:"bytesDone"`
+			BytesTotal int64  `json:"bytesTotal"`
+		}
+		if json.Unmarshal([]byte(lines[i]), &p) == nil && p.Type == "progress" {
+			return &v1alpha1.Progress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal}
+		}
+	}
+	return nil
 }
 
 // liveJob reads a Job from the cache; when the cache does not have it but the

@@ -621,7 +621,7 @@ func schema_pkg_apis_backup_v1alpha1_BackupStatus(ref common.ReferenceCallback) 
 					},
 					"progress": {
 						SchemaProps: spec.SchemaProps{
-							Description: "progress of a Running Backup.",
+							Description: "progress of a Running Backup: the data mover's latest report, read every few seconds. Cleared when the backup ends; stats then hold the totals.",
 							Ref:         ref(v1alpha1.Progress{}.OpenAPIModelName()),
 						},
 					},

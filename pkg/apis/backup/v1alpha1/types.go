@@ -310,7 +310,8 @@ type BackupStatus struct {
 	// stats are the data mover's totals for a Completed Backup.
 	// +optional
 	Stats *BackupStats `json:"stats,omitempty"`
-	// progress of a Running Backup.
+	// progress of a Running Backup: the data mover's latest report, read every
+	// few seconds. Cleared when the backup ends; stats then hold the totals.
 	// +optional
 	Progress *Progress `json:"progress,omitempty"`
 	// conditions: Completed or Failed, for `kubectl wait`.

@@ -45,7 +45,8 @@ type BackupStatusApplyConfiguration struct {
 	SnapshotID *string `json:"snapshotID,omitempty"`
 	// stats are the data mover's totals for a Completed Backup.
 	Stats *BackupStatsApplyConfiguration `json:"stats,omitempty"`
-	// progress of a Running Backup.
+	// progress of a Running Backup: the data mover's latest report, read every
+	// few seconds. Cleared when the backup ends; stats then hold the totals.
 	Progress *ProgressApplyConfiguration `json:"progress,omitempty"`
 	// conditions: Completed or Failed, for `kubectl wait`.
 	Conditions []metav1.ConditionApplyConfiguration `json:"conditions,omitempty"`
