@@ -36,6 +36,8 @@ type moverSummary struct {
 	Paths           []string `json:"paths"`
 	Truncated       bool     `json:"truncated"`
 	Verified        bool     `json:"verified"`
+	XattrsSkipped   int64    `json:"xattrsSkipped"`
+	XattrWarning    string   `json:"xattrWarning"`
 	Error           string   `json:"error"`
 }
 

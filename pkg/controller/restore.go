@@ -172,11 +172,17 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 			} else {
 				s.Message = fmt.Sprintf("restored and verified: %d created, %d overwritten, %d deleted, %d bytes written", summary.Creates, summary.Overwrites, summary.Deletes, summary.Bytes)
 			}
+			if summary.XattrsSkipped > 0 {
+				s.Message += fmt.Sprintf("; %d extended attributes could not be set on the target (%s): check that its filesystem supports them", summary.XattrsSkipped, summary.XattrWarning)
+			}
 			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue, Reason: "Restored", Message: s.Message, ObservedGeneration: r.Generation})
 		})
 		if err == nil {
 			restoresTotal.WithLabelValues("completed").Inc()
 			m.recorder.Event(r, corev1.EventTypeNormal, "Completed", "RestoreJob completed")
+			if summary.XattrsSkipped > 0 {
+				m.recorder.Eventf(r, corev1.EventTypeWarning, "XattrsNotRestored", "%d extended attributes could not be set on the target: %s", summary.XattrsSkipped, summary.XattrWarning)
+			}
 		}
 		return result{}, err
 	case done || failed:

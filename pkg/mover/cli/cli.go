@@ -39,7 +39,11 @@ type Summary struct {
 	Paths      []string `json:"paths,omitempty"`
 	Truncated  bool     `json:"truncated,omitempty"`
 	Verified   bool     `json:"verified,omitempty"`
-	Error      string   `json:"error,omitempty"`
+	// XattrsSkipped counts extended attributes the target refused;
+	// XattrWarning names the first.
+	XattrsSkipped int64  `json:"xattrsSkipped,omitempty"`
+	XattrWarning  string `json:"xattrWarning,omitempty"`
+	Error         string `json:"error,omitempty"`
 }
 
 type options struct {
@@ -208,7 +212,8 @@ func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra
 			}
 			s := Summary{Operation: use, SnapshotID: res.Snapshot, Files: res.FilesWritten, Bytes: res.BytesWritten,
 				Creates: res.Creates, Overwrites: res.Overwrites, Deletes: res.Deletes, Paths: res.Paths, Truncated: res.Truncated,
-				Verified: res.Verified, DurationSeconds: time.Since(start).Seconds()}
+				Verified: res.Verified, XattrsSkipped: res.XattrsSkipped, XattrWarning: truncate(res.XattrWarning, 500),
+				DurationSeconds: time.Since(start).Seconds()}
 			if res.DryRun {
 				s.Operation = "diff"
 			}
@@ -228,6 +233,9 @@ func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra
 			}
 			if res.Truncated {
 				b.WriteString("\n… (more changes not listed)")
+			}
+			if res.XattrsSkipped > 0 {
+				fmt.Fprintf(&b, "\nwarning: %d extended attributes were not restored, the first: %s", res.XattrsSkipped, res.XattrWarning)
 			}
 			return out.result(res, b.String())
 		}}

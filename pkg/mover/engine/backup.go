@@ -364,7 +364,7 @@ func walkForBackup(ctx context.Context, w *walker, parentManifest *repo.Manifest
 		if ok {
 			st := n.stat
 			e := repo.Entry{Path: n.path, Type: typ, Mode: modeBits(n.info.Mode()), UID: st.Uid, GID: st.Gid,
-				MTime: n.info.ModTime().UnixNano()}
+				MTime: n.info.ModTime().UnixNano(), Xattrs: n.xattrs}
 			j := &fileJob{}
 			j.done.Add(1)
 			switch typ {
@@ -641,7 +641,7 @@ func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunk
 
 // scanTotals counts files and bytes ahead of the backup, for progress.
 func scanTotals(ctx context.Context, root string, c *counters) {
-	w, err := newWalker(root)
+	w, err := newWalker(root, false)
 	if err != nil {
 		return
 	}

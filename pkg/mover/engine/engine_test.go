@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 
 	"example.com/backup-operator/pkg/mover/repo"
 )
@@ -427,5 +428,83 @@ func TestSymlinkedParentInTargetIsReplacedNotFollowed(t *testing.T) {
 	info, err := os.Lstat(filepath.Join(target, "data"))
 	if err != nil || !info.IsDir() {
 		t.Fatalf("target/data should now be a real directory: %v %v", info, err)
+	}
+}
+
+// TestExtendedAttributes: a change of attributes alone (content and mtime
+// unchanged, so the file's chunks are reused) reaches the next snapshot, a
+// diff reports it, and a Mirror restore puts the snapshot's attributes back,
+// removing others. security.selinux is neither compared nor set.
+func TestExtendedAttributes(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.MkdirAll(filepath.Join(src, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(src, "d", "f")
+	if err := os.WriteFile(f, []byte("content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := func(p, name, value string) {
+		t.Helper()
+		if err := unix.Lsetxattr(p, name, []byte(value), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(f, "user.a", "1")
+	r := newRepo(t)
+	first := backup(t, r, src)
+	dst := filepath.Join(t.TempDir(), "dst")
+	restore(t, r, first.ID, dst, Merge, false)
+	requireSameTree(t, describe(t, src), describe(t, dst))
+
+	set(f, "user.a", "2")
+	set(filepath.Join(src, "d"), "user.dir", "x")
+	second := backup(t, r, src)
+	if second.Totals.NewBytes != 0 {
+		t.Errorf("an attribute change stored %d new bytes of content", second.Totals.NewBytes)
+	}
+	diff := restore(t, r, second.ID, dst, Mirror, true)
+	if strings.Join(diff.Paths, ",") != "~ d,~ d/f" {
+		t.Errorf("diff after attribute changes: %q, want ~ d and ~ d/f", diff.Paths)
+	}
+	set(filepath.Join(dst, "d", "f"), "user.extra", "stale")
+	restore(t, r, second.ID, dst, Mirror, false)
+	requireSameTree(t, describe(t, src), describe(t, dst))
+}
+
+// TestRefusedAttributesAreReported: an attribute the target refuses (here a
+// namespace Linux does not have) is counted and named; the data is restored.
+func TestRefusedAttributesAreReported(t *testing.T) {
+	r := newRepo(t)
+	src := filepath.Join(t.TempDir(), "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("payload"), 0o644)
+	snap := backup(t, r, src)
+	m, err := r.OpenManifest(snap.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []repo.Entry
+	for {
+		e, err := m.Next()
+		if err != nil {
+			break
+		}
+		if e.Path == "f" {
+			e.Xattrs = []repo.Xattr{{Name: "nonexistent.namespace", Value: []byte("v")}, {Name: "user.kept", Value: []byte("k")}}
+		}
+		entries = append(entries, *e)
+	}
+	m.Close()
+	dst := filepath.Join(t.TempDir(), "dst")
+	res := restore(t, r, writeHostileSnapshot(t, r, entries), dst, Merge, false)
+	if res.XattrsSkipped != 1 || !strings.Contains(res.XattrWarning, "nonexistent.namespace") {
+		t.Errorf("skipped %d, warning %q; want 1 naming nonexistent.namespace", res.XattrsSkipped, res.XattrWarning)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dst, "f")); string(data) != "payload" {
+		t.Errorf("restored content %q", data)
+	}
+	if v, _ := readXattrs(filepath.Join(dst, "f")); len(v) != 1 || v[0].Name != "user.kept" {
+		t.Errorf("restored attributes %v, want user.kept", v)
 	}
 }

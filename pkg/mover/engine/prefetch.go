@@ -73,7 +73,7 @@ func (p *prefetcher) work() {
 			continue
 		}
 		d.byWorker = true
-		d.kids, d.err = listDir(filepath.Join(p.root, filepath.FromSlash(d.path)))
+		d.kids, d.err = listDir(filepath.Join(p.root, filepath.FromSlash(d.path)), true)
 		close(d.done)
 	}
 }
@@ -104,7 +104,7 @@ func (p *prefetcher) schedule(parent string, kids []child) {
 // wait returns a directory's listing, loading it here if no worker has started.
 func (p *prefetcher) wait(d *dirLoad) ([]child, error) {
 	if d.claimed.CompareAndSwap(false, true) {
-		return listDir(filepath.Join(p.root, filepath.FromSlash(d.path)))
+		return listDir(filepath.Join(p.root, filepath.FromSlash(d.path)), true)
 	}
 	<-d.done
 	if d.byWorker {

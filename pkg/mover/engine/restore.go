@@ -60,6 +60,11 @@ type RestoreResult struct {
 	BytesWritten int64 `json:"bytesWritten"`
 	// Verified is true when every byte written was checked against its SHA-256.
 	Verified bool `json:"verified"`
+	// XattrsSkipped counts extended attributes the target refused to take
+	// (a filesystem without them, or too few privileges); XattrWarning names
+	// the first. The files' data is restored regardless.
+	XattrsSkipped int64  `json:"xattrsSkipped,omitempty"`
+	XattrWarning  string `json:"xattrWarning,omitempty"`
 }
 
 func (res *RestoreResult) note(kind byte, path string, max int) {
@@ -196,7 +201,7 @@ func (rs *restorer) run(ctx context.Context, manifest *repo.ManifestReader) erro
 	var tw *walker
 	var t *node
 	if _, err := os.Lstat(rs.root); err == nil {
-		w, err := newWalker(rs.root)
+		w, err := newWalker(rs.root, true)
 		if err != nil {
 			return err
 		}
@@ -349,7 +354,8 @@ func (rs *restorer) same(m *repo.Entry, n *node) (bool, error) {
 	if !ok || t != m.Type {
 		return false, nil
 	}
-	metaSame := modeBits(n.info.Mode()) == m.Mode && (!rs.asRoot || (n.stat.Uid == m.UID && n.stat.Gid == m.GID))
+	metaSame := modeBits(n.info.Mode()) == m.Mode && (!rs.asRoot || (n.stat.Uid == m.UID && n.stat.Gid == m.GID)) &&
+		xattrsEqual(m.Xattrs, n.xattrs)
 	switch t {
 	case repo.TypeDir:
 		return metaSame, nil
@@ -500,6 +506,15 @@ func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, replace boo
 	if err := unix.Fchmod(fd, m.Mode); err != nil {
 		return err
 	}
+	// The file is new: it has no attributes but what a default ACL of its
+	// directory gave it.
+	have, err := fdXattrs(fd)
+	if err != nil {
+		return err
+	}
+	if err := rs.setXattrs(fd, m, have); err != nil {
+		return err
+	}
 	ts := []unix.Timespec{unix.NsecToTimespec(m.MTime), unix.NsecToTimespec(m.MTime)}
 	if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH); err != nil {
 		if err := unix.Futimes(fd, []unix.Timeval{unix.NsecToTimeval(m.MTime), unix.NsecToTimeval(m.MTime)}); err != nil {
@@ -536,7 +551,12 @@ func (rs *restorer) finish() error {
 	sort.SliceStable(rs.dirs, func(i, j int) bool { return repo.ComparePaths(rs.dirs[i].path, rs.dirs[j].path) > 0 })
 	for _, d := range rs.dirs {
 		d := d
-		if err := rs.at(d.path, func(dirfd int, base string) error { return rs.setMeta(dirfd, base, &d.entry, false) }); err != nil {
+		if err := rs.at(d.path, func(dirfd int, base string) error {
+			if err := rs.dirXattrs(dirfd, base, &d.entry); err != nil {
+				return err
+			}
+			return rs.setMeta(dirfd, base, &d.entry, false)
+		}); err != nil {
 			return err
 		}
 	}

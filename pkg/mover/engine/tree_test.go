@@ -2,6 +2,7 @@ package engine
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // oddNames exercise what file names may hold on Linux.
@@ -89,6 +92,24 @@ func genTree(t *testing.T, root string, seed int64, files int) {
 		all = append(all, p)
 		return err
 	}))
+	// Extended attributes on about a third of the files and directories: user
+	// attributes of several sizes, POSIX ACLs, default ACLs on directories.
+	for _, p := range all {
+		fi, err := os.Lstat(p)
+		must(err)
+		if !fi.Mode().IsRegular() && !fi.IsDir() || rng.Intn(3) != 0 {
+			continue
+		}
+		value := make([]byte, []int{0, 7, 3000}[rng.Intn(3)])
+		rng.Read(value)
+		must(unix.Lsetxattr(p, "user.note", value, 0))
+		if rng.Intn(2) == 0 {
+			must(unix.Lsetxattr(p, "system.posix_acl_access", posixACL(uint32(1000+rng.Intn(50))), 0))
+		}
+		if fi.IsDir() && rng.Intn(2) == 0 {
+			must(unix.Lsetxattr(p, "system.posix_acl_default", posixACL(2000), 0))
+		}
+	}
 	sort.Sort(sort.Reverse(sort.StringSlice(all)))
 	for i, p := range all {
 		ts := time.Unix(1_600_000_000+int64(i)*7919, int64(i)*1000+123)
@@ -96,6 +117,21 @@ func genTree(t *testing.T, root string, seed int64, files int) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// posixACL encodes an access ACL in the kernel's xattr form: the owner rw,
+// user uid r, the group r, mask r, others nothing.
+func posixACL(uid uint32) []byte {
+	out := []byte{2, 0, 0, 0} // version
+	for _, e := range []struct {
+		tag, perm uint16
+		id        uint32
+	}{{0x01, 6, 0xffffffff}, {0x02, 4, uid}, {0x04, 4, 0xffffffff}, {0x10, 4, 0xffffffff}, {0x20, 0, 0xffffffff}} {
+		out = binary.LittleEndian.AppendUint16(out, e.tag)
+		out = binary.LittleEndian.AppendUint16(out, e.perm)
+		out = binary.LittleEndian.AppendUint32(out, e.id)
+	}
+	return out
 }
 
 func lutimes(p string, ts time.Time) error {
@@ -119,6 +155,15 @@ func describe(t *testing.T, root string) map[string]string {
 			line += fmt.Sprintf(" mtime=%d", info.ModTime().UnixNano())
 		} else if rel != "." {
 			line += fmt.Sprintf(" mtime=%d", info.ModTime().UnixNano())
+		}
+		if info.Mode().IsRegular() || info.IsDir() {
+			x, err := readXattrs(p)
+			if err != nil {
+				return err
+			}
+			for _, a := range restoredXattrs(x) {
+				line += fmt.Sprintf(" %s=%x", a.Name, a.Value)
+			}
 		}
 		switch {
 		case info.Mode()&os.ModeSymlink != 0:

@@ -4,10 +4,12 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,9 +19,10 @@ import (
 
 // node is one entry of a directory walk.
 type node struct {
-	path string // relative, slash-separated; "." is the root
-	info os.FileInfo
-	stat *unix.Stat_t
+	path   string // relative, slash-separated; "." is the root
+	info   os.FileInfo
+	stat   *unix.Stat_t
+	xattrs []repo.Xattr // of files and directories, when the walk reads them
 }
 
 // walker walks a tree depth-first with names sorted, in repo.ComparePaths
@@ -36,6 +39,7 @@ type walker struct {
 	pending    *node
 	pendingDir *dirLoad
 	pf         *prefetcher
+	xattrs     bool
 }
 
 type dirFrame struct {
@@ -45,12 +49,14 @@ type dirFrame struct {
 
 // child is one entry of a listed directory.
 type child struct {
-	name string
-	st   unix.Stat_t
-	load *dirLoad // set for directories while prefetching
+	name   string
+	st     unix.Stat_t
+	xattrs []repo.Xattr
+	load   *dirLoad // set for directories while prefetching
 }
 
-func newWalker(root string) (*walker, error) {
+// With xattrs, it reads the extended attributes of files and directories.
+func newWalker(root string, xattrs bool) (*walker, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(root, &st); err != nil {
 		return nil, &os.PathError{Op: "lstat", Path: root, Err: err}
@@ -58,17 +64,23 @@ func newWalker(root string) (*walker, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, &os.PathError{Op: "walk", Path: root, Err: errors.New("not a directory")}
 	}
-	w := &walker{root: root}
+	w := &walker{root: root, xattrs: xattrs}
 	si := &statInfo{name: filepath.Base(root), st: st}
 	w.pending = &node{path: ".", info: si, stat: &si.st}
+	if xattrs {
+		var err error
+		if w.pending.xattrs, err = readXattrs(root); err != nil {
+			return nil, err
+		}
+	}
 	return w, nil
 }
 
 // newPrefetchingWalker is newWalker with directories listed ahead by
 // background goroutines. Use it only where the walk's caller does not change
-// the tree (backup), and call close when done.
+// the tree (backup), and call close when done. It reads extended attributes.
 func newPrefetchingWalker(root string) (*walker, error) {
-	w, err := newWalker(root)
+	w, err := newWalker(root, true)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +122,7 @@ func (w *walker) next() (*node, error) {
 		if w.pendingDir != nil {
 			kids, err = w.pf.wait(w.pendingDir)
 		} else {
-			kids, err = listDir(w.abs(p.path))
+			kids, err = listDir(w.abs(p.path), w.xattrs)
 		}
 		w.pending, w.pendingDir = nil, nil
 		if err != nil {
@@ -134,7 +146,7 @@ func (w *walker) next() (*node, error) {
 			rel = top.path + "/" + k.name
 		}
 		si := &statInfo{name: k.name, st: k.st}
-		n := &node{path: rel, info: si, stat: &si.st}
+		n := &node{path: rel, info: si, stat: &si.st, xattrs: k.xattrs}
 		if n.info.IsDir() {
 			w.pending, w.pendingDir = n, k.load
 		}
@@ -144,8 +156,9 @@ func (w *walker) next() (*node, error) {
 }
 
 // listDir reads a directory's names, sorted, and lstats each relative to the
-// directory's descriptor (no path walk per entry).
-func listDir(abs string) ([]child, error) {
+// directory's descriptor (no path walk per entry); with xattrs, it also reads
+// the extended attributes of files and directories.
+func listDir(abs string, xattrs bool) ([]child, error) {
 	f, err := os.Open(abs)
 	if err != nil {
 		return nil, err
@@ -180,7 +193,84 @@ func listDir(abs string) ([]child, error) {
 	if err == nil {
 		err = statErr
 	}
-	return kids, err
+	if err != nil || !xattrs {
+		return kids, err
+	}
+	for i := range kids {
+		if t := kids[i].st.Mode & unix.S_IFMT; t == unix.S_IFREG || t == unix.S_IFDIR {
+			if kids[i].xattrs, err = readXattrs(filepath.Join(abs, kids[i].name)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return kids, nil
+}
+
+// readXattrs returns the extended attributes of the entry at path, not
+// following a symlink, sorted by name; nil when it has none, when the
+// filesystem has none, or when the entry is gone (the walk then skips it).
+func readXattrs(path string) ([]repo.Xattr, error) {
+	x, err := xattrsOf(func(b []byte) (int, error) { return unix.Llistxattr(path, b) },
+		func(name string, b []byte) (int, error) { return unix.Lgetxattr(path, name, b) })
+	if err != nil {
+		err = &os.PathError{Op: "reading extended attributes", Path: path, Err: err}
+	}
+	return x, err
+}
+
+// fdXattrs is readXattrs for an open file or directory.
+func fdXattrs(fd int) ([]repo.Xattr, error) {
+	return xattrsOf(func(b []byte) (int, error) { return unix.Flistxattr(fd, b) },
+		func(name string, b []byte) (int, error) { return unix.Fgetxattr(fd, name, b) })
+}
+
+func xattrsOf(list func([]byte) (int, error), get func(string, []byte) (int, error)) ([]repo.Xattr, error) {
+	var stack [512]byte
+	names, err := xattrCall(stack[:], list)
+	if err == unix.ENOTSUP || err == unix.ENOENT {
+		return nil, nil
+	}
+	if err != nil || len(names) == 0 {
+		return nil, err
+	}
+	var out []repo.Xattr
+	for _, name := range strings.Split(strings.TrimSuffix(string(names), "\x00"), "\x00") {
+		value, err := xattrCall(stack[:], func(b []byte) (int, error) { return get(name, b) })
+		if err == unix.ENODATA || err == unix.ENOENT { // removed meanwhile
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out = append(out, repo.Xattr{Name: name, Value: value})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// xattrCall runs a list or get call with buf, asking the kernel for the size
+// and growing the buffer when it is too small (the attribute may grow between
+// the size query and the read).
+func xattrCall(buf []byte, call func([]byte) (int, error)) ([]byte, error) {
+	for {
+		if len(buf) > 0 {
+			n, err := call(buf)
+			if err == nil {
+				return append([]byte{}, buf[:n]...), nil
+			}
+			if err != unix.ERANGE {
+				return nil, err
+			}
+		}
+		size, err := call(nil)
+		if err != nil {
+			return nil, err
+		}
+		if size == 0 {
+			return []byte{}, nil
+		}
+		buf = make([]byte, size+64)
+	}
 }
 
 // statInfo is an os.FileInfo for an lstat result.

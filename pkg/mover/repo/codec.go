@@ -199,6 +199,16 @@ func AppendEntry(dst []byte, e *Entry) []byte {
 	for i := range e.Chunks {
 		dst = append(dst, e.Chunks[i][:]...)
 	}
+	// Extended attributes, only when there are some: most entries have none.
+	if len(e.Xattrs) > 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(e.Xattrs)))
+		for _, x := range e.Xattrs {
+			dst = binary.AppendUvarint(dst, uint64(len(x.Name)))
+			dst = append(dst, x.Name...)
+			dst = binary.AppendUvarint(dst, uint64(len(x.Value)))
+			dst = append(dst, x.Value...)
+		}
+	}
 	return dst
 }
 
@@ -222,6 +232,17 @@ func DecodeEntry(rec []byte) (Entry, error) {
 		e.Chunks = make([]ID, n)
 		for i := range e.Chunks {
 			e.Chunks[i] = d.id()
+		}
+	}
+	if d.err == nil && len(d.b) != 0 {
+		n := d.uvarint()
+		if d.err == nil && (n == 0 || n > uint64(len(d.b))/3) { // each takes at least 3 bytes
+			d.err = errors.New("invalid extended attribute count")
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			name := string(d.bytes(d.uvarint()))
+			value := d.bytes(d.uvarint())
+			e.Xattrs = append(e.Xattrs, Xattr{Name: name, Value: append([]byte{}, value...)})
 		}
 	}
 	if d.err == nil && len(d.b) != 0 {

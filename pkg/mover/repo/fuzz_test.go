@@ -2,6 +2,7 @@ package repo
 
 import (
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -14,6 +15,7 @@ func FuzzDecodeEntry(f *testing.F) {
 		{Path: "a/b", Type: TypeFile, Mode: 0o644, UID: 1, GID: 1, MTime: 5, Size: 3, Chunks: []ID{{0xab}}},
 		{Path: "../x", Type: TypeSymlink, Mode: 0o777, Target: "/etc"},
 		{Path: "l", Type: TypeFile, Mode: 0o644, Size: 1, LinkGroup: 7, Inode: 9, Chunks: []ID{{1}, {2}}},
+		{Path: "x", Type: TypeDir, Mode: 0o755, Xattrs: []Xattr{{Name: "system.posix_acl_access", Value: []byte{2, 0, 0, 0}}, {Name: "user.a", Value: nil}}},
 	} {
 		f.Add(AppendEntry(nil, &e))
 	}
@@ -23,7 +25,40 @@ func FuzzDecodeEntry(f *testing.F) {
 			return
 		}
 		requireBeneath(t, e.Path)
+		again, err := DecodeEntry(AppendEntry(nil, &e))
+		if err != nil || !reflect.DeepEqual(again, e) {
+			t.Fatalf("accepted entry does not survive re-encoding: %+v -> %+v, %v", e, again, err)
+		}
 	})
+}
+
+func TestEntryXattrs(t *testing.T) {
+	ok := Entry{Path: "f", Type: TypeFile, Mode: 0o640, Size: 1, Chunks: []ID{{1}},
+		Xattrs: []Xattr{{Name: "security.capability", Value: []byte{1, 2}}, {Name: "user.empty", Value: []byte{}}, {Name: "user.z", Value: []byte("v")}}}
+	got, err := DecodeEntry(AppendEntry(nil, &ok))
+	if err != nil || !reflect.DeepEqual(got, ok) {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	plain := Entry{Path: "f", Type: TypeFile, Mode: 0o640}
+	if a, b := len(AppendEntry(nil, &plain)), len(AppendEntry(nil, &Entry{Path: "f", Type: TypeFile, Mode: 0o640, Xattrs: []Xattr{}})); a != b {
+		t.Errorf("an entry without extended attributes grew from %d to %d bytes", a, b)
+	}
+	for name, e := range map[string]Entry{
+		"unsorted":  {Path: "f", Type: TypeFile, Xattrs: []Xattr{{Name: "user.b"}, {Name: "user.a"}}},
+		"duplicate": {Path: "f", Type: TypeFile, Xattrs: []Xattr{{Name: "user.a"}, {Name: "user.a"}}},
+		"empty":     {Path: "f", Type: TypeFile, Xattrs: []Xattr{{Name: ""}}},
+		"long":      {Path: "f", Type: TypeFile, Xattrs: []Xattr{{Name: "user." + strings.Repeat("n", 255)}}},
+		"large":     {Path: "f", Type: TypeFile, Xattrs: []Xattr{{Name: "user.a", Value: make([]byte, 64<<10+1)}}},
+		"symlink":   {Path: "l", Type: TypeSymlink, Target: "t", Xattrs: []Xattr{{Name: "user.a"}}},
+	} {
+		if _, err := DecodeEntry(AppendEntry(nil, &e)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// A present but empty list is not the encoder's output: refused.
+	if _, err := DecodeEntry(append(AppendEntry(nil, &plain), 0)); err == nil {
+		t.Error("an empty extended attribute list was accepted")
+	}
 }
 
 // FuzzValidatePath: an accepted path never leaves the root.

@@ -43,7 +43,23 @@ type Entry struct {
 	// Inode lets the next backup skip re-reading an unchanged file.
 	Inode  uint64 `json:"inode,omitempty"`
 	Chunks []ID   `json:"chunks,omitempty"`
+	// Xattrs are the extended attributes of a file or directory (POSIX ACLs
+	// among them), sorted by name.
+	Xattrs []Xattr `json:"xattrs,omitempty"`
 }
+
+// Xattr is one extended attribute.
+type Xattr struct {
+	Name  string `json:"name"`
+	Value []byte `json:"value"`
+}
+
+// Limits of Linux (XATTR_NAME_MAX, XATTR_SIZE_MAX, XATTR_LIST_MAX).
+const (
+	maxXattrName  = 255
+	maxXattrValue = 64 << 10
+	maxXattrList  = 64 << 10
+)
 
 // ValidatePath refuses any path that could point outside the restore root.
 func ValidatePath(p string) error {
@@ -137,6 +153,24 @@ func validateEntry(e *Entry) error {
 	}
 	if e.Path == "." && e.Type != TypeDir {
 		return errors.New("manifest root is not a directory")
+	}
+	if len(e.Xattrs) > 0 && e.Type == TypeSymlink {
+		return fmt.Errorf("manifest entry %q: a symlink's extended attributes are not kept", e.Path)
+	}
+	names := 0
+	for i, x := range e.Xattrs {
+		names += len(x.Name) + 1
+		switch {
+		case x.Name == "" || len(x.Name) > maxXattrName || strings.ContainsRune(x.Name, 0):
+			return fmt.Errorf("manifest entry %q has an invalid extended attribute name %q", e.Path, x.Name)
+		case len(x.Value) > maxXattrValue:
+			return fmt.Errorf("manifest entry %q: extended attribute %q is larger than 64 KiB", e.Path, x.Name)
+		case i > 0 && x.Name <= e.Xattrs[i-1].Name:
+			return fmt.Errorf("manifest entry %q: extended attributes are not sorted and unique at %q", e.Path, x.Name)
+		}
+	}
+	if names > maxXattrList {
+		return fmt.Errorf("manifest entry %q: extended attribute names exceed 64 KiB", e.Path)
 	}
 	return nil
 }
