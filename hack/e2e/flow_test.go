@@ -392,11 +392,12 @@ func operatorMetrics(t *testing.T) string {
 	return string(body)
 }
 
-// TestBackupReportsProgress: while the mover runs, the Backup's
-// status.progress follows the mover's progress lines and `kubectl get` shows
-// a percentage; on completion, stats replace progress. A 32 GiB sparse file
-// keeps the mover hashing zeros for several seconds without using the disk.
-func TestBackupReportsProgress(t *testing.T) {
+// TestProgressIsReported: while the mover runs, status.progress of the
+// Backup, then of a RestoreJob, follows the mover's progress lines and
+// `kubectl get` shows a percentage; on completion, stats replace progress.
+// A 32 GiB sparse file keeps the mover hashing zeros for several seconds
+// without using the disk (restore writes the zeros back as holes).
+func TestProgressIsReported(t *testing.T) {
 	ns := "e2e-progress"
 	namespace(t, ns)
 	claims(t, ns, true)
@@ -407,37 +408,55 @@ kind: Backup
 metadata: {name: big, namespace: %s}
 spec: {target: {pvcName: data}}
 `, ns))
+	// NAME POLICY PVC PHASE SIZE DURATION AGE
+	waitProgress(t, ns, "backup", "big", size, 3, 4)
+	status := waitBackup(t, ns, "big")
+	if status["progress"] != nil {
+		t.Errorf("backup progress kept after completion: %v", status["progress"])
+	}
+	if stats, _ := status["stats"].(map[string]any); stats == nil || stats["bytes"] != float64(size) {
+		t.Errorf("backup stats after completion: %v, want bytes %d", status["stats"], size)
+	}
+
+	apply(t, fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1
+kind: RestoreJob
+metadata: {name: big, namespace: %s}
+spec: {backupName: big, target: {pvcName: copy, newPVC: {}}}
+`, ns))
+	// NAME BACKUP TARGET MODE PHASE WRITTEN AGE
+	waitProgress(t, ns, "restorejob", "big", size, 4, 5)
+	if status := waitRestore(t, ns, "big"); status["progress"] != nil {
+		t.Errorf("restore progress kept after completion: %v", status["progress"])
+	}
+}
+
+// waitProgress polls an object until it is Running with 0 < bytesDone <
+// bytesTotal in status.progress, bytesTotal being total, and checks that its
+// `kubectl get` row shows a percentage in cell col while cell phaseCol says
+// Running.
+func waitProgress(t *testing.T, ns, resource, name string, total int64, phaseCol, col int) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if time.Now().After(deadline) {
-			t.Fatal("no progress reported within 2 minutes")
-		}
-		f := strings.Fields(kubectl(t, "-n", ns, "get", "backup", "big", "-o", "jsonpath={.status.phase} {.status.progress.bytesDone} {.status.progress.bytesTotal}"))
+	for time.Now().Before(deadline) {
+		f := strings.Fields(kubectl(t, "-n", ns, "get", resource, name, "-o", "jsonpath={.status.phase} {.status.progress.bytesDone} {.status.progress.bytesTotal}"))
 		if len(f) > 0 && f[0] == "Completed" {
-			t.Fatal("the backup completed before any progress was reported")
+			t.Fatalf("%s %s completed before any progress was reported", resource, name)
 		}
 		if len(f) == 3 && f[0] == "Running" {
 			done, _ := strconv.ParseInt(f[1], 10, 64)
-			total, _ := strconv.ParseInt(f[2], 10, 64)
-			if total != size {
-				t.Fatalf("progress.bytesTotal = %d, want %d", total, size)
+			got, _ := strconv.ParseInt(f[2], 10, 64)
+			if got != total {
+				t.Fatalf("%s %s: progress.bytesTotal = %d, want %d", resource, name, got, total)
 			}
 			if done > 0 && done < total {
-				// NAME POLICY PVC PHASE SIZE DURATION AGE
-				row := strings.Fields(kubectl(t, "-n", ns, "get", "backup", "big", "--no-headers"))
-				if len(row) == 7 && row[3] == "Running" && !strings.HasSuffix(row[4], "%") {
-					t.Errorf("kubectl get shows size %q while running, want a percentage", row[4])
+				row := strings.Fields(kubectl(t, "-n", ns, "get", resource, name, "--no-headers"))
+				if len(row) > col && row[phaseCol] == "Running" && !strings.HasSuffix(row[col], "%") {
+					t.Errorf("kubectl get %s shows %q while running, want a percentage", resource, row[col])
 				}
-				break
+				return
 			}
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	status := waitBackup(t, ns, "big")
-	if status["progress"] != nil {
-		t.Errorf("progress kept after completion: %v", status["progress"])
-	}
-	if stats, _ := status["stats"].(map[string]any); stats == nil || stats["bytes"] != float64(size) {
-		t.Errorf("stats after completion: %v, want bytes %d", status["stats"], size)
-	}
+	t.Fatalf("%s %s reported no progress within 2 minutes", resource, name)
 }

@@ -130,7 +130,7 @@ spec: {backupName: manual-1, target: {pvcName: copy, newPVC: {}}, dryRun: true}
 		t.Errorf("backup row lacks its PVC:\n%s", out)
 	}
 	out = kubectl(t, "get", "rj", "-n", ns)
-	if h := strings.Join(strings.Fields(strings.Split(out, "\n")[0]), " "); h != "NAME BACKUP TARGET MODE PHASE AGE" {
+	if h := strings.Join(strings.Fields(strings.Split(out, "\n")[0]), " "); h != "NAME BACKUP TARGET MODE PHASE WRITTEN AGE" {
 		t.Errorf("restore columns: %q", h)
 	}
 	if !strings.Contains(out, "Merge (dry run)") {

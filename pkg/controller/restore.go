@@ -8,6 +8,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -158,12 +159,12 @@ func (m *Manager) ensureNewPVC(ctx context.Context, r *v1alpha1.RestoreJob, b *v
 }
 
 func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob, job *batchv1.Job) (result, error) {
-	done, failed, summary, _, reason := m.jobOutcome(job)
+	done, failed, summary, pod, reason := m.jobOutcome(job)
 	switch {
 	case done && summary != nil:
 		err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
 			now := metav1.NewTime(m.opts.Now())
-			s.Phase, s.CompletionTime, s.JobName = v1alpha1.RestorePhaseCompleted, &now, job.Name
+			s.Phase, s.CompletionTime, s.JobName, s.Progress = v1alpha1.RestorePhaseCompleted, &now, job.Name, nil
 			s.Preview = &v1alpha1.RestorePreview{Creates: summary.Creates, Overwrites: summary.Overwrites, Deletes: summary.Deletes, Paths: summary.Paths, Truncated: summary.Truncated}
 			s.Stats = &v1alpha1.RestoreStats{Files: summary.Files, Bytes: summary.Bytes}
 			s.Verified = summary.Verified
@@ -192,7 +193,13 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 		}
 		return result{}, m.failRestore(ctx, r, nil, "MoverFailed", fmt.Sprintf("the data mover Job %s/%s failed: %s", job.Namespace, job.Name, msg))
 	}
-	return result{}, nil
+	// Running: keep the progress current while the Job runs.
+	if p := m.moverProgress(ctx, pod); p != nil && !apiequality.Semantic.DeepEqual(p, r.Status.Progress) {
+		if err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) { s.Progress = p }); err != nil {
+			return result{}, err
+		}
+	}
+	return result{after: progressInterval}, nil
 }
 
 func (m *Manager) setRestoreStatus(ctx context.Context, r *v1alpha1.RestoreJob, mutate func(*v1alpha1.RestoreJobStatus)) error {
@@ -205,7 +212,7 @@ func (m *Manager) setRestoreStatus(ctx context.Context, r *v1alpha1.RestoreJob, 
 func (m *Manager) failRestore(ctx context.Context, r *v1alpha1.RestoreJob, checks []v1alpha1.RestoreCheck, reason, msg string) error {
 	err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
 		now := metav1.NewTime(m.opts.Now())
-		s.Phase, s.CompletionTime, s.Message = v1alpha1.RestorePhaseFailed, &now, msg
+		s.Phase, s.CompletionTime, s.Message, s.Progress = v1alpha1.RestorePhaseFailed, &now, msg, nil
 		if checks != nil {
 			s.Checks = checks
 		}

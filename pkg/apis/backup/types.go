@@ -231,6 +231,7 @@ type RestoreJobStatus struct {
 	Checks             []RestoreCheck
 	Preview            *RestorePreview
 	Stats              *RestoreStats
+	Progress           *Progress
 	Verified           bool
 	Conditions         []metav1.Condition
 	Message            string

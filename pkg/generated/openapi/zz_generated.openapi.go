@@ -1026,6 +1026,12 @@ func schema_pkg_apis_backup_v1alpha1_RestoreJobStatus(ref common.ReferenceCallba
 							Ref:         ref(v1alpha1.RestoreStats{}.OpenAPIModelName()),
 						},
 					},
+					"progress": {
+						SchemaProps: spec.SchemaProps{
+							Description: "progress of a Running restore: the data mover's latest report, read every few seconds. Cleared when the restore ends; stats then hold the totals.",
+							Ref:         ref(v1alpha1.Progress{}.OpenAPIModelName()),
+						},
+					},
 					"verified": {
 						SchemaProps: spec.SchemaProps{
 							Description: "verified is true when every restored byte matched its recorded hash.",
@@ -1065,7 +1071,7 @@ func schema_pkg_apis_backup_v1alpha1_RestoreJobStatus(ref common.ReferenceCallba
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.RestoreCheck{}.OpenAPIModelName(), v1alpha1.RestorePreview{}.OpenAPIModelName(), v1alpha1.RestoreStats{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			v1alpha1.Progress{}.OpenAPIModelName(), v1alpha1.RestoreCheck{}.OpenAPIModelName(), v1alpha1.RestorePreview{}.OpenAPIModelName(), v1alpha1.RestoreStats{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 

@@ -358,25 +358,33 @@ func writeHostileSnapshot(t *testing.T, r *repo.Repo, entries []repo.Entry) repo
 	return s.ID
 }
 
-func TestHostileManifestsCannotEscapeTheTarget(t *testing.T) {
+// payloadSnapshot backs up a tree of one file, f, holding "payload", and
+// returns the repository and the snapshot's entries.
+func payloadSnapshot(t *testing.T) (*repo.Repo, []repo.Entry) {
+	t.Helper()
 	r := newRepo(t)
-	// A real blob to point file entries at.
 	src := filepath.Join(t.TempDir(), "src")
 	os.MkdirAll(src, 0o755)
 	os.WriteFile(filepath.Join(src, "f"), []byte("payload"), 0o644)
-	good := backup(t, r, src)
-	m, _ := r.OpenManifest(good.Manifest)
-	var chunk repo.ID
+	m, err := r.OpenManifest(backup(t, r, src).Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var entries []repo.Entry
 	for {
 		e, err := m.Next()
 		if err != nil {
-			break
+			return r, entries
 		}
-		if e.Type == repo.TypeFile {
-			chunk = e.Chunks[0]
-		}
+		entries = append(entries, *e)
 	}
-	m.Close()
+}
+
+func TestHostileManifestsCannotEscapeTheTarget(t *testing.T) {
+	// A real blob to point file entries at.
+	r, entries := payloadSnapshot(t)
+	chunk := entries[1].Chunks[0]
 	root := repo.Entry{Path: ".", Type: repo.TypeDir, Mode: 0o755}
 	file := func(p string) repo.Entry {
 		return repo.Entry{Path: p, Type: repo.TypeFile, Mode: 0o644, Size: 7, Chunks: []repo.ID{chunk}}
@@ -475,27 +483,8 @@ func TestExtendedAttributes(t *testing.T) {
 // TestRefusedAttributesAreReported: an attribute the target refuses (here a
 // namespace Linux does not have) is counted and named; the data is restored.
 func TestRefusedAttributesAreReported(t *testing.T) {
-	r := newRepo(t)
-	src := filepath.Join(t.TempDir(), "src")
-	os.MkdirAll(src, 0o755)
-	os.WriteFile(filepath.Join(src, "f"), []byte("payload"), 0o644)
-	snap := backup(t, r, src)
-	m, err := r.OpenManifest(snap.Manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var entries []repo.Entry
-	for {
-		e, err := m.Next()
-		if err != nil {
-			break
-		}
-		if e.Path == "f" {
-			e.Xattrs = []repo.Xattr{{Name: "nonexistent.namespace", Value: []byte("v")}, {Name: "user.kept", Value: []byte("k")}}
-		}
-		entries = append(entries, *e)
-	}
-	m.Close()
+	r, entries := payloadSnapshot(t)
+	entries[1].Xattrs = []repo.Xattr{{Name: "nonexistent.namespace", Value: []byte("v")}, {Name: "user.kept", Value: []byte("k")}}
 	dst := filepath.Join(t.TempDir(), "dst")
 	res := restore(t, r, writeHostileSnapshot(t, r, entries), dst, Merge, false)
 	if res.XattrsSkipped != 1 || !strings.Contains(res.XattrWarning, "nonexistent.namespace") {

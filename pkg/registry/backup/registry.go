@@ -17,6 +17,7 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
+	"example.com/backup-operator/pkg/apis/backup"
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 )
 
@@ -110,6 +111,18 @@ func Since(t *metav1.Time) string {
 }
 
 // Bytes formats a byte count in binary units (1.5Gi).
+// BytesOrPercent is a size cell: the final byte count once there is one, the
+// percentage done while the data mover runs, <none> before.
+func BytesOrPercent(final *int64, p *backup.Progress) string {
+	switch {
+	case final != nil:
+		return Bytes(*final)
+	case p != nil && p.BytesTotal > 0:
+		return fmt.Sprintf("%d%%", p.BytesDone*100/p.BytesTotal)
+	}
+	return "<none>"
+}
+
 func Bytes(n int64) string {
 	const unit = 1024
 	if n < unit {

@@ -486,6 +486,11 @@ type RestoreJobStatus struct {
 	// stats are the data mover's totals.
 	// +optional
 	Stats *RestoreStats `json:"stats,omitempty"`
+	// progress of a Running restore: the data mover's latest report, read
+	// every few seconds. Cleared when the restore ends; stats then hold the
+	// totals.
+	// +optional
+	Progress *Progress `json:"progress,omitempty"`
 	// verified is true when every restored byte matched its recorded hash.
 	// +optional
 	Verified bool `json:"verified,omitempty"`

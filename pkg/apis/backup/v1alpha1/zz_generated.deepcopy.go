@@ -475,6 +475,11 @@ func (in *RestoreJobStatus) DeepCopyInto(out *RestoreJobStatus) {
 		*out = new(RestoreStats)
 		**out = **in
 	}
+	if in.Progress != nil {
+		in, out := &in.Progress, &out.Progress
+		*out = new(Progress)
+		**out = **in
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))

@@ -195,17 +195,15 @@ var tableConvertor = registry.TableConvertor[*backup.Backup]{
 		registry.AgeColumn,
 	},
 	Cells: func(b *backup.Backup) []interface{} {
-		size := "<none>"
+		var size *int64
 		if b.Status.Stats != nil {
-			size = registry.Bytes(b.Status.Stats.Bytes)
-		} else if p := b.Status.Progress; p != nil && p.BytesTotal > 0 {
-			size = fmt.Sprintf("%d%%", p.BytesDone*100/p.BytesTotal)
+			size = &b.Status.Stats.Bytes
 		}
 		return []interface{}{
 			registry.OrNone(b.Spec.PolicyName),
 			registry.NamespaceOr(b.Spec.Target.Namespace, b.Namespace) + "/" + b.Spec.Target.PVCName,
 			registry.OrNone(string(b.Status.Phase)),
-			size,
+			registry.BytesOrPercent(size, b.Status.Progress),
 			runDuration(b.Status.StartTime, b.Status.CompletionTime),
 			registry.Age(b.CreationTimestamp),
 		}

@@ -130,6 +130,7 @@ var tableConvertor = registry.TableConvertor[*backup.RestoreJob]{
 		{Name: "Target", Type: "string", Description: "The PVC restored into, as namespace/name."},
 		{Name: "Mode", Type: "string", Description: "Merge or Mirror; (dry run) when only previewing."},
 		{Name: "Phase", Type: "string", Description: "Pending, Running, Completed or Failed."},
+		{Name: "Written", Type: "string", Description: "Bytes written by the restore; the percentage done while it runs."},
 		registry.AgeColumn,
 	},
 	Cells: func(r *backup.RestoreJob) []interface{} {
@@ -137,11 +138,16 @@ var tableConvertor = registry.TableConvertor[*backup.RestoreJob]{
 		if r.Spec.DryRun {
 			mode += " (dry run)"
 		}
+		var written *int64
+		if r.Status.Stats != nil {
+			written = &r.Status.Stats.Bytes
+		}
 		return []interface{}{
 			r.Spec.BackupName,
 			registry.NamespaceOr(r.Spec.Target.Namespace, r.Namespace) + "/" + r.Spec.Target.PVCName,
 			mode,
 			registry.OrNone(string(r.Status.Phase)),
+			registry.BytesOrPercent(written, r.Status.Progress),
 			registry.Age(r.CreationTimestamp),
 		}
 	},

@@ -45,6 +45,10 @@ type RestoreJobStatusApplyConfiguration struct {
 	Preview *RestorePreviewApplyConfiguration `json:"preview,omitempty"`
 	// stats are the data mover's totals.
 	Stats *RestoreStatsApplyConfiguration `json:"stats,omitempty"`
+	// progress of a Running restore: the data mover's latest report, read
+	// every few seconds. Cleared when the restore ends; stats then hold the
+	// totals.
+	Progress *ProgressApplyConfiguration `json:"progress,omitempty"`
 	// verified is true when every restored byte matched its recorded hash.
 	Verified *bool `json:"verified,omitempty"`
 	// conditions: Completed or Failed, for `kubectl wait`.
@@ -125,6 +129,14 @@ func (b *RestoreJobStatusApplyConfiguration) WithPreview(value *RestorePreviewAp
 // If called multiple times, the Stats field is set to the value of the last call.
 func (b *RestoreJobStatusApplyConfiguration) WithStats(value *RestoreStatsApplyConfiguration) *RestoreJobStatusApplyConfiguration {
 	b.Stats = value
+	return b
+}
+
+// WithProgress sets the Progress field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Progress field is set to the value of the last call.
+func (b *RestoreJobStatusApplyConfiguration) WithProgress(value *ProgressApplyConfiguration) *RestoreJobStatusApplyConfiguration {
+	b.Progress = value
 	return b
 }
 
