@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
@@ -495,5 +496,50 @@ func TestRefusedAttributesAreReported(t *testing.T) {
 	}
 	if v, _ := readXattrs(filepath.Join(dst, "f")); len(v) != 1 || v[0].Name != "user.kept" {
 		t.Errorf("restored attributes %v, want user.kept", v)
+	}
+}
+
+// TestMetadataIsRepairedInPlace: a file whose content matches the snapshot
+// but whose owner, mode, time or attributes do not is repaired in place; a
+// file of the same size with other content is rewritten.
+func TestMetadataIsRepairedInPlace(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	os.MkdirAll(src, 0o755)
+	big := make([]byte, 3<<20)
+	rand.New(rand.NewSource(1)).Read(big)
+	os.WriteFile(filepath.Join(src, "big"), big, 0o640)
+	os.WriteFile(filepath.Join(src, "other"), []byte("original"), 0o644)
+	unix.Lsetxattr(filepath.Join(src, "big"), "user.a", []byte("1"), 0)
+	r := newRepo(t)
+	snap := backup(t, r, src)
+	dst := filepath.Join(t.TempDir(), "dst")
+	restore(t, r, snap.ID, dst, Merge, false)
+
+	// The incident: permissions, owner, times and attributes of big changed;
+	// other's content changed, its size not.
+	p := filepath.Join(dst, "big")
+	os.Chmod(p, 0o777)
+	os.Chown(p, 1234, 1234)
+	os.Chtimes(p, time.Unix(1, 0), time.Unix(1, 0))
+	unix.Lsetxattr(p, "user.a", []byte("2"), 0)
+	os.WriteFile(filepath.Join(dst, "other"), []byte("CHANGED!"), 0o644)
+	inode := func(name string) uint64 {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dst, name), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	bigIno, otherIno := inode("big"), inode("other")
+	res := restore(t, r, snap.ID, dst, Mirror, false)
+	requireSameTree(t, describe(t, src), describe(t, dst))
+	if inode("big") != bigIno {
+		t.Error("big was rewritten, not repaired in place")
+	}
+	if inode("other") == otherIno {
+		t.Error("other, whose content changed, was not rewritten")
+	}
+	if res.Overwrites != 2 || res.FilesWritten != 1 || res.BytesWritten != 8 {
+		t.Errorf("overwrites %d, files written %d, bytes written %d; want 2, 1, 8", res.Overwrites, res.FilesWritten, res.BytesWritten)
 	}
 }

@@ -275,11 +275,16 @@ func (rs *restorer) apply(m *repo.Entry, existing *node) (bool, error) {
 		rs.c.filesDone.Add(1)
 	}
 	kind := byte('+')
+	// metaOnly: an existing file with the snapshot's content whose metadata
+	// differs is repaired in place, not rewritten. Not for hard links, whose
+	// inode other paths share.
+	metaOnly := false
 	if existing != nil {
-		same, err := rs.same(m, existing)
+		same, contentSame, err := rs.same(m, existing)
 		if err != nil {
 			return false, err
 		}
+		metaOnly = contentSame && m.Type == repo.TypeFile && m.LinkGroup == 0 && existing.stat.Nlink == 1
 		if same {
 			rs.res.Unchanged++
 			rs.c.bytesDone.Add(m.Size)
@@ -302,6 +307,17 @@ func (rs *restorer) apply(m *repo.Entry, existing *node) (bool, error) {
 	}
 	if rs.o.DryRun {
 		return m.Type == repo.TypeDir && existing != nil && existing.info.IsDir(), nil
+	}
+	if metaOnly {
+		rs.c.bytesDone.Add(m.Size)
+		return false, rs.at(m.Path, func(dirfd int, base string) error {
+			fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			return rs.fileMeta(fd, m)
+		})
 	}
 	// Replace an entry of another type (a directory where the snapshot has a
 	// file, a symlink where it has a directory, ...).
@@ -347,45 +363,53 @@ func (rs *restorer) apply(m *repo.Entry, existing *node) (bool, error) {
 }
 
 // same reports whether the target entry already equals the snapshot entry,
-// comparing file content by re-chunking it (so a corrupted file of unchanged
-// size and time is found).
-func (rs *restorer) same(m *repo.Entry, n *node) (bool, error) {
+// and, for a file, whether its content does, comparing it by re-chunking (so
+// a corrupted file of unchanged size and time is found).
+func (rs *restorer) same(m *repo.Entry, n *node) (same, contentSame bool, err error) {
 	t, ok := entryType(n.info.Mode())
 	if !ok || t != m.Type {
-		return false, nil
+		return false, false, nil
 	}
 	metaSame := modeBits(n.info.Mode()) == m.Mode && (!rs.asRoot || (n.stat.Uid == m.UID && n.stat.Gid == m.GID)) &&
 		xattrsEqual(m.Xattrs, n.xattrs)
 	switch t {
 	case repo.TypeDir:
-		return metaSame, nil
+		return metaSame, false, nil
 	case repo.TypeSymlink:
 		target, err := os.Readlink(filepath.Join(rs.root, filepath.FromSlash(m.Path)))
-		return err == nil && target == m.Target && (!rs.asRoot || (n.stat.Uid == m.UID && n.stat.Gid == m.GID)), nil
+		return err == nil && target == m.Target && (!rs.asRoot || (n.stat.Uid == m.UID && n.stat.Gid == m.GID)), false, nil
 	}
-	if !metaSame || n.info.Size() != m.Size || n.info.ModTime().UnixNano() != m.MTime {
-		return false, nil
+	if n.info.Size() != m.Size {
+		return false, false, nil
 	}
+	metaSame = metaSame && n.info.ModTime().UnixNano() == m.MTime
 	if m.LinkGroup != 0 {
 		if first, ok := rs.groups[m.LinkGroup]; ok {
 			var st unix.Stat_t
 			err := unix.Lstat(filepath.Join(rs.root, filepath.FromSlash(first)), &st)
-			return err == nil && sameInode(&st, n.stat), nil
+			return metaSame && err == nil && sameInode(&st, n.stat), false, nil
 		}
 	}
+	contentSame = rs.sameContent(m)
+	return contentSame && metaSame, contentSame, nil
+}
+
+// sameContent re-chunks the target file at m.Path and compares its chunks
+// with the snapshot's.
+func (rs *restorer) sameContent(m *repo.Entry) bool {
 	f, err := os.Open(filepath.Join(rs.root, filepath.FromSlash(m.Path)))
 	if err != nil {
-		return false, nil
+		return false
 	}
 	defer f.Close()
 	ch := chunker.New(f, rs.r.Config.Chunker, nil)
 	for i := 0; ; i++ {
 		data, err := ch.Next()
 		if err == io.EOF {
-			return i == len(m.Chunks), nil
+			return i == len(m.Chunks)
 		}
 		if err != nil || i >= len(m.Chunks) || repo.Hash(data) != m.Chunks[i] {
-			return false, nil
+			return false
 		}
 	}
 }
@@ -497,29 +521,8 @@ func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, replace boo
 			return err
 		}
 	}
-	// Metadata through the descriptor: no second path lookup.
-	if rs.asRoot {
-		if err := unix.Fchown(fd, int(m.UID), int(m.GID)); err != nil {
-			return err
-		}
-	}
-	if err := unix.Fchmod(fd, m.Mode); err != nil {
+	if err := rs.fileMeta(fd, m); err != nil {
 		return err
-	}
-	// The file is new: it has no attributes but what a default ACL of its
-	// directory gave it.
-	have, err := fdXattrs(fd)
-	if err != nil {
-		return err
-	}
-	if err := rs.setXattrs(fd, m, have); err != nil {
-		return err
-	}
-	ts := []unix.Timespec{unix.NsecToTimespec(m.MTime), unix.NsecToTimespec(m.MTime)}
-	if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH); err != nil {
-		if err := unix.Futimes(fd, []unix.Timeval{unix.NsecToTimeval(m.MTime), unix.NsecToTimeval(m.MTime)}); err != nil {
-			return err
-		}
 	}
 	if replace {
 		if err := unix.Renameat(dirfd, name, dirfd, base); err != nil {
@@ -531,6 +534,34 @@ func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, replace boo
 	rs.res.FilesWritten++
 	rs.res.BytesWritten += off
 	rs.mu.Unlock()
+	return nil
+}
+
+// fileMeta gives the open file fd the snapshot entry's owner, mode, extended
+// attributes and times, through the descriptor (no second path lookup). The
+// owner goes first: chown clears setuid and setgid bits.
+func (rs *restorer) fileMeta(fd int, m *repo.Entry) error {
+	if rs.asRoot {
+		if err := unix.Fchown(fd, int(m.UID), int(m.GID)); err != nil {
+			return err
+		}
+	}
+	if err := unix.Fchmod(fd, m.Mode); err != nil {
+		return err
+	}
+	// What the file has: nothing but a default ACL of its directory gave it,
+	// for a new file.
+	have, err := fdXattrs(fd)
+	if err != nil {
+		return err
+	}
+	if err := rs.setXattrs(fd, m, have); err != nil {
+		return err
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(m.MTime), unix.NsecToTimespec(m.MTime)}
+	if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH); err != nil {
+		return unix.Futimes(fd, []unix.Timeval{unix.NsecToTimeval(m.MTime), unix.NsecToTimeval(m.MTime)})
+	}
 	return nil
 }
 
