@@ -543,3 +543,17 @@ func TestMetadataIsRepairedInPlace(t *testing.T) {
 		t.Errorf("overwrites %d, files written %d, bytes written %d; want 2, 1, 8", res.Overwrites, res.FilesWritten, res.BytesWritten)
 	}
 }
+
+// TestXattrsWithoutListxattrat: on kernels before Linux 6.13, or under a
+// seccomp profile that refuses listxattrat, attributes are read by path.
+func TestXattrsWithoutListxattrat(t *testing.T) {
+	noListxattrat.Store(true)
+	defer noListxattrat.Store(false)
+	src := filepath.Join(t.TempDir(), "src")
+	genTree(t, src, 11, 60)
+	r := newRepo(t)
+	snap := backup(t, r, src)
+	dst := filepath.Join(t.TempDir(), "dst")
+	restore(t, r, snap.ID, dst, Merge, false)
+	requireSameTree(t, describe(t, src), describe(t, dst))
+}

@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -196,14 +198,52 @@ func listDir(abs string, xattrs bool) ([]child, error) {
 	if err != nil || !xattrs {
 		return kids, err
 	}
-	for i := range kids {
-		if t := kids[i].st.Mode & unix.S_IFMT; t == unix.S_IFREG || t == unix.S_IFDIR {
-			if kids[i].xattrs, err = readXattrs(filepath.Join(abs, kids[i].name)); err != nil {
-				return nil, err
+	err = sc.Control(func(fd uintptr) {
+		for i := range kids {
+			k := &kids[i]
+			if t := k.st.Mode & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFDIR {
+				continue
+			}
+			// Most entries have no attributes: ask relative to the directory
+			// first, and read by path only those that have some.
+			if size, ok := xattrListSize(int(fd), k.name); ok && size == 0 {
+				continue
+			}
+			if k.xattrs, statErr = readXattrs(filepath.Join(abs, k.name)); statErr != nil {
+				return
 			}
 		}
+	})
+	if err == nil {
+		err = statErr
 	}
-	return kids, nil
+	return kids, err
+}
+
+// noListxattrat is set once the kernel (before Linux 6.13) or a seccomp
+// profile refuses listxattrat.
+var noListxattrat atomic.Bool
+
+// xattrListSize returns the length of the attribute name list of name in
+// dirfd, not following a symlink; ok is false when it cannot tell.
+func xattrListSize(dirfd int, name string) (size int, ok bool) {
+	if noListxattrat.Load() {
+		return 0, false
+	}
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return 0, false
+	}
+	r, _, e := unix.Syscall6(unix.SYS_LISTXATTRAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW, 0, 0, 0)
+	switch e {
+	case 0:
+		return int(r), true
+	case unix.ENOTSUP, unix.ENOENT:
+		return 0, true
+	case unix.ENOSYS, unix.EPERM:
+		noListxattrat.Store(true)
+	}
+	return 0, false
 }
 
 // readXattrs returns the extended attributes of the entry at path, not
