@@ -316,7 +316,25 @@ spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 5}}
 `, ns))
 	runPod(t, ns, "fill", "for i in $(seq 1 40); do head -c 4000000 /dev/urandom > /data/f$i; done", "data")
 	name := triggerBackup(t, ns, "p", "once")
+	restartOperator(t, false)
+	waitBackup(t, ns, name)
+	if n := len(strings.Fields(kubectl(t, "-n", ns, "get", "backups", "-o", "jsonpath={.items[*].metadata.name}"))); n != 1 {
+		t.Errorf("%d Backups after the restart, want 1", n)
+	}
+	if n := len(strings.Fields(kubectl(t, "-n", ns, "get", "jobs", "-l", "backup.example.com/kind=backup", "-o", "jsonpath={.items[*].metadata.name}"))); n != 1 {
+		t.Errorf("%d backup Jobs after the restart, want 1", n)
+	}
+}
+
+// restartOperator deletes the operator pod, with wipe also its storage (the
+// claim of its embedded etcd), and waits until the group is served again.
+func restartOperator(t *testing.T, wipe bool) {
+	t.Helper()
 	oldUID := kubectl(t, "-n", "backup-system", "get", "pod", "backup-apiserver-0", "-o", "jsonpath={.metadata.uid}")
+	if wipe {
+		// Removed once the pod that uses it is gone.
+		kubectl(t, "-n", "backup-system", "delete", "pvc", "data-backup-apiserver-0", "--wait=false")
+	}
 	kubectl(t, "-n", "backup-system", "delete", "pod", "backup-apiserver-0", "--wait=false")
 	// Wait for the replacement pod, then for the group to be served again.
 	deadline := time.Now().Add(3 * time.Minute)
@@ -330,13 +348,6 @@ spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 5}}
 	kubectl(t, "-n", "backup-system", "wait", "--for=condition=Ready", "pod/backup-apiserver-0", "--timeout=180s")
 	if err := local.WaitAPIServiceAvailable(context.Background(), 3*time.Minute); err != nil {
 		t.Fatal(err)
-	}
-	waitBackup(t, ns, name)
-	if n := len(strings.Fields(kubectl(t, "-n", ns, "get", "backups", "-o", "jsonpath={.items[*].metadata.name}"))); n != 1 {
-		t.Errorf("%d Backups after the restart, want 1", n)
-	}
-	if n := len(strings.Fields(kubectl(t, "-n", ns, "get", "jobs", "-l", "backup.example.com/kind=backup", "-o", "jsonpath={.items[*].metadata.name}"))); n != 1 {
-		t.Errorf("%d backup Jobs after the restart, want 1", n)
 	}
 }
 
@@ -459,4 +470,64 @@ func waitProgress(t *testing.T, ns, resource, name string, total int64, phaseCol
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Fatalf("%s %s reported no progress within 2 minutes", resource, name)
+}
+
+// TestImportRecreatesLostBackups is the way back after the operator's own
+// storage is lost: its etcd claim is deleted, so every BackupPolicy and Backup
+// is gone while the snapshots stay in the repositories. Re-applying the
+// policy with the import annotation re-creates its Backups, Completed, and a
+// restore from one brings the data back. It wipes the operator's storage, so
+// it runs last.
+func TestImportRecreatesLostBackups(t *testing.T) {
+	ns := "e2e-import"
+	namespace(t, ns)
+	claims(t, ns, true)
+	policy := fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1
+kind: BackupPolicy
+metadata: {name: p, namespace: %s}
+spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 5}}
+`, ns)
+	apply(t, policy)
+	runPod(t, ns, "fill", "echo hello > /data/a && mkdir /data/d && head -c 100000 /dev/urandom > /data/d/b", "data")
+	name := triggerBackup(t, ns, "p", "one")
+	snapshot := waitBackup(t, ns, name)["snapshotID"]
+
+	restartOperator(t, true)
+	if left := kubectl(t, "-n", ns, "get", "backuppolicies,backups", "-o", "name"); strings.TrimSpace(left) != "" {
+		t.Fatalf("objects survived the loss of the operator's storage: %s", left)
+	}
+
+	apply(t, policy)
+	kubectl(t, "-n", ns, "annotate", "bp", "p", "backup.example.com/import=after-loss")
+	status := waitBackup(t, ns, name)
+	if status["snapshotID"] != snapshot {
+		t.Errorf("re-created Backup has snapshot %v, want %v", status["snapshotID"], snapshot)
+	}
+	if stats, _ := status["stats"].(map[string]any); stats == nil || stats["files"] != float64(2) {
+		t.Errorf("re-created Backup's stats: %v, want 2 files", status["stats"])
+	}
+	deadline := time.Now().Add(time.Minute)
+	var last string
+	for time.Now().Before(deadline) {
+		if last = kubectl(t, "-n", ns, "get", "bp", "p", "-o", "jsonpath={.status.lastImport.value} {.status.lastImport.imported}"); last == "after-loss 1" {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if last != "after-loss 1" {
+		t.Errorf("policy status.lastImport: %q, want value after-loss, imported 1", last)
+	}
+
+	apply(t, fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1
+kind: RestoreJob
+metadata: {name: from-import, namespace: %s}
+spec: {backupName: %s, target: {pvcName: copy, newPVC: {}}}
+`, ns, name))
+	if rs := waitRestore(t, ns, "from-import"); rs["verified"] != true {
+		t.Errorf("restore from the re-created Backup not verified: %v", rs)
+	}
+	out := runPod(t, ns, "compare", "diff -r /data /copy && echo SAME", "data", "copy")
+	if !strings.Contains(out, "SAME") {
+		t.Errorf("restored data differs:\n%s", out)
+	}
 }

@@ -47,6 +47,10 @@ func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, erro
 	switch b.Status.Phase {
 	case v1alpha1.BackupPhaseCompleted, v1alpha1.BackupPhaseFailed:
 		return result{}, nil
+	case "":
+		if b.Annotations[ImportedSnapshotAnnotation] != "" {
+			return result{}, nil // re-created from a snapshot: the importer sets its status
+		}
 	}
 	targetNS, pvcName, repo := b.Spec.Target.Namespace, b.Spec.Target.PVCName, b.Spec.Storage.PVCName
 	name = jobName("backup", ns, b.Name)

@@ -69,7 +69,7 @@ type Manager struct {
 const (
 	managedByLabel = "app.kubernetes.io/managed-by"
 	managedBy      = "backup-operator"
-	kindLabel      = "backup.example.com/kind" // backup, restore, prune
+	kindLabel      = "backup.example.com/kind" // backup, restore, prune, import
 	ownerNSLabel   = "backup.example.com/owner-namespace"
 	ownerNameLabel = "backup.example.com/owner-name"
 	repoLabel      = "backup.example.com/repository"
@@ -153,6 +153,8 @@ func NewManager(opts Options, kube kubernetes.Interface, client versioned.Interf
 			m.backupQueue.Add(key)
 		case "restore":
 			m.restoreQueue.Add(key)
+		case "import":
+			m.policyQueue.Add(key)
 		}
 	}
 	_, _ = ji.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: jobOwner, UpdateFunc: func(_, n interface{}) { jobOwner(n) }, DeleteFunc: jobOwner})

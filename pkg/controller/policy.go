@@ -105,6 +105,16 @@ func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, erro
 		}
 	}
 
+	// Import: once per value of the import annotation.
+	importing := false
+	if v := p.Annotations[ImportAnnotation]; v != "" && (status.LastImport == nil || status.LastImport.Value != v) {
+		done, err := m.importSnapshots(ctx, p, v, status)
+		if err != nil {
+			return result{}, err
+		}
+		importing = !done
+	}
+
 	m.applyRetention(ctx, p, owned)
 
 	sort.Strings(active)
@@ -132,7 +142,11 @@ func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, erro
 	if err := m.writePolicyStatus(ctx, p, status); err != nil {
 		return result{}, err
 	}
-	return result{after: next.Sub(now) + 500*time.Millisecond}, nil
+	after := next.Sub(now) + 500*time.Millisecond
+	if importing && after > progressInterval {
+		after = progressInterval // the import Job's events requeue too; this is a safety net
+	}
+	return result{after: after}, nil
 }
 
 func (m *Manager) missed(p *v1alpha1.BackupPolicy, status *v1alpha1.BackupPolicyStatus, n int, reason, msg string) {

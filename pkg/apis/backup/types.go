@@ -96,7 +96,16 @@ type BackupPolicyStatus struct {
 	LastSuccessfulTime   *metav1.Time
 	Active               []string
 	MissedRuns           int64
+	LastImport           *ImportStatus
 	Conditions           []metav1.Condition
+}
+
+// ImportStatus is the outcome of one import of a repository's snapshots.
+type ImportStatus struct {
+	Value    string
+	Time     *metav1.Time
+	Imported int64
+	Message  string
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

@@ -42,6 +42,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.BackupSpec{}.OpenAPIModelName():          schema_pkg_apis_backup_v1alpha1_BackupSpec(ref),
 		v1alpha1.BackupStats{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_BackupStats(ref),
 		v1alpha1.BackupStatus{}.OpenAPIModelName():        schema_pkg_apis_backup_v1alpha1_BackupStatus(ref),
+		v1alpha1.ImportStatus{}.OpenAPIModelName():        schema_pkg_apis_backup_v1alpha1_ImportStatus(ref),
 		v1alpha1.NewPVCSpec{}.OpenAPIModelName():          schema_pkg_apis_backup_v1alpha1_NewPVCSpec(ref),
 		v1alpha1.Progress{}.OpenAPIModelName():            schema_pkg_apis_backup_v1alpha1_Progress(ref),
 		v1alpha1.RepositoryStorage{}.OpenAPIModelName():   schema_pkg_apis_backup_v1alpha1_RepositoryStorage(ref),
@@ -452,6 +453,12 @@ func schema_pkg_apis_backup_v1alpha1_BackupPolicyStatus(ref common.ReferenceCall
 							Format:      "int64",
 						},
 					},
+					"lastImport": {
+						SchemaProps: spec.SchemaProps{
+							Description: "lastImport is the outcome of the newest import of this policy's snapshots from its repository, asked for with the annotation backup.example.com/import (the way back after the API server's own storage is lost).",
+							Ref:         ref(v1alpha1.ImportStatus{}.OpenAPIModelName()),
+						},
+					},
 					"conditions": {
 						VendorExtensible: spec.VendorExtensible{
 							Extensions: spec.Extensions{
@@ -477,7 +484,7 @@ func schema_pkg_apis_backup_v1alpha1_BackupPolicyStatus(ref common.ReferenceCall
 			},
 		},
 		Dependencies: []string{
-			v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			v1alpha1.ImportStatus{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -658,6 +665,50 @@ func schema_pkg_apis_backup_v1alpha1_BackupStatus(ref common.ReferenceCallback) 
 		},
 		Dependencies: []string{
 			v1alpha1.BackupStats{}.OpenAPIModelName(), v1alpha1.Progress{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_backup_v1alpha1_ImportStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ImportStatus is the outcome of one import of a repository's snapshots.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"value": {
+						SchemaProps: spec.SchemaProps{
+							Description: "value is the backup.example.com/import annotation value this import answered.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"time": {
+						SchemaProps: spec.SchemaProps{
+							Description: "time is when the import finished.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"imported": {
+						SchemaProps: spec.SchemaProps{
+							Description: "imported is how many Backups were re-created from snapshots.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"message": {
+						SchemaProps: spec.SchemaProps{
+							Description: "message says what was found, or why the import failed.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"value"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
 	}
 }
 

@@ -202,11 +202,32 @@ type BackupPolicyStatus struct {
 	// than startingDeadlineSeconds or forbidden by concurrencyPolicy.
 	// +optional
 	MissedRuns int64 `json:"missedRuns,omitempty"`
+	// lastImport is the outcome of the newest import of this policy's
+	// snapshots from its repository, asked for with the annotation
+	// backup.example.com/import (the way back after the API server's own
+	// storage is lost).
+	// +optional
+	LastImport *ImportStatus `json:"lastImport,omitempty"`
 	// conditions: Ready says whether the schedule is usable.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// ImportStatus is the outcome of one import of a repository's snapshots.
+type ImportStatus struct {
+	// value is the backup.example.com/import annotation value this import answered.
+	Value string `json:"value"`
+	// time is when the import finished.
+	// +optional
+	Time *metav1.Time `json:"time,omitempty"`
+	// imported is how many Backups were re-created from snapshots.
+	// +optional
+	Imported int64 `json:"imported,omitempty"`
+	// message says what was found, or why the import failed.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

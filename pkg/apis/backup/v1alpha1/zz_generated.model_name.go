@@ -67,6 +67,11 @@ func (in BackupStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ImportStatus) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.ImportStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in NewPVCSpec) OpenAPIModelName() string {
 	return "com.example.backup.v1alpha1.NewPVCSpec"
 }

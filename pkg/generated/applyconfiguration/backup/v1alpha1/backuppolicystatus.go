@@ -43,6 +43,11 @@ type BackupPolicyStatusApplyConfiguration struct {
 	// missedRuns counts scheduled runs that were skipped because they were older
 	// than startingDeadlineSeconds or forbidden by concurrencyPolicy.
 	MissedRuns *int64 `json:"missedRuns,omitempty"`
+	// lastImport is the outcome of the newest import of this policy's
+	// snapshots from its repository, asked for with the annotation
+	// backup.example.com/import (the way back after the API server's own
+	// storage is lost).
+	LastImport *ImportStatusApplyConfiguration `json:"lastImport,omitempty"`
 	// conditions: Ready says whether the schedule is usable.
 	Conditions []metav1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 }
@@ -108,6 +113,14 @@ func (b *BackupPolicyStatusApplyConfiguration) WithActive(values ...string) *Bac
 // If called multiple times, the MissedRuns field is set to the value of the last call.
 func (b *BackupPolicyStatusApplyConfiguration) WithMissedRuns(value int64) *BackupPolicyStatusApplyConfiguration {
 	b.MissedRuns = &value
+	return b
+}
+
+// WithLastImport sets the LastImport field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the LastImport field is set to the value of the last call.
+func (b *BackupPolicyStatusApplyConfiguration) WithLastImport(value *ImportStatusApplyConfiguration) *BackupPolicyStatusApplyConfiguration {
+	b.LastImport = value
 	return b
 }
 

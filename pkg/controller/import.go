@@ -1,0 +1,170 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+)
+
+const (
+	// ImportAnnotation on a BackupPolicy imports, once per value, the
+	// snapshots its repository holds for it and re-creates their Backups:
+	// the way back after the API server's own storage is lost.
+	//   kubectl annotate bp NAME backup.example.com/import=$(date +%s) --overwrite
+	ImportAnnotation = "backup.example.com/import"
+	// ImportedSnapshotAnnotation marks a Backup re-created from a snapshot; the
+	// importer, not a mover Job, gives it its status.
+	ImportedSnapshotAnnotation = "backup.example.com/imported-snapshot"
+)
+
+// repoSnapshot is one element of `backup-mover ls --json`.
+type repoSnapshot struct {
+	ID     string            `json:"id"`
+	Time   time.Time         `json:"time"`
+	Tags   map[string]string `json:"tags"`
+	Totals struct {
+		Files       int64 `json:"files"`
+		Bytes       int64 `json:"bytes"`
+		NewBytes    int64 `json:"newBytes"`
+		StoredBytes int64 `json:"storedBytes"`
+	} `json:"totals"`
+}
+
+// importSnapshots answers the import annotation's value v: it lists the
+// policy's repository with a mover Job, then re-creates, as Completed, every
+// Backup whose snapshot is tagged with this policy and namespace and that no
+// longer exists. It returns when the answer is recorded in status.
+func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy, v string, status *v1alpha1.BackupPolicyStatus) (done bool, err error) {
+	targetNS, repo := p.Spec.Target.Namespace, p.Spec.Storage.PVCName
+	sum := sha256.Sum256([]byte(v))
+	name := jobName("import", p.Namespace, p.Name+"-"+hex.EncodeToString(sum[:])[:8])
+	job, err := m.liveJob(ctx, targetNS, name, false)
+	if apierrors.IsNotFound(err) {
+		spec := jobSpec{kind: "import", namespace: targetNS, name: name, ownerNS: p.Namespace, owner: p.Name, repoPVC: repo,
+			args: []string{"ls", "--repo", "/repo", "--json"}}
+		if _, created, err := m.ensureJob(ctx, m.moverJob(spec)); err != nil || !created {
+			return false, err
+		}
+		m.recorder.Eventf(p, corev1.EventTypeNormal, "ImportStarted", "Listing repository claim %s/%s to import this policy's snapshots", targetNS, repo)
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	finished, failed, _, pod, reason := m.jobOutcome(job)
+	now := metav1.NewTime(m.opts.Now())
+	record := func(imported int64, msg string) {
+		status.LastImport = &v1alpha1.ImportStatus{Value: v, Time: &now, Imported: imported, Message: msg}
+	}
+	switch {
+	case failed:
+		msg := fmt.Sprintf("listing repository claim %s/%s failed: %s", targetNS, repo, reason)
+		record(0, msg)
+		m.recorder.Event(p, corev1.EventTypeWarning, "ImportFailed", msg)
+		return true, nil
+	case !finished:
+		return false, nil
+	}
+	snaps, err := m.listing(ctx, pod)
+	if err != nil {
+		msg := fmt.Sprintf("reading the listing of repository claim %s/%s: %v", targetNS, repo, err)
+		record(0, msg)
+		m.recorder.Event(p, corev1.EventTypeWarning, "ImportFailed", msg)
+		return true, nil
+	}
+	var imported, present int64
+	for _, s := range snaps {
+		// Only this policy's snapshots of a claim beside the repository: the
+		// tags are data in a claim users can write, so they name nothing
+		// outside the policy's own namespaces.
+		ns, backupName, ok := strings.Cut(s.Tags["backup"], "/")
+		pvcNS, pvc, pvcOK := strings.Cut(s.Tags["pvc"], "/")
+		if !ok || ns != p.Namespace || s.Tags["policy"] != p.Name || backupName == "" || !pvcOK || pvcNS != targetNS || pvc == "" {
+			continue
+		}
+		spec := v1alpha1.BackupSpec{PolicyName: p.Name, Target: v1alpha1.VolumeTarget{Namespace: targetNS, PVCName: pvc},
+			Storage: v1alpha1.RepositoryStorage{PVCName: repo}}
+		made, err := m.importBackup(ctx, p, backupName, spec, s)
+		if err != nil {
+			return false, err
+		}
+		if made {
+			imported++
+		} else {
+			present++
+		}
+	}
+	msg := fmt.Sprintf("re-created %d Backups from snapshots in repository claim %s/%s; %d were present", imported, targetNS, repo, present)
+	record(imported, msg)
+	m.recorder.Event(p, corev1.EventTypeNormal, "Imported", msg)
+	klog.FromContext(ctx).Info("Snapshots imported", "imported", imported, "present", present)
+	return true, nil
+}
+
+// listing reads the JSON snapshot list a finished import pod printed.
+func (m *Manager) listing(ctx context.Context, pod *corev1.Pod) ([]repoSnapshot, error) {
+	if pod == nil {
+		return nil, fmt.Errorf("the import Job has no pod")
+	}
+	data, err := m.kube.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{
+		Container: moverContainer, LimitBytes: ptr.To[int64](64 << 20)}).DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "[") {
+			var snaps []repoSnapshot
+			err := json.Unmarshal([]byte(line), &snaps)
+			return snaps, err
+		}
+	}
+	return nil, fmt.Errorf("the import pod printed no snapshot list")
+}
+
+// importBackup re-creates one Backup with spec, Completed, from its
+// snapshot; false when a Backup of that name exists (it is left as it is).
+func (m *Manager) importBackup(ctx context.Context, p *v1alpha1.BackupPolicy, name string, spec v1alpha1.BackupSpec, s repoSnapshot) (bool, error) {
+	b, err := m.client.BackupV1alpha1().Backups(p.Namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		b, err = m.client.BackupV1alpha1().Backups(p.Namespace).Create(ctx, &v1alpha1.Backup{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: map[string]string{PolicyLabel: p.Name},
+				Annotations: map[string]string{ImportedSnapshotAnnotation: s.ID}, Finalizers: []string{DataFinalizer}},
+			Spec: spec,
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return false, fmt.Errorf("re-creating Backup %s/%s: %w", p.Namespace, name, err)
+		}
+	case err != nil:
+		return false, err
+	case b.Annotations[ImportedSnapshotAnnotation] != s.ID || b.Status.Phase != "" || !apiequality.Semantic.DeepEqual(b.Spec, spec):
+		return false, nil
+	}
+	// New, or created by an import that stopped before its status was set.
+	c := b.DeepCopy()
+	t := metav1.NewTime(s.Time)
+	c.Status.Phase, c.Status.SnapshotID, c.Status.StartTime, c.Status.CompletionTime = v1alpha1.BackupPhaseCompleted, s.ID, &t, &t
+	c.Status.Stats = &v1alpha1.BackupStats{Files: s.Totals.Files, Bytes: s.Totals.Bytes, NewBytes: s.Totals.NewBytes, StoredBytes: s.Totals.StoredBytes}
+	c.Status.Message = fmt.Sprintf("imported from snapshot %s in repository claim %s/%s", s.ID[:min(12, len(s.ID))], spec.Target.Namespace, spec.Storage.PVCName)
+	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue,
+		Reason: "Imported", Message: c.Status.Message, ObservedGeneration: c.Generation})
+	if _, err := m.client.BackupV1alpha1().Backups(p.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+		return false, err
+	}
+	m.recorder.Eventf(c, corev1.EventTypeNormal, "Imported", "Re-created from snapshot %s", s.ID)
+	return true, nil
+}
