@@ -491,6 +491,12 @@ spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 5}}
 	runPod(t, ns, "fill", "echo hello > /data/a && mkdir /data/d && head -c 100000 /dev/urandom > /data/d/b", "data")
 	name := triggerBackup(t, ns, "p", "one")
 	snapshot := waitBackup(t, ns, name)["snapshotID"]
+	// Two snapshots the import must not turn into Backups: one whose tag is
+	// not a valid object name, one of a claim outside the policy's namespace.
+	for i, tags := range [][2]string{{ns + "/Not_A_Name", ns + "/data"}, {ns + "/elsewhere", "other/data"}} {
+		runMover(t, ns, fmt.Sprintf("forge-%d", i), "backup", "--repo", "/repo", "--source", "/repo/snapshots",
+			"--tag", "backup="+tags[0], "--tag", "policy=p", "--tag", "pvc="+tags[1])
+	}
 
 	restartOperator(t, true)
 	if left := kubectl(t, "-n", ns, "get", "backuppolicies,backups", "-o", "name"); strings.TrimSpace(left) != "" {
@@ -516,6 +522,12 @@ spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 5}}
 	}
 	if last != "after-loss 1" {
 		t.Errorf("policy status.lastImport: %q, want value after-loss, imported 1", last)
+	}
+	if msg := kubectl(t, "-n", ns, "get", "bp", "p", "-o", "jsonpath={.status.lastImport.message}"); !strings.Contains(msg, "1 were refused") {
+		t.Errorf("import message does not report the refused snapshot: %q", msg)
+	}
+	if all := strings.TrimSpace(kubectl(t, "-n", ns, "get", "backups", "-o", "name")); all != "backup.backup.example.com/"+name {
+		t.Errorf("backups after the import: %q, want only %s", all, name)
 	}
 
 	apply(t, fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1

@@ -86,7 +86,8 @@ func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy,
 		m.recorder.Event(p, corev1.EventTypeWarning, "ImportFailed", msg)
 		return true, nil
 	}
-	var imported, present int64
+	var imported, present, refused int64
+	var firstRefusal error
 	for _, s := range snaps {
 		// Only this policy's snapshots of a claim beside the repository: the
 		// tags are data in a claim users can write, so they name nothing
@@ -99,6 +100,15 @@ func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy,
 		spec := v1alpha1.BackupSpec{PolicyName: p.Name, Target: v1alpha1.VolumeTarget{Namespace: targetNS, PVCName: pvc},
 			Storage: v1alpha1.RepositoryStorage{PVCName: repo}}
 		made, err := m.importBackup(ctx, p, backupName, spec, s)
+		if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) {
+			// A damaged or hand-made tag (a name that is not a valid object
+			// name, say) must not hold up the rest.
+			refused++
+			if firstRefusal == nil {
+				firstRefusal = err
+			}
+			continue
+		}
 		if err != nil {
 			return false, err
 		}
@@ -109,6 +119,10 @@ func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy,
 		}
 	}
 	msg := fmt.Sprintf("re-created %d Backups from snapshots in repository claim %s/%s; %d were present", imported, targetNS, repo, present)
+	if refused > 0 {
+		msg += fmt.Sprintf("; %d were refused, the first: %v", refused, firstRefusal)
+		m.recorder.Event(p, corev1.EventTypeWarning, "ImportIncomplete", msg)
+	}
 	record(imported, msg)
 	m.recorder.Event(p, corev1.EventTypeNormal, "Imported", msg)
 	klog.FromContext(ctx).Info("Snapshots imported", "imported", imported, "present", present)
@@ -147,7 +161,7 @@ func (m *Manager) importBackup(ctx context.Context, p *v1alpha1.BackupPolicy, na
 			Spec: spec,
 		}, metav1.CreateOptions{})
 		if err != nil {
-			return false, fmt.Errorf("re-creating Backup %s/%s: %w", p.Namespace, name, err)
+			return false, err
 		}
 	case err != nil:
 		return false, err
