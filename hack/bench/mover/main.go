@@ -161,8 +161,6 @@ func run(work string, small, bigMiB, textMiB int) error {
 	return nil
 }
 
-// generate writes the dataset once: a large incompressible file, a large
-// compressible one, and many small files in nested directories.
 // benchFilesystem returns the directory the tools work in: a fresh ext4
 // filesystem with a journal, in an image file mounted through a loop device,
 // when this machine allows it (root, mkfs.ext4). It keeps runs apart from the
@@ -226,6 +224,8 @@ func benchFilesystem(work string) (string, func(), error) {
 	}, nil
 }
 
+// generate writes the dataset once: a large incompressible file, a large
+// compressible one, and many small files in nested directories.
 func generate(dir string, small, bigMiB, textMiB int) error {
 	marker := filepath.Join(dir, ".complete")
 	want := fmt.Sprintf("%d %d %d", small, bigMiB, textMiB)

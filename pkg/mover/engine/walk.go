@@ -176,7 +176,7 @@ func listDir(abs string, xattrs bool) ([]child, error) {
 		return nil, err
 	}
 	kids := make([]child, 0, len(names))
-	var statErr error
+	var listErr error
 	err = sc.Control(func(fd uintptr) {
 		for _, name := range names {
 			kids = append(kids, child{name: name})
@@ -187,35 +187,24 @@ func listDir(abs string, xattrs bool) ([]child, error) {
 				continue
 			}
 			if err != nil {
-				statErr = &os.PathError{Op: "lstat", Path: filepath.Join(abs, name), Err: err}
+				listErr = &os.PathError{Op: "lstat", Path: filepath.Join(abs, name), Err: err}
 				return
 			}
-		}
-	})
-	if err == nil {
-		err = statErr
-	}
-	if err != nil || !xattrs {
-		return kids, err
-	}
-	err = sc.Control(func(fd uintptr) {
-		for i := range kids {
-			k := &kids[i]
-			if t := k.st.Mode & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFDIR {
+			if t := k.st.Mode & unix.S_IFMT; !xattrs || t != unix.S_IFREG && t != unix.S_IFDIR {
 				continue
 			}
 			// Most entries have no attributes: ask relative to the directory
 			// first, and read by path only those that have some.
-			if size, ok := xattrListSize(int(fd), k.name); ok && size == 0 {
+			if size, ok := xattrListSize(int(fd), name); ok && size == 0 {
 				continue
 			}
-			if k.xattrs, statErr = readXattrs(filepath.Join(abs, k.name)); statErr != nil {
+			if k.xattrs, listErr = readXattrs(filepath.Join(abs, name)); listErr != nil {
 				return
 			}
 		}
 	})
 	if err == nil {
-		err = statErr
+		err = listErr
 	}
 	return kids, err
 }

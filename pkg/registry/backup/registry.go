@@ -110,7 +110,6 @@ func Since(t *metav1.Time) string {
 	return duration.HumanDuration(time.Since(t.Time)) + " ago"
 }
 
-// Bytes formats a byte count in binary units (1.5Gi).
 // BytesOrPercent is a size cell: the final byte count once there is one, the
 // percentage done while the data mover runs, <none> before.
 func BytesOrPercent(final *int64, p *backup.Progress) string {
@@ -123,6 +122,7 @@ func BytesOrPercent(final *int64, p *backup.Progress) string {
 	return "<none>"
 }
 
+// Bytes formats a byte count in binary units (1.5Gi).
 func Bytes(n int64) string {
 	const unit = 1024
 	if n < unit {

@@ -171,9 +171,10 @@ func Indexers() *cache.Indexers {
 // Triggers lets the watch cache send an event only to the watchers whose
 // exact spec.policyName selector it matches (the cache allows one trigger).
 func Triggers() storage.IndexerFuncs {
-	return storage.IndexerFuncs{"spec.policyName": func(obj runtime.Object) string {
+	const field = "spec.policyName"
+	return storage.IndexerFuncs{field: func(obj runtime.Object) string {
 		if b, ok := obj.(*backup.Backup); ok {
-			return b.Spec.PolicyName
+			return indexedFields[field](b)
 		}
 		return ""
 	}}
