@@ -5,6 +5,7 @@ set -o errexit -o nounset -o pipefail
 
 SCRIPT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$SCRIPT_ROOT"
+go mod download k8s.io/code-generator
 CODEGEN_PKG=$(go list -m -f '{{.Dir}}' k8s.io/code-generator)
 # kube_codegen.sh installs the generators with `go install`; keep them out of the
 # user's GOBIN and build them from the version pinned in go.mod.

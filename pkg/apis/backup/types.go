@@ -97,7 +97,15 @@ type BackupPolicyStatus struct {
 	Active               []string
 	MissedRuns           int64
 	LastImport           *ImportStatus
+	LastTrigger          *TriggerStatus
 	Conditions           []metav1.Condition
+}
+
+// TriggerStatus records an answered on-demand request.
+type TriggerStatus struct {
+	Value      string
+	BackupName string
+	Time       *metav1.Time
 }
 
 // ImportStatus is the outcome of one import of a repository's snapshots.

@@ -70,6 +70,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &backupv1alpha1.RestoreTargetApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RetentionPolicy"):
 		return &backupv1alpha1.RetentionPolicyApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("TriggerStatus"):
+		return &backupv1alpha1.TriggerStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VolumeTarget"):
 		return &backupv1alpha1.VolumeTargetApplyConfiguration{}
 

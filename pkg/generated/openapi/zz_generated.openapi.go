@@ -55,6 +55,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.RestoreStats{}.OpenAPIModelName():        schema_pkg_apis_backup_v1alpha1_RestoreStats(ref),
 		v1alpha1.RestoreTarget{}.OpenAPIModelName():       schema_pkg_apis_backup_v1alpha1_RestoreTarget(ref),
 		v1alpha1.RetentionPolicy{}.OpenAPIModelName():     schema_pkg_apis_backup_v1alpha1_RetentionPolicy(ref),
+		v1alpha1.TriggerStatus{}.OpenAPIModelName():       schema_pkg_apis_backup_v1alpha1_TriggerStatus(ref),
 		v1alpha1.VolumeTarget{}.OpenAPIModelName():        schema_pkg_apis_backup_v1alpha1_VolumeTarget(ref),
 		resource.Quantity{}.OpenAPIModelName():            schema_apimachinery_pkg_api_resource_Quantity(ref),
 		v1.APIGroup{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_APIGroup(ref),
@@ -459,6 +460,12 @@ func schema_pkg_apis_backup_v1alpha1_BackupPolicyStatus(ref common.ReferenceCall
 							Ref:         ref(v1alpha1.ImportStatus{}.OpenAPIModelName()),
 						},
 					},
+					"lastTrigger": {
+						SchemaProps: spec.SchemaProps{
+							Description: "lastTrigger is the newest value of the annotation backup.example.com/trigger that was answered with an on-demand Backup. A value is answered once: deleting its Backup does not bring it back; set a new value for a new Backup.",
+							Ref:         ref(v1alpha1.TriggerStatus{}.OpenAPIModelName()),
+						},
+					},
 					"conditions": {
 						VendorExtensible: spec.VendorExtensible{
 							Extensions: spec.Extensions{
@@ -484,7 +491,7 @@ func schema_pkg_apis_backup_v1alpha1_BackupPolicyStatus(ref common.ReferenceCall
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ImportStatus{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			v1alpha1.ImportStatus{}.OpenAPIModelName(), v1alpha1.TriggerStatus{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -1295,6 +1302,43 @@ func schema_pkg_apis_backup_v1alpha1_RetentionPolicy(ref common.ReferenceCallbac
 				},
 			},
 		},
+	}
+}
+
+func schema_pkg_apis_backup_v1alpha1_TriggerStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TriggerStatus records an answered on-demand request.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"value": {
+						SchemaProps: spec.SchemaProps{
+							Description: "value is the backup.example.com/trigger annotation value that was answered.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"backupName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "backupName is the Backup created for it.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"time": {
+						SchemaProps: spec.SchemaProps{
+							Description: "time is when the Backup was created.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"value"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
 	}
 }
 

@@ -208,11 +208,29 @@ type BackupPolicyStatus struct {
 	// storage is lost).
 	// +optional
 	LastImport *ImportStatus `json:"lastImport,omitempty"`
+	// lastTrigger is the newest value of the annotation backup.example.com/trigger
+	// that was answered with an on-demand Backup. A value is answered once:
+	// deleting its Backup does not bring it back; set a new value for a new
+	// Backup.
+	// +optional
+	LastTrigger *TriggerStatus `json:"lastTrigger,omitempty"`
 	// conditions: Ready says whether the schedule is usable.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// TriggerStatus records an answered on-demand request.
+type TriggerStatus struct {
+	// value is the backup.example.com/trigger annotation value that was answered.
+	Value string `json:"value"`
+	// backupName is the Backup created for it.
+	// +optional
+	BackupName string `json:"backupName,omitempty"`
+	// time is when the Backup was created.
+	// +optional
+	Time *metav1.Time `json:"time,omitempty"`
 }
 
 // ImportStatus is the outcome of one import of a repository's snapshots.

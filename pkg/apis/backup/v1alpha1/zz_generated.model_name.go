@@ -132,6 +132,11 @@ func (in RetentionPolicy) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TriggerStatus) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.TriggerStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in VolumeTarget) OpenAPIModelName() string {
 	return "com.example.backup.v1alpha1.VolumeTarget"
 }

@@ -48,6 +48,11 @@ type BackupPolicyStatusApplyConfiguration struct {
 	// backup.example.com/import (the way back after the API server's own
 	// storage is lost).
 	LastImport *ImportStatusApplyConfiguration `json:"lastImport,omitempty"`
+	// lastTrigger is the newest value of the annotation backup.example.com/trigger
+	// that was answered with an on-demand Backup. A value is answered once:
+	// deleting its Backup does not bring it back; set a new value for a new
+	// Backup.
+	LastTrigger *TriggerStatusApplyConfiguration `json:"lastTrigger,omitempty"`
 	// conditions: Ready says whether the schedule is usable.
 	Conditions []metav1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 }
@@ -121,6 +126,14 @@ func (b *BackupPolicyStatusApplyConfiguration) WithMissedRuns(value int64) *Back
 // If called multiple times, the LastImport field is set to the value of the last call.
 func (b *BackupPolicyStatusApplyConfiguration) WithLastImport(value *ImportStatusApplyConfiguration) *BackupPolicyStatusApplyConfiguration {
 	b.LastImport = value
+	return b
+}
+
+// WithLastTrigger sets the LastTrigger field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the LastTrigger field is set to the value of the last call.
+func (b *BackupPolicyStatusApplyConfiguration) WithLastTrigger(value *TriggerStatusApplyConfiguration) *BackupPolicyStatusApplyConfiguration {
+	b.LastTrigger = value
 	return b
 }
 

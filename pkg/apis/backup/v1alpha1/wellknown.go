@@ -1,0 +1,56 @@
+package v1alpha1
+
+// Well-known annotations, labels and finalizers of backup.example.com: what
+// users, tools and the operator's own controllers read and write on objects.
+// Each is defined here once.
+const (
+	// PolicyLabel names the BackupPolicy of a Backup, so
+	// `kubectl get backups -l backup.example.com/policy=NAME` lists them.
+	PolicyLabel = GroupName + "/policy"
+
+	// DataFinalizer keeps a Backup until its snapshot is removed from the repository.
+	DataFinalizer = GroupName + "/data"
+
+	// TriggerAnnotation on a BackupPolicy starts one on-demand Backup per value:
+	//   kubectl annotate bp NAME backup.example.com/trigger=$(date +%s) --overwrite
+	// The answered value is recorded in status.lastTrigger; a value is answered once.
+	TriggerAnnotation = GroupName + "/trigger"
+
+	// ImportAnnotation on a BackupPolicy imports, once per value, the snapshots
+	// its repository holds for it and re-creates their Backups: the way back
+	// after the API server's own storage is lost.
+	//   kubectl annotate bp NAME backup.example.com/import=$(date +%s) --overwrite
+	ImportAnnotation = GroupName + "/import"
+
+	// ImportedSnapshotAnnotation marks a Backup re-created from a snapshot; the
+	// importer, not a mover Job, gives it its status.
+	ImportedSnapshotAnnotation = GroupName + "/imported-snapshot"
+
+	// ScheduledTimeAnnotation records the scheduled time a Backup was created for.
+	ScheduledTimeAnnotation = GroupName + "/scheduled-time"
+
+	// RestoredFromAnnotation on a claim a RestoreJob created names its Backup
+	// as namespace/name.
+	RestoredFromAnnotation = GroupName + "/restored-from"
+)
+
+// Labels and annotations on the Jobs and pods the controllers create. Label
+// values longer than 63 characters are shortened with a hash of the whole
+// value; the owner annotation always carries it in full.
+const (
+	// ManagedByLabel and ManagedBy mark everything the operator creates.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedBy      = "backup-operator"
+	// JobKindLabel is backup, restore, prune or import.
+	JobKindLabel = GroupName + "/kind"
+	// OwnerNamespaceLabel, OwnerNameLabel and OwnerUIDLabel identify the
+	// Backup, RestoreJob or BackupPolicy a Job works for; the UID is what
+	// decides whether a Job is the owner's (the name may be reused).
+	OwnerNamespaceLabel = GroupName + "/owner-namespace"
+	OwnerNameLabel      = GroupName + "/owner-name"
+	OwnerUIDLabel       = GroupName + "/owner-uid"
+	// RepositoryLabel is the repository claim a Job opens.
+	RepositoryLabel = GroupName + "/repository"
+	// OwnerAnnotation is the owner's namespace/name, in full.
+	OwnerAnnotation = GroupName + "/owner"
+)
