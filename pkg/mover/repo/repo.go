@@ -212,7 +212,7 @@ func (r *Repo) ReadBlob(id ID, buf []byte) ([]byte, error) {
 }
 
 func (r *Repo) readBlobAt(id ID, loc Location, buf []byte) ([]byte, error) {
-	f, err := r.packs.get(loc.Pack)
+	p, err := r.packs.get(loc.Pack)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: pack %s: %w", id.Short(), loc.Pack.Short(), err)
 	}
@@ -222,7 +222,9 @@ func (r *Repo) readBlobAt(id ID, loc Location, buf []byte) ([]byte, error) {
 		*stored = make([]byte, loc.Length)
 	}
 	raw := (*stored)[:loc.Length]
-	if _, err := f.ReadAt(raw, loc.Offset); err != nil {
+	_, err = p.f.ReadAt(raw, loc.Offset)
+	r.packs.release(p)
+	if err != nil {
 		return nil, fmt.Errorf("blob %s: reading pack %s: %w", id.Short(), loc.Pack.Short(), err)
 	}
 	var plain []byte
@@ -243,12 +245,25 @@ func (r *Repo) readBlobAt(id ID, loc Location, buf []byte) ([]byte, error) {
 
 var storedPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
 
-// packCache keeps pack files open for reading.
+// maxOpenPacks bounds the pack files the cache keeps open.
+const maxOpenPacks = 64
+
+// packCache keeps pack files open for reading, evicting the least recently
+// used. A reader holds a reference to the pack it reads (get, then release):
+// a pack evicted meanwhile is closed when its last reader releases it.
 type packCache struct {
 	dir  string
 	mu   sync.Mutex
-	open map[ID]*os.File
-	lru  []ID
+	open map[ID]*cachedPack
+	tick uint64
+}
+
+// cachedPack is an open pack file. refs counts its readers, plus one while
+// it is in the cache.
+type cachedPack struct {
+	f    *os.File
+	refs int
+	used uint64 // the cache's tick at the last get
 }
 
 func packPath(dir string, id ID) string {
@@ -256,37 +271,66 @@ func packPath(dir string, id ID) string {
 	return filepath.Join(dir, packsDir, s[:2], s)
 }
 
-func (c *packCache) get(id ID) (*os.File, error) {
+// get returns pack id, opened if need be, with a reference for the caller to release.
+func (c *packCache) get(id ID) (*cachedPack, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if f, ok := c.open[id]; ok {
-		return f, nil
+	c.tick++
+	p, ok := c.open[id]
+	if !ok {
+		f, err := os.Open(packPath(c.dir, id))
+		if err != nil {
+			return nil, err
+		}
+		if c.open == nil {
+			c.open = map[ID]*cachedPack{}
+		}
+		if len(c.open) >= maxOpenPacks {
+			c.evictLocked()
+		}
+		p = &cachedPack{f: f, refs: 1}
+		c.open[id] = p
 	}
-	f, err := os.Open(packPath(c.dir, id))
-	if err != nil {
-		return nil, err
-	}
-	if c.open == nil {
-		c.open = map[ID]*os.File{}
-	}
-	if len(c.lru) >= 64 {
-		old := c.lru[0]
-		c.lru = c.lru[1:]
-		c.open[old].Close()
-		delete(c.open, old)
-	}
-	c.open[id] = f
-	c.lru = append(c.lru, id)
-	return f, nil
+	p.refs++
+	p.used = c.tick
+	return p, nil
 }
 
+// evictLocked drops the least recently used pack from the cache.
+func (c *packCache) evictLocked() {
+	var oldID ID
+	var old *cachedPack
+	for id, p := range c.open {
+		if old == nil || p.used < old.used {
+			oldID, old = id, p
+		}
+	}
+	delete(c.open, oldID)
+	c.releaseLocked(old)
+}
+
+// release drops a reader's reference.
+func (c *packCache) release(p *cachedPack) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(p)
+}
+
+func (c *packCache) releaseLocked(p *cachedPack) {
+	p.refs--
+	if p.refs == 0 {
+		p.f.Close()
+	}
+}
+
+// closeAll empties the cache; packs being read are closed by their last reader.
 func (c *packCache) closeAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, f := range c.open {
-		f.Close()
+	for _, p := range c.open {
+		c.releaseLocked(p)
 	}
-	c.open, c.lru = nil, nil
+	c.open = nil
 }
 
 // CPUs is how many CPUs the mover uses for CPU-bound work (hashing and
