@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -437,6 +438,72 @@ func TestSymlinkedParentInTargetIsReplacedNotFollowed(t *testing.T) {
 	info, err := os.Lstat(filepath.Join(target, "data"))
 	if err != nil || !info.IsDir() {
 		t.Fatalf("target/data should now be a real directory: %v %v", info, err)
+	}
+}
+
+// TestMirrorRemovesExtrasWithoutFollowingSymlinks: a Mirror restore removes
+// what the snapshot lacks, whole trees too, but through a symlink in the
+// target (one that was there, or one swapped in for a directory after the
+// walk saw it) it removes nothing outside the target.
+func TestMirrorRemovesExtrasWithoutFollowingSymlinks(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	os.MkdirAll(filepath.Join(src, "keep"), 0o755)
+	os.WriteFile(filepath.Join(src, "keep", "f"), []byte("kept"), 0o644)
+	os.WriteFile(filepath.Join(src, "top"), []byte("top"), 0o644)
+	r := newRepo(t)
+	snap := backup(t, r, src)
+	outside := t.TempDir()
+	os.MkdirAll(filepath.Join(outside, "extra", "sub"), 0o755)
+	os.WriteFile(filepath.Join(outside, "extra", "sub", "precious"), []byte("x"), 0o644)
+	survives := func() {
+		t.Helper()
+		if _, err := os.Stat(filepath.Join(outside, "extra", "sub", "precious")); err != nil {
+			t.Fatalf("a removal in the target deleted outside it: %v", err)
+		}
+	}
+
+	target := filepath.Join(t.TempDir(), "target")
+	restore(t, r, snap.ID, target, Merge, false)
+	os.WriteFile(filepath.Join(target, "extra-file"), []byte("x"), 0o644)
+	os.MkdirAll(filepath.Join(target, "extra-dir", "a", "b"), 0o755)
+	os.WriteFile(filepath.Join(target, "extra-dir", "a", "b", "f"), []byte("x"), 0o644)
+	os.MkdirAll(filepath.Join(target, "extra-dir", "many"), 0o755)
+	for i := 0; i < 2500; i++ { // more than one batch of names
+		os.WriteFile(filepath.Join(target, "extra-dir", "many", fmt.Sprint(i)), nil, 0o644)
+	}
+	os.Symlink(outside, filepath.Join(target, "extra-link"))
+	os.Symlink(filepath.Join(outside, "extra"), filepath.Join(target, "keep", "extra"))
+	res := restore(t, r, snap.ID, target, Mirror, false)
+	if res.Deletes != 4 {
+		t.Errorf("deleted %d entries, want 4: %v", res.Deletes, res.Paths)
+	}
+	requireSameTree(t, describe(t, src), describe(t, target))
+	survives()
+
+	// The walk saw real directories; by the time they are removed, keep (a
+	// parent) and gone (the entry itself) are symlinks out of the target.
+	os.MkdirAll(filepath.Join(target, "keep", "extra", "sub"), 0o755)
+	os.Mkdir(filepath.Join(target, "gone"), 0o755)
+	fd, err := unix.Open(target, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	rs := &restorer{r: r, root: target, rootFD: fd}
+	os.Rename(filepath.Join(target, "keep"), filepath.Join(target, "keep.moved"))
+	os.Symlink(outside, filepath.Join(target, "keep"))
+	os.Remove(filepath.Join(target, "gone"))
+	os.Symlink(filepath.Join(outside, "extra"), filepath.Join(target, "gone"))
+	if err := rs.remove("keep/extra"); err == nil {
+		t.Error("removal beneath a parent swapped for a symlink succeeded")
+	}
+	survives()
+	if err := rs.remove("gone"); err != nil {
+		t.Error(err)
+	}
+	survives()
+	if _, err := os.Lstat(filepath.Join(target, "gone")); err == nil {
+		t.Error("the symlink swapped in for a directory was not removed")
 	}
 }
 

@@ -117,8 +117,8 @@ type dirMeta struct {
 }
 
 // Restore makes Target match the snapshot (see RestoreMode), verifying every
-// byte it writes, and never writing outside Target: every path is resolved
-// beneath Target by the kernel (openat2 with RESOLVE_BENEATH and
+// byte it writes, and never writing or deleting outside Target: every path is
+// resolved beneath Target by the kernel (openat2 with RESOLVE_BENEATH and
 // RESOLVE_NO_SYMLINKS), and the manifest itself is checked for escapes.
 func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResult, error) {
 	if o.Mode == "" {
@@ -435,10 +435,52 @@ func (rs *restorer) at(rel string, fn func(dirfd int, base string) error) error 
 	return nil
 }
 
+// remove deletes rel, and all it holds if it is a directory, beneath the
+// target: its parent is resolved like a write's (see at), and the tree below
+// through directory descriptors, so a symlink swapped in for a directory
+// since the walk saw it is removed, never followed.
 func (rs *restorer) remove(rel string) error {
-	// The walk only ever yields real directories, so the path below names an
-	// entry whose parents are directories beneath the root.
-	return os.RemoveAll(filepath.Join(rs.root, filepath.FromSlash(rel)))
+	return rs.at(rel, removeAt)
+}
+
+// removeAt deletes name in the directory dirfd, and for a directory all it
+// holds, opening each directory with O_NOFOLLOW relative to its parent.
+func removeAt(dirfd int, name string) error {
+	err := unix.Unlinkat(dirfd, name, 0)
+	if err == nil || err == unix.ENOENT {
+		return nil
+	}
+	if err != unix.EISDIR {
+		return err
+	}
+	for {
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		d := os.NewFile(uintptr(fd), name)
+		names, err := d.Readdirnames(1024)
+		if err == io.EOF {
+			err = nil
+		}
+		for _, n := range names {
+			if err == nil {
+				err = removeAt(fd, n)
+			}
+		}
+		d.Close()
+		if err != nil {
+			return err
+		}
+		if len(names) < 1024 {
+			break
+		}
+		// Removing entries may reorder a directory: list it afresh.
+	}
+	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
+		return err
+	}
+	return nil
 }
 
 func (rs *restorer) setMeta(dirfd int, base string, m *repo.Entry, symlink bool) error {
