@@ -52,7 +52,9 @@ type options struct {
 	forget, tags                                                 []string
 }
 
-// Main runs the command line and returns the exit code.
+// Main runs the command line and returns the exit code: 0 on success, 2 for
+// a usage error (an unknown command or flag, a bad or missing flag value), 1
+// for any other failure.
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
@@ -84,23 +86,48 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		lsCmd(o, out),
 		pruneCmd(o, out),
 	)
+	// An error cobra returns before a command runs is in the command line: an
+	// unknown command or flag, a bad flag value, a missing required flag.
+	ran := false
+	for _, c := range root.Commands() {
+		if run := c.RunE; run != nil {
+			c.RunE = func(c *cobra.Command, args []string) error {
+				ran = true
+				return run(c, args)
+			}
+		}
+	}
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	if err := root.Execute(); err != nil {
+	err := root.Execute()
+	if err != nil && !ran {
+		err = usageError{err}
+	}
+	if err != nil {
 		fmt.Fprintln(stderr, "backup-mover:", err)
 		if o.summaryFile != "" {
 			_ = writeSummary(o.summaryFile, Summary{Operation: "error", Error: truncate(err.Error(), 2000)})
 		}
-		if errors.Is(err, errUsage) || strings.Contains(err.Error(), "required flag") || strings.Contains(err.Error(), "unknown") {
-			return 2
-		}
-		return 1
 	}
-	return 0
+	return exitCode(err)
 }
 
-var errUsage = errors.New("usage")
+// usageError is an error in how backup-mover was called.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// exitCode is Main's exit code for what the command returned.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if errors.As(err, new(usageError)) {
+		return 2
+	}
+	return 1
+}
 
 type printer struct {
 	w    io.Writer
@@ -147,7 +174,7 @@ func parseTags(tags []string) (map[string]string, error) {
 	for _, t := range tags {
 		k, v, ok := strings.Cut(t, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("%w: --tag %q: want key=value", errUsage, t)
+			return nil, usageError{fmt.Errorf("usage: --tag %q: want key=value", t)}
 		}
 		m[k] = v
 	}
@@ -195,6 +222,10 @@ func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra
 	}
 	c := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			mode := engine.RestoreMode(strings.ToLower(o.mode))
+			if mode != "" && mode != engine.Merge && mode != engine.Mirror {
+				return usageError{fmt.Errorf("unknown restore mode %q: use merge or mirror", mode)}
+			}
 			r, err := repo.Open(o.repo)
 			if err != nil {
 				return err
@@ -206,7 +237,7 @@ func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra
 			}
 			start := time.Now()
 			res, err := engine.Restore(ctx, r, engine.RestoreOptions{Snapshot: id, Target: o.target,
-				Mode: engine.RestoreMode(strings.ToLower(o.mode)), DryRun: diff || o.dryRun, Progress: out.progress})
+				Mode: mode, DryRun: diff || o.dryRun, Progress: out.progress})
 			if err != nil {
 				return err
 			}
