@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -38,9 +39,9 @@ func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, erro
 	if b.DeletionTimestamp != nil {
 		return m.finalizeBackup(ctx, b)
 	}
-	if !hasFinalizer(b, DataFinalizer) {
+	if !hasFinalizer(b, v1alpha1.DataFinalizer) {
 		c := b.DeepCopy()
-		c.Finalizers = append(c.Finalizers, DataFinalizer)
+		c.Finalizers = append(c.Finalizers, v1alpha1.DataFinalizer)
 		_, err := m.client.BackupV1alpha1().Backups(ns).Update(ctx, c, metav1.UpdateOptions{})
 		return result{}, err
 	}
@@ -48,13 +49,16 @@ func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, erro
 	case v1alpha1.BackupPhaseCompleted, v1alpha1.BackupPhaseFailed:
 		return result{}, nil
 	case "":
-		if b.Annotations[ImportedSnapshotAnnotation] != "" {
+		if b.Annotations[v1alpha1.ImportedSnapshotAnnotation] != "" {
 			return result{}, nil // re-created from a snapshot: the importer sets its status
 		}
 	}
 	targetNS, pvcName, repo := b.Spec.Target.Namespace, b.Spec.Target.PVCName, b.Spec.Storage.PVCName
-	name = jobName("backup", ns, b.Name)
-	job, err := m.liveJob(ctx, targetNS, name, b.Status.Phase == v1alpha1.BackupPhaseRunning)
+	name = b.Status.JobName
+	if name == "" {
+		name = jobName("backup", b, "")
+	}
+	job, err := m.liveJob(ctx, b, targetNS, name, b.Status.Phase == v1alpha1.BackupPhaseRunning)
 	if apierrors.IsNotFound(err) {
 		if b.Status.Phase == v1alpha1.BackupPhaseRunning && b.Status.JobName != "" {
 			// Never leave a Backup Running without its Job.
@@ -62,6 +66,9 @@ func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, erro
 				"the data mover Job %s/%s disappeared before it finished; no snapshot was stored. Create a new Backup to retry", targetNS, b.Status.JobName))
 		}
 		return m.startBackup(ctx, b, targetNS, pvcName, repo, name)
+	}
+	if refused, ok := errors.AsType[*jobRefused](err); ok {
+		return result{}, m.failBackup(ctx, b, refused.reason, refused.msg)
 	}
 	if err != nil {
 		return result{}, err
@@ -87,17 +94,17 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 	if busy := m.restoreOfClaim(targetNS, pvcName); busy != "" {
 		return result{after: 10 * time.Second}, m.setBackupPending(ctx, b, "waiting: RestoreJob "+busy+" is writing to the claim")
 	}
-	spec := jobSpec{kind: "backup", namespace: targetNS, name: name, ownerNS: b.Namespace, owner: b.Name, repoPVC: repo, sourcePVC: pvcName,
+	spec := jobSpec{kind: "backup", namespace: targetNS, name: name, owner: b, ownerKind: "Backup", repoPVC: repo, sourcePVC: pvcName,
 		nodeName: m.nodeOfRunningUser(targetNS, pvcName),
 		// Reading every file regardless of its permissions, nothing more.
 		capabilities: []corev1.Capability{"DAC_READ_SEARCH"},
 		args: []string{"backup", "--repo", "/repo", "--source", "/source", "--summary-file", "/dev/termination-log",
 			"--tag", "backup=" + b.Namespace + "/" + b.Name, "--tag", "pvc=" + targetNS + "/" + pvcName, "--tag", "policy=" + b.Spec.PolicyName,
 			"--parent-tag", "pvc"}}
-	if b.Namespace == targetNS {
-		spec.ownerRef = &metav1.OwnerReference{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Backup", Name: b.Name, UID: b.UID, Controller: ptr.To(true)}
+	job, created, err := m.ensureJob(ctx, b, m.moverJob(spec))
+	if refused, ok := errors.AsType[*jobRefused](err); ok {
+		return result{}, m.failBackup(ctx, b, refused.reason, refused.msg)
 	}
-	job, created, err := m.ensureJob(ctx, m.moverJob(spec))
 	if err != nil {
 		return result{}, err
 	}
@@ -218,24 +225,28 @@ func (m *Manager) restoreOfClaim(namespace, pvc string) string {
 // finalizeBackup removes a deleted Backup's data from the repository (a prune
 // Job, one per repository at a time) before letting the object go.
 func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (result, error) {
-	if !hasFinalizer(b, DataFinalizer) {
+	if !hasFinalizer(b, v1alpha1.DataFinalizer) {
 		return result{}, nil
 	}
 	targetNS := b.Spec.Target.Namespace
 	if b.Status.SnapshotID == "" {
 		// Nothing stored; stop a mover that may still run.
 		if b.Status.JobName != "" {
-			_ = m.kube.BatchV1().Jobs(targetNS).Delete(ctx, b.Status.JobName, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
+			if job, err := m.liveJob(ctx, b, targetNS, b.Status.JobName, false); err == nil {
+				_ = m.kube.BatchV1().Jobs(targetNS).Delete(ctx, job.Name, metav1.DeleteOptions{
+					PropagationPolicy: ptr.To(metav1.DeletePropagationBackground), Preconditions: metav1.NewUIDPreconditions(string(job.UID))})
+			}
 		}
 		return result{}, m.removeFinalizer(ctx, b)
 	}
-	name := jobName("prune", b.Namespace, b.Name)
-	job, err := m.jobs.Jobs(targetNS).Get(name)
+	name := jobName("prune", b, "")
+	job, err := m.liveJob(ctx, b, targetNS, name, false)
 	if apierrors.IsNotFound(err) {
 		// Prune is exclusive per repository: wait for another one to finish.
-		others, _ := m.jobs.Jobs(targetNS).List(labels.SelectorFromSet(labels.Set{kindLabel: "prune", repoLabel: b.Spec.Storage.PVCName}))
+		others, _ := m.jobs.Jobs(targetNS).List(labels.SelectorFromSet(labels.Set{
+			v1alpha1.JobKindLabel: "prune", v1alpha1.RepositoryLabel: labelValue(b.Spec.Storage.PVCName)}))
 		for _, o := range others {
-			if d, f, _, _, _ := m.jobOutcome(o); !d && !f {
+			if d, f, _, _, _ := m.jobOutcome(o); !d && !f && o.Labels[v1alpha1.OwnerUIDLabel] != string(b.UID) {
 				return result{after: 5 * time.Second}, nil
 			}
 		}
@@ -243,12 +254,17 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 			m.recorder.Eventf(b, corev1.EventTypeWarning, "RepositoryNotFound", "repository claim %s/%s is gone; nothing left to remove", targetNS, b.Spec.Storage.PVCName)
 			return result{}, m.removeFinalizer(ctx, b)
 		}
-		_, created, err := m.ensureJob(ctx, m.moverJob(jobSpec{kind: "prune", namespace: targetNS, name: name, ownerNS: b.Namespace, owner: b.Name,
+		_, created, err := m.ensureJob(ctx, b, m.moverJob(jobSpec{kind: "prune", namespace: targetNS, name: name, owner: b, ownerKind: "Backup",
 			repoPVC: b.Spec.Storage.PVCName, args: []string{"prune", "--repo", "/repo", "--forget", b.Status.SnapshotID, "--lock-wait", "30m"}}))
+		err = m.pruneRefused(b, err)
 		if err == nil && created {
 			m.recorder.Eventf(b, corev1.EventTypeNormal, "Pruning", "Removing snapshot %s from repository %s/%s", b.Status.SnapshotID[:12], targetNS, b.Spec.Storage.PVCName)
 		}
 		return result{}, err
+	}
+	if refused, ok := errors.AsType[*jobRefused](err); ok {
+		_ = m.pruneRefused(b, refused)
+		return result{after: 5 * time.Minute}, nil
 	}
 	if err != nil {
 		return result{}, err
@@ -261,17 +277,29 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 	case failed:
 		m.recorder.Eventf(b, corev1.EventTypeWarning, "PruneFailed",
 			"Removing the snapshot failed (%s); the Backup is kept so no data is lost. Fix the repository, then delete Job %s/%s to retry, or remove the finalizer %s to give up",
-			reason, targetNS, name, DataFinalizer)
+			reason, targetNS, name, v1alpha1.DataFinalizer)
 		return result{after: 5 * time.Minute}, nil
 	}
 	return result{}, nil
+}
+
+// pruneRefused reports a prune Job that cannot be started: the Backup is kept
+// (its data is still in the repository), with a warning saying what to do.
+func (m *Manager) pruneRefused(b *v1alpha1.Backup, err error) error {
+	refused, ok := errors.AsType[*jobRefused](err)
+	if !ok {
+		return err
+	}
+	m.recorder.Eventf(b, corev1.EventTypeWarning, "PruneFailed",
+		"Removing the snapshot cannot start (%s); the Backup is kept so no data is lost. Fix the cause, or remove the finalizer %s to give up", refused.msg, v1alpha1.DataFinalizer)
+	return nil
 }
 
 func (m *Manager) removeFinalizer(ctx context.Context, b *v1alpha1.Backup) error {
 	c := b.DeepCopy()
 	var keep []string
 	for _, f := range c.Finalizers {
-		if f != DataFinalizer {
+		if f != v1alpha1.DataFinalizer {
 			keep = append(keep, f)
 		}
 	}

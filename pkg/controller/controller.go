@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -65,23 +66,6 @@ type Manager struct {
 	synced []cache.InformerSynced
 }
 
-// Labels on everything the controllers create.
-const (
-	managedByLabel = "app.kubernetes.io/managed-by"
-	managedBy      = "backup-operator"
-	kindLabel      = "backup.example.com/kind" // backup, restore, prune, import
-	ownerNSLabel   = "backup.example.com/owner-namespace"
-	ownerNameLabel = "backup.example.com/owner-name"
-	repoLabel      = "backup.example.com/repository"
-	// PolicyLabel names the policy of a Backup.
-	PolicyLabel = "backup.example.com/policy"
-	// DataFinalizer keeps a Backup until its data is removed from the repository.
-	DataFinalizer = "backup.example.com/data"
-	// TriggerAnnotation on a BackupPolicy starts an on-demand Backup once per value:
-	// kubectl annotate bp NAME backup.example.com/trigger=$(date +%s) --overwrite
-	TriggerAnnotation = "backup.example.com/trigger"
-)
-
 // NewManager wires the controllers to informers. Call Run after the informer
 // factories are started.
 func NewManager(opts Options, kube kubernetes.Interface, client versioned.Interface, kubeInformers kubeinformers.SharedInformerFactory,
@@ -134,21 +118,20 @@ func NewManager(opts Options, kube kubernetes.Interface, client versioned.Interf
 		UpdateFunc: func(_, n interface{}) { m.enqueuePolicyOf(n) },
 		DeleteFunc: func(obj interface{}) { m.enqueuePolicyOf(obj) },
 	})
-	// A Job changing wakes the object that owns it (by label).
+	// A Job changing wakes the object that owns it.
 	jobOwner := func(obj interface{}) {
 		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
 		}
-		j, ok := obj.(interface{ GetLabels() map[string]string })
-		if !ok {
+		j, ok := obj.(metav1.Object)
+		if !ok || j.GetLabels()[v1alpha1.ManagedByLabel] != v1alpha1.ManagedBy {
 			return
 		}
-		l := j.GetLabels()
-		if l[managedByLabel] != managedBy {
+		key := j.GetAnnotations()[v1alpha1.OwnerAnnotation]
+		if key == "" {
 			return
 		}
-		key := l[ownerNSLabel] + "/" + l[ownerNameLabel]
-		switch l[kindLabel] {
+		switch j.GetLabels()[v1alpha1.JobKindLabel] {
 		case "backup", "prune":
 			m.backupQueue.Add(key)
 		case "restore":
@@ -195,14 +178,14 @@ func (m *Manager) Run(ctx context.Context, workers int) {
 
 // countActiveJobs sets the active_jobs gauge from the Job cache.
 func (m *Manager) countActiveJobs() {
-	jobs, err := m.jobs.List(labels.SelectorFromSet(labels.Set{managedByLabel: managedBy}))
+	jobs, err := m.jobs.List(labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedBy}))
 	if err != nil {
 		return
 	}
 	counts := map[string]int{"backup": 0, "restore": 0, "prune": 0}
 	for _, j := range jobs {
 		if done, failed, _, _, _ := m.jobOutcome(j); !done && !failed {
-			counts[j.Labels[kindLabel]]++
+			counts[j.Labels[v1alpha1.JobKindLabel]]++
 		}
 	}
 	for kind, n := range counts {

@@ -2,9 +2,8 @@ package controller
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -18,17 +17,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
-)
-
-const (
-	// ImportAnnotation on a BackupPolicy imports, once per value, the
-	// snapshots its repository holds for it and re-creates their Backups:
-	// the way back after the API server's own storage is lost.
-	//   kubectl annotate bp NAME backup.example.com/import=$(date +%s) --overwrite
-	ImportAnnotation = "backup.example.com/import"
-	// ImportedSnapshotAnnotation marks a Backup re-created from a snapshot; the
-	// importer, not a mover Job, gives it its status.
-	ImportedSnapshotAnnotation = "backup.example.com/imported-snapshot"
 )
 
 // repoSnapshot is one element of `backup-mover ls --json`.
@@ -50,26 +38,38 @@ type repoSnapshot struct {
 // longer exists. It returns when the answer is recorded in status.
 func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy, v string, status *v1alpha1.BackupPolicyStatus) (done bool, err error) {
 	targetNS, repo := p.Spec.Target.Namespace, p.Spec.Storage.PVCName
-	sum := sha256.Sum256([]byte(v))
-	name := jobName("import", p.Namespace, p.Name+"-"+hex.EncodeToString(sum[:])[:8])
-	job, err := m.liveJob(ctx, targetNS, name, false)
+	name := jobName("import", p, v)
+	now := metav1.NewTime(m.opts.Now())
+	record := func(imported int64, msg string) {
+		status.LastImport = &v1alpha1.ImportStatus{Value: v, Time: &now, Imported: imported, Message: msg}
+	}
+	refuse := func(refused *jobRefused) (bool, error) {
+		msg := fmt.Sprintf("listing repository claim %s/%s cannot start: %s", targetNS, repo, refused.msg)
+		record(0, msg)
+		m.recorder.Event(p, corev1.EventTypeWarning, "ImportFailed", msg)
+		return true, nil
+	}
+	job, err := m.liveJob(ctx, p, targetNS, name, false)
 	if apierrors.IsNotFound(err) {
-		spec := jobSpec{kind: "import", namespace: targetNS, name: name, ownerNS: p.Namespace, owner: p.Name, repoPVC: repo,
+		spec := jobSpec{kind: "import", namespace: targetNS, name: name, owner: p, ownerKind: "BackupPolicy", repoPVC: repo,
 			args: []string{"ls", "--repo", "/repo", "--json"}}
-		if _, created, err := m.ensureJob(ctx, m.moverJob(spec)); err != nil || !created {
+		_, created, err := m.ensureJob(ctx, p, m.moverJob(spec))
+		if refused, ok := errors.AsType[*jobRefused](err); ok {
+			return refuse(refused)
+		}
+		if err != nil || !created {
 			return false, err
 		}
 		m.recorder.Eventf(p, corev1.EventTypeNormal, "ImportStarted", "Listing repository claim %s/%s to import this policy's snapshots", targetNS, repo)
 		return false, nil
 	}
+	if refused, ok := errors.AsType[*jobRefused](err); ok {
+		return refuse(refused)
+	}
 	if err != nil {
 		return false, err
 	}
 	finished, failed, _, pod, reason := m.jobOutcome(job)
-	now := metav1.NewTime(m.opts.Now())
-	record := func(imported int64, msg string) {
-		status.LastImport = &v1alpha1.ImportStatus{Value: v, Time: &now, Imported: imported, Message: msg}
-	}
 	switch {
 	case failed:
 		msg := fmt.Sprintf("listing repository claim %s/%s failed: %s", targetNS, repo, reason)
@@ -156,8 +156,8 @@ func (m *Manager) importBackup(ctx context.Context, p *v1alpha1.BackupPolicy, na
 	switch {
 	case apierrors.IsNotFound(err):
 		b, err = m.client.BackupV1alpha1().Backups(p.Namespace).Create(ctx, &v1alpha1.Backup{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: map[string]string{PolicyLabel: p.Name},
-				Annotations: map[string]string{ImportedSnapshotAnnotation: s.ID}, Finalizers: []string{DataFinalizer}},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: map[string]string{v1alpha1.PolicyLabel: p.Name},
+				Annotations: map[string]string{v1alpha1.ImportedSnapshotAnnotation: s.ID}, Finalizers: []string{v1alpha1.DataFinalizer}},
 			Spec: spec,
 		}, metav1.CreateOptions{})
 		if err != nil {
@@ -165,7 +165,7 @@ func (m *Manager) importBackup(ctx context.Context, p *v1alpha1.BackupPolicy, na
 		}
 	case err != nil:
 		return false, err
-	case b.Annotations[ImportedSnapshotAnnotation] != s.ID || b.Status.Phase != "" || !apiequality.Semantic.DeepEqual(b.Spec, spec):
+	case b.Annotations[v1alpha1.ImportedSnapshotAnnotation] != s.ID || b.Status.Phase != "" || !apiequality.Semantic.DeepEqual(b.Spec, spec):
 		return false, nil
 	}
 	// New, or created by an import that stopped before its status was set.

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
@@ -41,21 +43,83 @@ type moverSummary struct {
 	Error           string   `json:"error"`
 }
 
-// jobName derives a stable, valid Job name from a prefix and an object's identity.
-func jobName(prefix, namespace, name string) string {
-	n := prefix + "-" + name
-	if len(n) <= 52 {
-		return n
+// maxJobName keeps Job names short enough that the Job controller's pod
+// names and job-name labels stay valid (CronJob uses the same limit).
+const maxJobName = 52
+
+// jobName derives the name of the Job of one kind that works for owner: the
+// kind, as much of the owner's name as fits, and a hash of the owner's
+// namespace, name and UID (and extra, which distinguishes several Jobs of one
+// owner). Two owners never share a name: not two Backups of the same name in
+// different namespaces, and not a Backup and the one re-created after it under
+// the same name.
+func jobName(kind string, owner metav1.Object, extra string) string {
+	h := shortHash(owner.GetNamespace() + "/" + owner.GetName() + "/" + string(owner.GetUID()) + "/" + extra)
+	n := owner.GetName()
+	if room := maxJobName - len(kind) - len(h) - 2; len(n) > room {
+		n = strings.TrimRight(n[:room], ".-")
 	}
-	sum := sha256.Sum256([]byte(namespace + "/" + name))
-	return n[:40] + "-" + hex.EncodeToString(sum[:])[:10]
+	return kind + "-" + n + "-" + h
+}
+
+// shortHash is ten hex digits of the SHA-256 of s.
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:10]
+}
+
+// labelValue returns s when it is a valid label value, and otherwise (object
+// names may be 253 characters, label values 63) a prefix of it with a hash of
+// the whole, so that distinct values stay distinct.
+func labelValue(s string) string {
+	if len(validation.IsValidLabelValue(s)) == 0 {
+		return s
+	}
+	n := s
+	if len(n) > 52 {
+		n = n[:52]
+	}
+	n = strings.TrimRight(strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' {
+			return r
+		}
+		return '-'
+	}, n), "-._")
+	if n == "" {
+		return shortHash(s)
+	}
+	return n + "-" + shortHash(s)
+}
+
+// ownedBy reports whether job works for owner: it is controlled by the owner
+// (possible only in the owner's namespace), or, without a controller
+// reference, carries our labels with the owner's UID. A Job of the expected
+// name that is neither is someone else's and is never used.
+func ownedBy(job *batchv1.Job, owner metav1.Object) bool {
+	if ref := metav1.GetControllerOf(job); ref != nil {
+		return ref.UID == owner.GetUID()
+	}
+	return job.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy && job.Labels[v1alpha1.OwnerUIDLabel] == string(owner.GetUID())
+}
+
+// jobRefused is a Job problem that retrying cannot fix: the API refused the
+// Job as invalid, or a Job of its name exists that is not the owner's. The
+// owner is marked Failed with reason and message.
+type jobRefused struct{ reason, msg string }
+
+func (e *jobRefused) Error() string { return e.msg }
+
+func foreignJob(job *batchv1.Job) error {
+	return &jobRefused{reason: "JobConflict", msg: fmt.Sprintf(
+		"Job %s/%s exists but was not created for this object (its owner reference or %s label names another); it is left alone and not used. Delete that Job if it is stale, or create a new object under another name",
+		job.Namespace, job.Name, v1alpha1.OwnerUIDLabel)}
 }
 
 type jobSpec struct {
-	kind            string // backup, restore, prune
+	kind            string // backup, restore, prune, import
 	namespace, name string // the Job
-	ownerNS, owner  string // the Backup or RestoreJob
-	ownerRef        *metav1.OwnerReference
+	owner           metav1.Object
+	ownerKind       string // Backup, RestoreJob or BackupPolicy
 	repoPVC         string
 	sourcePVC       string // mounted read-only at /source (backup)
 	targetPVC       string // mounted read-write at /target (restore)
@@ -79,9 +143,17 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 		volumes = append(volumes, corev1.Volume{Name: "target", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: s.targetPVC}}})
 		mounts = append(mounts, corev1.VolumeMount{Name: "target", MountPath: "/target"})
 	}
-	lbls := map[string]string{managedByLabel: managedBy, kindLabel: s.kind, ownerNSLabel: s.ownerNS, ownerNameLabel: s.owner, repoLabel: s.repoPVC}
+	lbls := map[string]string{
+		v1alpha1.ManagedByLabel:      v1alpha1.ManagedBy,
+		v1alpha1.JobKindLabel:        s.kind,
+		v1alpha1.OwnerNamespaceLabel: labelValue(s.owner.GetNamespace()),
+		v1alpha1.OwnerNameLabel:      labelValue(s.owner.GetName()),
+		v1alpha1.OwnerUIDLabel:       string(s.owner.GetUID()),
+		v1alpha1.RepositoryLabel:     labelValue(s.repoPVC),
+	}
 	job := &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: lbls},
+		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: lbls,
+			Annotations: map[string]string{v1alpha1.OwnerAnnotation: s.owner.GetNamespace() + "/" + s.owner.GetName()}},
 		Spec: batchv1.JobSpec{
 			BackoffLimit:            ptr.To[int32](2),
 			ActiveDeadlineSeconds:   ptr.To(int64(m.opts.JobDeadline.Seconds())),
@@ -117,8 +189,10 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 			},
 		},
 	}
-	if s.ownerRef != nil {
-		job.OwnerReferences = []metav1.OwnerReference{*s.ownerRef}
+	if s.owner.GetNamespace() == s.namespace {
+		// Owner references cannot cross namespaces; elsewhere the UID label
+		// ties the Job to its owner.
+		job.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(s.owner, v1alpha1.SchemeGroupVersion.WithKind(s.ownerKind))}
 	}
 	return job
 }
@@ -140,7 +214,8 @@ func (m *Manager) jobOutcome(job *batchv1.Job) (done, failed bool, summary *move
 			failed, reason = true, c.Reason+": "+c.Message
 		}
 	}
-	pods, _ := m.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{"job-name": job.Name}))
+	// By the Job's UID, not its name: never a pod of an earlier Job of the same name.
+	pods, _ := m.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(job.UID)}))
 	for _, p := range pods {
 		if pod == nil || p.CreationTimestamp.After(pod.CreationTimestamp.Time) {
 			pod = p
@@ -194,31 +269,54 @@ func (m *Manager) moverProgress(ctx context.Context, pod *corev1.Pod) *v1alpha1.
 	return nil
 }
 
-// liveJob reads a Job from the cache; when the cache does not have it but the
-// owner says it is running, it asks the API server, because a Job created a
-// moment ago may not have reached the cache yet. Only a Job missing there too
-// is reported lost.
-func (m *Manager) liveJob(ctx context.Context, namespace, name string, expected bool) (*batchv1.Job, error) {
+// liveJob reads the owner's Job from the cache; when the cache does not have
+// it but the owner says it is running, it asks the API server, because a Job
+// created a moment ago may not have reached the cache yet. Only a Job missing
+// there too is reported lost. A Job of that name that is not the owner's is a
+// jobRefused error.
+func (m *Manager) liveJob(ctx context.Context, owner metav1.Object, namespace, name string, expected bool) (*batchv1.Job, error) {
 	job, err := m.jobs.Jobs(namespace).Get(name)
-	if err == nil || !apierrors.IsNotFound(err) || !expected {
-		return job, err
+	if apierrors.IsNotFound(err) && expected {
+		job, err = m.kube.BatchV1().Jobs(namespace).Get(ctx, name, metav1.GetOptions{})
 	}
-	return m.kube.BatchV1().Jobs(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if !ownedBy(job, owner) {
+		return nil, foreignJob(job)
+	}
+	return job, nil
 }
 
-// ensureJob creates the Job unless it exists and returns the current one.
-func (m *Manager) ensureJob(ctx context.Context, job *batchv1.Job) (*batchv1.Job, bool, error) {
+// ensureJob creates the Job unless the owner's exists, and returns the
+// current one. A Job of the name that is not the owner's, or a Job the API
+// refuses as invalid, is a jobRefused error; other errors are worth a retry.
+func (m *Manager) ensureJob(ctx context.Context, owner metav1.Object, job *batchv1.Job) (*batchv1.Job, bool, error) {
 	if existing, err := m.jobs.Jobs(job.Namespace).Get(job.Name); err == nil {
+		if !ownedBy(existing, owner) {
+			return nil, false, foreignJob(existing)
+		}
 		return existing, false, nil
 	}
 	created, err := m.kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{})
-	if err != nil {
-		if existing, gerr := m.kube.BatchV1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{}); gerr == nil {
-			return existing, false, nil
+	switch {
+	case err == nil:
+		return created, true, nil
+	case apierrors.IsAlreadyExists(err):
+		existing, gerr := m.kube.BatchV1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return nil, false, gerr
 		}
-		return nil, false, fmt.Errorf("creating Job %s/%s: %w", job.Namespace, job.Name, err)
+		if !ownedBy(existing, owner) {
+			return nil, false, foreignJob(existing)
+		}
+		return existing, false, nil
+	case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
+		return nil, false, &jobRefused{reason: "JobRefused", msg: fmt.Sprintf(
+			"the API refused the data mover Job %s/%s: %v; this does not change on retry, so nothing was started. Fix the cause, then create a new object", job.Namespace, job.Name, err)}
 	}
-	return created, true, nil
+	m.recorder.Eventf(owner.(runtime.Object), corev1.EventTypeWarning, "JobCreateFailed", "Creating data mover Job %s/%s failed (will retry): %v", job.Namespace, job.Name, err)
+	return nil, false, fmt.Errorf("creating Job %s/%s: %w", job.Namespace, job.Name, err)
 }
 
 // nodeOfRunningUser is the node of a running pod that mounts the claim, so a
@@ -226,7 +324,7 @@ func (m *Manager) ensureJob(ctx context.Context, job *batchv1.Job) (*batchv1.Job
 func (m *Manager) nodeOfRunningUser(namespace, pvc string) string {
 	pods, _ := m.pods.Pods(namespace).List(labels.Everything())
 	for _, p := range pods {
-		if p.Status.Phase != corev1.PodRunning || p.Spec.NodeName == "" || p.Labels[managedByLabel] == managedBy {
+		if p.Status.Phase != corev1.PodRunning || p.Spec.NodeName == "" || p.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy {
 			continue
 		}
 		for _, v := range p.Spec.Volumes {

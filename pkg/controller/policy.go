@@ -2,8 +2,6 @@ package controller
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"time"
@@ -19,9 +17,6 @@ import (
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/apis/backup/validation"
 )
-
-// ScheduledTimeAnnotation records the scheduled time a Backup was created for.
-const ScheduledTimeAnnotation = "backup.example.com/scheduled-time"
 
 // maxCatchUp bounds how many missed runs one sync walks through.
 const maxCatchUp = 10000
@@ -44,7 +39,7 @@ func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, erro
 		meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: "InvalidSchedule", Message: err.Error(), ObservedGeneration: p.Generation})
 		return result{}, m.writePolicyStatus(ctx, p, status)
 	}
-	owned, err := m.backups.Backups(ns).List(labels.SelectorFromSet(labels.Set{PolicyLabel: p.Name}))
+	owned, err := m.backups.Backups(ns).List(labels.SelectorFromSet(labels.Set{v1alpha1.PolicyLabel: p.Name}))
 	if err != nil {
 		return result{}, err
 	}
@@ -73,8 +68,11 @@ func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, erro
 			m.missed(p, status, skipped, "superseded", fmt.Sprintf("%d scheduled runs were missed while the operator was not running; only the newest is considered", skipped))
 		}
 		backupName := fmt.Sprintf("%s-%s", p.Name, due.UTC().Format("200601021504"))
-		_, getErr := m.backups.Backups(ns).Get(backupName)
+		existing, getErr := m.backups.Backups(ns).Get(backupName)
 		switch {
+		case getErr == nil && existing.Spec.PolicyName != p.Name:
+			m.missed(p, status, 1, "conflict", fmt.Sprintf("the run scheduled for %s was skipped: Backup %s exists and does not belong to this policy; rename or delete it",
+				due.UTC().Format(time.RFC3339), backupName))
 		case getErr == nil:
 			// Created already (by an earlier sync or before a restart).
 		case p.Spec.StartingDeadlineSeconds != nil && now.Sub(due) > time.Duration(*p.Spec.StartingDeadlineSeconds)*time.Second:
@@ -84,7 +82,7 @@ func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, erro
 			m.missed(p, status, 1, "concurrency", fmt.Sprintf("the run scheduled for %s was skipped: Backup %s is still active (concurrencyPolicy: Forbid)",
 				due.UTC().Format(time.RFC3339), active[0]))
 		default:
-			if err := m.createBackup(ctx, p, backupName, map[string]string{ScheduledTimeAnnotation: due.UTC().Format(time.RFC3339)}); err != nil {
+			if err := m.createBackup(ctx, p, backupName, map[string]string{v1alpha1.ScheduledTimeAnnotation: due.UTC().Format(time.RFC3339)}); err != nil {
 				return result{}, err
 			}
 			active = append(active, backupName)
@@ -94,20 +92,13 @@ func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, erro
 		status.LastScheduleTime = &t
 	}
 
-	// On demand: one Backup per distinct value of the trigger annotation.
-	if v := p.Annotations[TriggerAnnotation]; v != "" {
-		sum := sha256.Sum256([]byte(v))
-		backupName := fmt.Sprintf("%s-manual-%s", p.Name, hex.EncodeToString(sum[:])[:10])
-		if _, err := m.backups.Backups(ns).Get(backupName); apierrors.IsNotFound(err) {
-			if err := m.createBackup(ctx, p, backupName, map[string]string{TriggerAnnotation: v}); err != nil {
-				return result{}, err
-			}
-		}
+	if err := m.answerTrigger(ctx, p, status); err != nil {
+		return result{}, err
 	}
 
 	// Import: once per value of the import annotation.
 	importing := false
-	if v := p.Annotations[ImportAnnotation]; v != "" && (status.LastImport == nil || status.LastImport.Value != v) {
+	if v := p.Annotations[v1alpha1.ImportAnnotation]; v != "" && (status.LastImport == nil || status.LastImport.Value != v) {
 		done, err := m.importSnapshots(ctx, p, v, status)
 		if err != nil {
 			return result{}, err
@@ -155,15 +146,39 @@ func (m *Manager) missed(p *v1alpha1.BackupPolicy, status *v1alpha1.BackupPolicy
 	m.recorder.Event(p, corev1.EventTypeWarning, "MissedSchedule", msg)
 }
 
+// answerTrigger creates the on-demand Backup of a new value of the trigger
+// annotation and records the value as answered in status.lastTrigger, so the
+// value is answered once: a Backup deleted later is not created again.
+func (m *Manager) answerTrigger(ctx context.Context, p *v1alpha1.BackupPolicy, status *v1alpha1.BackupPolicyStatus) error {
+	v := p.Annotations[v1alpha1.TriggerAnnotation]
+	if v == "" || (status.LastTrigger != nil && status.LastTrigger.Value == v) {
+		return nil
+	}
+	backupName := fmt.Sprintf("%s-manual-%s", p.Name, shortHash(v))
+	if err := m.createBackup(ctx, p, backupName, map[string]string{v1alpha1.TriggerAnnotation: v}); err != nil {
+		return err
+	}
+	now := metav1.NewTime(m.opts.Now())
+	status.LastTrigger = &v1alpha1.TriggerStatus{Value: v, BackupName: backupName, Time: &now}
+	return nil
+}
+
+// createBackup creates one of the policy's Backups. A Backup of that name
+// that exists already is fine when it is the policy's (an earlier sync made
+// it); one that is not is reported and left alone.
 func (m *Manager) createBackup(ctx context.Context, p *v1alpha1.BackupPolicy, name string, annotations map[string]string) error {
 	b := &v1alpha1.Backup{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: map[string]string{PolicyLabel: p.Name}, Annotations: annotations,
-			Finalizers: []string{DataFinalizer}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: map[string]string{v1alpha1.PolicyLabel: p.Name}, Annotations: annotations,
+			Finalizers: []string{v1alpha1.DataFinalizer}},
 		Spec: v1alpha1.BackupSpec{PolicyName: p.Name, Target: p.Spec.Target, Storage: p.Spec.Storage},
 	}
 	_, err := m.client.BackupV1alpha1().Backups(p.Namespace).Create(ctx, b, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
-		return nil // the deterministic name makes a repeated create harmless
+		existing, gerr := m.client.BackupV1alpha1().Backups(p.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if gerr == nil && existing.Spec.PolicyName != p.Name {
+			m.recorder.Eventf(p, corev1.EventTypeWarning, "BackupNameTaken", "Backup %s exists and does not belong to this policy; no Backup was created for it", name)
+		}
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("creating Backup %s/%s: %w", p.Namespace, name, err)

@@ -64,17 +64,3 @@ func TestKeepSet(t *testing.T) {
 }
 
 func ptrString(s string) *string { return &s }
-
-func TestJobNamesAreValidAndStable(t *testing.T) {
-	long := strings.Repeat("a", 60)
-	n1, n2 := jobName("backup", "ns", long), jobName("backup", "ns", long)
-	if n1 != n2 || len(n1) > 52 {
-		t.Errorf("job name %q (%d chars) not stable or too long", n1, len(n1))
-	}
-	if other := jobName("backup", "other", long); other == n1 {
-		t.Error("different Backups share a Job name")
-	}
-	if got := jobName("restore", "ns", "short"); got != "restore-short" {
-		t.Errorf("short names are kept readable: %q", got)
-	}
-}

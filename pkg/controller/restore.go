@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/safety"
@@ -32,10 +32,16 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 		return result{}, nil
 	}
 	targetNS := r.Spec.Target.Namespace
-	name = jobName("restore", ns, r.Name)
-	job, err := m.liveJob(ctx, targetNS, name, r.Status.Phase == v1alpha1.RestorePhaseRunning)
+	name = r.Status.JobName
+	if name == "" {
+		name = jobName("restore", r, "")
+	}
+	job, err := m.liveJob(ctx, r, targetNS, name, r.Status.Phase == v1alpha1.RestorePhaseRunning)
 	if err == nil {
 		return m.observeRestoreJob(ctx, r, job)
+	}
+	if refused, ok := errors.AsType[*jobRefused](err); ok {
+		return result{}, m.failRestore(ctx, r, nil, refused.reason, refused.msg)
 	}
 	if !apierrors.IsNotFound(err) {
 		return result{}, err
@@ -93,16 +99,16 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	if r.Spec.DryRun {
 		op = "diff"
 	}
-	spec := jobSpec{kind: "restore", namespace: targetNS, name: name, ownerNS: r.Namespace, owner: r.Name, repoPVC: b.Spec.Storage.PVCName,
+	spec := jobSpec{kind: "restore", namespace: targetNS, name: name, owner: r, ownerKind: "RestoreJob", repoPVC: b.Spec.Storage.PVCName,
 		targetPVC: r.Spec.Target.PVCName, nodeName: m.nodeOfRunningUser(targetNS, r.Spec.Target.PVCName),
 		// Writing files with their recorded owners, modes and times.
 		capabilities: []corev1.Capability{"CHOWN", "FOWNER", "FSETID", "DAC_OVERRIDE", "DAC_READ_SEARCH"},
 		args: []string{op, "--repo", "/repo", "--snapshot", b.Status.SnapshotID, "--target", "/target",
 			"--mode", strings.ToLower(string(r.Spec.Mode)), "--summary-file", "/dev/termination-log"}}
-	if r.Namespace == targetNS {
-		spec.ownerRef = &metav1.OwnerReference{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "RestoreJob", Name: r.Name, UID: r.UID, Controller: ptr.To(true)}
+	job, created, err := m.ensureJob(ctx, r, m.moverJob(spec))
+	if refused, ok := errors.AsType[*jobRefused](err); ok {
+		return result{}, m.failRestore(ctx, r, statusChecks, refused.reason, refused.msg+"; nothing was written")
 	}
-	job, created, err := m.ensureJob(ctx, m.moverJob(spec))
 	if err != nil {
 		return result{}, err
 	}
@@ -124,7 +130,7 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 func (m *Manager) ensureNewPVC(ctx context.Context, r *v1alpha1.RestoreJob, b *v1alpha1.Backup) (bool, error) {
 	ns, name := r.Spec.Target.Namespace, r.Spec.Target.PVCName
 	if pvc, err := m.pvcs.PersistentVolumeClaims(ns).Get(name); err == nil {
-		if pvc.Annotations["backup.example.com/restored-from"] != b.Namespace+"/"+b.Name || pvc.Labels[managedByLabel] != managedBy {
+		if pvc.Annotations[v1alpha1.RestoredFromAnnotation] != b.Namespace+"/"+b.Name || pvc.Labels[v1alpha1.ManagedByLabel] != v1alpha1.ManagedBy {
 			return false, fmt.Errorf("a claim %s/%s that this restore did not create appeared after the request was admitted; refusing to write into it", ns, name)
 		}
 		return pvc.Status.Phase == corev1.ClaimBound, nil
@@ -146,8 +152,8 @@ func (m *Manager) ensureNewPVC(ctx context.Context, r *v1alpha1.RestoreJob, b *v
 		}
 	}
 	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{managedByLabel: managedBy},
-			Annotations: map[string]string{"backup.example.com/restored-from": b.Namespace + "/" + b.Name}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedBy},
+			Annotations: map[string]string{v1alpha1.RestoredFromAnnotation: b.Namespace + "/" + b.Name}},
 		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: modes, StorageClassName: n.StorageClassName,
 			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}}},
 	}

@@ -1,0 +1,220 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	k8stesting "k8s.io/client-go/testing"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+)
+
+const summaryA = `{"operation":"backup","snapshotID":"aaaaaaaaaaaaaaaaaaaaaaaa","files":1,"bytes":10}`
+
+// Two Backups of the same name in two namespaces that back up claims of a
+// third each get their own Job, and each records its own snapshot.
+func TestSameNameInTwoNamespacesGetsTwoJobs(t *testing.T) {
+	a := newBackup("team-a", "nightly-202611300200", "uid-a", "prod")
+	b := newBackup("team-b", "nightly-202611300200", "uid-b", "prod")
+	f := newFixture(t, a, b, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+	f.syncBackup("team-a", a.Name)
+	f.syncBackup("team-b", b.Name)
+	jobs := f.jobs("prod")
+	if len(jobs) != 2 {
+		t.Fatalf("want one Job per Backup, got %d", len(jobs))
+	}
+	ja, jb := f.backup("team-a", a.Name).Status.JobName, f.backup("team-b", b.Name).Status.JobName
+	if ja == "" || ja == jb {
+		t.Fatalf("the Backups share Job %q/%q", ja, jb)
+	}
+	for _, j := range jobs {
+		if j.Name == ja {
+			f.finishJob(&j, summaryA)
+		}
+	}
+	f.syncBackup("team-a", a.Name)
+	f.syncBackup("team-b", b.Name)
+	if got := f.backup("team-a", a.Name); got.Status.Phase != v1alpha1.BackupPhaseCompleted || got.Status.SnapshotID != "aaaaaaaaaaaaaaaaaaaaaaaa" {
+		t.Errorf("team-a: phase %q snapshot %q, want Completed with its snapshot", got.Status.Phase, got.Status.SnapshotID)
+	}
+	if got := f.backup("team-b", b.Name); got.Status.Phase != v1alpha1.BackupPhaseRunning || got.Status.SnapshotID != "" {
+		t.Errorf("team-b recorded the other Backup's outcome: phase %q snapshot %q", got.Status.Phase, got.Status.SnapshotID)
+	}
+}
+
+// A Job of the expected name that is not the owner's is never adopted: the
+// Backup fails with a reason and an event, and the Job is left alone.
+func TestForeignJobIsNotAdopted(t *testing.T) {
+	bk := newBackup("prod", "nightly", "uid-new", "prod")
+	for _, tc := range []struct {
+		name string
+		job  func(name string) *batchv1.Job
+	}{
+		{"no owner at all", func(name string) *batchv1.Job {
+			return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: name}}
+		}},
+		{"controlled by another object", func(name string) *batchv1.Job {
+			return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: name, OwnerReferences: []metav1.OwnerReference{
+				*metav1.NewControllerRef(newBackup("prod", "nightly", "uid-old", "prod"), v1alpha1.SchemeGroupVersion.WithKind("Backup"))}}}
+		}},
+		{"our labels with another UID", func(name string) *batchv1.Job {
+			return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: name, Labels: map[string]string{
+				v1alpha1.ManagedByLabel: v1alpha1.ManagedBy, v1alpha1.OwnerUIDLabel: "uid-old"}}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			foreign := tc.job(jobName("backup", bk, ""))
+			f := newFixture(t, bk.DeepCopy(), foreign, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+			f.syncBackup("prod", bk.Name)
+			got := f.backup("prod", bk.Name)
+			if got.Status.Phase != v1alpha1.BackupPhaseFailed || !strings.Contains(got.Status.Message, "not created for this object") {
+				t.Errorf("phase %q message %q, want Failed naming the foreign Job", got.Status.Phase, got.Status.Message)
+			}
+			if ev := strings.Join(f.drainEvents(), "\n"); !strings.Contains(ev, "JobConflict") {
+				t.Errorf("no JobConflict event: %s", ev)
+			}
+			if jobs := f.jobs("prod"); len(jobs) != 1 || len(jobs[0].Labels) != len(foreign.Labels) {
+				t.Errorf("the foreign Job was changed or another was created: %+v", jobs)
+			}
+		})
+	}
+}
+
+// A Backup deleted and created again under the same name (its on-demand
+// trigger replayed, say) never uses the Job of the one before: it runs its
+// own, and is not Completed with the earlier snapshot.
+func TestRecreatedBackupDoesNotUseTheOldJob(t *testing.T) {
+	old := newBackup("prod", "db-manual-0123456789", "uid-old", "prod")
+	f := newFixture(t, old, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+	f.syncBackup("prod", old.Name)
+	oldJob := f.jobs("prod")[0]
+	f.finishJob(&oldJob, summaryA)
+
+	// The first Backup is gone (its snapshot pruned); a new one of the same name appears.
+	if err := f.client.BackupV1alpha1().Backups("prod").Delete(context.Background(), old.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.own.Backup().V1alpha1().Backups().Informer().GetIndexer().Delete(old)
+	again := newBackup("prod", old.Name, "uid-again", "prod")
+	if _, err := f.client.BackupV1alpha1().Backups("prod").Create(context.Background(), again, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.cache(again)
+	f.syncBackup("prod", again.Name)
+	f.syncBackup("prod", again.Name)
+	got := f.backup("prod", again.Name)
+	if got.Status.Phase == v1alpha1.BackupPhaseCompleted || got.Status.SnapshotID != "" {
+		t.Fatalf("the new Backup took the old Job's outcome: phase %q snapshot %q", got.Status.Phase, got.Status.SnapshotID)
+	}
+	if got.Status.JobName == oldJob.Name || len(f.jobs("prod")) != 2 {
+		t.Errorf("the new Backup did not get a Job of its own: %q (old %q)", got.Status.JobName, oldJob.Name)
+	}
+}
+
+// Names the API accepts (Backups of 253 characters, on-demand names of 68)
+// give valid Job names and label values, and distinct owners stay distinct.
+func TestLongNamesGiveValidJobs(t *testing.T) {
+	long := strings.Repeat("n", 240) + ".x-253"
+	long += strings.Repeat("z", 253-len(long))
+	onDemand := strings.Repeat("p", 50) + "-manual-0123456789"
+	seen := map[string]bool{}
+	for i, name := range []string{long, long[:252] + "y", onDemand, "a", "nightly-202611300200"} {
+		for _, ns := range []string{"team-a", strings.Repeat("n", 63)} {
+			bk := newBackup(ns, name, "uid-"+string(rune('a'+i))+ns[:1], ns)
+			bk.Spec.Target.PVCName = strings.Repeat("c", 253)
+			job := (&Manager{opts: Options{MoverImage: "img"}}).moverJob(jobSpec{kind: "backup", namespace: ns, name: jobName("backup", bk, ""),
+				owner: bk, ownerKind: "Backup", repoPVC: strings.Repeat("r", 253), sourcePVC: bk.Spec.Target.PVCName})
+			if msgs := validation.IsDNS1123Subdomain(job.Name); len(msgs) > 0 || len(job.Name) > maxJobName {
+				t.Errorf("Job name %q (%d): %v", job.Name, len(job.Name), msgs)
+			}
+			if seen[job.Name] {
+				t.Errorf("Job name %q used twice", job.Name)
+			}
+			seen[job.Name] = true
+			for _, l := range []map[string]string{job.Labels, job.Spec.Template.Labels} {
+				for k, v := range l {
+					if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
+						t.Errorf("label %s=%q: %v", k, v, msgs)
+					}
+				}
+			}
+			if job.Annotations[v1alpha1.OwnerAnnotation] != ns+"/"+name {
+				t.Errorf("owner annotation %q, want the full key", job.Annotations[v1alpha1.OwnerAnnotation])
+			}
+		}
+	}
+	if labelValue(long) == labelValue(long[:252]+"y") {
+		t.Error("two long values share a label value")
+	}
+	if v := labelValue("short"); v != "short" {
+		t.Errorf("valid values are kept: %q", v)
+	}
+}
+
+// A Job the API refuses as invalid cannot succeed on retry: the Backup is
+// Failed with the API's message and an event, not left without a phase.
+func TestInvalidJobFailsTheBackup(t *testing.T) {
+	bk := newBackup("prod", "nightly", "uid-1", "prod")
+	f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+	f.kube.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewInvalid(schema.GroupKind{Group: "batch", Kind: "Job"}, "x",
+			field.ErrorList{field.Invalid(field.NewPath("metadata", "labels"), "v", "must be no more than 63 characters")})
+	})
+	f.syncBackup("prod", bk.Name)
+	got := f.backup("prod", bk.Name)
+	if got.Status.Phase != v1alpha1.BackupPhaseFailed || !strings.Contains(got.Status.Message, "must be no more than 63 characters") {
+		t.Errorf("phase %q message %q, want Failed with the API's reason", got.Status.Phase, got.Status.Message)
+	}
+	if ev := strings.Join(f.drainEvents(), "\n"); !strings.Contains(ev, "Warning JobRefused") {
+		t.Errorf("no JobRefused event: %s", ev)
+	}
+}
+
+// Other create errors are retried, with a warning event each time.
+func TestJobCreateErrorIsRetriedWithAnEvent(t *testing.T) {
+	bk := newBackup("prod", "nightly", "uid-1", "prod")
+	f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+	f.kube.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewServiceUnavailable("etcd is slow")
+	})
+	if _, err := f.m.syncBackup(context.Background(), "prod", bk.Name); err == nil {
+		t.Fatal("a transient error must be returned so the key is retried")
+	}
+	if ev := strings.Join(f.drainEvents(), "\n"); !strings.Contains(ev, "JobCreateFailed") {
+		t.Errorf("no JobCreateFailed event: %s", ev)
+	}
+	if got := f.backup("prod", bk.Name); got.Status.Phase == v1alpha1.BackupPhaseFailed {
+		t.Error("a transient error failed the Backup")
+	}
+}
+
+// A Job whose pod is of an earlier Job of the same name is not read.
+func TestOutcomeReadsOnlyTheJobsOwnPods(t *testing.T) {
+	bk := newBackup("prod", "nightly", "uid-1", "prod")
+	f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+	f.syncBackup("prod", bk.Name)
+	job := f.jobs("prod")[0]
+	stale := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: job.Name + "-old",
+		Labels: map[string]string{"job-name": job.Name, batchv1.ControllerUidLabel: "uid-of-an-earlier-job"}},
+		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: moverContainer,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: summaryA}}}}}}
+	f.cache(stale)
+	job.UID = "uid-of-this-job"
+	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+	f.cache(&job)
+	if _, err := f.m.syncBackup(context.Background(), "prod", bk.Name); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.backup("prod", bk.Name); got.Status.Phase != v1alpha1.BackupPhaseFailed || got.Status.SnapshotID != "" {
+		t.Errorf("phase %q snapshot %q: the summary of another Job's pod was used", got.Status.Phase, got.Status.SnapshotID)
+	}
+}
