@@ -26,7 +26,6 @@ import (
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/generated/clientset/versioned"
 	"example.com/backup-operator/pkg/generated/informers/externalversions"
-	backuplisters "example.com/backup-operator/pkg/generated/listers/backup/v1alpha1"
 	backupstorage "example.com/backup-operator/pkg/registry/backup/backup"
 	policystorage "example.com/backup-operator/pkg/registry/backup/backuppolicy"
 	restorestorage "example.com/backup-operator/pkg/registry/backup/restorejob"
@@ -165,8 +164,11 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 		backupInformer := inProcessInformer(backups.Store, &v1alpha1.Backup{}, &v1alpha1.BackupList{})
 		restoreInformer := inProcessInformer(restores.Store, &v1alpha1.RestoreJob{}, &v1alpha1.RestoreJobList{})
 		informers = []cache.SharedIndexInformer{backupInformer, restoreInformer}
-		checker.Backups = backuplisters.NewBackupLister(backupInformer.GetIndexer())
-		checker.Restores = backuplisters.NewRestoreJobLister(restoreInformer.GetIndexer())
+		// AddIndexers fails only on a started informer; these have not started.
+		utilruntime.Must(backupInformer.AddIndexers(safety.BackupIndexers()))
+		utilruntime.Must(restoreInformer.AddIndexers(safety.RestoreIndexers()))
+		checker.Backups = backupInformer.GetIndexer()
+		checker.Restores = restoreInformer.GetIndexer()
 		checker.Synced = func() bool {
 			return kubeSynced() && backupInformer.HasSynced() && restoreInformer.HasSynced()
 		}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/safety"
 )
 
 func hasFinalizer(obj metav1.Object, f string) bool {
@@ -91,8 +92,8 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 		return result{}, m.failBackup(ctx, b, "RepositoryNotFound", fmt.Sprintf(
 			"the repository PersistentVolumeClaim %s/%s does not exist; create it in the target's namespace (see artifacts/examples) or set spec.storage.pvcName, then create a new Backup", targetNS, repo))
 	}
-	if busy := m.restoreOfClaim(targetNS, pvcName); busy != "" {
-		return result{after: 10 * time.Second}, m.setBackupPending(ctx, b, "waiting: RestoreJob "+busy+" is writing to the claim")
+	if busy, ok := m.checker.BusyFor(safety.Owner{Kind: "Backup", Namespace: b.Namespace, Name: b.Name, Created: b.CreationTimestamp.Time}, targetNS, pvcName); ok {
+		return result{after: 10 * time.Second}, m.setBackupPending(ctx, b, fmt.Sprintf("waiting: %s uses PersistentVolumeClaim %s/%s and goes first", busy, targetNS, pvcName))
 	}
 	spec := jobSpec{kind: "backup", namespace: targetNS, name: name, owner: b, ownerKind: "Backup", repoPVC: repo, sourcePVC: pvcName,
 		nodeName: m.nodeOfRunningUser(targetNS, pvcName),
@@ -209,17 +210,6 @@ func (m *Manager) failBackup(ctx context.Context, b *v1alpha1.Backup, reason, ms
 	backupsTotal.WithLabelValues("failed").Inc()
 	klog.FromContext(ctx).Info("Backup failed", "reason", reason, "message", msg)
 	return nil
-}
-
-// restoreOfClaim names a Pending or Running RestoreJob writing to the claim.
-func (m *Manager) restoreOfClaim(namespace, pvc string) string {
-	all, _ := m.restores.List(labels.Everything())
-	for _, r := range all {
-		if r.Spec.Target.Namespace == namespace && r.Spec.Target.PVCName == pvc && r.Status.Phase == v1alpha1.RestorePhaseRunning {
-			return r.Namespace + "/" + r.Name
-		}
-	}
-	return ""
 }
 
 // finalizeBackup removes a deleted Backup's data from the repository (a prune

@@ -56,9 +56,16 @@ func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 	if err := pods.AddIndexers(cache.Indexers{safety.PodsByPVCIndex: safety.PodsByPVC}); err != nil {
 		t.Fatal(err)
 	}
+	backups, restores := f.own.Backup().V1alpha1().Backups().Informer(), f.own.Backup().V1alpha1().RestoreJobs().Informer()
+	if err := backups.AddIndexers(safety.BackupIndexers()); err != nil {
+		t.Fatal(err)
+	}
+	if err := restores.AddIndexers(safety.RestoreIndexers()); err != nil {
+		t.Fatal(err)
+	}
 	checker := &safety.Checker{
 		PVCs: f.kubeInf.Core().V1().PersistentVolumeClaims().Lister(), Pods: pods.GetIndexer(),
-		Backups: f.own.Backup().V1alpha1().Backups().Lister(), Restores: f.own.Backup().V1alpha1().RestoreJobs().Lister(),
+		Backups: backups.GetIndexer(), Restores: restores.GetIndexer(),
 	}
 	f.m = NewManager(Options{MoverImage: "backup-operator:test", Now: func() time.Time { return f.now }}, f.kube, f.client, f.kubeInf, f.own, checker)
 	f.events = record.NewFakeRecorder(100)
@@ -177,7 +184,8 @@ func boundPVC(ns, name string) *corev1.PersistentVolumeClaim {
 // finalizer and its target's namespace filled in.
 func newBackup(ns, name, uid, targetNS string) *v1alpha1.Backup {
 	return &v1alpha1.Backup{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid), Generation: 1, Finalizers: []string{v1alpha1.DataFinalizer}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid), Generation: 1, Finalizers: []string{v1alpha1.DataFinalizer},
+			CreationTimestamp: metav1.NewTime(time.Date(2026, 11, 30, 2, 0, 0, 0, time.UTC))},
 		Spec: v1alpha1.BackupSpec{Target: v1alpha1.VolumeTarget{Namespace: targetNS, PVCName: "data"},
 			Storage: v1alpha1.RepositoryStorage{PVCName: "backup-repo"}},
 	}

@@ -322,15 +322,9 @@ func (m *Manager) ensureJob(ctx context.Context, owner metav1.Object, job *batch
 // nodeOfRunningUser is the node of a running pod that mounts the claim, so a
 // mover can share a ReadWriteOnce volume with it.
 func (m *Manager) nodeOfRunningUser(namespace, pvc string) string {
-	pods, _ := m.pods.Pods(namespace).List(labels.Everything())
-	for _, p := range pods {
-		if p.Status.Phase != corev1.PodRunning || p.Spec.NodeName == "" || p.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy {
-			continue
-		}
-		for _, v := range p.Spec.Volumes {
-			if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == pvc {
-				return p.Spec.NodeName
-			}
+	for _, p := range m.checker.PodsUsing(namespace, pvc) {
+		if p.Status.Phase == corev1.PodRunning && p.Spec.NodeName != "" {
+			return p.Spec.NodeName
 		}
 	}
 	return ""

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -20,34 +21,50 @@ import (
 
 const summaryA = `{"operation":"backup","snapshotID":"aaaaaaaaaaaaaaaaaaaaaaaa","files":1,"bytes":10}`
 
-// Two Backups of the same name in two namespaces that back up claims of a
-// third each get their own Job, and each records its own snapshot.
+const summaryB = `{"operation":"backup","snapshotID":"bbbbbbbbbbbbbbbbbbbbbbbb","files":1,"bytes":10}`
+
+// Two Backups of the same name in two namespaces that back up the same claim
+// of a third each get their own Job, one after the other, and each records
+// its own snapshot.
 func TestSameNameInTwoNamespacesGetsTwoJobs(t *testing.T) {
 	a := newBackup("team-a", "nightly-202611300200", "uid-a", "prod")
 	b := newBackup("team-b", "nightly-202611300200", "uid-b", "prod")
+	b.CreationTimestamp = metav1.NewTime(a.CreationTimestamp.Add(time.Second))
 	f := newFixture(t, a, b, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
 	f.syncBackup("team-a", a.Name)
 	f.syncBackup("team-b", b.Name)
+	if got := f.backup("team-b", b.Name); got.Status.Phase != v1alpha1.BackupPhasePending || !strings.Contains(got.Status.Message, "Backup team-a/nightly-202611300200") {
+		t.Fatalf("team-b: phase %q message %q, want Pending behind team-a's Backup of the same claim", got.Status.Phase, got.Status.Message)
+	}
 	jobs := f.jobs("prod")
+	if len(jobs) != 1 {
+		t.Fatalf("want only team-a's Job while it runs, got %d", len(jobs))
+	}
+	f.finishJob(&jobs[0], summaryA)
+	f.syncBackup("team-a", a.Name)
+	f.syncBackup("team-b", b.Name)
+	jobs = f.jobs("prod")
 	if len(jobs) != 2 {
-		t.Fatalf("want one Job per Backup, got %d", len(jobs))
+		t.Fatalf("want a Job of team-b's own, got %d Jobs", len(jobs))
 	}
 	ja, jb := f.backup("team-a", a.Name).Status.JobName, f.backup("team-b", b.Name).Status.JobName
 	if ja == "" || ja == jb {
 		t.Fatalf("the Backups share Job %q/%q", ja, jb)
 	}
+	if got := f.backup("team-b", b.Name); got.Status.Phase != v1alpha1.BackupPhaseRunning || got.Status.SnapshotID != "" {
+		t.Errorf("team-b recorded the other Backup's outcome: phase %q snapshot %q", got.Status.Phase, got.Status.SnapshotID)
+	}
 	for _, j := range jobs {
-		if j.Name == ja {
-			f.finishJob(&j, summaryA)
+		if j.Name == jb {
+			f.finishJob(&j, summaryB)
 		}
 	}
-	f.syncBackup("team-a", a.Name)
 	f.syncBackup("team-b", b.Name)
 	if got := f.backup("team-a", a.Name); got.Status.Phase != v1alpha1.BackupPhaseCompleted || got.Status.SnapshotID != "aaaaaaaaaaaaaaaaaaaaaaaa" {
 		t.Errorf("team-a: phase %q snapshot %q, want Completed with its snapshot", got.Status.Phase, got.Status.SnapshotID)
 	}
-	if got := f.backup("team-b", b.Name); got.Status.Phase != v1alpha1.BackupPhaseRunning || got.Status.SnapshotID != "" {
-		t.Errorf("team-b recorded the other Backup's outcome: phase %q snapshot %q", got.Status.Phase, got.Status.SnapshotID)
+	if got := f.backup("team-b", b.Name); got.Status.Phase != v1alpha1.BackupPhaseCompleted || got.Status.SnapshotID != "bbbbbbbbbbbbbbbbbbbbbbbb" {
+		t.Errorf("team-b: phase %q snapshot %q, want Completed with its own snapshot", got.Status.Phase, got.Status.SnapshotID)
 	}
 }
 

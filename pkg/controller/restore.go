@@ -72,7 +72,7 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	// right before touching data. (The requester's permissions were checked at
 	// admission; they are not re-evaluated for the controller's own identity.)
 	checks, refusal := m.checker.CheckRestore(ctx, nil, safety.Restore{
-		Namespace: r.Namespace, Name: r.Name, BackupNamespace: r.Spec.BackupNamespace, BackupName: r.Spec.BackupName,
+		Namespace: r.Namespace, Name: r.Name, Created: r.CreationTimestamp.Time, BackupNamespace: r.Spec.BackupNamespace, BackupName: r.Spec.BackupName,
 		TargetNamespace: targetNS, TargetPVC: r.Spec.Target.PVCName,
 		AllowInUse: r.Spec.AllowInUse || r.Spec.DryRun,
 	})
@@ -83,6 +83,12 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	if refusal != nil {
 		if refusal.Code == 503 {
 			return result{after: 5 * time.Second}, nil
+		}
+		if refusal.Wait {
+			// Another Backup or RestoreJob of the claim goes first; nothing is written meanwhile.
+			return result{after: 10 * time.Second}, m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+				s.Phase, s.Checks, s.Message = v1alpha1.RestorePhasePending, statusChecks, "waiting: "+refusal.Message
+			})
 		}
 		return result{}, m.failRestore(ctx, r, statusChecks, "SafetyCheckFailed", "refused right before restoring: "+refusal.Message+"; nothing was written")
 	}
@@ -211,6 +217,9 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 func (m *Manager) setRestoreStatus(ctx context.Context, r *v1alpha1.RestoreJob, mutate func(*v1alpha1.RestoreJobStatus)) error {
 	c := r.DeepCopy()
 	mutate(&c.Status)
+	if apiequality.Semantic.DeepEqual(c.Status, r.Status) {
+		return nil
+	}
 	_, err := m.client.BackupV1alpha1().RestoreJobs(r.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
 	return err
 }

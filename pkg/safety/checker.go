@@ -11,12 +11,12 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -47,14 +47,52 @@ func PodsByPVC(obj interface{}) ([]string, error) {
 	return keys, nil
 }
 
-// Checker reads informer caches (no request lists all pods) and asks the
-// authorizer on behalf of the requester.
+// Index names on the Backup and RestoreJob caches the checker reads (see
+// BackupIndexers and RestoreIndexers).
+const (
+	// ClaimIndex indexes Backups and RestoreJobs by the "namespace/claim" of
+	// spec.target.
+	ClaimIndex = "claim"
+	// BackupIndex indexes RestoreJobs by the "namespace/name" of their Backup.
+	BackupIndex = "backup"
+)
+
+// BackupIndexers are the indexes the checker needs on its Backup cache.
+func BackupIndexers() cache.Indexers {
+	return cache.Indexers{ClaimIndex: func(obj interface{}) ([]string, error) {
+		if b, ok := obj.(*v1alpha1.Backup); ok {
+			return []string{b.Spec.Target.Namespace + "/" + b.Spec.Target.PVCName}, nil
+		}
+		return nil, nil
+	}}
+}
+
+// RestoreIndexers are the indexes the checker needs on its RestoreJob cache.
+func RestoreIndexers() cache.Indexers {
+	return cache.Indexers{
+		ClaimIndex: func(obj interface{}) ([]string, error) {
+			if r, ok := obj.(*v1alpha1.RestoreJob); ok {
+				return []string{r.Spec.Target.Namespace + "/" + r.Spec.Target.PVCName}, nil
+			}
+			return nil, nil
+		},
+		BackupIndex: func(obj interface{}) ([]string, error) {
+			if r, ok := obj.(*v1alpha1.RestoreJob); ok {
+				return []string{r.Spec.BackupNamespace + "/" + r.Spec.BackupName}, nil
+			}
+			return nil, nil
+		},
+	}
+}
+
+// Checker reads informer caches (no request lists all pods, Backups or
+// RestoreJobs) and asks the authorizer on behalf of the requester.
 type Checker struct {
 	PVCs        corelisters.PersistentVolumeClaimLister
 	Pods        cache.Indexer // with PodsByPVCIndex
 	ReplicaSets appslisters.ReplicaSetLister
-	Backups     backuplisters.BackupLister
-	Restores    backuplisters.RestoreJobLister
+	Backups     cache.Indexer // with BackupIndexers
+	Restores    cache.Indexer // with RestoreIndexers
 	Authorizer  authorizer.Authorizer
 	// Synced reports whether all caches are filled; until then every check
 	// refuses (fail safe) and asks the requester to retry.
@@ -64,6 +102,10 @@ type Checker struct {
 // Refusal is a failed check with the HTTP status the API answers with.
 type Refusal struct {
 	Code    int // 403, 409 or 422
+	// Wait marks a refusal that goes away by itself: the claim is busy with
+	// another Backup or RestoreJob that goes first. The restore controller
+	// waits instead of failing.
+	Wait    bool
 	Field   *field.Path
 	Value   string // the refused field's value, for 422 answers
 	Message string
@@ -79,6 +121,9 @@ type Check struct {
 // Restore is what a restore check needs to know of a RestoreJob.
 type Restore struct {
 	Namespace, Name string
+	// Created is when the RestoreJob was stored; zero for a request not yet
+	// stored, which goes after every other user of the claim.
+	Created         time.Time
 	BackupNamespace string
 	BackupName      string
 	TargetNamespace string
@@ -189,7 +234,7 @@ func (c *Checker) CheckRestore(ctx context.Context, u user.Info, r Restore) ([]C
 		return checks, first
 	}
 
-	b, err := c.Backups.Backups(r.BackupNamespace).Get(r.BackupName)
+	b, err := backuplisters.NewBackupLister(c.Backups).Backups(r.BackupNamespace).Get(r.BackupName)
 	var dataBytes int64
 	switch {
 	case apierrors.IsNotFound(err):
@@ -257,8 +302,8 @@ func (c *Checker) CheckRestore(ctx context.Context, u user.Info, r Restore) ([]C
 		}
 	}
 
-	if busy := c.busyWith(r); busy != "" {
-		record("TargetNotBusy", &Refusal{Code: http.StatusConflict, Message: fmt.Sprintf(
+	if busy, ok := c.BusyFor(Owner{Kind: "RestoreJob", Namespace: r.Namespace, Name: r.Name, Created: r.Created}, r.TargetNamespace, r.TargetPVC); ok {
+		record("TargetNotBusy", &Refusal{Code: http.StatusConflict, Wait: true, Message: fmt.Sprintf(
 			"PersistentVolumeClaim %s/%s is busy: %s is in progress; wait until it finishes", r.TargetNamespace, r.TargetPVC, busy)}, "")
 	} else {
 		record("TargetNotBusy", nil, "no other backup or restore of the claim is in progress")
@@ -266,28 +311,39 @@ func (c *Checker) CheckRestore(ctx context.Context, u user.Info, r Restore) ([]C
 	return checks, first
 }
 
-// podsUsing names the live pods that mount the claim, with their owners.
-func (c *Checker) podsUsing(namespace, pvc string) []string {
+// PodsUsing returns the pods that mount the claim and have not finished,
+// other than the operator's own mover pods: the workload's pods. The restore
+// checks refuse a claim they use; the controllers place a mover beside them.
+func (c *Checker) PodsUsing(namespace, pvc string) []*corev1.Pod {
 	objs, err := c.Pods.ByIndex(PodsByPVCIndex, namespace+"/"+pvc)
 	if err != nil {
 		return nil
 	}
-	var out []string
+	var out []*corev1.Pod
 	for _, o := range objs {
 		pod := o.(*corev1.Pod)
 		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		if pod.Labels["app.kubernetes.io/managed-by"] == "backup-operator" {
+		if pod.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy {
 			continue // our own mover pods are reported as "busy" instead
 		}
+		out = append(out, pod)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// podsUsing names the pods of PodsUsing, with their owners.
+func (c *Checker) podsUsing(namespace, pvc string) []string {
+	var out []string
+	for _, pod := range c.PodsUsing(namespace, pvc) {
 		desc := "Pod " + namespace + "/" + pod.Name
 		if owner := c.ownerOf(pod); owner != "" {
 			desc += " (" + owner + ")"
 		}
 		out = append(out, desc)
 	}
-	sort.Strings(out)
 	return out
 }
 
@@ -306,37 +362,85 @@ func (c *Checker) ownerOf(pod *corev1.Pod) string {
 	return ref.Kind + " " + pod.Namespace + "/" + ref.Name
 }
 
-// busyWith names another Backup or RestoreJob of the same claim that is in progress.
-func (c *Checker) busyWith(r Restore) string {
-	active := func(phase string) bool { return phase == "" || phase == "Pending" || phase == "Running" }
-	backups, _ := c.Backups.List(labels.Everything())
-	for _, b := range backups {
-		if b.Spec.Target.Namespace == r.TargetNamespace && b.Spec.Target.PVCName == r.TargetPVC && active(string(b.Status.Phase)) && b.DeletionTimestamp == nil {
-			return "Backup " + b.Namespace + "/" + b.Name
-		}
-	}
-	restores, _ := c.Restores.List(labels.Everything())
-	for _, o := range restores {
-		if o.Namespace == r.Namespace && o.Name == r.Name {
-			continue
-		}
-		if o.Spec.Target.Namespace == r.TargetNamespace && o.Spec.Target.PVCName == r.TargetPVC && active(string(o.Status.Phase)) {
-			return "RestoreJob " + o.Namespace + "/" + o.Name
-		}
-	}
-	return ""
+// Owner is a Backup or RestoreJob that uses a claim.
+type Owner struct {
+	Kind            string // Backup or RestoreJob
+	Namespace, Name string
+	Created         time.Time
+	Running         bool // its mover Job has been started
 }
 
-// RestoresUsing names the Pending or Running RestoreJobs that restore the Backup.
-func (c *Checker) RestoresUsing(namespace, backupName string) []string {
-	restores, _ := c.Restores.List(labels.Everything())
-	var out []string
-	for _, o := range restores {
-		if o.Spec.BackupNamespace == namespace && o.Spec.BackupName == backupName {
-			switch o.Status.Phase {
-			case "", v1alpha1.RestorePhasePending, v1alpha1.RestorePhaseRunning:
-				out = append(out, o.Namespace+"/"+o.Name)
+func (o Owner) String() string { return o.Kind + " " + o.Namespace + "/" + o.Name }
+
+// before reports whether o goes before p on a claim: older, or as old with
+// a smaller kind, namespace and name. A zero time (not stored yet) goes last.
+func (o Owner) before(p Owner) bool {
+	switch {
+	case p.Created.IsZero() != o.Created.IsZero():
+		return p.Created.IsZero()
+	case !o.Created.Equal(p.Created):
+		return o.Created.Before(p.Created)
+	}
+	return o.Kind+"/"+o.Namespace+"/"+o.Name < p.Kind+"/"+p.Namespace+"/"+p.Name
+}
+
+// Active is the one definition of a Backup or RestoreJob in progress: not
+// finished (no phase yet, Pending or Running) and not being deleted.
+func Active(phase string, deleting bool) bool {
+	return !deleting && (phase == "" || phase == "Pending" || phase == "Running")
+}
+
+// ActiveOnClaim returns the Backups and RestoreJobs in progress on the claim,
+// in the order they go: oldest first.
+func (c *Checker) ActiveOnClaim(namespace, pvc string) []Owner {
+	key := namespace + "/" + pvc
+	var out []Owner
+	if objs, err := c.Backups.ByIndex(ClaimIndex, key); err == nil {
+		for _, o := range objs {
+			b := o.(*v1alpha1.Backup)
+			if Active(string(b.Status.Phase), b.DeletionTimestamp != nil) {
+				out = append(out, Owner{Kind: "Backup", Namespace: b.Namespace, Name: b.Name, Created: b.CreationTimestamp.Time,
+					Running: b.Status.Phase == v1alpha1.BackupPhaseRunning})
 			}
+		}
+	}
+	if objs, err := c.Restores.ByIndex(ClaimIndex, key); err == nil {
+		for _, o := range objs {
+			r := o.(*v1alpha1.RestoreJob)
+			if Active(string(r.Status.Phase), r.DeletionTimestamp != nil) {
+				out = append(out, Owner{Kind: "RestoreJob", Namespace: r.Namespace, Name: r.Name, Created: r.CreationTimestamp.Time,
+					Running: r.Status.Phase == v1alpha1.RestorePhaseRunning})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].before(out[j]) })
+	return out
+}
+
+// BusyFor returns the Backup or RestoreJob that keeps self from using the
+// claim now: one whose mover runs, or one in progress that goes before self.
+// Backups and restores of one claim so take turns in the order they were
+// created, and a request not yet stored waits for all of them.
+func (c *Checker) BusyFor(self Owner, namespace, pvc string) (Owner, bool) {
+	for _, o := range c.ActiveOnClaim(namespace, pvc) {
+		if o.Kind == self.Kind && o.Namespace == self.Namespace && o.Name == self.Name {
+			continue
+		}
+		if o.Running || o.before(self) {
+			return o, true
+		}
+	}
+	return Owner{}, false
+}
+
+// RestoresUsing names the RestoreJobs in progress that restore the Backup.
+func (c *Checker) RestoresUsing(namespace, backupName string) []string {
+	objs, _ := c.Restores.ByIndex(BackupIndex, namespace+"/"+backupName)
+	var out []string
+	for _, o := range objs {
+		r := o.(*v1alpha1.RestoreJob)
+		if Active(string(r.Status.Phase), r.DeletionTimestamp != nil) {
+			out = append(out, r.Namespace+"/"+r.Name)
 		}
 	}
 	sort.Strings(out)

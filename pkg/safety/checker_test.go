@@ -2,9 +2,11 @@ package safety
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,7 +19,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
-	backuplisters "example.com/backup-operator/pkg/generated/listers/backup/v1alpha1"
 )
 
 // The checker reads informer caches; these tests fill the same caches
@@ -36,8 +37,14 @@ func (r rbac) Authorize(_ context.Context, a authorizer.Attributes) (authorizer.
 func (r rbac) authorizer() authorizer.Authorizer { return authorizer.AuthorizerFunc(r.Authorize) }
 
 func indexer(objs ...interface{}) cache.Indexer {
-	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{
-		cache.NamespaceIndex: cache.MetaNamespaceIndexFunc, PodsByPVCIndex: PodsByPVC})
+	claim := func(obj interface{}) ([]string, error) {
+		if _, ok := obj.(*v1alpha1.Backup); ok {
+			return BackupIndexers()[ClaimIndex](obj)
+		}
+		return RestoreIndexers()[ClaimIndex](obj)
+	}
+	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc,
+		PodsByPVCIndex: PodsByPVC, ClaimIndex: claim, BackupIndex: RestoreIndexers()[BackupIndex]})
 	for _, o := range objs {
 		_ = idx.Add(o)
 	}
@@ -75,7 +82,7 @@ func checker(objs ...interface{}) *Checker {
 	return &Checker{
 		PVCs: corelisters.NewPersistentVolumeClaimLister(indexer(pvcs...)), Pods: indexer(pods...),
 		ReplicaSets: appslisters.NewReplicaSetLister(indexer(rss...)),
-		Backups:     backuplisters.NewBackupLister(indexer(backups...)), Restores: backuplisters.NewRestoreJobLister(indexer(restores...)),
+		Backups:     indexer(backups...), Restores: indexer(restores...),
 		Authorizer: rbac{"get backups ns": true, "update persistentvolumeclaims ns": true}.authorizer(),
 	}
 }
@@ -162,5 +169,46 @@ func TestNotSyncedRefuses(t *testing.T) {
 	c.Synced = func() bool { return false }
 	if _, ref := c.CheckRestore(context.Background(), nil, Restore{}); ref == nil || ref.Code != http.StatusServiceUnavailable {
 		t.Errorf("unsynced caches must refuse (fail safe), got %+v", ref)
+	}
+}
+
+// Backups and restores of one claim take turns in the order they were
+// created; a running one blocks everyone; finished or deleted ones nobody.
+func TestBusyForTakesTurns(t *testing.T) {
+	at := func(min int) metav1.Time { return metav1.NewTime(time.Date(2026, 11, 30, 2, min, 0, 0, time.UTC)) }
+	older := bk("ns", "older", "", 0, "data")
+	older.CreationTimestamp = at(1)
+	younger := bk("ns", "younger", v1alpha1.BackupPhasePending, 0, "data")
+	younger.CreationTimestamp = at(2)
+	done := bk("ns", "done", v1alpha1.BackupPhaseCompleted, 0, "data")
+	deleting := bk("ns", "deleting", v1alpha1.BackupPhaseRunning, 0, "data")
+	deleting.DeletionTimestamp = &metav1.Time{Time: at(0).Time}
+	running := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "late", CreationTimestamp: at(3)},
+		Spec: v1alpha1.RestoreJobSpec{BackupNamespace: "ns", BackupName: "done", Target: v1alpha1.RestoreTarget{Namespace: "ns", PVCName: "data"}}}
+	c := checker(older, younger, done, deleting, running)
+
+	if got := fmt.Sprint(c.ActiveOnClaim("ns", "data")); got != "[Backup ns/older Backup ns/younger RestoreJob ns/late]" {
+		t.Errorf("active, oldest first: %s", got)
+	}
+	if o, busy := c.BusyFor(Owner{Kind: "Backup", Namespace: "ns", Name: "older", Created: at(1).Time}, "ns", "data"); busy {
+		t.Errorf("the oldest waits for %s", o)
+	}
+	if o, busy := c.BusyFor(Owner{Kind: "Backup", Namespace: "ns", Name: "younger", Created: at(2).Time}, "ns", "data"); !busy || o.Name != "older" {
+		t.Errorf("the younger goes after the older, got %s %v", o, busy)
+	}
+	if o, busy := c.BusyFor(Owner{Kind: "RestoreJob", Namespace: "ns", Name: "new"}, "ns", "data"); !busy || o.Name != "older" {
+		t.Errorf("a request not yet stored waits for all, got %s %v", o, busy)
+	}
+	running.Status.Phase = v1alpha1.RestorePhaseRunning
+	c = checker(older, younger, running)
+	if o, busy := c.BusyFor(Owner{Kind: "Backup", Namespace: "ns", Name: "older", Created: at(1).Time}, "ns", "data"); !busy || o.Name != "late" {
+		t.Errorf("a running restore blocks even older objects, got %s %v", o, busy)
+	}
+	if got := c.RestoresUsing("ns", "done"); fmt.Sprint(got) != "[ns/late]" {
+		t.Errorf("RestoresUsing = %v", got)
+	}
+	running.Status.Phase = v1alpha1.RestorePhaseCompleted
+	if got := checker(running).RestoresUsing("ns", "done"); len(got) != 0 {
+		t.Errorf("a finished restore uses nothing: %v", got)
 	}
 }
