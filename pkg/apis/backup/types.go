@@ -85,6 +85,7 @@ type BackupPolicySpec struct {
 	Retention               RetentionPolicy
 	ConcurrencyPolicy       ConcurrencyPolicy
 	StartingDeadlineSeconds *int64
+	MoverSecurityContext    *MoverSecurityContext
 }
 
 // BackupPolicyStatus is the observed state of a BackupPolicy.
@@ -138,9 +139,10 @@ type Backup struct {
 
 // BackupSpec says what to back up and where to. Immutable after create.
 type BackupSpec struct {
-	PolicyName string
-	Target     VolumeTarget
-	Storage    RepositoryStorage
+	PolicyName           string
+	Target               VolumeTarget
+	Storage              RepositoryStorage
+	MoverSecurityContext *MoverSecurityContext
 }
 
 // BackupStats are the numbers the data mover reports for a finished backup.
@@ -208,12 +210,20 @@ type RestoreTarget struct {
 
 // RestoreJobSpec says which Backup to restore, where and how. Immutable after create.
 type RestoreJobSpec struct {
-	BackupName      string
-	BackupNamespace string
-	Target          RestoreTarget
-	Mode            RestoreMode
-	DryRun          bool
-	AllowInUse      bool
+	BackupName           string
+	BackupNamespace      string
+	Target               RestoreTarget
+	Mode                 RestoreMode
+	DryRun               bool
+	AllowInUse           bool
+	MoverSecurityContext *MoverSecurityContext
+}
+
+// MoverSecurityContext is the identity of a data mover that may not run as root.
+type MoverSecurityContext struct {
+	RunAsUser  *int64
+	RunAsGroup *int64
+	FSGroup    *int64
 }
 
 // RestoreCheck is the outcome of one safety check.

@@ -48,6 +48,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &backupv1alpha1.BackupStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ImportStatus"):
 		return &backupv1alpha1.ImportStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("MoverSecurityContext"):
+		return &backupv1alpha1.MoverSecurityContextApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("NewPVCSpec"):
 		return &backupv1alpha1.NewPVCSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Progress"):

@@ -71,6 +71,11 @@ const (
 	ConditionCompleted = "Completed"
 	// ConditionFailed is True on a Backup or RestoreJob that failed.
 	ConditionFailed = "Failed"
+	// ConditionMoverBlocked is True on a Backup or RestoreJob whose data mover
+	// Job cannot create its pod (an admission refusal such as Pod Security,
+	// a quota); the message carries the refusal. The object fails when this
+	// lasts five minutes.
+	ConditionMoverBlocked = "MoverBlocked"
 )
 
 // VolumeTarget names the PersistentVolumeClaim that is backed up.
@@ -175,6 +180,13 @@ type BackupPolicySpec struct {
 	// started once, however late.
 	// +optional
 	StartingDeadlineSeconds *int64 `json:"startingDeadlineSeconds,omitempty"`
+	// moverSecurityContext is who the data mover runs as in a namespace that
+	// enforces the Pod Security level "restricted" (no root, no capabilities).
+	// Unset there, the mover runs as the user, group and fsGroup of a running
+	// pod that mounts the claim. In namespaces enforcing "privileged" (or no
+	// level) or "baseline" the mover runs as root and this field is not used.
+	// +optional
+	MoverSecurityContext *MoverSecurityContext `json:"moverSecurityContext,omitempty"`
 }
 
 // BackupPolicyStatus is the observed state of a BackupPolicy.
@@ -293,6 +305,13 @@ type BackupSpec struct {
 	// storage is the repository the snapshot is written to.
 	// +optional
 	Storage RepositoryStorage `json:"storage,omitempty"`
+	// moverSecurityContext is who the data mover runs as in a namespace that
+	// enforces the Pod Security level "restricted" (no root, no capabilities).
+	// Copied from the policy when unset. Unset there too, the mover runs as the user, group and fsGroup of a running
+	// pod that mounts the claim. In namespaces enforcing "privileged" (or no
+	// level) or "baseline" the mover runs as root and this field is not used.
+	// +optional
+	MoverSecurityContext *MoverSecurityContext `json:"moverSecurityContext,omitempty"`
 }
 
 // BackupStats are the numbers the data mover reports for a finished backup.
@@ -452,6 +471,27 @@ type RestoreJobSpec struct {
 	// files change underneath it; scale the workload down instead.
 	// +optional
 	AllowInUse bool `json:"allowInUse,omitempty"`
+	// moverSecurityContext is who the data mover runs as in a namespace that
+	// enforces the Pod Security level "restricted" (no root, no capabilities).
+	// Unset there, the mover runs as the user, group and fsGroup of a running
+	// pod that mounts the claim. In namespaces enforcing "privileged" (or no
+	// level) or "baseline" the mover runs as root and this field is not used.
+	// +optional
+	MoverSecurityContext *MoverSecurityContext `json:"moverSecurityContext,omitempty"`
+}
+
+// MoverSecurityContext is the identity of a data mover that may not run as root.
+type MoverSecurityContext struct {
+	// runAsUser is the user ID the mover runs as; it must not be 0.
+	// +optional
+	RunAsUser *int64 `json:"runAsUser,omitempty"`
+	// runAsGroup is the primary group ID the mover runs as.
+	// +optional
+	RunAsGroup *int64 `json:"runAsGroup,omitempty"`
+	// fsGroup is the supplementary group that owns the claims' files where the
+	// volume type supports it.
+	// +optional
+	FSGroup *int64 `json:"fsGroup,omitempty"`
 }
 
 // RestoreCheck is the outcome of one safety check.

@@ -72,6 +72,11 @@ func (in ImportStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in MoverSecurityContext) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.MoverSecurityContext"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in NewPVCSpec) OpenAPIModelName() string {
 	return "com.example.backup.v1alpha1.NewPVCSpec"
 }

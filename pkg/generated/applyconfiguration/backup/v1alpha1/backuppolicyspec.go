@@ -52,6 +52,12 @@ type BackupPolicySpecApplyConfiguration struct {
 	// skipped and counted in status.missedRuns. Unset means a missed run is always
 	// started once, however late.
 	StartingDeadlineSeconds *int64 `json:"startingDeadlineSeconds,omitempty"`
+	// moverSecurityContext is who the data mover runs as in a namespace that
+	// enforces the Pod Security level "restricted" (no root, no capabilities).
+	// Unset there, the mover runs as the user, group and fsGroup of a running
+	// pod that mounts the claim. In namespaces enforcing "privileged" (or no
+	// level) or "baseline" the mover runs as root and this field is not used.
+	MoverSecurityContext *MoverSecurityContextApplyConfiguration `json:"moverSecurityContext,omitempty"`
 }
 
 // BackupPolicySpecApplyConfiguration constructs a declarative configuration of the BackupPolicySpec type for use with
@@ -121,5 +127,13 @@ func (b *BackupPolicySpecApplyConfiguration) WithConcurrencyPolicy(value backupv
 // If called multiple times, the StartingDeadlineSeconds field is set to the value of the last call.
 func (b *BackupPolicySpecApplyConfiguration) WithStartingDeadlineSeconds(value int64) *BackupPolicySpecApplyConfiguration {
 	b.StartingDeadlineSeconds = &value
+	return b
+}
+
+// WithMoverSecurityContext sets the MoverSecurityContext field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the MoverSecurityContext field is set to the value of the last call.
+func (b *BackupPolicySpecApplyConfiguration) WithMoverSecurityContext(value *MoverSecurityContextApplyConfiguration) *BackupPolicySpecApplyConfiguration {
+	b.MoverSecurityContext = value
 	return b
 }

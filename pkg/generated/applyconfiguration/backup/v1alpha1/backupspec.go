@@ -31,6 +31,12 @@ type BackupSpecApplyConfiguration struct {
 	Target *VolumeTargetApplyConfiguration `json:"target,omitempty"`
 	// storage is the repository the snapshot is written to.
 	Storage *RepositoryStorageApplyConfiguration `json:"storage,omitempty"`
+	// moverSecurityContext is who the data mover runs as in a namespace that
+	// enforces the Pod Security level "restricted" (no root, no capabilities).
+	// Copied from the policy when unset. Unset there too, the mover runs as the user, group and fsGroup of a running
+	// pod that mounts the claim. In namespaces enforcing "privileged" (or no
+	// level) or "baseline" the mover runs as root and this field is not used.
+	MoverSecurityContext *MoverSecurityContextApplyConfiguration `json:"moverSecurityContext,omitempty"`
 }
 
 // BackupSpecApplyConfiguration constructs a declarative configuration of the BackupSpec type for use with
@@ -60,5 +66,13 @@ func (b *BackupSpecApplyConfiguration) WithTarget(value *VolumeTargetApplyConfig
 // If called multiple times, the Storage field is set to the value of the last call.
 func (b *BackupSpecApplyConfiguration) WithStorage(value *RepositoryStorageApplyConfiguration) *BackupSpecApplyConfiguration {
 	b.Storage = value
+	return b
+}
+
+// WithMoverSecurityContext sets the MoverSecurityContext field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the MoverSecurityContext field is set to the value of the last call.
+func (b *BackupSpecApplyConfiguration) WithMoverSecurityContext(value *MoverSecurityContextApplyConfiguration) *BackupSpecApplyConfiguration {
+	b.MoverSecurityContext = value
 	return b
 }

@@ -45,6 +45,12 @@ type RestoreJobSpecApplyConfiguration struct {
 	// default such a restore is refused, because the application would see its
 	// files change underneath it; scale the workload down instead.
 	AllowInUse *bool `json:"allowInUse,omitempty"`
+	// moverSecurityContext is who the data mover runs as in a namespace that
+	// enforces the Pod Security level "restricted" (no root, no capabilities).
+	// Unset there, the mover runs as the user, group and fsGroup of a running
+	// pod that mounts the claim. In namespaces enforcing "privileged" (or no
+	// level) or "baseline" the mover runs as root and this field is not used.
+	MoverSecurityContext *MoverSecurityContextApplyConfiguration `json:"moverSecurityContext,omitempty"`
 }
 
 // RestoreJobSpecApplyConfiguration constructs a declarative configuration of the RestoreJobSpec type for use with
@@ -98,5 +104,13 @@ func (b *RestoreJobSpecApplyConfiguration) WithDryRun(value bool) *RestoreJobSpe
 // If called multiple times, the AllowInUse field is set to the value of the last call.
 func (b *RestoreJobSpecApplyConfiguration) WithAllowInUse(value bool) *RestoreJobSpecApplyConfiguration {
 	b.AllowInUse = &value
+	return b
+}
+
+// WithMoverSecurityContext sets the MoverSecurityContext field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the MoverSecurityContext field is set to the value of the last call.
+func (b *RestoreJobSpecApplyConfiguration) WithMoverSecurityContext(value *MoverSecurityContextApplyConfiguration) *RestoreJobSpecApplyConfiguration {
+	b.MoverSecurityContext = value
 	return b
 }
