@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,10 +45,20 @@ var ErrLocked = errors.New("repository is locked")
 
 // Lock takes a lease of the given kind, waiting up to wait for conflicting
 // leases to end. Every taker first writes its own lock file and then looks
-// for conflicts, so two takers can never both believe they won.
+// for conflicts, so two takers can never both believe they won. The wait
+// cannot be interrupted; use LockContext where the caller can be cancelled.
 func (r *Repo) Lock(kind LockKind, wait time.Duration) (*Lock, error) {
+	return r.LockContext(context.Background(), kind, wait)
+}
+
+// LockContext is Lock whose wait ends as soon as ctx does: it then returns an
+// error wrapping ctx.Err() and leaves no lock file of its own behind.
+func (r *Repo) LockContext(ctx context.Context, kind LockKind, wait time.Duration) (*Lock, error) {
 	deadline := time.Now().Add(wait)
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("waiting for the %s repository lock: %w", kind, err)
+		}
 		l, conflict, err := r.tryLock(kind)
 		if err != nil {
 			return nil, err
@@ -58,7 +69,13 @@ func (r *Repo) Lock(kind LockKind, wait time.Duration) (*Lock, error) {
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("%w: %s (it expires by itself at the latest %s after its holder stops)", ErrLocked, conflict, LeaseDuration)
 		}
-		time.Sleep(time.Second)
+		retry := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			retry.Stop()
+			return nil, fmt.Errorf("stopped waiting for the %s repository lock (%s): %w", kind, conflict, ctx.Err())
+		case <-retry.C:
+		}
 	}
 }
 
