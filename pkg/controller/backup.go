@@ -95,10 +95,15 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 	if busy, ok := m.checker.BusyFor(safety.Owner{Kind: "Backup", Namespace: b.Namespace, Name: b.Name, Created: b.CreationTimestamp.Time}, targetNS, pvcName); ok {
 		return result{after: 10 * time.Second}, m.setBackupPending(ctx, b, fmt.Sprintf("waiting: %s uses PersistentVolumeClaim %s/%s and goes first", busy, targetNS, pvcName))
 	}
+	sec, err := m.securityFor(ctx, targetNS, pvcName, b.Spec.MoverSecurityContext, backupCaps)
+	if refused, ok := errors.AsType[*jobRefused](err); ok {
+		return result{}, m.failBackup(ctx, b, refused.reason, refused.msg)
+	}
+	if err != nil {
+		return result{}, err
+	}
 	spec := jobSpec{kind: "backup", namespace: targetNS, name: name, owner: b, ownerKind: "Backup", repoPVC: repo, sourcePVC: pvcName,
-		nodeName: m.nodeOfRunningUser(targetNS, pvcName),
-		// Reading every file regardless of its permissions, nothing more.
-		capabilities: []corev1.Capability{"DAC_READ_SEARCH"},
+		nodeName: m.nodeOfRunningUser(targetNS, pvcName), security: sec,
 		args: []string{"backup", "--repo", "/repo", "--source", "/source", "--summary-file", "/dev/termination-log",
 			"--tag", "backup=" + b.Namespace + "/" + b.Name, "--tag", "pvc=" + targetNS + "/" + pvcName, "--tag", "policy=" + b.Spec.PolicyName,
 			"--parent-tag", "pvc"}}
@@ -122,6 +127,9 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 		c.Status.StartTime = &now
 	}
 	c.Status.Message = "the data mover is copying the claim's files into the repository"
+	if sec.level == levelRestricted {
+		c.Status.Message += fmt.Sprintf(" as user %d (namespace %s enforces Pod Security restricted: files that user cannot read fail the backup)", *sec.pod.RunAsUser, targetNS)
+	}
 	_, err = m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
 	return result{}, err
 }
@@ -168,8 +176,25 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 		}
 		return result{}, m.failBackup(ctx, b, "MoverFailed", fmt.Sprintf("the data mover Job %s/%s failed: %s", job.Namespace, job.Name, msg))
 	}
-	// Running: keep the node and the progress current while the Job runs.
+	// Running: keep the node and the progress current while the Job runs,
+	// and say so when the Job cannot create its pod.
 	c := b.DeepCopy()
+	if blocked := m.moverBlocked(ctx, job, pod); blocked != "" {
+		msg := fmt.Sprintf("the data mover Job %s/%s cannot create its pod: %s", job.Namespace, job.Name, blocked)
+		if m.blockedTooLong(job) {
+			if err := m.deleteJob(ctx, job); err != nil {
+				return result{}, err
+			}
+			return result{}, m.failBackup(ctx, b, "MoverBlocked", msg+fmt.Sprintf("; gave up after %s. Fix the cause, then create a new Backup", moverPodCreateTimeout))
+		}
+		if !meta.IsStatusConditionTrue(b.Status.Conditions, v1alpha1.ConditionMoverBlocked) {
+			m.recorder.Event(b, corev1.EventTypeWarning, "MoverBlocked", msg)
+		}
+		c.Status.Message = msg
+		meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionMoverBlocked, Status: metav1.ConditionTrue, Reason: "FailedCreate", Message: msg, ObservedGeneration: b.Generation})
+	} else if pod != nil {
+		meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionMoverBlocked)
+	}
 	if node != "" {
 		c.Status.Node = node
 	}
@@ -244,7 +269,11 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 			m.recorder.Eventf(b, corev1.EventTypeWarning, "RepositoryNotFound", "repository claim %s/%s is gone; nothing left to remove", targetNS, b.Spec.Storage.PVCName)
 			return result{}, m.removeFinalizer(ctx, b)
 		}
-		_, created, err := m.ensureJob(ctx, b, m.moverJob(jobSpec{kind: "prune", namespace: targetNS, name: name, owner: b, ownerKind: "Backup",
+		sec, err := m.securityFor(ctx, targetNS, b.Spec.Target.PVCName, b.Spec.MoverSecurityContext, repoCaps)
+		if err != nil {
+			return result{}, m.pruneRefused(b, err)
+		}
+		_, created, err := m.ensureJob(ctx, b, m.moverJob(jobSpec{kind: "prune", namespace: targetNS, name: name, owner: b, ownerKind: "Backup", security: sec,
 			repoPVC: b.Spec.Storage.PVCName, args: []string{"prune", "--repo", "/repo", "--forget", b.Status.SnapshotID, "--lock-wait", "30m"}}))
 		err = m.pruneRefused(b, err)
 		if err == nil && created {

@@ -4,13 +4,17 @@
 // controller (safety re-check, mover Jobs). Each follows the usual shape:
 // informers feed a rate-limited work queue, a sync handler reconciles one
 // object idempotently, and status is written on a deep copy through /status.
+// Among replicas, only the holder of a Lease runs them (RunElected).
 package controller
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -19,6 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
@@ -34,23 +40,74 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 )
 
-// Options configure the controllers.
+// Options configure the controllers. A zero field means its default, which
+// NewManager fills in (see Defaulted).
 type Options struct {
 	// MoverImage is the image of the data mover Jobs (this operator's image).
 	MoverImage string
-	// JobDeadline bounds a mover Job's run time.
+	// JobDeadline bounds a mover Job's run time (activeDeadlineSeconds).
+	// Default 6h.
 	JobDeadline time.Duration
+	// JobBackoffLimit is how often a mover Job retries a failed pod
+	// (backoffLimit). Default 2; negative asks for no retries, and NewManager
+	// turns it into 0, so a Manager's value is always the Job's.
+	JobBackoffLimit int32
+	// JobTTL is how long a finished mover Job is kept
+	// (ttlSecondsAfterFinished). Default 24h.
+	JobTTL time.Duration
+	// MoverRequests and MoverLimits are the mover container's resources. nil
+	// means the defaults (requests cpu 100m and memory 128Mi, limits memory
+	// 1Gi); an empty list sets none.
+	MoverRequests corev1.ResourceList
+	MoverLimits   corev1.ResourceList
+	// LockWait is how long a prune waits for the repository's exclusive lock
+	// (the mover's --lock-wait). Default 30m.
+	LockWait time.Duration
+	// Workers is the number of workers of each controller. Default 2.
+	Workers int
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 }
 
-// Manager runs the three controllers.
+// Defaulted returns o with every zero field set to its default. The server's
+// flags take their defaults from Options{}.Defaulted().
+func (o Options) Defaulted() Options {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.JobDeadline == 0 {
+		o.JobDeadline = 6 * time.Hour
+	}
+	if o.JobBackoffLimit == 0 {
+		o.JobBackoffLimit = 2
+	}
+	if o.JobTTL == 0 {
+		o.JobTTL = 24 * time.Hour
+	}
+	if o.MoverRequests == nil {
+		o.MoverRequests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")}
+	}
+	if o.MoverLimits == nil {
+		o.MoverLimits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}
+	}
+	if o.LockWait == 0 {
+		o.LockWait = 30 * time.Minute
+	}
+	if o.Workers == 0 {
+		o.Workers = 2
+	}
+	return o
+}
+
+// Manager runs the three controllers. It runs once (Run); a new term of
+// leadership builds a new one.
 type Manager struct {
-	opts     Options
-	kube     kubernetes.Interface
-	client   versioned.Interface
-	recorder record.EventRecorder
-	checker  *safety.Checker
+	opts        Options
+	kube        kubernetes.Interface
+	client      versioned.Interface
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+	checker     *safety.Checker
 
 	policies backuplisters.BackupPolicyLister
 	backups  backuplisters.BackupLister
@@ -63,26 +120,38 @@ type Manager struct {
 	backupQueue  workqueue.TypedRateLimitingInterface[string]
 	restoreQueue workqueue.TypedRateLimitingInterface[string]
 
-	synced []cache.InformerSynced
+	// handlers are this Manager's event handlers on the shared informers,
+	// removed when Run returns.
+	handlers []handler
+	synced   []cache.InformerSynced
 }
 
-// NewManager wires the controllers to informers. Call Run after the informer
-// factories are started.
+type handler struct {
+	informer     cache.SharedIndexInformer
+	registration cache.ResourceEventHandlerRegistration
+}
+
+// addToScheme registers the group with the clientset's scheme once: the
+// scheme is read concurrently by the clients, and each term of leadership
+// builds a new Manager.
+var addToScheme sync.Once
+
+// NewManager wires the controllers to informers, with opts' zero fields
+// defaulted. Call Run after the informer factories are started (again: Start
+// starts the informers NewManager asked for).
 func NewManager(opts Options, kube kubernetes.Interface, client versioned.Interface, kubeInformers kubeinformers.SharedInformerFactory,
 	own externalversions.SharedInformerFactory, checker *safety.Checker) *Manager {
 	registerMetrics()
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.JobDeadline == 0 {
-		opts.JobDeadline = 6 * time.Hour
+	opts = opts.Defaulted()
+	if opts.JobBackoffLimit < 0 {
+		opts.JobBackoffLimit = 0
 	}
 	broadcaster := record.NewBroadcaster()
 	broadcaster.StartStructuredLogging(0)
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
-	utilruntime.Must(v1alpha1.AddToScheme(scheme.Scheme))
+	addToScheme.Do(func() { utilruntime.Must(v1alpha1.AddToScheme(scheme.Scheme)) })
 	m := &Manager{
-		opts: opts, kube: kube, client: client, checker: checker,
+		opts: opts, kube: kube, client: client, checker: checker, broadcaster: broadcaster,
 		recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "backup-operator"}),
 		policies: own.Backup().V1alpha1().BackupPolicies().Lister(),
 		backups:  own.Backup().V1alpha1().Backups().Lister(),
@@ -109,11 +178,11 @@ func NewManager(opts Options, kube kubernetes.Interface, client versioned.Interf
 	bi := own.Backup().V1alpha1().Backups().Informer()
 	ri := own.Backup().V1alpha1().RestoreJobs().Informer()
 	ji := kubeInformers.Batch().V1().Jobs().Informer()
-	_, _ = pi.AddEventHandler(enqueue(m.policyQueue))
-	_, _ = bi.AddEventHandler(enqueue(m.backupQueue))
-	_, _ = ri.AddEventHandler(enqueue(m.restoreQueue))
+	m.addHandler(pi, enqueue(m.policyQueue))
+	m.addHandler(bi, enqueue(m.backupQueue))
+	m.addHandler(ri, enqueue(m.restoreQueue))
 	// A Backup changing re-evaluates its policy (active list, retention).
-	_, _ = bi.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	m.addHandler(bi, cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj interface{}) { m.enqueuePolicyOf(obj) },
 		UpdateFunc: func(_, n interface{}) { m.enqueuePolicyOf(n) },
 		DeleteFunc: func(obj interface{}) { m.enqueuePolicyOf(obj) },
@@ -140,10 +209,23 @@ func NewManager(opts Options, kube kubernetes.Interface, client versioned.Interf
 			m.policyQueue.Add(key)
 		}
 	}
-	_, _ = ji.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: jobOwner, UpdateFunc: func(_, n interface{}) { jobOwner(n) }, DeleteFunc: jobOwner})
-	m.synced = []cache.InformerSynced{pi.HasSynced, bi.HasSynced, ri.HasSynced, ji.HasSynced,
-		kubeInformers.Core().V1().Pods().Informer().HasSynced, kubeInformers.Core().V1().PersistentVolumeClaims().Informer().HasSynced}
+	m.addHandler(ji, cache.ResourceEventHandlerFuncs{AddFunc: jobOwner, UpdateFunc: func(_, n interface{}) { jobOwner(n) }, DeleteFunc: jobOwner})
+	m.synced = append(m.synced, pi.HasSynced, bi.HasSynced, ri.HasSynced, ji.HasSynced,
+		kubeInformers.Core().V1().Pods().Informer().HasSynced, kubeInformers.Core().V1().PersistentVolumeClaims().Informer().HasSynced)
 	return m
+}
+
+// addHandler adds h to inf and remembers it for removal when Run returns.
+// Added to a running informer, h first receives every cached object.
+func (m *Manager) addHandler(inf cache.SharedIndexInformer, h cache.ResourceEventHandler) {
+	reg, err := inf.AddEventHandler(h)
+	if err != nil {
+		// Only a stopped informer refuses; the server is shutting down.
+		utilruntime.HandleError(fmt.Errorf("adding a controller's event handler: %w", err))
+		return
+	}
+	m.handlers = append(m.handlers, handler{informer: inf, registration: reg})
+	m.synced = append(m.synced, reg.HasSynced)
 }
 
 func (m *Manager) enqueuePolicyOf(obj interface{}) {
@@ -155,23 +237,39 @@ func (m *Manager) enqueuePolicyOf(obj interface{}) {
 	}
 }
 
-// Run starts workers and blocks until ctx ends.
-func (m *Manager) Run(ctx context.Context, workers int) {
+// Run starts Options.Workers workers per controller and blocks until ctx ends
+// and every worker has returned. A Manager runs once: when Run returns, its
+// queues, its event handlers and its event broadcaster are shut down.
+func (m *Manager) Run(ctx context.Context) {
 	defer utilruntime.HandleCrash()
-	defer m.policyQueue.ShutDown()
-	defer m.backupQueue.ShutDown()
-	defer m.restoreQueue.ShutDown()
 	logger := klog.FromContext(ctx)
-	logger.Info("Starting controllers")
+	logger.Info("Starting controllers", "workers", m.opts.Workers)
+	var workers sync.WaitGroup
+	defer func() {
+		m.policyQueue.ShutDown()
+		m.backupQueue.ShutDown()
+		m.restoreQueue.ShutDown()
+		workers.Wait()
+		for _, h := range m.handlers {
+			_ = h.informer.RemoveEventHandler(h.registration)
+		}
+		if m.broadcaster != nil {
+			m.broadcaster.Shutdown()
+		}
+		logger.Info("Controllers stopped")
+	}()
 	if !cache.WaitForCacheSync(ctx.Done(), m.synced...) {
 		return
 	}
-	for i := 0; i < workers; i++ {
-		go wait.UntilWithContext(ctx, func(ctx context.Context) { m.work(ctx, m.policyQueue, m.syncPolicy) }, time.Second)
-		go wait.UntilWithContext(ctx, func(ctx context.Context) { m.work(ctx, m.backupQueue, m.syncBackup) }, time.Second)
-		go wait.UntilWithContext(ctx, func(ctx context.Context) { m.work(ctx, m.restoreQueue, m.syncRestore) }, time.Second)
+	every := func(period time.Duration, f func(context.Context)) {
+		workers.Go(func() { wait.UntilWithContext(ctx, f, period) })
 	}
-	go wait.UntilWithContext(ctx, func(context.Context) { m.countActiveJobs() }, 10*time.Second)
+	for i := 0; i < m.opts.Workers; i++ {
+		every(time.Second, func(ctx context.Context) { m.work(ctx, m.policyQueue, m.syncPolicy) })
+		every(time.Second, func(ctx context.Context) { m.work(ctx, m.backupQueue, m.syncBackup) })
+		every(time.Second, func(ctx context.Context) { m.work(ctx, m.restoreQueue, m.syncRestore) })
+	}
+	every(10*time.Second, func(context.Context) { m.countActiveJobs() })
 	<-ctx.Done()
 	logger.Info("Stopping controllers")
 }
@@ -202,6 +300,12 @@ func (m *Manager) work(ctx context.Context, q workqueue.TypedRateLimitingInterfa
 		if shutdown {
 			return
 		}
+		if ctx.Err() != nil {
+			// Stopping (the Lease is lost, or the server ends): the keys left
+			// are the next leader's, which lists everything afresh.
+			q.Done(key)
+			return
+		}
 		func() {
 			defer q.Done(key)
 			ns, name, err := cache.SplitMetaNamespaceKey(key)
@@ -221,4 +325,108 @@ func (m *Manager) work(ctx context.Context, q workqueue.TypedRateLimitingInterfa
 			}
 		}()
 	}
+}
+
+// LeaderElection names the coordination.k8s.io Lease whose holder runs the
+// controllers, and its timing: the holder renews it within RenewDeadline, and
+// the others, retrying every RetryPeriod, take over a Lease that has not been
+// renewed for LeaseDuration.
+type LeaderElection struct {
+	Namespace, Name string
+	// Identity is this process's holderIdentity; unique per process.
+	Identity                                  string
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// RunElected campaigns for the Lease and calls run while this process holds
+// it, until ctx ends. run must return only once its context has ended and
+// everything it started has stopped; the API server keeps serving throughout.
+//
+// Losing the Lease cancels run's context, and the process campaigns again once
+// run has returned: a Lease regained later starts a fresh run, and two runs
+// never overlap. When ctx ends, run is stopped first and the Lease released
+// after it has returned, so another replica takes over at once, but never
+// while this one still acts.
+func RunElected(ctx context.Context, kube kubernetes.Interface, le LeaderElection, run func(context.Context)) error {
+	logger := klog.FromContext(ctx).WithValues("lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
+	logger.Info("Campaigning for the controllers' Lease")
+	for ctx.Err() == nil {
+		if err := campaign(ctx, logger, kube, le, run); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// campaign runs one leader elector until ctx ends or the Lease is lost, and
+// returns after run (if it started) has returned.
+func campaign(ctx context.Context, logger klog.Logger, kube kubernetes.Interface, le LeaderElection, run func(context.Context)) error {
+	// The elector's context ends only after run has returned, so that its
+	// release of the Lease (ReleaseOnCancel) comes last.
+	electCtx, stopElecting := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), logger))
+	defer stopElecting()
+	var (
+		mu      sync.Mutex
+		closing bool // no new run may start
+		running bool // run has started
+		stopped = make(chan struct{})
+	)
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: le.Namespace, Name: le.Name},
+			Client:     kube.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity},
+		},
+		LeaseDuration:   le.LeaseDuration,
+		RenewDeadline:   le.RenewDeadline,
+		RetryPeriod:     le.RetryPeriod,
+		ReleaseOnCancel: true,
+		Name:            le.Name,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(leading context.Context) {
+				mu.Lock()
+				if closing {
+					mu.Unlock()
+					return
+				}
+				running = true
+				mu.Unlock()
+				defer close(stopped)
+				runCtx, cancel := context.WithCancel(leading)
+				defer cancel()
+				defer context.AfterFunc(ctx, cancel)()
+				logger.Info("Acquired the controllers' Lease")
+				run(runCtx)
+			},
+			OnStoppedLeading: func() {},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("leader election on Lease %s/%s: %w; check the --leader-elect-* flags", le.Namespace, le.Name, err)
+	}
+	elected := make(chan struct{})
+	go func() {
+		defer close(elected)
+		elector.Run(electCtx)
+	}()
+	select {
+	case <-elected: // the Lease was lost
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	closing = true
+	led := running
+	mu.Unlock()
+	if led {
+		<-stopped
+	}
+	stopElecting()
+	<-elected
+	switch {
+	case led && ctx.Err() != nil:
+		logger.Info("Controllers stopped; released the controllers' Lease")
+	case led:
+		logger.Info("Lost the controllers' Lease; controllers stopped, campaigning again")
+	}
+	return nil
 }

@@ -51,7 +51,14 @@ func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy,
 	}
 	job, err := m.liveJob(ctx, p, targetNS, name, false)
 	if apierrors.IsNotFound(err) {
-		spec := jobSpec{kind: "import", namespace: targetNS, name: name, owner: p, ownerKind: "BackupPolicy", repoPVC: repo,
+		sec, err := m.securityFor(ctx, targetNS, p.Spec.Target.PVCName, p.Spec.MoverSecurityContext, repoCaps)
+		if refused, ok := errors.AsType[*jobRefused](err); ok {
+			return refuse(refused)
+		}
+		if err != nil {
+			return false, err
+		}
+		spec := jobSpec{kind: "import", namespace: targetNS, name: name, owner: p, ownerKind: "BackupPolicy", repoPVC: repo, security: sec,
 			args: []string{"ls", "--repo", "/repo", "--json"}}
 		_, created, err := m.ensureJob(ctx, p, m.moverJob(spec))
 		if refused, ok := errors.AsType[*jobRefused](err); ok {
@@ -98,7 +105,7 @@ func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy,
 			continue
 		}
 		spec := v1alpha1.BackupSpec{PolicyName: p.Name, Target: v1alpha1.VolumeTarget{Namespace: targetNS, PVCName: pvc},
-			Storage: v1alpha1.RepositoryStorage{PVCName: repo}}
+			Storage: v1alpha1.RepositoryStorage{PVCName: repo}, MoverSecurityContext: p.Spec.MoverSecurityContext}
 		made, err := m.importBackup(ctx, p, backupName, spec, s)
 		if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) {
 			// A damaged or hand-made tag (a name that is not a valid object

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -25,22 +26,23 @@ import (
 
 // moverSummary is what backup-mover writes to its termination message.
 type moverSummary struct {
-	Operation       string   `json:"operation"`
-	SnapshotID      string   `json:"snapshotID"`
-	Files           int64    `json:"files"`
-	Bytes           int64    `json:"bytes"`
-	NewBytes        int64    `json:"newBytes"`
-	StoredBytes     int64    `json:"storedBytes"`
-	DurationSeconds float64  `json:"durationSeconds"`
-	Creates         int64    `json:"creates"`
-	Overwrites      int64    `json:"overwrites"`
-	Deletes         int64    `json:"deletes"`
-	Paths           []string `json:"paths"`
-	Truncated       bool     `json:"truncated"`
-	Verified        bool     `json:"verified"`
-	XattrsSkipped   int64    `json:"xattrsSkipped"`
-	XattrWarning    string   `json:"xattrWarning"`
-	Error           string   `json:"error"`
+	Operation          string   `json:"operation"`
+	SnapshotID         string   `json:"snapshotID"`
+	Files              int64    `json:"files"`
+	Bytes              int64    `json:"bytes"`
+	NewBytes           int64    `json:"newBytes"`
+	StoredBytes        int64    `json:"storedBytes"`
+	DurationSeconds    float64  `json:"durationSeconds"`
+	Creates            int64    `json:"creates"`
+	Overwrites         int64    `json:"overwrites"`
+	Deletes            int64    `json:"deletes"`
+	Paths              []string `json:"paths"`
+	Truncated          bool     `json:"truncated"`
+	Verified           bool     `json:"verified"`
+	XattrsSkipped      int64    `json:"xattrsSkipped"`
+	XattrWarning       string   `json:"xattrWarning"`
+	OwnersNotPreserved int64    `json:"ownersNotPreserved"`
+	Error              string   `json:"error"`
 }
 
 // maxJobName keeps Job names short enough that the Job controller's pod
@@ -125,7 +127,7 @@ type jobSpec struct {
 	targetPVC       string // mounted read-write at /target (restore)
 	args            []string
 	nodeName        string
-	capabilities    []corev1.Capability
+	security        moverSecurity
 }
 
 // moverJob builds the data mover Job: our image, the repository at /repo, the
@@ -165,7 +167,7 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 					AutomountServiceAccountToken: ptr.To(false),
 					EnableServiceLinks:           ptr.To(false),
 					NodeName:                     s.nodeName,
-					SecurityContext:              &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](0), RunAsGroup: ptr.To[int64](0), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+					SecurityContext:              s.security.pod,
 					Containers: []corev1.Container{{
 						Name:                     moverContainer,
 						Image:                    m.opts.MoverImage,
@@ -181,7 +183,7 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 						SecurityContext: &corev1.SecurityContext{
 							AllowPrivilegeEscalation: ptr.To(false),
 							ReadOnlyRootFilesystem:   ptr.To(true),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: s.capabilities},
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: s.security.caps},
 						},
 					}},
 					Volumes: volumes,
@@ -195,6 +197,69 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 		job.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(s.owner, v1alpha1.SchemeGroupVersion.WithKind(s.ownerKind))}
 	}
 	return job
+}
+
+// moverPodCreateTimeout bounds how long a mover Job may fail to create its
+// pod (refused by admission: Pod Security, a quota) before its owner fails.
+const moverPodCreateTimeout = 5 * time.Minute
+
+// blockedPodCheckAfter is how long a Job may go without a pod before the
+// controller looks for the reason in the Job's events.
+const blockedPodCheckAfter = 10 * time.Second
+
+// moverBlocked returns why the Job's pod cannot be created (the newest
+// FailedCreate event of the Job, which carries the admission message), or ""
+// while the Job has a pod or is young enough for the pod still to come.
+func (m *Manager) moverBlocked(ctx context.Context, job *batchv1.Job, pod *corev1.Pod) string {
+	if pod != nil || job.UID == "" || m.opts.Now().Sub(job.CreationTimestamp.Time) < blockedPodCheckAfter {
+		return ""
+	}
+	events, err := m.kube.CoreV1().Events(job.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.Set{"involvedObject.uid": string(job.UID), "reason": "FailedCreate"}.String()})
+	if err != nil {
+		klog.FromContext(ctx).V(2).Info("Cannot read the mover Job's events", "job", klog.KObj(job), "err", err)
+		return ""
+	}
+	var newest *corev1.Event
+	for i := range events.Items {
+		e := &events.Items[i]
+		if e.InvolvedObject.UID != job.UID || e.Reason != "FailedCreate" {
+			continue
+		}
+		if newest == nil || eventTime(e).After(eventTime(newest)) {
+			newest = e
+		}
+	}
+	if newest == nil {
+		return ""
+	}
+	return newest.Message
+}
+
+func eventTime(e *corev1.Event) time.Time {
+	if !e.LastTimestamp.IsZero() {
+		return e.LastTimestamp.Time
+	}
+	if !e.EventTime.IsZero() {
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
+}
+
+// blockedTooLong reports whether a Job has failed to create its pod for
+// moverPodCreateTimeout; the caller then deletes it and fails its owner.
+func (m *Manager) blockedTooLong(job *batchv1.Job) bool {
+	return m.opts.Now().Sub(job.CreationTimestamp.Time) >= moverPodCreateTimeout
+}
+
+// deleteJob deletes the owner's Job (and its pods), only that very Job.
+func (m *Manager) deleteJob(ctx context.Context, job *batchv1.Job) error {
+	err := m.kube.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+		PropagationPolicy: ptr.To(metav1.DeletePropagationBackground), Preconditions: metav1.NewUIDPreconditions(string(job.UID))})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 // moverContainer is the name of the mover Job's only container.

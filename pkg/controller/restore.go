@@ -105,10 +105,15 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	if r.Spec.DryRun {
 		op = "diff"
 	}
+	sec, err := m.securityFor(ctx, targetNS, r.Spec.Target.PVCName, r.Spec.MoverSecurityContext, restoreCaps)
+	if refused, ok := errors.AsType[*jobRefused](err); ok {
+		return result{}, m.failRestore(ctx, r, statusChecks, refused.reason, refused.msg+"; nothing was written")
+	}
+	if err != nil {
+		return result{}, err
+	}
 	spec := jobSpec{kind: "restore", namespace: targetNS, name: name, owner: r, ownerKind: "RestoreJob", repoPVC: b.Spec.Storage.PVCName,
-		targetPVC: r.Spec.Target.PVCName, nodeName: m.nodeOfRunningUser(targetNS, r.Spec.Target.PVCName),
-		// Writing files with their recorded owners, modes and times.
-		capabilities: []corev1.Capability{"CHOWN", "FOWNER", "FSETID", "DAC_OVERRIDE", "DAC_READ_SEARCH"},
+		targetPVC: r.Spec.Target.PVCName, nodeName: m.nodeOfRunningUser(targetNS, r.Spec.Target.PVCName), security: sec,
 		args: []string{op, "--repo", "/repo", "--snapshot", b.Status.SnapshotID, "--target", "/target",
 			"--mode", strings.ToLower(string(r.Spec.Mode)), "--summary-file", "/dev/termination-log"}}
 	job, created, err := m.ensureJob(ctx, r, m.moverJob(spec))
@@ -188,11 +193,17 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 			if summary.XattrsSkipped > 0 {
 				s.Message += fmt.Sprintf("; %d extended attributes could not be set on the target (%s): check that its filesystem supports them", summary.XattrsSkipped, summary.XattrWarning)
 			}
+			if summary.OwnersNotPreserved > 0 {
+				s.Message += fmt.Sprintf("; %d files and directories now belong to the mover's user and group instead of their recorded owners (the namespace enforces Pod Security restricted, so the mover may not change owners)", summary.OwnersNotPreserved)
+			}
 			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue, Reason: "Restored", Message: s.Message, ObservedGeneration: r.Generation})
 		})
 		if err == nil {
 			restoresTotal.WithLabelValues("completed").Inc()
 			m.recorder.Event(r, corev1.EventTypeNormal, "Completed", "RestoreJob completed")
+			if summary.OwnersNotPreserved > 0 {
+				m.recorder.Eventf(r, corev1.EventTypeWarning, "OwnersNotRestored", "%d files and directories did not get their recorded owners: the mover may not run as root in namespace %s", summary.OwnersNotPreserved, r.Spec.Target.Namespace)
+			}
 			if summary.XattrsSkipped > 0 {
 				m.recorder.Eventf(r, corev1.EventTypeWarning, "XattrsNotRestored", "%d extended attributes could not be set on the target: %s", summary.XattrsSkipped, summary.XattrWarning)
 			}
@@ -205,13 +216,35 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 		}
 		return result{}, m.failRestore(ctx, r, nil, "MoverFailed", fmt.Sprintf("the data mover Job %s/%s failed: %s", job.Namespace, job.Name, msg))
 	}
-	// Running: keep the progress current while the Job runs.
-	if p := m.moverProgress(ctx, pod); p != nil && !apiequality.Semantic.DeepEqual(p, r.Status.Progress) {
-		if err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) { s.Progress = p }); err != nil {
-			return result{}, err
+	// Running: keep the progress current while the Job runs, and say so when
+	// the Job cannot create its pod.
+	blocked := m.moverBlocked(ctx, job, pod)
+	if blocked != "" {
+		blocked = fmt.Sprintf("the data mover Job %s/%s cannot create its pod: %s", job.Namespace, job.Name, blocked)
+		if m.blockedTooLong(job) {
+			if err := m.deleteJob(ctx, job); err != nil {
+				return result{}, err
+			}
+			return result{}, m.failRestore(ctx, r, nil, "MoverBlocked", blocked+fmt.Sprintf("; gave up after %s and nothing was written. Fix the cause, then create a new RestoreJob", moverPodCreateTimeout))
+		}
+		if !meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionMoverBlocked) {
+			m.recorder.Event(r, corev1.EventTypeWarning, "MoverBlocked", blocked)
 		}
 	}
-	return result{after: progressInterval}, nil
+	p := m.moverProgress(ctx, pod)
+	err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+		if p != nil {
+			s.Progress = p
+		}
+		switch {
+		case blocked != "":
+			s.Message = blocked
+			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionMoverBlocked, Status: metav1.ConditionTrue, Reason: "FailedCreate", Message: blocked, ObservedGeneration: r.Generation})
+		case pod != nil:
+			meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionMoverBlocked)
+		}
+	})
+	return result{after: progressInterval}, err
 }
 
 func (m *Manager) setRestoreStatus(ctx context.Context, r *v1alpha1.RestoreJob, mutate func(*v1alpha1.RestoreJobStatus)) error {

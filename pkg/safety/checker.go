@@ -101,7 +101,7 @@ type Checker struct {
 
 // Refusal is a failed check with the HTTP status the API answers with.
 type Refusal struct {
-	Code    int // 403, 409 or 422
+	Code int // 403, 409 or 422
 	// Wait marks a refusal that goes away by itself: the claim is busy with
 	// another Backup or RestoreJob that goes first. The restore controller
 	// waits instead of failing.

@@ -43,7 +43,10 @@ type Summary struct {
 	// XattrWarning names the first.
 	XattrsSkipped int64  `json:"xattrsSkipped,omitempty"`
 	XattrWarning  string `json:"xattrWarning,omitempty"`
-	Error         string `json:"error,omitempty"`
+	// OwnersNotPreserved counts restored entries a mover that is not root
+	// could not give their recorded owner.
+	OwnersNotPreserved int64  `json:"ownersNotPreserved,omitempty"`
+	Error              string `json:"error,omitempty"`
 }
 
 type options struct {
@@ -243,7 +246,7 @@ func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra
 			}
 			s := Summary{Operation: use, SnapshotID: res.Snapshot, Files: res.FilesWritten, Bytes: res.BytesWritten,
 				Creates: res.Creates, Overwrites: res.Overwrites, Deletes: res.Deletes, Paths: res.Paths, Truncated: res.Truncated,
-				Verified: res.Verified, XattrsSkipped: res.XattrsSkipped, XattrWarning: truncate(res.XattrWarning, 500),
+				Verified: res.Verified, XattrsSkipped: res.XattrsSkipped, XattrWarning: truncate(res.XattrWarning, 500), OwnersNotPreserved: res.OwnersNotPreserved,
 				DurationSeconds: time.Since(start).Seconds()}
 			if res.DryRun {
 				s.Operation = "diff"

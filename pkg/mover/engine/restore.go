@@ -65,6 +65,11 @@ type RestoreResult struct {
 	// the first. The files' data is restored regardless.
 	XattrsSkipped int64  `json:"xattrsSkipped,omitempty"`
 	XattrWarning  string `json:"xattrWarning,omitempty"`
+	// OwnersNotPreserved counts entries restored by a mover that does not run
+	// as root (a namespace that enforces Pod Security "restricted") whose
+	// recorded owner or group is not the mover's: they belong to the mover's
+	// user and group now.
+	OwnersNotPreserved int64 `json:"ownersNotPreserved,omitempty"`
 }
 
 func (res *RestoreResult) note(kind byte, path string, max int) {
@@ -483,7 +488,18 @@ func removeAt(dirfd int, name string) error {
 	return nil
 }
 
+// ownerLost counts an entry whose recorded owner a mover that is not root
+// cannot give it.
+func (rs *restorer) ownerLost(m *repo.Entry) {
+	if !rs.asRoot && (int(m.UID) != os.Geteuid() || int(m.GID) != os.Getegid()) {
+		rs.mu.Lock()
+		rs.res.OwnersNotPreserved++
+		rs.mu.Unlock()
+	}
+}
+
 func (rs *restorer) setMeta(dirfd int, base string, m *repo.Entry, symlink bool) error {
+	rs.ownerLost(m)
 	if rs.asRoot {
 		if err := unix.Fchownat(dirfd, base, int(m.UID), int(m.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return err
@@ -583,6 +599,7 @@ func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, replace boo
 // attributes and times, through the descriptor (no second path lookup). The
 // owner goes first: chown clears setuid and setgid bits.
 func (rs *restorer) fileMeta(fd int, m *repo.Entry) error {
+	rs.ownerLost(m)
 	if rs.asRoot {
 		if err := unix.Fchown(fd, int(m.UID), int(m.GID)); err != nil {
 			return err
