@@ -68,7 +68,8 @@ type RestoreResult struct {
 	// OwnersNotPreserved counts entries restored by a mover that does not run
 	// as root (a namespace that enforces Pod Security "restricted") whose
 	// recorded owner or group is not the mover's: they belong to the mover's
-	// user and group now.
+	// user and group now; and existing entries another user owns, whose mode
+	// and times the mover may not set.
 	OwnersNotPreserved int64 `json:"ownersNotPreserved,omitempty"`
 }
 
@@ -488,30 +489,51 @@ func removeAt(dirfd int, name string) error {
 	return nil
 }
 
-// ownerLost counts an entry whose recorded owner a mover that is not root
-// cannot give it.
-func (rs *restorer) ownerLost(m *repo.Entry) {
-	if !rs.asRoot && (int(m.UID) != os.Geteuid() || int(m.GID) != os.Getegid()) {
-		rs.mu.Lock()
-		rs.res.OwnersNotPreserved++
-		rs.mu.Unlock()
-	}
+// foreignOwner reports whether a mover that is not root restores an entry
+// whose recorded owner or group is not its own.
+func (rs *restorer) foreignOwner(m *repo.Entry) bool {
+	return !rs.asRoot && (int(m.UID) != os.Geteuid() || int(m.GID) != os.Getegid())
 }
 
+// ownerNotPreserved counts one entry whose owner (or, for an existing entry
+// another user owns, mode and times) a mover that is not root could not set.
+func (rs *restorer) ownerNotPreserved() {
+	rs.mu.Lock()
+	rs.res.OwnersNotPreserved++
+	rs.mu.Unlock()
+}
+
+// setMeta gives the entry base of dirfd the snapshot entry's owner, mode and
+// times. A mover that is not root keeps its own user and group, and an
+// existing entry another user owns (the target's top directory, typically)
+// keeps its mode and times (EPERM); both are counted, not errors.
 func (rs *restorer) setMeta(dirfd int, base string, m *repo.Entry, symlink bool) error {
-	rs.ownerLost(m)
+	lost := rs.foreignOwner(m)
+	forgive := func(err error) error {
+		if err == unix.EPERM && !rs.asRoot {
+			lost = true
+			return nil
+		}
+		return err
+	}
 	if rs.asRoot {
 		if err := unix.Fchownat(dirfd, base, int(m.UID), int(m.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return err
 		}
 	}
 	if !symlink {
-		if err := unix.Fchmodat(dirfd, base, m.Mode, 0); err != nil {
+		if err := forgive(unix.Fchmodat(dirfd, base, m.Mode, 0)); err != nil {
 			return err
 		}
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(m.MTime), unix.NsecToTimespec(m.MTime)}
-	return unix.UtimesNanoAt(dirfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
+	if err := forgive(unix.UtimesNanoAt(dirfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)); err != nil {
+		return err
+	}
+	if lost {
+		rs.ownerNotPreserved()
+	}
+	return nil
 }
 
 var tmpCounter atomic.Uint64
@@ -599,7 +621,9 @@ func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, replace boo
 // attributes and times, through the descriptor (no second path lookup). The
 // owner goes first: chown clears setuid and setgid bits.
 func (rs *restorer) fileMeta(fd int, m *repo.Entry) error {
-	rs.ownerLost(m)
+	if rs.foreignOwner(m) {
+		rs.ownerNotPreserved()
+	}
 	if rs.asRoot {
 		if err := unix.Fchown(fd, int(m.UID), int(m.GID)); err != nil {
 			return err
