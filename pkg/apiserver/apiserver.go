@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	restclient "k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 
 	"example.com/backup-operator/pkg/controller"
 
@@ -75,13 +76,22 @@ type ExtraConfig struct {
 	// leaves it empty.
 	DefaultRepositoryPVC string
 	// Controllers runs the embedded controllers (schedules, mover Jobs,
-	// retention, restores) in this process.
+	// retention, restores) in this process, while it holds the Lease of
+	// LeaderElection.
 	Controllers bool
-	// MoverImage is the image of the data mover Jobs.
-	MoverImage string
-	// KubeClientConfig reaches kube-apiserver (Jobs, claims, events).
+	// Controller configures the controllers: the mover image, Job settings,
+	// workers. Zero fields mean controller.Options' defaults.
+	Controller controller.Options
+	// LeaderElection names the Lease that decides which replica runs the
+	// controllers (one code path, also for the single embedded-etcd replica).
+	LeaderElection controller.LeaderElection
+	// KubeClientConfig reaches kube-apiserver (Jobs, claims, events, Leases).
 	KubeClientConfig *restclient.Config
 }
+
+// controllersStopTimeout bounds how long shutdown waits for the controllers to
+// stop and release their Lease before the server stops serving.
+const controllersStopTimeout = 30 * time.Second
 
 // Config is the whole server configuration.
 type Config struct {
@@ -174,21 +184,23 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 		}
 	}
 
-	var manager *controller.Manager
-	var own externalversions.SharedInformerFactory
+	// The controllers run only while this process holds their Lease; each term
+	// of leadership builds a fresh Manager on fresh informers of our own
+	// resources, so a Lease lost and regained starts cleanly.
+	var kube kubernetes.Interface
+	var ownClient versioned.Interface
 	if c.ExtraConfig.Controllers && checker != nil && c.ExtraConfig.KubeClientConfig != nil {
-		kube, err := kubernetes.NewForConfig(c.ExtraConfig.KubeClientConfig)
-		if err != nil {
+		if kube, err = kubernetes.NewForConfig(c.ExtraConfig.KubeClientConfig); err != nil {
 			return nil, err
 		}
-		ownClient, err := versioned.NewForConfig(c.GenericConfig.LoopbackClientConfig)
-		if err != nil {
+		if ownClient, err = versioned.NewForConfig(c.GenericConfig.LoopbackClientConfig); err != nil {
 			return nil, err
 		}
-		own = externalversions.NewSharedInformerFactory(ownClient, 10*time.Minute)
-		manager = controller.NewManager(controller.Options{MoverImage: c.ExtraConfig.MoverImage}, kube, ownClient,
-			c.GenericConfig.SharedInformerFactory, own, checker)
 	}
+	// Shutdown stops the controllers (and releases the Lease) in a pre-shutdown
+	// hook, while the server still answers their last requests.
+	stopControllers, cancelControllers := context.WithCancel(context.Background())
+	controllersDone := make(chan struct{})
 	generic.AddPostStartHookOrDie("start-backup-informers-and-controllers", func(ctx genericapiserver.PostStartHookContext) error {
 		for _, inf := range informers {
 			go inf.Run(ctx.Done())
@@ -196,13 +208,33 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 		if checker != nil {
 			c.GenericConfig.SharedInformerFactory.Start(ctx.Done())
 		}
-		if own != nil {
-			own.Start(ctx.Done())
+		if kube == nil {
+			close(controllersDone)
+			return nil
 		}
-		if manager != nil {
-			runCtx, cancel := context.WithCancel(context.Background())
-			go func() { <-ctx.Done(); cancel() }()
-			go manager.Run(runCtx, 2)
+		term := func(termCtx context.Context) {
+			own := externalversions.NewSharedInformerFactory(ownClient, 10*time.Minute)
+			manager := controller.NewManager(c.ExtraConfig.Controller, kube, ownClient, c.GenericConfig.SharedInformerFactory, own, checker)
+			own.Start(termCtx.Done())
+			c.GenericConfig.SharedInformerFactory.Start(ctx.Done())
+			manager.Run(termCtx)
+			own.Shutdown()
+		}
+		go func() {
+			defer close(controllersDone)
+			electCtx := klog.NewContext(stopControllers, klog.FromContext(ctx).WithName("controllers"))
+			if err := controller.RunElected(electCtx, kube, c.ExtraConfig.LeaderElection, term); err != nil {
+				utilruntime.HandleErrorWithContext(ctx, err, "The controllers cannot run")
+			}
+		}()
+		return nil
+	})
+	generic.AddPreShutdownHookOrDie("stop-backup-controllers", func() error {
+		cancelControllers()
+		select {
+		case <-controllersDone:
+		case <-time.After(controllersStopTimeout):
+			klog.InfoS("The controllers did not stop in time; shutting down without them", "timeout", controllersStopTimeout)
 		}
 		return nil
 	})

@@ -8,25 +8,31 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/apiserver/pkg/util/compatibility"
+	"k8s.io/client-go/tools/leaderelection"
 	basecompatibility "k8s.io/component-base/compatibility"
 	"k8s.io/klog/v2"
 	netutils "k8s.io/utils/net"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/apiserver"
+	"example.com/backup-operator/pkg/controller"
 	"example.com/backup-operator/pkg/etcd"
 	generatedopenapi "example.com/backup-operator/pkg/generated/openapi"
 )
@@ -61,6 +67,22 @@ type Options struct {
 	Controllers bool
 	MoverImage  string
 
+	// ControllerWorkers and the mover Job settings below become
+	// controller.Options, whose defaults they start from. A resource quantity
+	// of 0 sets none; a backoff limit of 0 means no retries.
+	ControllerWorkers    int
+	MoverJobDeadline     time.Duration
+	MoverJobBackoffLimit int32
+	MoverJobTTL          time.Duration
+	MoverCPURequest      string
+	MoverMemoryRequest   string
+	MoverMemoryLimit     string
+	PruneLockWait        time.Duration
+
+	// LeaderElection is the Lease the controllers run under; an empty
+	// namespace means ServiceNamespace. Config fills in the identity.
+	LeaderElection controller.LeaderElection
+
 	embedded bool
 	// member is the running embedded etcd, set by Run.
 	member *etcd.Server
@@ -81,6 +103,17 @@ func NewOptions() *Options {
 		Controllers:           true,
 		MoverImage:            "backup-operator:dev",
 	}
+	d := controller.Options{}.Defaulted()
+	o.ControllerWorkers = d.Workers
+	o.MoverJobDeadline = d.JobDeadline
+	o.MoverJobBackoffLimit = d.JobBackoffLimit
+	o.MoverJobTTL = d.JobTTL
+	o.MoverCPURequest = d.MoverRequests.Cpu().String()
+	o.MoverMemoryRequest = d.MoverRequests.Memory().String()
+	o.MoverMemoryLimit = d.MoverLimits.Memory().String()
+	o.PruneLockWait = d.LockWait
+	o.LeaderElection = controller.LeaderElection{Name: "backup-apiserver-controllers",
+		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
 	if img := os.Getenv("MOVER_IMAGE"); img != "" {
 		o.MoverImage = img
 	}
@@ -112,6 +145,22 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"APIService whose spec.caBundle this server keeps equal to its self-signed serving CA. Empty disables it (bring your own certificate and caBundle).")
 	fs.BoolVar(&o.Controllers, "controllers", o.Controllers, "Run the embedded controllers (schedules, backup and restore Jobs, retention). Turn off to serve the API only.")
 	fs.StringVar(&o.MoverImage, "mover-image", o.MoverImage, "Image of the data mover Jobs: this operator's image, which holds /backup-mover (default: $MOVER_IMAGE or backup-operator:dev).")
+	fs.IntVar(&o.ControllerWorkers, "controller-workers", o.ControllerWorkers, "Workers of each controller (policies, backups, restores): how many objects of a kind are reconciled at once.")
+	fs.DurationVar(&o.MoverJobDeadline, "mover-job-deadline", o.MoverJobDeadline, "Longest a data mover Job may run (activeDeadlineSeconds); a longer backup or restore fails.")
+	fs.Int32Var(&o.MoverJobBackoffLimit, "mover-job-backoff-limit", o.MoverJobBackoffLimit, "Retries of a data mover Job's failed pod (backoffLimit); 0 for none.")
+	fs.DurationVar(&o.MoverJobTTL, "mover-job-ttl", o.MoverJobTTL, "How long a finished data mover Job and its pod are kept (ttlSecondsAfterFinished), for its logs.")
+	fs.StringVar(&o.MoverCPURequest, "mover-cpu-request", o.MoverCPURequest, "CPU request of the data mover container; 0 sets none.")
+	fs.StringVar(&o.MoverMemoryRequest, "mover-memory-request", o.MoverMemoryRequest, "Memory request of the data mover container; 0 sets none.")
+	fs.StringVar(&o.MoverMemoryLimit, "mover-memory-limit", o.MoverMemoryLimit, "Memory limit of the data mover container; 0 sets none.")
+	fs.DurationVar(&o.PruneLockWait, "prune-lock-wait", o.PruneLockWait, "How long a prune Job waits for the repository's exclusive lock while backups and restores hold it shared.")
+	fs.DurationVar(&o.LeaderElection.LeaseDuration, "leader-elect-lease-duration", o.LeaderElection.LeaseDuration,
+		"How long a replica waits after the controllers' Lease was last renewed before it takes the Lease over.")
+	fs.DurationVar(&o.LeaderElection.RenewDeadline, "leader-elect-renew-deadline", o.LeaderElection.RenewDeadline,
+		"How long the leader keeps trying to renew the Lease before it stops its controllers; less than the lease duration.")
+	fs.DurationVar(&o.LeaderElection.RetryPeriod, "leader-elect-retry-period", o.LeaderElection.RetryPeriod, "How often replicas try to take or renew the Lease.")
+	fs.StringVar(&o.LeaderElection.Name, "leader-elect-resource-name", o.LeaderElection.Name,
+		"Name of the coordination.k8s.io Lease whose holder runs the controllers; replicas that share it run one set of controllers.")
+	fs.StringVar(&o.LeaderElection.Namespace, "leader-elect-resource-namespace", o.LeaderElection.Namespace, "Namespace of that Lease (default: --service-namespace).")
 	compatibility.DefaultComponentGlobalsRegistry.AddFlags(fs)
 }
 
@@ -120,6 +169,9 @@ func (o *Options) Complete() error {
 	if len(o.Recommended.Etcd.StorageConfig.Transport.ServerList) == 0 {
 		o.embedded = true
 		o.Recommended.Etcd.StorageConfig.Transport.ServerList = []string{o.EmbeddedEtcdClientURL}
+	}
+	if o.LeaderElection.Namespace == "" {
+		o.LeaderElection.Namespace = o.ServiceNamespace
 	}
 	if o.Recommended.SecureServing.ServerCert.CertDirectory == "" && o.EtcdDir != "" {
 		o.Recommended.SecureServing.ServerCert.CertDirectory = filepath.Join(filepath.Dir(filepath.Clean(o.EtcdDir)), "certs")
@@ -138,7 +190,92 @@ func (o *Options) Validate() error {
 	if o.DefaultRepositoryPVC == "" {
 		errs = append(errs, errors.New("--default-repository-pvc must not be empty"))
 	}
+	errs = append(errs, o.validateControllers()...)
 	return utilerrors.NewAggregate(errs)
+}
+
+func (o *Options) validateControllers() []error {
+	var errs []error
+	if o.ControllerWorkers < 1 {
+		errs = append(errs, fmt.Errorf("--controller-workers is %d; it must be at least 1", o.ControllerWorkers))
+	}
+	for _, d := range []struct {
+		flag  string
+		value time.Duration
+	}{{"--mover-job-deadline", o.MoverJobDeadline}, {"--mover-job-ttl", o.MoverJobTTL}, {"--prune-lock-wait", o.PruneLockWait}} {
+		if d.value < time.Second {
+			errs = append(errs, fmt.Errorf("%s is %s; it must be at least 1s", d.flag, d.value))
+		}
+	}
+	if o.MoverJobTTL > math.MaxInt32*time.Second {
+		errs = append(errs, fmt.Errorf("--mover-job-ttl is %s; it must fit ttlSecondsAfterFinished (at most %d seconds)", o.MoverJobTTL, math.MaxInt32))
+	}
+	if o.MoverJobBackoffLimit < 0 {
+		errs = append(errs, fmt.Errorf("--mover-job-backoff-limit is %d; use 0 for no retries", o.MoverJobBackoffLimit))
+	}
+	quantities := map[string]string{"--mover-cpu-request": o.MoverCPURequest, "--mover-memory-request": o.MoverMemoryRequest, "--mover-memory-limit": o.MoverMemoryLimit}
+	parsed := map[string]resource.Quantity{}
+	for _, flag := range []string{"--mover-cpu-request", "--mover-memory-request", "--mover-memory-limit"} {
+		q, err := resource.ParseQuantity(quantities[flag])
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s %q is not a quantity (like 100m, 128Mi, 1Gi; 0 for none): %w", flag, quantities[flag], err))
+		case q.Sign() < 0:
+			errs = append(errs, fmt.Errorf("%s is %s; it must not be negative", flag, quantities[flag]))
+		default:
+			parsed[flag] = q
+		}
+	}
+	req, okReq := parsed["--mover-memory-request"]
+	limit, okLimit := parsed["--mover-memory-limit"]
+	if okReq && okLimit && !limit.IsZero() && req.Cmp(limit) > 0 {
+		errs = append(errs, fmt.Errorf("--mover-memory-request %s is above --mover-memory-limit %s; raise the limit or lower the request", req.String(), limit.String()))
+	}
+	le := o.LeaderElection
+	if le.Name == "" || le.Namespace == "" {
+		errs = append(errs, errors.New("--leader-elect-resource-name and --leader-elect-resource-namespace (or --service-namespace) must not be empty"))
+	}
+	if le.RetryPeriod <= 0 || le.RenewDeadline <= time.Duration(leaderelection.JitterFactor*float64(le.RetryPeriod)) || le.LeaseDuration <= le.RenewDeadline {
+		errs = append(errs, fmt.Errorf("leader election timing is lease %s, renew deadline %s, retry period %s; "+
+			"it needs --leader-elect-lease-duration > --leader-elect-renew-deadline > %.1f × --leader-elect-retry-period > 0",
+			le.LeaseDuration, le.RenewDeadline, le.RetryPeriod, leaderelection.JitterFactor))
+	}
+	return errs
+}
+
+// controllerOptions turns the flags into controller.Options.
+func (o *Options) controllerOptions() (controller.Options, error) {
+	opts := controller.Options{MoverImage: o.MoverImage, Workers: o.ControllerWorkers, JobDeadline: o.MoverJobDeadline,
+		JobBackoffLimit: o.MoverJobBackoffLimit, JobTTL: o.MoverJobTTL, LockWait: o.PruneLockWait,
+		MoverRequests: corev1.ResourceList{}, MoverLimits: corev1.ResourceList{}}
+	if opts.JobBackoffLimit == 0 {
+		opts.JobBackoffLimit = -1 // controller.Options: negative asks for no retries, zero for the default
+	}
+	for _, q := range []struct {
+		list  corev1.ResourceList
+		name  corev1.ResourceName
+		value string
+	}{{opts.MoverRequests, corev1.ResourceCPU, o.MoverCPURequest}, {opts.MoverRequests, corev1.ResourceMemory, o.MoverMemoryRequest},
+		{opts.MoverLimits, corev1.ResourceMemory, o.MoverMemoryLimit}} {
+		v, err := resource.ParseQuantity(q.value)
+		if err != nil {
+			return controller.Options{}, fmt.Errorf("mover %s %q: %w", q.name, q.value, err)
+		}
+		if !v.IsZero() {
+			q.list[q.name] = v
+		}
+	}
+	return opts, nil
+}
+
+// leaderIdentity names this process in the Lease: the hostname (the pod's
+// name) and a random suffix, unique even across restarts of the same pod.
+func leaderIdentity() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "backup-apiserver"
+	}
+	return host + "_" + string(uuid.NewUUID())
 }
 
 // servingDNSNames are the names the serving certificate covers.
@@ -175,10 +312,18 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		// Storage calls the embedded member in process, not through its socket.
 		cfg.RESTOptionsGetter = o.member.RESTOptionsGetter(cfg.RESTOptionsGetter, o.Recommended.Etcd.EnableWatchCache)
 	}
+	controllerOpts, err := o.controllerOptions()
+	if err != nil {
+		return nil, err
+	}
+	le := o.LeaderElection
+	if le.Identity == "" {
+		le.Identity = leaderIdentity()
+	}
 	return &apiserver.Config{
 		GenericConfig: cfg,
-		ExtraConfig: apiserver.ExtraConfig{DefaultRepositoryPVC: o.DefaultRepositoryPVC, Controllers: o.Controllers, MoverImage: o.MoverImage,
-			KubeClientConfig: cfg.ClientConfig},
+		ExtraConfig: apiserver.ExtraConfig{DefaultRepositoryPVC: o.DefaultRepositoryPVC, Controllers: o.Controllers,
+			Controller: controllerOpts, LeaderElection: le, KubeClientConfig: cfg.ClientConfig},
 	}, nil
 }
 
