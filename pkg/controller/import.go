@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -17,20 +16,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/mover/report"
 )
-
-// repoSnapshot is one element of `backup-mover ls --json`.
-type repoSnapshot struct {
-	ID     string            `json:"id"`
-	Time   time.Time         `json:"time"`
-	Tags   map[string]string `json:"tags"`
-	Totals struct {
-		Files       int64 `json:"files"`
-		Bytes       int64 `json:"bytes"`
-		NewBytes    int64 `json:"newBytes"`
-		StoredBytes int64 `json:"storedBytes"`
-	} `json:"totals"`
-}
 
 // importSnapshots answers the import annotation's value v: it lists the
 // policy's repository with a mover Job, then re-creates, as Completed, every
@@ -137,7 +124,7 @@ func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy,
 }
 
 // listing reads the JSON snapshot list a finished import pod printed.
-func (m *Manager) listing(ctx context.Context, pod *corev1.Pod) ([]repoSnapshot, error) {
+func (m *Manager) listing(ctx context.Context, pod *corev1.Pod) ([]report.Snapshot, error) {
 	if pod == nil {
 		return nil, fmt.Errorf("the import Job has no pod")
 	}
@@ -148,7 +135,7 @@ func (m *Manager) listing(ctx context.Context, pod *corev1.Pod) ([]repoSnapshot,
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		if strings.HasPrefix(line, "[") {
-			var snaps []repoSnapshot
+			var snaps []report.Snapshot
 			err := json.Unmarshal([]byte(line), &snaps)
 			return snaps, err
 		}
@@ -158,7 +145,7 @@ func (m *Manager) listing(ctx context.Context, pod *corev1.Pod) ([]repoSnapshot,
 
 // importBackup re-creates one Backup with spec, Completed, from its
 // snapshot; false when a Backup of that name exists (it is left as it is).
-func (m *Manager) importBackup(ctx context.Context, p *v1alpha1.BackupPolicy, name string, spec v1alpha1.BackupSpec, s repoSnapshot) (bool, error) {
+func (m *Manager) importBackup(ctx context.Context, p *v1alpha1.BackupPolicy, name string, spec v1alpha1.BackupSpec, s report.Snapshot) (bool, error) {
 	b, err := m.client.BackupV1alpha1().Backups(p.Namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):

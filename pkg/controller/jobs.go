@@ -22,28 +22,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/mover/report"
 )
-
-// moverSummary is what backup-mover writes to its termination message.
-type moverSummary struct {
-	Operation          string   `json:"operation"`
-	SnapshotID         string   `json:"snapshotID"`
-	Files              int64    `json:"files"`
-	Bytes              int64    `json:"bytes"`
-	NewBytes           int64    `json:"newBytes"`
-	StoredBytes        int64    `json:"storedBytes"`
-	DurationSeconds    float64  `json:"durationSeconds"`
-	Creates            int64    `json:"creates"`
-	Overwrites         int64    `json:"overwrites"`
-	Deletes            int64    `json:"deletes"`
-	Paths              []string `json:"paths"`
-	Truncated          bool     `json:"truncated"`
-	Verified           bool     `json:"verified"`
-	XattrsSkipped      int64    `json:"xattrsSkipped"`
-	XattrWarning       string   `json:"xattrWarning"`
-	OwnersNotPreserved int64    `json:"ownersNotPreserved"`
-	Error              string   `json:"error"`
-}
 
 // maxJobName keeps Job names short enough that the Job controller's pod
 // names and job-name labels stay valid (CronJob uses the same limit).
@@ -267,7 +247,7 @@ const moverContainer = "mover"
 
 // jobOutcome reads a Job: done, failed, its newest pod, and the mover's summary
 // from the termination message of that pod.
-func (m *Manager) jobOutcome(job *batchv1.Job) (done, failed bool, summary *moverSummary, pod *corev1.Pod, reason string) {
+func (m *Manager) jobOutcome(job *batchv1.Job) (done, failed bool, summary *report.Summary, pod *corev1.Pod, reason string) {
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
@@ -289,7 +269,7 @@ func (m *Manager) jobOutcome(job *batchv1.Job) (done, failed bool, summary *move
 	if pod != nil {
 		for _, cs := range pod.Status.ContainerStatuses {
 			if t := cs.State.Terminated; t != nil && t.Message != "" {
-				var s moverSummary
+				var s report.Summary
 				if json.Unmarshal([]byte(t.Message), &s) == nil {
 					summary = &s
 				} else if reason == "" {
@@ -321,13 +301,8 @@ func (m *Manager) moverProgress(ctx context.Context, pod *corev1.Pod) *v1alpha1.
 	}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
-		// The JSON progress line of backup-mover's command-line contract.
-		var p struct {
-			Type       string `json:"type"`
-			BytesDone  int64  `json:"bytesDone"`
-			BytesTotal int64  `json:"bytesTotal"`
-		}
-		if json.Unmarshal([]byte(lines[i]), &p) == nil && p.Type == "progress" {
+		var p report.Progress
+		if json.Unmarshal([]byte(lines[i]), &p) == nil && p.Type == report.ProgressType {
 			return &v1alpha1.Progress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal}
 		}
 	}

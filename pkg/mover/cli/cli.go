@@ -20,34 +20,8 @@ import (
 
 	"example.com/backup-operator/pkg/mover/engine"
 	"example.com/backup-operator/pkg/mover/repo"
+	"example.com/backup-operator/pkg/mover/report"
 )
-
-// Summary is what a backup writes to --summary-file (the Job's termination
-// message, read by the controller): small, under 4 KiB.
-type Summary struct {
-	Operation       string  `json:"operation"`
-	SnapshotID      string  `json:"snapshotID,omitempty"`
-	Files           int64   `json:"files"`
-	Bytes           int64   `json:"bytes"`
-	NewBytes        int64   `json:"newBytes"`
-	StoredBytes     int64   `json:"storedBytes"`
-	DurationSeconds float64 `json:"durationSeconds"`
-	// Restore and diff fields.
-	Creates    int64    `json:"creates,omitempty"`
-	Overwrites int64    `json:"overwrites,omitempty"`
-	Deletes    int64    `json:"deletes,omitempty"`
-	Paths      []string `json:"paths,omitempty"`
-	Truncated  bool     `json:"truncated,omitempty"`
-	Verified   bool     `json:"verified,omitempty"`
-	// XattrsSkipped counts extended attributes the target refused;
-	// XattrWarning names the first.
-	XattrsSkipped int64  `json:"xattrsSkipped,omitempty"`
-	XattrWarning  string `json:"xattrWarning,omitempty"`
-	// OwnersNotPreserved counts restored entries a mover that is not root
-	// could not give their recorded owner.
-	OwnersNotPreserved int64  `json:"ownersNotPreserved,omitempty"`
-	Error              string `json:"error,omitempty"`
-}
 
 type options struct {
 	repo, source, target, snapshot, summaryFile, mode, parentTag string
@@ -110,7 +84,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "backup-mover:", err)
 		if o.summaryFile != "" {
-			_ = writeSummary(o.summaryFile, Summary{Operation: "error", Error: truncate(err.Error(), 2000)})
+			_ = writeSummary(o.summaryFile, report.Summary{Operation: "error", Error: truncate(err.Error(), 2000)})
 		}
 	}
 	return exitCode(err)
@@ -147,12 +121,12 @@ func (p *printer) result(v any, text string) error {
 
 // progress prints one JSON line; progress lines are JSON whatever --json says,
 // so a controller or script can follow them.
-func (p *printer) progress(pr engine.Progress) {
+func (p *printer) progress(pr report.Progress) {
 	data, _ := json.Marshal(pr)
 	fmt.Fprintln(p.w, string(data))
 }
 
-func writeSummary(path string, s Summary) error {
+func writeSummary(path string, s report.Summary) error {
 	data, _ := json.Marshal(s)
 	for len(data) > 4000 && len(s.Paths) > 0 {
 		s.Paths = s.Paths[:len(s.Paths)/2]
@@ -201,7 +175,7 @@ func backupCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s := Summary{Operation: "backup", SnapshotID: snap.ID.String(), Files: snap.Totals.Files, Bytes: snap.Totals.Bytes,
+			s := report.Summary{Operation: "backup", SnapshotID: snap.ID.String(), Files: snap.Totals.Files, Bytes: snap.Totals.Bytes,
 				NewBytes: snap.Totals.NewBytes, StoredBytes: snap.Totals.StoredBytes, DurationSeconds: time.Since(start).Seconds()}
 			if o.summaryFile != "" {
 				if err := writeSummary(o.summaryFile, s); err != nil {
@@ -244,7 +218,7 @@ func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra
 			if err != nil {
 				return err
 			}
-			s := Summary{Operation: use, SnapshotID: res.Snapshot, Files: res.FilesWritten, Bytes: res.BytesWritten,
+			s := report.Summary{Operation: use, SnapshotID: res.Snapshot, Files: res.FilesWritten, Bytes: res.BytesWritten,
 				Creates: res.Creates, Overwrites: res.Overwrites, Deletes: res.Deletes, Paths: res.Paths, Truncated: res.Truncated,
 				Verified: res.Verified, XattrsSkipped: res.XattrsSkipped, XattrWarning: truncate(res.XattrWarning, 500), OwnersNotPreserved: res.OwnersNotPreserved,
 				DurationSeconds: time.Since(start).Seconds()}
@@ -340,13 +314,9 @@ func lsCmd(o *options, out *printer) *cobra.Command {
 					return err
 				}
 				if *out.json {
-					type row struct {
-						ID string `json:"id"`
-						*repo.Snapshot
-					}
-					rows := []row{}
+					rows := []report.Snapshot{}
 					for _, s := range snaps {
-						rows = append(rows, row{s.ID.String(), s})
+						rows = append(rows, snapshotRow(s))
 					}
 					return json.NewEncoder(out.w).Encode(rows)
 				}
@@ -427,4 +397,16 @@ func pruneCmd(o *options, out *printer) *cobra.Command {
 	c.Flags().StringArrayVar(&o.forget, "forget", nil, "snapshot id to forget (repeatable); none: only delete unreferenced data")
 	c.Flags().DurationVar(&wait, "lock-wait", 10*time.Minute, "how long to wait for running backups and restores to finish")
 	return c
+}
+
+// snapshotRow is a snapshot as `ls --json` prints it.
+func snapshotRow(s *repo.Snapshot) report.Snapshot {
+	row := report.Snapshot{ID: s.ID.String(), Time: s.Time, Source: s.Source, Hostname: s.Hostname,
+		Manifest: s.Manifest.String(), ManifestSize: s.ManifestSize, Tags: s.Tags,
+		Totals: report.Totals{Files: s.Totals.Files, Dirs: s.Totals.Dirs, Symlinks: s.Totals.Symlinks,
+			Bytes: s.Totals.Bytes, NewBytes: s.Totals.NewBytes, StoredBytes: s.Totals.StoredBytes}}
+	if s.Parent != nil {
+		row.Parent = s.Parent.String()
+	}
+	return row
 }

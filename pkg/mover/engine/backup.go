@@ -14,6 +14,7 @@ import (
 
 	"example.com/backup-operator/pkg/mover/chunker"
 	"example.com/backup-operator/pkg/mover/repo"
+	"example.com/backup-operator/pkg/mover/report"
 )
 
 // BackupOptions configure Backup.
@@ -27,30 +28,21 @@ type BackupOptions struct {
 	// NoParent reads every file even when a parent snapshot exists.
 	NoParent bool
 	// Progress, if set, is called about once a second.
-	Progress func(Progress)
+	Progress func(report.Progress)
 	// Workers hash and compress chunks of large files; 0 means the number of CPUs.
 	Workers int
-}
-
-// Progress is a running operation's state, reported as JSON lines.
-type Progress struct {
-	Type       string `json:"type"` // "progress"
-	BytesDone  int64  `json:"bytesDone"`
-	BytesTotal int64  `json:"bytesTotal"`
-	FilesDone  int64  `json:"filesDone"`
-	FilesTotal int64  `json:"filesTotal"`
 }
 
 type counters struct {
 	bytesDone, bytesTotal, filesDone, filesTotal atomic.Int64
 }
 
-func (c *counters) snapshot() Progress {
-	return Progress{Type: "progress", BytesDone: c.bytesDone.Load(), BytesTotal: c.bytesTotal.Load(),
+func (c *counters) snapshot() report.Progress {
+	return report.Progress{Type: report.ProgressType, BytesDone: c.bytesDone.Load(), BytesTotal: c.bytesTotal.Load(),
 		FilesDone: c.filesDone.Load(), FilesTotal: c.filesTotal.Load()}
 }
 
-func reportProgress(ctx context.Context, c *counters, fn func(Progress)) (stop func()) {
+func reportProgress(ctx context.Context, c *counters, fn func(report.Progress)) (stop func()) {
 	if fn == nil {
 		return func() {}
 	}

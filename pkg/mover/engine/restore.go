@@ -17,6 +17,7 @@ import (
 
 	"example.com/backup-operator/pkg/mover/chunker"
 	"example.com/backup-operator/pkg/mover/repo"
+	"example.com/backup-operator/pkg/mover/report"
 )
 
 // RestoreMode says what happens to target files the snapshot lacks.
@@ -38,7 +39,7 @@ type RestoreOptions struct {
 	DryRun bool
 	// MaxPaths bounds the changed paths listed in the result (0: 1000).
 	MaxPaths int
-	Progress func(Progress)
+	Progress func(report.Progress)
 	Workers  int
 }
 

@@ -1,0 +1,72 @@
+// Package report is the contract between backup-mover and the controllers
+// that run it: the summary it writes to --summary-file (a Job's termination
+// message), the progress lines it prints while it works, and the rows of
+// `backup-mover ls --json`. The mover writes these types and the controllers
+// read them; the package imports nothing of Kubernetes.
+package report
+
+import "time"
+
+// Summary is what an operation writes to --summary-file: small, under 4 KiB.
+type Summary struct {
+	Operation       string  `json:"operation"`
+	SnapshotID      string  `json:"snapshotID,omitempty"`
+	Files           int64   `json:"files"`
+	Bytes           int64   `json:"bytes"`
+	NewBytes        int64   `json:"newBytes"`
+	StoredBytes     int64   `json:"storedBytes"`
+	DurationSeconds float64 `json:"durationSeconds"`
+	// Restore and diff fields.
+	Creates    int64    `json:"creates,omitempty"`
+	Overwrites int64    `json:"overwrites,omitempty"`
+	Deletes    int64    `json:"deletes,omitempty"`
+	Paths      []string `json:"paths,omitempty"`
+	Truncated  bool     `json:"truncated,omitempty"`
+	Verified   bool     `json:"verified,omitempty"`
+	// XattrsSkipped counts extended attributes the target refused;
+	// XattrWarning names the first.
+	XattrsSkipped int64  `json:"xattrsSkipped,omitempty"`
+	XattrWarning  string `json:"xattrWarning,omitempty"`
+	// OwnersNotPreserved counts restored entries a mover that is not root
+	// could not give their recorded owner (or, existing and another user's,
+	// their mode and times).
+	OwnersNotPreserved int64 `json:"ownersNotPreserved,omitempty"`
+	// Error is set when the operation failed.
+	Error string `json:"error,omitempty"`
+}
+
+// ProgressType is the type field of a progress line.
+const ProgressType = "progress"
+
+// Progress is one line the mover prints to stdout about once a second while
+// it backs up or restores.
+type Progress struct {
+	Type       string `json:"type"` // ProgressType
+	BytesDone  int64  `json:"bytesDone"`
+	BytesTotal int64  `json:"bytesTotal"`
+	FilesDone  int64  `json:"filesDone"`
+	FilesTotal int64  `json:"filesTotal"`
+}
+
+// Snapshot is one row of `backup-mover ls --json` (a JSON array on one line).
+type Snapshot struct {
+	ID           string            `json:"id"`
+	Time         time.Time         `json:"time"`
+	Source       string            `json:"source"`
+	Hostname     string            `json:"hostname,omitempty"`
+	Parent       string            `json:"parent,omitempty"`
+	Manifest     string            `json:"manifest"`
+	ManifestSize int64             `json:"manifestSize"`
+	Totals       Totals            `json:"totals"`
+	Tags         map[string]string `json:"tags,omitempty"`
+}
+
+// Totals describe a snapshot's files and what its backup added.
+type Totals struct {
+	Files       int64 `json:"files"`
+	Dirs        int64 `json:"dirs"`
+	Symlinks    int64 `json:"symlinks"`
+	Bytes       int64 `json:"bytes"`
+	NewBytes    int64 `json:"newBytes"`
+	StoredBytes int64 `json:"storedBytes"`
+}
