@@ -12,7 +12,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -137,9 +136,9 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: lbls,
 			Annotations: map[string]string{v1alpha1.OwnerAnnotation: s.owner.GetNamespace() + "/" + s.owner.GetName()}},
 		Spec: batchv1.JobSpec{
-			BackoffLimit:            ptr.To[int32](2),
+			BackoffLimit:            ptr.To(m.opts.JobBackoffLimit),
 			ActiveDeadlineSeconds:   ptr.To(int64(m.opts.JobDeadline.Seconds())),
-			TTLSecondsAfterFinished: ptr.To[int32](24 * 3600),
+			TTLSecondsAfterFinished: ptr.To(int32(m.opts.JobTTL.Seconds())),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: lbls},
 				Spec: corev1.PodSpec{
@@ -156,10 +155,7 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 						TerminationMessagePath:   "/dev/termination-log",
 						TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 						VolumeMounts:             mounts,
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
-							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
-						},
+						Resources: corev1.ResourceRequirements{Requests: m.opts.MoverRequests.DeepCopy(), Limits: m.opts.MoverLimits.DeepCopy()},
 						SecurityContext: &corev1.SecurityContext{
 							AllowPrivilegeEscalation: ptr.To(false),
 							ReadOnlyRootFilesystem:   ptr.To(true),
