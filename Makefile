@@ -29,8 +29,9 @@ generate: ## Regenerate deepcopy, conversion, defaults, OpenAPI, clientset, list
 	hack/update-codegen.sh
 
 .PHONY: verify
-verify: ## Fail when generated code is stale, code is not gofmt'ed, or go vet complains
+verify: ## Fail when generated code is stale, go.mod is not tidy, code is not gofmt'ed, or go vet complains
 	hack/verify-codegen.sh
+	@$(GO) mod tidy -diff >/dev/null || { $(GO) mod tidy -diff; echo "run go mod tidy"; exit 1; }
 	@test -z "$$(gofmt -l cmd pkg hack)" || { gofmt -l cmd pkg hack; echo "run gofmt -w on the files above"; exit 1; }
 	$(GO) vet ./...
 
