@@ -6,6 +6,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/robfig/cron/v3"
+
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,6 +18,7 @@ import (
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/apis/backup/validation"
+	"example.com/backup-operator/pkg/safety"
 )
 
 // maxCatchUp bounds how many missed runs one sync walks through.
@@ -29,7 +32,6 @@ func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, erro
 	if err != nil || p.DeletionTimestamp != nil {
 		return result{}, err
 	}
-	logger := klog.FromContext(ctx)
 	status := p.Status.DeepCopy()
 	status.ObservedGeneration = p.Generation
 	now := m.opts.Now()
@@ -45,51 +47,12 @@ func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, erro
 	}
 	var active []string
 	for _, b := range owned {
-		if b.DeletionTimestamp == nil && (b.Status.Phase == "" || b.Status.Phase == v1alpha1.BackupPhasePending || b.Status.Phase == v1alpha1.BackupPhaseRunning) {
+		if safety.Active(string(b.Status.Phase), b.DeletionTimestamp != nil) {
 			active = append(active, b.Name)
 		}
 	}
-
-	// The newest scheduled time that is due, and how many before it were missed.
-	ref := p.CreationTimestamp.Time
-	if status.LastScheduleTime != nil && status.LastScheduleTime.After(ref) {
-		ref = status.LastScheduleTime.Time
-	}
-	var due time.Time
-	skipped := 0
-	for t, i := sched.Next(ref), 0; !t.After(now) && i < maxCatchUp; t, i = sched.Next(t), i+1 {
-		if !due.IsZero() {
-			skipped++
-		}
-		due = t
-	}
-	if !due.IsZero() && !p.Spec.Suspend {
-		if skipped > 0 {
-			m.missed(p, status, skipped, "superseded", fmt.Sprintf("%d scheduled runs were missed while the operator was not running; only the newest is considered", skipped))
-		}
-		backupName := fmt.Sprintf("%s-%s", p.Name, due.UTC().Format("200601021504"))
-		existing, getErr := m.backups.Backups(ns).Get(backupName)
-		switch {
-		case getErr == nil && existing.Spec.PolicyName != p.Name:
-			m.missed(p, status, 1, "conflict", fmt.Sprintf("the run scheduled for %s was skipped: Backup %s exists and does not belong to this policy; rename or delete it",
-				due.UTC().Format(time.RFC3339), backupName))
-		case getErr == nil:
-			// Created already (by an earlier sync or before a restart).
-		case p.Spec.StartingDeadlineSeconds != nil && now.Sub(due) > time.Duration(*p.Spec.StartingDeadlineSeconds)*time.Second:
-			m.missed(p, status, 1, "late", fmt.Sprintf("the run scheduled for %s is %s late, past startingDeadlineSeconds=%d; skipped",
-				due.UTC().Format(time.RFC3339), now.Sub(due).Round(time.Second), *p.Spec.StartingDeadlineSeconds))
-		case p.Spec.ConcurrencyPolicy != v1alpha1.AllowConcurrent && len(active) > 0:
-			m.missed(p, status, 1, "concurrency", fmt.Sprintf("the run scheduled for %s was skipped: Backup %s is still active (concurrencyPolicy: Forbid)",
-				due.UTC().Format(time.RFC3339), active[0]))
-		default:
-			if err := m.createBackup(ctx, p, backupName, map[string]string{v1alpha1.ScheduledTimeAnnotation: due.UTC().Format(time.RFC3339)}); err != nil {
-				return result{}, err
-			}
-			active = append(active, backupName)
-			logger.Info("Scheduled backup created", "backup", backupName, "scheduledTime", due)
-		}
-		t := metav1.NewTime(due)
-		status.LastScheduleTime = &t
+	if active, err = m.runSchedule(ctx, p, status, sched, active, now); err != nil {
+		return result{}, err
 	}
 
 	if err := m.answerTrigger(ctx, p, status); err != nil {
@@ -108,6 +71,21 @@ func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, erro
 
 	m.applyRetention(ctx, p, owned)
 
+	next := observePolicy(p, status, owned, active, sched, now)
+	if err := m.writePolicyStatus(ctx, p, status); err != nil {
+		return result{}, err
+	}
+	after := next.Sub(now) + 500*time.Millisecond
+	if importing && after > progressInterval {
+		after = progressInterval // the import Job's events requeue too; this is a safety net
+	}
+	return result{after: after}, nil
+}
+
+// observePolicy fills the policy's status from its Backups and schedule:
+// active Backups, the newest success, the next run and the Ready condition.
+// It returns the time of the next run.
+func observePolicy(p *v1alpha1.BackupPolicy, status *v1alpha1.BackupPolicyStatus, owned []*v1alpha1.Backup, active []string, sched cron.Schedule, now time.Time) time.Time {
 	sort.Strings(active)
 	status.Active = active
 	var newest *v1alpha1.Backup
@@ -130,14 +108,57 @@ func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, erro
 		status.NextScheduleTime = nil
 	}
 	meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Scheduled", Message: msg, ObservedGeneration: p.Generation})
-	if err := m.writePolicyStatus(ctx, p, status); err != nil {
-		return result{}, err
+	return next
+}
+
+// runSchedule creates the Backup of the newest scheduled time that is due,
+// unless it exists, is too late (startingDeadlineSeconds) or another is
+// active (concurrencyPolicy Forbid); runs missed before it are counted. It
+// records the time in status.lastScheduleTime and returns the active Backups.
+func (m *Manager) runSchedule(ctx context.Context, p *v1alpha1.BackupPolicy, status *v1alpha1.BackupPolicyStatus, sched cron.Schedule, active []string, now time.Time) ([]string, error) {
+	// The newest scheduled time that is due, and how many before it were missed.
+	ref := p.CreationTimestamp.Time
+	if status.LastScheduleTime != nil && status.LastScheduleTime.After(ref) {
+		ref = status.LastScheduleTime.Time
 	}
-	after := next.Sub(now) + 500*time.Millisecond
-	if importing && after > progressInterval {
-		after = progressInterval // the import Job's events requeue too; this is a safety net
+	var due time.Time
+	skipped := 0
+	for t, i := sched.Next(ref), 0; !t.After(now) && i < maxCatchUp; t, i = sched.Next(t), i+1 {
+		if !due.IsZero() {
+			skipped++
+		}
+		due = t
 	}
-	return result{after: after}, nil
+	if !due.IsZero() && !p.Spec.Suspend {
+		if skipped > 0 {
+			m.missed(p, status, skipped, "superseded", fmt.Sprintf("%d scheduled runs were missed while the operator was not running; only the newest is considered", skipped))
+		}
+		backupName := fmt.Sprintf("%s-%s", p.Name, due.UTC().Format("200601021504"))
+		existing, getErr := m.backups.Backups(p.Namespace).Get(backupName)
+		switch {
+		case getErr == nil && existing.Spec.PolicyName != p.Name:
+			m.missed(p, status, 1, "conflict", fmt.Sprintf("the run scheduled for %s was skipped: Backup %s exists and does not belong to this policy; rename or delete it",
+				due.UTC().Format(time.RFC3339), backupName))
+		case getErr == nil:
+			// Created already (by an earlier sync or before a restart).
+		case p.Spec.StartingDeadlineSeconds != nil && now.Sub(due) > time.Duration(*p.Spec.StartingDeadlineSeconds)*time.Second:
+			m.missed(p, status, 1, "late", fmt.Sprintf("the run scheduled for %s is %s late, past startingDeadlineSeconds=%d; skipped",
+				due.UTC().Format(time.RFC3339), now.Sub(due).Round(time.Second), *p.Spec.StartingDeadlineSeconds))
+		case p.Spec.ConcurrencyPolicy != v1alpha1.AllowConcurrent && len(active) > 0:
+			m.missed(p, status, 1, "concurrency", fmt.Sprintf("the run scheduled for %s was skipped: Backup %s is still active (concurrencyPolicy: Forbid)",
+				due.UTC().Format(time.RFC3339), active[0]))
+		default:
+			if err := m.createBackup(ctx, p, backupName, map[string]string{v1alpha1.ScheduledTimeAnnotation: due.UTC().Format(time.RFC3339)}); err != nil {
+				return active, err
+			}
+			active = append(active, backupName)
+			klog.FromContext(ctx).Info("Scheduled backup created", "backup", backupName, "scheduledTime", due)
+		}
+		t := metav1.NewTime(due)
+		status.LastScheduleTime = &t
+	}
+
+	return active, nil
 }
 
 func (m *Manager) missed(p *v1alpha1.BackupPolicy, status *v1alpha1.BackupPolicyStatus, n int, reason, msg string) {
