@@ -182,133 +182,157 @@ func (c *Checker) CheckTargetReadable(ctx context.Context, u user.Info, objectNa
 	return nil
 }
 
+// checkList collects checks in order and remembers the first refusal.
+type checkList struct {
+	checks []Check
+	first  *Refusal
+}
+
+func (l *checkList) record(name string, ref *Refusal, okMessage string) {
+	if ref == nil {
+		l.checks = append(l.checks, Check{Name: name, Passed: true, Message: okMessage})
+		return
+	}
+	l.checks = append(l.checks, Check{Name: name, Passed: false, Message: ref.Message})
+	if l.first == nil {
+		l.first = ref
+	}
+}
+
 // CheckRestore runs every restore check in order and returns them all, with
-// the first refusal (nil when the restore may go ahead).
+// the first refusal (nil when the restore may go ahead): the requester's
+// permissions first (nothing about another namespace is revealed to a
+// requester who may not see it), then the Backup, the target claim, the pods
+// using it and the other Backups and RestoreJobs of it.
 func (c *Checker) CheckRestore(ctx context.Context, u user.Info, r Restore) ([]Check, *Refusal) {
 	if ref := c.notReady(); ref != nil {
 		return nil, ref
 	}
-	var checks []Check
-	var first *Refusal
-	record := func(name string, ref *Refusal, okMessage string) {
-		if ref == nil {
-			checks = append(checks, Check{Name: name, Passed: true, Message: okMessage})
-			return
-		}
-		checks = append(checks, Check{Name: name, Passed: false, Message: ref.Message})
-		if first == nil {
-			first = ref
-		}
+	l := &checkList{}
+	c.checkPermissions(ctx, l, u, r)
+	if l.first != nil {
+		return l.checks, l.first
 	}
-	spec := field.NewPath("spec")
+	dataBytes := c.checkBackup(l, r)
+	c.checkTarget(l, r, dataBytes)
+	if !r.NewPVC {
+		c.checkNotInUse(l, r)
+	}
+	if busy, ok := c.BusyFor(Owner{Kind: "RestoreJob", Namespace: r.Namespace, Name: r.Name, Created: r.Created}, r.TargetNamespace, r.TargetPVC); ok {
+		l.record("TargetNotBusy", &Refusal{Code: http.StatusConflict, Wait: true, Message: fmt.Sprintf(
+			"PersistentVolumeClaim %s/%s is busy: %s is in progress; wait until it finishes", r.TargetNamespace, r.TargetPVC, busy)}, "")
+	} else {
+		l.record("TargetNotBusy", nil, "no other backup or restore of the claim is in progress")
+	}
+	return l.checks, l.first
+}
 
-	// Permissions first: nothing about another namespace is revealed to a
-	// requester who may not see it.
+// checkPermissions: may the requester read the Backup and write the claim
+// where they are in another namespace than the RestoreJob?
+func (c *Checker) checkPermissions(ctx context.Context, l *checkList, u user.Info, r Restore) {
+	spec := field.NewPath("spec")
 	if u != nil && r.BackupNamespace != r.Namespace {
 		ok, _, err := c.allowed(ctx, u, "get", v1alpha1.GroupName, "backups", r.BackupNamespace, r.BackupName)
 		switch {
 		case err != nil:
-			record("BackupReadable", &Refusal{Code: http.StatusServiceUnavailable, Message: err.Error()}, "")
+			l.record("BackupReadable", &Refusal{Code: http.StatusServiceUnavailable, Message: err.Error()}, "")
 		case !ok:
-			record("BackupReadable", &Refusal{Code: http.StatusForbidden, Field: spec.Child("backupNamespace"), Message: fmt.Sprintf(
+			l.record("BackupReadable", &Refusal{Code: http.StatusForbidden, Field: spec.Child("backupNamespace"), Message: fmt.Sprintf(
 				"you (%s) may not read backups in namespace %q; restore from a Backup in %q, or ask for read access to backups there", u.GetName(), r.BackupNamespace, r.Namespace)}, "")
 		}
 	}
 	if u != nil && r.TargetNamespace != r.Namespace {
-		verbs := []string{"update"}
+		verb := "update"
 		if r.NewPVC {
-			verbs = []string{"create"}
+			verb = "create"
 		}
-		for _, verb := range verbs {
-			ok, _, err := c.allowed(ctx, u, verb, "", "persistentvolumeclaims", r.TargetNamespace, r.TargetPVC)
-			switch {
-			case err != nil:
-				record("TargetWritable", &Refusal{Code: http.StatusServiceUnavailable, Message: err.Error()}, "")
-			case !ok:
-				record("TargetWritable", &Refusal{Code: http.StatusForbidden, Field: spec.Child("target", "namespace"), Message: fmt.Sprintf(
-					"you (%s) may not %s persistentvolumeclaims in namespace %q; restore into a claim in %q, or ask for that access", u.GetName(), verb, r.TargetNamespace, r.Namespace)}, "")
-			}
+		ok, _, err := c.allowed(ctx, u, verb, "", "persistentvolumeclaims", r.TargetNamespace, r.TargetPVC)
+		switch {
+		case err != nil:
+			l.record("TargetWritable", &Refusal{Code: http.StatusServiceUnavailable, Message: err.Error()}, "")
+		case !ok:
+			l.record("TargetWritable", &Refusal{Code: http.StatusForbidden, Field: spec.Child("target", "namespace"), Message: fmt.Sprintf(
+				"you (%s) may not %s persistentvolumeclaims in namespace %q; restore into a claim in %q, or ask for that access", u.GetName(), verb, r.TargetNamespace, r.Namespace)}, "")
 		}
 	}
-	if first != nil {
-		return checks, first
-	}
+}
 
+// checkBackup: does the Backup exist, and is it Completed and not being
+// deleted? It returns the size of its data (0 when unknown).
+func (c *Checker) checkBackup(l *checkList, r Restore) int64 {
+	fld := field.NewPath("spec", "backupName")
 	b, err := backuplisters.NewBackupLister(c.Backups).Backups(r.BackupNamespace).Get(r.BackupName)
-	var dataBytes int64
 	switch {
 	case apierrors.IsNotFound(err):
-		record("BackupCompleted", &Refusal{Code: http.StatusUnprocessableEntity, Field: spec.Child("backupName"), Value: r.BackupName, Message: fmt.Sprintf(
+		l.record("BackupCompleted", &Refusal{Code: http.StatusUnprocessableEntity, Field: fld, Value: r.BackupName, Message: fmt.Sprintf(
 			"Backup %s/%s does not exist; `kubectl get backups -n %s` lists the ones you can restore", r.BackupNamespace, r.BackupName, r.BackupNamespace)}, "")
 	case err != nil:
-		record("BackupCompleted", &Refusal{Code: http.StatusServiceUnavailable, Message: err.Error()}, "")
+		l.record("BackupCompleted", &Refusal{Code: http.StatusServiceUnavailable, Message: err.Error()}, "")
 	case b.DeletionTimestamp != nil:
-		record("BackupCompleted", &Refusal{Code: http.StatusUnprocessableEntity, Field: spec.Child("backupName"), Value: r.BackupName, Message: fmt.Sprintf(
+		l.record("BackupCompleted", &Refusal{Code: http.StatusUnprocessableEntity, Field: fld, Value: r.BackupName, Message: fmt.Sprintf(
 			"Backup %s/%s is being deleted; restore from another Backup", r.BackupNamespace, r.BackupName)}, "")
 	case b.Status.Phase != v1alpha1.BackupPhaseCompleted:
 		phase := string(b.Status.Phase)
 		if phase == "" {
 			phase = "Pending"
 		}
-		record("BackupCompleted", &Refusal{Code: http.StatusUnprocessableEntity, Field: spec.Child("backupName"), Value: r.BackupName, Message: fmt.Sprintf(
+		l.record("BackupCompleted", &Refusal{Code: http.StatusUnprocessableEntity, Field: fld, Value: r.BackupName, Message: fmt.Sprintf(
 			"Backup %s/%s is %s, not Completed; wait for it (kubectl wait --for=condition=Completed backup/%s -n %s) or pick a Completed one",
 			r.BackupNamespace, r.BackupName, phase, r.BackupName, r.BackupNamespace)}, "")
 	default:
+		l.record("BackupCompleted", nil, fmt.Sprintf("Backup %s/%s is Completed", r.BackupNamespace, r.BackupName))
 		if b.Status.Stats != nil {
-			dataBytes = b.Status.Stats.Bytes
+			return b.Status.Stats.Bytes
 		}
-		record("BackupCompleted", nil, fmt.Sprintf("Backup %s/%s is Completed", r.BackupNamespace, r.BackupName))
 	}
+	return 0
+}
 
+// checkTarget: is the target claim there (or, for a new claim, not there),
+// Bound, and large enough for dataBytes?
+func (c *Checker) checkTarget(l *checkList, r Restore, dataBytes int64) {
 	target := field.NewPath("spec", "target", "pvcName")
 	pvc, err := c.PVCs.PersistentVolumeClaims(r.TargetNamespace).Get(r.TargetPVC)
 	switch {
 	case r.NewPVC && err == nil:
-		record("TargetBound", &Refusal{Code: http.StatusUnprocessableEntity, Field: target, Value: r.TargetPVC, Message: fmt.Sprintf(
+		l.record("TargetBound", &Refusal{Code: http.StatusUnprocessableEntity, Field: target, Value: r.TargetPVC, Message: fmt.Sprintf(
 			"PersistentVolumeClaim %s/%s already exists; remove spec.target.newPVC to restore into it, or name a new claim", r.TargetNamespace, r.TargetPVC)}, "")
 	case r.NewPVC:
-		record("TargetBound", nil, "a new claim will be created")
+		l.record("TargetBound", nil, "a new claim will be created")
 	case apierrors.IsNotFound(err):
-		record("TargetBound", &Refusal{Code: http.StatusUnprocessableEntity, Field: target, Value: r.TargetPVC, Message: fmt.Sprintf(
+		l.record("TargetBound", &Refusal{Code: http.StatusUnprocessableEntity, Field: target, Value: r.TargetPVC, Message: fmt.Sprintf(
 			"PersistentVolumeClaim %s/%s does not exist; create it first, or set spec.target.newPVC to have the restore create it", r.TargetNamespace, r.TargetPVC)}, "")
 	case err != nil:
-		record("TargetBound", &Refusal{Code: http.StatusServiceUnavailable, Message: err.Error()}, "")
+		l.record("TargetBound", &Refusal{Code: http.StatusServiceUnavailable, Message: err.Error()}, "")
 	case pvc.Status.Phase != corev1.ClaimBound:
-		record("TargetBound", &Refusal{Code: http.StatusUnprocessableEntity, Field: target, Value: r.TargetPVC, Message: fmt.Sprintf(
+		l.record("TargetBound", &Refusal{Code: http.StatusUnprocessableEntity, Field: target, Value: r.TargetPVC, Message: fmt.Sprintf(
 			"PersistentVolumeClaim %s/%s is %s, not Bound; wait until it is bound to a volume", r.TargetNamespace, r.TargetPVC, pvc.Status.Phase)}, "")
 	default:
-		record("TargetBound", nil, fmt.Sprintf("PersistentVolumeClaim %s/%s is Bound", r.TargetNamespace, r.TargetPVC))
+		l.record("TargetBound", nil, fmt.Sprintf("PersistentVolumeClaim %s/%s is Bound", r.TargetNamespace, r.TargetPVC))
 		capacity := pvc.Status.Capacity[corev1.ResourceStorage]
 		if dataBytes > 0 && capacity.Value() < dataBytes {
-			record("TargetLargeEnough", &Refusal{Code: http.StatusUnprocessableEntity, Field: target, Value: r.TargetPVC, Message: fmt.Sprintf(
+			l.record("TargetLargeEnough", &Refusal{Code: http.StatusUnprocessableEntity, Field: target, Value: r.TargetPVC, Message: fmt.Sprintf(
 				"PersistentVolumeClaim %s/%s holds %s but the backup has %s of data; restore into a larger claim (or spec.target.newPVC)",
 				r.TargetNamespace, r.TargetPVC, capacity.String(), resource.NewQuantity(dataBytes, resource.BinarySI).String())}, "")
 		} else {
-			record("TargetLargeEnough", nil, fmt.Sprintf("capacity %s for %d bytes of data", capacity.String(), dataBytes))
+			l.record("TargetLargeEnough", nil, fmt.Sprintf("capacity %s for %d bytes of data", capacity.String(), dataBytes))
 		}
 	}
+}
 
-	if !r.NewPVC {
-		users := c.podsUsing(r.TargetNamespace, r.TargetPVC)
-		switch {
-		case len(users) > 0 && !r.AllowInUse:
-			record("TargetNotInUse", &Refusal{Code: http.StatusConflict, Message: fmt.Sprintf(
-				"PersistentVolumeClaim %s/%s is in use by %s; scale the workload down first, or set spec.allowInUse: true to restore underneath it",
-				r.TargetNamespace, r.TargetPVC, strings.Join(users, ", "))}, "")
-		case len(users) > 0:
-			record("TargetNotInUse", nil, "in use by "+strings.Join(users, ", ")+", allowed by spec.allowInUse")
-		default:
-			record("TargetNotInUse", nil, "no running pod mounts the claim")
-		}
+// checkNotInUse: does a pod of the workload mount the target claim?
+func (c *Checker) checkNotInUse(l *checkList, r Restore) {
+	users := c.podsUsing(r.TargetNamespace, r.TargetPVC)
+	switch {
+	case len(users) > 0 && !r.AllowInUse:
+		l.record("TargetNotInUse", &Refusal{Code: http.StatusConflict, Message: fmt.Sprintf(
+			"PersistentVolumeClaim %s/%s is in use by %s; scale the workload down first, or set spec.allowInUse: true to restore underneath it",
+			r.TargetNamespace, r.TargetPVC, strings.Join(users, ", "))}, "")
+	case len(users) > 0:
+		l.record("TargetNotInUse", nil, "in use by "+strings.Join(users, ", ")+", allowed by spec.allowInUse")
+	default:
+		l.record("TargetNotInUse", nil, "no running pod mounts the claim")
 	}
-
-	if busy, ok := c.BusyFor(Owner{Kind: "RestoreJob", Namespace: r.Namespace, Name: r.Name, Created: r.Created}, r.TargetNamespace, r.TargetPVC); ok {
-		record("TargetNotBusy", &Refusal{Code: http.StatusConflict, Wait: true, Message: fmt.Sprintf(
-			"PersistentVolumeClaim %s/%s is busy: %s is in progress; wait until it finishes", r.TargetNamespace, r.TargetPVC, busy)}, "")
-	} else {
-		record("TargetNotBusy", nil, "no other backup or restore of the claim is in progress")
-	}
-	return checks, first
 }
 
 // PodsUsing returns the pods that mount the claim and have not finished,
