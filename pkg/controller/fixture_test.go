@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	kubeinformers "k8s.io/client-go/informers"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
@@ -213,4 +214,65 @@ func (f *fixture) finishJob(job *batchv1.Job, summary string) {
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: summary}}}}},
 	}
 	f.cache(pod)
+}
+
+func (f *fixture) syncRestore(ns, name string) result {
+	f.t.Helper()
+	res, err := f.m.syncRestore(context.Background(), ns, name)
+	if err != nil {
+		f.t.Fatalf("syncRestore %s/%s: %v", ns, name, err)
+	}
+	f.resync()
+	return res
+}
+
+func (f *fixture) restore(ns, name string) *v1alpha1.RestoreJob {
+	f.t.Helper()
+	r, err := f.client.BackupV1alpha1().RestoreJobs(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatalf("reading RestoreJob %s/%s: %v", ns, name, err)
+	}
+	return r
+}
+
+func (f *fixture) policy(ns, name string) *v1alpha1.BackupPolicy {
+	f.t.Helper()
+	p, err := f.client.BackupV1alpha1().BackupPolicies(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatalf("reading BackupPolicy %s/%s: %v", ns, name, err)
+	}
+	return p
+}
+
+// podLogs makes the fake API server answer every pod log request with log,
+// as a mover pod's stdout.
+func (f *fixture) podLogs(log string) {
+	f.kube.PrependReactor("get", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "log" {
+			return false, nil, nil
+		}
+		return true, &runtime.Unknown{Raw: []byte(log)}, nil
+	})
+}
+
+// writes returns the verbs and resources (with subresource) the clientset
+// was asked to change since the last call, e.g. "update backups/status".
+func writes(c interface {
+	Actions() []k8stesting.Action
+	ClearActions()
+}) []string {
+	var out []string
+	for _, a := range c.Actions() {
+		switch a.GetVerb() {
+		case "get", "list", "watch":
+			continue
+		}
+		r := a.GetResource().Resource
+		if s := a.GetSubresource(); s != "" {
+			r += "/" + s
+		}
+		out = append(out, a.GetVerb()+" "+r)
+	}
+	c.ClearActions()
+	return out
 }
