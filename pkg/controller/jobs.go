@@ -155,7 +155,7 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 						TerminationMessagePath:   "/dev/termination-log",
 						TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 						VolumeMounts:             mounts,
-						Resources: corev1.ResourceRequirements{Requests: m.opts.MoverRequests.DeepCopy(), Limits: m.opts.MoverLimits.DeepCopy()},
+						Resources:                corev1.ResourceRequirements{Requests: m.opts.MoverRequests.DeepCopy(), Limits: m.opts.MoverLimits.DeepCopy()},
 						SecurityContext: &corev1.SecurityContext{
 							AllowPrivilegeEscalation: ptr.To(false),
 							ReadOnlyRootFilesystem:   ptr.To(true),

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -131,7 +132,7 @@ func (m *Manager) runSchedule(ctx context.Context, p *v1alpha1.BackupPolicy, sta
 	}
 	if !due.IsZero() && !p.Spec.Suspend {
 		if skipped > 0 {
-			m.missed(p, status, skipped, "superseded", fmt.Sprintf("%d scheduled runs were missed while the operator was not running; only the newest is considered", skipped))
+			m.missed(p, status, skipped, "superseded", fmt.Sprintf("%d scheduled runs were missed while the operator was not running or the policy was suspended; only the newest is considered", skipped))
 		}
 		backupName := fmt.Sprintf("%s-%s", p.Name, due.UTC().Format("200601021504"))
 		existing, getErr := m.backups.Backups(p.Namespace).Get(backupName)
@@ -148,11 +149,17 @@ func (m *Manager) runSchedule(ctx context.Context, p *v1alpha1.BackupPolicy, sta
 			m.missed(p, status, 1, "concurrency", fmt.Sprintf("the run scheduled for %s was skipped: Backup %s is still active (concurrencyPolicy: Forbid)",
 				due.UTC().Format(time.RFC3339), active[0]))
 		default:
-			if err := m.createBackup(ctx, p, backupName, map[string]string{v1alpha1.ScheduledTimeAnnotation: due.UTC().Format(time.RFC3339)}); err != nil {
+			err := m.createBackup(ctx, p, backupName, map[string]string{v1alpha1.ScheduledTimeAnnotation: due.UTC().Format(time.RFC3339)})
+			switch {
+			case errors.Is(err, errNameTaken):
+				m.missed(p, status, 1, "conflict", fmt.Sprintf("the run scheduled for %s was skipped: Backup %s exists and does not belong to this policy; rename or delete it",
+					due.UTC().Format(time.RFC3339), backupName))
+			case err != nil:
 				return active, err
+			default:
+				active = append(active, backupName)
+				klog.FromContext(ctx).Info("Scheduled backup created", "backup", backupName, "scheduledTime", due)
 			}
-			active = append(active, backupName)
-			klog.FromContext(ctx).Info("Scheduled backup created", "backup", backupName, "scheduledTime", due)
 		}
 		t := metav1.NewTime(due)
 		status.LastScheduleTime = &t
@@ -176,7 +183,11 @@ func (m *Manager) answerTrigger(ctx context.Context, p *v1alpha1.BackupPolicy, s
 		return nil
 	}
 	backupName := fmt.Sprintf("%s-manual-%s", p.Name, shortHash(v))
-	if err := m.createBackup(ctx, p, backupName, map[string]string{v1alpha1.TriggerAnnotation: v}); err != nil {
+	err := m.createBackup(ctx, p, backupName, map[string]string{v1alpha1.TriggerAnnotation: v})
+	switch {
+	case errors.Is(err, errNameTaken):
+		backupName = "" // answered, with no Backup: the event says why
+	case err != nil:
 		return err
 	}
 	now := metav1.NewTime(m.opts.Now())
@@ -184,9 +195,13 @@ func (m *Manager) answerTrigger(ctx context.Context, p *v1alpha1.BackupPolicy, s
 	return nil
 }
 
+// errNameTaken is createBackup's answer when a Backup of the name exists
+// and is not the policy's: it is left alone and reported.
+var errNameTaken = errors.New("a Backup of that name exists and does not belong to the policy")
+
 // createBackup creates one of the policy's Backups. A Backup of that name
 // that exists already is fine when it is the policy's (an earlier sync made
-// it); one that is not is reported and left alone.
+// it); one that is not is reported with an event and errNameTaken.
 func (m *Manager) createBackup(ctx context.Context, p *v1alpha1.BackupPolicy, name string, annotations map[string]string) error {
 	b := &v1alpha1.Backup{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: map[string]string{v1alpha1.PolicyLabel: p.Name}, Annotations: annotations,
@@ -196,8 +211,12 @@ func (m *Manager) createBackup(ctx context.Context, p *v1alpha1.BackupPolicy, na
 	_, err := m.client.BackupV1alpha1().Backups(p.Namespace).Create(ctx, b, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		existing, gerr := m.client.BackupV1alpha1().Backups(p.Namespace).Get(ctx, name, metav1.GetOptions{})
-		if gerr == nil && existing.Spec.PolicyName != p.Name {
+		if gerr != nil {
+			return gerr
+		}
+		if existing.Spec.PolicyName != p.Name {
 			m.recorder.Eventf(p, corev1.EventTypeWarning, "BackupNameTaken", "Backup %s exists and does not belong to this policy; no Backup was created for it", name)
+			return errNameTaken
 		}
 		return nil
 	}
@@ -233,9 +252,6 @@ func (m *Manager) applyRetention(ctx context.Context, p *v1alpha1.BackupPolicy, 
 		case v1alpha1.BackupPhaseFailed:
 			failed = append(failed, b)
 		}
-	}
-	if len(done) == 0 {
-		return
 	}
 	newestFirst := func(list []*v1alpha1.Backup) {
 		sort.Slice(list, func(i, j int) bool { return backupTime(list[i]).After(backupTime(list[j])) })

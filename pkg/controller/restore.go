@@ -209,7 +209,10 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 			}
 		}
 		return result{}, err
-	case done || failed:
+	case done:
+		return result{}, m.failRestore(ctx, r, nil, "NoSummary", fmt.Sprintf(
+			"the data mover Job %s/%s completed without reporting what it did; treating the restore as failed. Check the claim, then create a new RestoreJob", job.Namespace, job.Name))
+	case failed:
 		msg := reason
 		if summary != nil && summary.Error != "" {
 			msg = summary.Error

@@ -578,8 +578,6 @@ func TestRestoreWithoutSummaryFails(t *testing.T) {
 // The failure of a restore Job that completed without a summary says why,
 // as a Backup's does (NoSummary), instead of ending in "failed: ".
 func TestRestoreWithoutSummarySaysWhy(t *testing.T) {
-	t.Skip("BUG: observeRestoreJob handles a Job that is Complete without a summary in `case done || failed`, where the reason is empty " +
-		"(only a failed Job has one), so the RestoreJob fails as MoverFailed with the message \"the data mover Job prod/<job> failed: \" and nothing after it")
 	f := newFixture(t, completedBackup("prod", "b", 1000), newRestore("prod", "r", "b", "data"), claimOf("prod", "data", "1Gi"), boundPVC("prod", "backup-repo"))
 	f.syncRestore("prod", "r")
 	f.finishJob(ptr.To(f.onlyJob("prod")), "")

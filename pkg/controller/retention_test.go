@@ -115,8 +115,6 @@ func TestRetentionDailyAndDefaults(t *testing.T) {
 // Backups for inspection; older failed Backups are deleted", and a policy
 // that fails every night must not pile up one Backup per run.
 func TestRetentionWithoutSuccessStillBoundsFailures(t *testing.T) {
-	t.Skip("BUG: applyRetention returns early when the policy has no Completed Backup (`if len(done) == 0 { return }`), " +
-		"so failed Backups are never deleted until a first success: keepFailed is not applied and a policy failing on every run accumulates a Backup per run")
 	f := retentionFixture(t, v1alpha1.RetentionPolicy{KeepFailed: ptr.To[int32](1)}, func(p *v1alpha1.BackupPolicy) []*v1alpha1.Backup {
 		return []*v1alpha1.Backup{
 			policyBackup(p, "f-29", v1alpha1.BackupPhaseFailed, "2026-11-29T03:00:00Z"),
