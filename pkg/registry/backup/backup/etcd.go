@@ -8,6 +8,7 @@ import (
 	"example.com/backup-operator/pkg/safety"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -71,16 +72,51 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 }
 
 // Delete refuses to delete a Backup that a Pending or Running RestoreJob is
-// restoring: its data would vanish under the restore.
+// restoring: its data would vanish under the restore (see refuseRestored).
 func (r *REST) Delete(ctx context.Context, name string, deleteValidation rest.ValidateObjectFunc, options *metav1.DeleteOptions) (runtime.Object, bool, error) {
-	if r.checker != nil {
-		ns, _ := genericapirequest.NamespaceFrom(ctx)
-		if users := r.checker.RestoresUsing(ns, name); len(users) > 0 {
-			return nil, false, apierrors.NewConflict(backup.Resource("backups"), name, fmt.Errorf(
+	return r.Store.Delete(ctx, name, r.refuseInUse(deleteValidation), options)
+}
+
+// DeleteCollection applies the rule of Delete to every Backup it deletes. Like
+// any DeleteCollection of Kubernetes it is not atomic: it returns the first
+// refusal (409 Conflict) and the refused Backup is left as it was, with no
+// deletionTimestamp; Backups deleted before it stay deleted, and the ones
+// after it are left (with more than one --delete-collection-workers, the
+// other workers may still delete some of them).
+func (r *REST) DeleteCollection(ctx context.Context, deleteValidation rest.ValidateObjectFunc, options *metav1.DeleteOptions, listOptions *metainternalversion.ListOptions) (runtime.Object, error) {
+	return r.Store.DeleteCollection(ctx, r.refuseInUse(deleteValidation), options, listOptions)
+}
+
+// refuseInUse wraps the delete validation of Delete and DeleteCollection with
+// refuseRestored.
+func (r *REST) refuseInUse(next rest.ValidateObjectFunc) rest.ValidateObjectFunc {
+	if r.checker == nil {
+		return next
+	}
+	return refuseRestored(next, r.checker.RestoresUsing)
+}
+
+// refuseRestored is the one place of the rule that a Backup a Pending or
+// Running RestoreJob is restoring cannot be deleted; restoresUsing names those
+// RestoreJobs. It wraps the delete validation that genericregistry.Store calls
+// with the stored object on every way to a deletion: before it sets
+// deletionTimestamp (a Backup with finalizers, or an orphan or foreground
+// propagation policy) and in the storage delete itself; Store.DeleteCollection
+// calls Store.Delete with it for each item. A Backup already being deleted is
+// let through: its deletion has begun, refusing again would keep nothing, and
+// CheckRestore refuses new restores of it.
+func refuseRestored(next rest.ValidateObjectFunc, restoresUsing func(namespace, backupName string) []string) rest.ValidateObjectFunc {
+	return registry.ThenCheck(next, func(ctx context.Context, obj runtime.Object) error {
+		b := obj.(*backup.Backup)
+		if b.DeletionTimestamp != nil {
+			return nil
+		}
+		if users := restoresUsing(b.Namespace, b.Name); len(users) > 0 {
+			return apierrors.NewConflict(backup.Resource("backups"), b.Name, fmt.Errorf(
 				"RestoreJob %s is restoring this Backup; delete the Backup after it finishes (or delete the RestoreJob first)", strings.Join(users, ", ")))
 		}
-	}
-	return r.Store.Delete(ctx, name, deleteValidation, options)
+		return nil
+	})
 }
 
 // crossNamespaceCheck wraps create validation with the requester-aware check
