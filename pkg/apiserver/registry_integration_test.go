@@ -3,12 +3,15 @@ package apiserver_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 )
 
 // TestBackupInUseSurvivesEveryDelete deletes Backups that RestoreJobs are
@@ -124,5 +127,58 @@ spec: {target: {pvcName: data}}
 				}
 			}
 		})
+	}
+}
+
+// TestStatusWriteKeepsMetadata sends a /status PUT that also drops a finalizer,
+// changes labels and annotations and replaces the owner: only status changes.
+func TestStatusWriteKeepsMetadata(t *testing.T) {
+	requireCluster(t)
+	ns := "status-meta"
+	createNamespace(t, ns)
+	ctx := context.Background()
+	c := clientset(t).BackupV1alpha1().Backups(ns)
+	owner := []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "owner", UID: "6b5a2f0e-0000-4000-8000-000000000001"}}
+	b, err := c.Create(ctx, &v1alpha1.Backup{
+		ObjectMeta: metav1.ObjectMeta{Name: "b1", Labels: map[string]string{"team": "db"}, Annotations: map[string]string{"note": "keep"},
+			Finalizers: []string{"test/keep"}, OwnerReferences: owner},
+		Spec: v1alpha1.BackupSpec{Target: v1alpha1.VolumeTarget{PVCName: "data"}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = controlPlane.Kubectl(ctx, "patch", "backup", "b1", "-n", ns, "--type=merge", "-p", `{"metadata":{"finalizers":null}}`)
+	})
+	want := b.ObjectMeta
+
+	b.Status.Phase = v1alpha1.BackupPhaseRunning
+	b.Finalizers = nil
+	b.Labels = map[string]string{"team": "web"}
+	b.Annotations = map[string]string{"note": "changed"}
+	b.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "thief", UID: "6b5a2f0e-0000-4000-8000-000000000002"}}
+	if _, err := c.UpdateStatus(ctx, b, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Get(ctx, "b1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Phase != v1alpha1.BackupPhaseRunning {
+		t.Errorf("status not written: phase %q", got.Status.Phase)
+	}
+	for _, f := range []struct {
+		name      string
+		got, want any
+	}{
+		{"finalizers", got.Finalizers, want.Finalizers},
+		{"labels", got.Labels, want.Labels},
+		{"annotations", got.Annotations, want.Annotations},
+		{"ownerReferences", got.OwnerReferences, want.OwnerReferences},
+		{"generation", got.Generation, want.Generation},
+	} {
+		if !reflect.DeepEqual(f.got, f.want) {
+			t.Errorf("/status changed %s: %v, want %v", f.name, f.got, f.want)
+		}
 	}
 }

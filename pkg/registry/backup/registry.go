@@ -29,13 +29,18 @@ func SpecOwnedFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	}
 }
 
-// StatusOwnedFields are the fields that a write of /status may not touch.
+// StatusOwnedFields are the fields that a write of /status may not touch: spec
+// and the metadata that the status strategies keep
+// (metav1.ResetObjectMetaForStatus), so a server-side apply of /status does
+// not claim them either.
 func StatusOwnedFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	return map[fieldpath.APIVersion]*fieldpath.Set{
 		fieldpath.APIVersion(v1alpha1.SchemeGroupVersion.String()): fieldpath.NewSet(
 			fieldpath.MakePathOrDie("spec"),
 			fieldpath.MakePathOrDie("metadata", "labels"),
 			fieldpath.MakePathOrDie("metadata", "annotations"),
+			fieldpath.MakePathOrDie("metadata", "finalizers"),
+			fieldpath.MakePathOrDie("metadata", "ownerReferences"),
 		),
 	}
 }

@@ -106,11 +106,14 @@ func (statusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	return registry.StatusOwnedFields()
 }
 
+// PrepareForUpdate makes a write of /status change status only: it keeps spec,
+// the metadata clients write (labels, annotations, finalizers,
+// ownerReferences) and generation and deletionTimestamp, as the status
+// subresources of Kubernetes do.
 func (statusStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	b, oldB := obj.(*backup.Backup), old.(*backup.Backup)
 	b.Spec = oldB.Spec
-	b.Labels = oldB.Labels
-	b.Annotations = oldB.Annotations
+	metav1.ResetObjectMetaForStatus(&b.ObjectMeta, &oldB.ObjectMeta)
 }
 
 func (statusStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {

@@ -89,11 +89,14 @@ func (statusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	return registry.StatusOwnedFields()
 }
 
+// PrepareForUpdate makes a write of /status change status only: it keeps spec,
+// the metadata clients write (labels, annotations, finalizers,
+// ownerReferences) and generation and deletionTimestamp, as the status
+// subresources of Kubernetes do.
 func (statusStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	r, oldR := obj.(*backup.RestoreJob), old.(*backup.RestoreJob)
 	r.Spec = oldR.Spec
-	r.Labels = oldR.Labels
-	r.Annotations = oldR.Annotations
+	metav1.ResetObjectMetaForStatus(&r.ObjectMeta, &oldR.ObjectMeta)
 }
 
 func (statusStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
