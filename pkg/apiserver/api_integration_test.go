@@ -231,11 +231,11 @@ func TestInvalidObjectsAreRefusedWithTheField(t *testing.T) {
 		}
 		b.Spec.Target.PVCName = "other"
 		_, err = c.Update(context.Background(), b, metav1.UpdateOptions{})
-		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec: Forbidden") {
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec: Invalid value: field is immutable") {
 			t.Fatalf("want 422 on spec, got %v", err)
 		}
 		out, err := controlPlane.Kubectl(context.Background(), "patch", "backup", "b1", "-n", ns, "--type=merge", "-p", `{"spec":{"target":{"pvcName":"x"}}}`)
-		if err == nil || !strings.Contains(string(out), "spec: Forbidden: is immutable") {
+		if err == nil || !strings.Contains(string(out), "spec: Invalid value: field is immutable: a Backup records what was backed up; create a new Backup instead") {
 			t.Errorf("kubectl patch of spec: %v\n%s", err, out)
 		}
 	})

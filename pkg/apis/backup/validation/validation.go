@@ -63,10 +63,42 @@ func ValidateBackupPolicy(p *backup.BackupPolicy) field.ErrorList {
 	return append(allErrs, validateBackupPolicySpec(&p.Spec, field.NewPath("spec"))...)
 }
 
-// ValidateBackupPolicyUpdate validates an update of a BackupPolicy's spec and metadata.
+// ValidateBackupPolicyUpdate validates an update of a BackupPolicy's spec and
+// metadata. Every field of today's spec may change (mutablePolicyFields); one
+// added later is immutable until it is listed there.
 func ValidateBackupPolicyUpdate(p, old *backup.BackupPolicy) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&p.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
+	immutable := p.Spec // with the mutable fields as they were, the rest must equal old
+	mutablePolicyFields(&immutable, &old.Spec)
+	allErrs = append(allErrs, validateImmutable(immutable, old.Spec, field.NewPath("spec"),
+		"this field of a BackupPolicy cannot change; create a new BackupPolicy instead")...)
 	return append(allErrs, validateBackupPolicySpec(&p.Spec, field.NewPath("spec"))...)
+}
+
+// mutablePolicyFields copies into to the fields of from that an update of a
+// BackupPolicy may change: the schedule, target, repository and retention are
+// edited in place, and the controller follows (generation).
+func mutablePolicyFields(to, from *backup.BackupPolicySpec) {
+	to.Schedule = from.Schedule
+	to.TimeZone = from.TimeZone
+	to.Suspend = from.Suspend
+	to.Target = from.Target
+	to.Storage = from.Storage
+	to.Retention = from.Retention
+	to.ConcurrencyPolicy = from.ConcurrencyPolicy
+	to.StartingDeadlineSeconds = from.StartingDeadlineSeconds
+}
+
+// validateImmutable refuses a change of a whole (sub-)struct with the error of
+// ValidateImmutableField ("field is immutable"), plus what to do instead. The
+// value is left out of the message: it is the internal struct, with Go names.
+func validateImmutable(newVal, oldVal interface{}, fld *field.Path, advice string) field.ErrorList {
+	errs := apimachineryvalidation.ValidateImmutableField(newVal, oldVal, fld)
+	for _, e := range errs {
+		e.BadValue = field.OmitValueType{}
+		e.Detail += ": " + advice
+	}
+	return errs
 }
 
 // ValidateBackupPolicyStatusUpdate validates a write to /status.
@@ -212,15 +244,13 @@ func ValidateBackup(b *backup.Backup) field.ErrorList {
 	return append(allErrs, validateStorage(&b.Spec.Storage, fld.Child("storage"))...)
 }
 
-// ValidateBackupUpdate refuses any change of a Backup's spec: a Backup records
-// what was backed up, and changing that afterwards would make it lie.
+// ValidateBackupUpdate refuses any change of a Backup's spec, a field added
+// later included: a Backup records what was backed up, and changing that
+// afterwards would make it lie.
 func ValidateBackupUpdate(b, old *backup.Backup) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&b.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
-	if b.Spec != old.Spec {
-		allErrs = append(allErrs, field.Forbidden(field.NewPath("spec"),
-			"is immutable: a Backup records what was backed up; create a new Backup instead"))
-	}
-	return allErrs
+	return append(allErrs, validateImmutable(b.Spec, old.Spec, field.NewPath("spec"),
+		"a Backup records what was backed up; create a new Backup instead")...)
 }
 
 // ValidateBackupStatusUpdate validates a write to a Backup's /status.
@@ -285,34 +315,12 @@ func ValidateRestoreJob(r *backup.RestoreJob) field.ErrorList {
 	return allErrs
 }
 
-// ValidateRestoreJobUpdate refuses any change of a RestoreJob's spec: the safety
-// checks were made for the spec as created.
+// ValidateRestoreJobUpdate refuses any change of a RestoreJob's spec, a field
+// added later included: the safety checks were made for the spec as created.
 func ValidateRestoreJobUpdate(r, old *backup.RestoreJob) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&r.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
-	if !restoreSpecEqual(&r.Spec, &old.Spec) {
-		allErrs = append(allErrs, field.Forbidden(field.NewPath("spec"),
-			"is immutable: the safety checks were made for the spec as created; create a new RestoreJob instead"))
-	}
-	return allErrs
-}
-
-func restoreSpecEqual(a, b *backup.RestoreJobSpec) bool {
-	if a.BackupName != b.BackupName || a.BackupNamespace != b.BackupNamespace || a.Mode != b.Mode ||
-		a.DryRun != b.DryRun || a.AllowInUse != b.AllowInUse ||
-		a.Target.PVCName != b.Target.PVCName || a.Target.Namespace != b.Target.Namespace {
-		return false
-	}
-	x, y := a.Target.NewPVC, b.Target.NewPVC
-	if x == nil || y == nil {
-		return x == y
-	}
-	if (x.StorageClassName == nil) != (y.StorageClassName == nil) || (x.StorageClassName != nil && *x.StorageClassName != *y.StorageClassName) {
-		return false
-	}
-	if (x.Size == nil) != (y.Size == nil) || (x.Size != nil && x.Size.Cmp(*y.Size) != 0) {
-		return false
-	}
-	return strings.Join(x.AccessModes, ",") == strings.Join(y.AccessModes, ",")
+	return append(allErrs, validateImmutable(r.Spec, old.Spec, field.NewPath("spec"),
+		"the safety checks were made for the spec as created; create a new RestoreJob instead")...)
 }
 
 // ValidateRestoreJobStatusUpdate validates a write to a RestoreJob's /status.
