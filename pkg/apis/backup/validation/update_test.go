@@ -73,9 +73,11 @@ func immutableSpecError(errs field.ErrorList) *field.Error {
 }
 
 func TestEveryBackupSpecFieldIsImmutable(t *testing.T) {
+	uid := int64(1000)
 	old := &backup.Backup{
 		ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: "ns", ResourceVersion: "1"},
-		Spec:       backup.BackupSpec{PolicyName: "p", Target: backup.VolumeTarget{PVCName: "data", Namespace: "ns"}, Storage: backup.RepositoryStorage{PVCName: "repo"}},
+		Spec: backup.BackupSpec{PolicyName: "p", Target: backup.VolumeTarget{PVCName: "data", Namespace: "ns"}, Storage: backup.RepositoryStorage{PVCName: "repo"},
+			MoverSecurityContext: &backup.MoverSecurityContext{RunAsUser: &uid}},
 	}
 	for _, f := range specFields(reflect.TypeOf(old.Spec)) {
 		t.Run(f.name, func(t *testing.T) {
@@ -92,7 +94,8 @@ func TestEveryBackupSpecFieldIsImmutable(t *testing.T) {
 			}
 		})
 	}
-	// Metadata stays mutable.
+	// Metadata stays mutable, also when the spec holds pointers (a copy has
+	// new ones, as a decoded request has).
 	b := old.DeepCopy()
 	b.Labels = map[string]string{"team": "db"}
 	b.Finalizers = []string{"example.com/hold"}
@@ -128,6 +131,12 @@ func TestEveryRestoreJobSpecFieldIsImmutable(t *testing.T) {
 	if errs := ValidateRestoreJobUpdate(r, old); immutableSpecError(errs) == nil {
 		t.Errorf("a change of spec.target.newPVC.accessModes was not refused as immutable: %v", errs)
 	}
+	// Metadata stays mutable.
+	r = old.DeepCopy()
+	r.Finalizers = []string{"example.com/hold"}
+	if errs := ValidateRestoreJobUpdate(r, old); len(errs) != 0 {
+		t.Errorf("metadata change refused: %v", errs)
+	}
 }
 
 // TestBackupPolicySpecFieldsMutableAsListed pins which fields of a policy may
@@ -135,7 +144,7 @@ func TestEveryRestoreJobSpecFieldIsImmutable(t *testing.T) {
 // mutablePolicyFields lists it (and this test with it).
 func TestBackupPolicySpecFieldsMutableAsListed(t *testing.T) {
 	mutable := map[string]bool{"Schedule": true, "TimeZone": true, "Suspend": true, "Target": true, "Storage": true,
-		"Retention": true, "ConcurrencyPolicy": true, "StartingDeadlineSeconds": true}
+		"Retention": true, "ConcurrencyPolicy": true, "StartingDeadlineSeconds": true, "MoverSecurityContext": true}
 	old := validPolicy()
 	old.ResourceVersion = "1"
 	for _, f := range specFields(reflect.TypeOf(old.Spec)) {

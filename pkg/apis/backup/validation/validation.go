@@ -76,8 +76,9 @@ func ValidateBackupPolicyUpdate(p, old *backup.BackupPolicy) field.ErrorList {
 }
 
 // mutablePolicyFields copies into to the fields of from that an update of a
-// BackupPolicy may change: the schedule, target, repository and retention are
-// edited in place, and the controller follows (generation).
+// BackupPolicy may change: the schedule, target, repository, retention and
+// mover identity are edited in place, apply to the Backups created after, and
+// the controller follows (generation).
 func mutablePolicyFields(to, from *backup.BackupPolicySpec) {
 	to.Schedule = from.Schedule
 	to.TimeZone = from.TimeZone
@@ -87,6 +88,7 @@ func mutablePolicyFields(to, from *backup.BackupPolicySpec) {
 	to.Retention = from.Retention
 	to.ConcurrencyPolicy = from.ConcurrencyPolicy
 	to.StartingDeadlineSeconds = from.StartingDeadlineSeconds
+	to.MoverSecurityContext = from.MoverSecurityContext
 }
 
 // validateImmutable refuses a change of a whole (sub-)struct with the error of
