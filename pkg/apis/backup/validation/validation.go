@@ -156,6 +156,25 @@ func validateBackupPolicySpec(spec *backup.BackupPolicySpec, fld *field.Path) fi
 		allErrs = append(allErrs, field.Invalid(fld.Child("startingDeadlineSeconds"), *spec.StartingDeadlineSeconds,
 			"must be greater than 0; leave it unset to always start a missed run once"))
 	}
+	return append(allErrs, validateMoverSecurityContext(spec.MoverSecurityContext, fld.Child("moverSecurityContext"))...)
+}
+
+// validateMoverSecurityContext: IDs are not negative, and the user is not
+// root (the field exists for namespaces where root is forbidden).
+func validateMoverSecurityContext(sc *backup.MoverSecurityContext, fld *field.Path) field.ErrorList {
+	if sc == nil {
+		return nil
+	}
+	var allErrs field.ErrorList
+	if sc.RunAsUser != nil && *sc.RunAsUser <= 0 {
+		allErrs = append(allErrs, field.Invalid(fld.Child("runAsUser"), *sc.RunAsUser,
+			"must be greater than 0: the mover runs as root unless the namespace forbids it, and there it may not; use the user that owns the claim's files"))
+	}
+	for name, v := range map[string]*int64{"runAsGroup": sc.RunAsGroup, "fsGroup": sc.FSGroup} {
+		if v != nil && *v < 0 {
+			allErrs = append(allErrs, field.Invalid(fld.Child(name), *v, "must not be negative"))
+		}
+	}
 	return allErrs
 }
 
@@ -243,6 +262,7 @@ func ValidateBackup(b *backup.Backup) field.ErrorList {
 	} else {
 		allErrs = append(allErrs, validateVolumeTarget(&b.Spec.Target, fld.Child("target"))...)
 	}
+	allErrs = append(allErrs, validateMoverSecurityContext(b.Spec.MoverSecurityContext, fld.Child("moverSecurityContext"))...)
 	return append(allErrs, validateStorage(&b.Spec.Storage, fld.Child("storage"))...)
 }
 
@@ -314,7 +334,7 @@ func ValidateRestoreJob(r *backup.RestoreJob) field.ErrorList {
 		allErrs = append(allErrs, field.NotSupported(fld.Child("mode"), r.Spec.Mode,
 			[]string{string(backup.RestoreModeMerge), string(backup.RestoreModeMirror)}))
 	}
-	return allErrs
+	return append(allErrs, validateMoverSecurityContext(r.Spec.MoverSecurityContext, fld.Child("moverSecurityContext"))...)
 }
 
 // ValidateRestoreJobUpdate refuses any change of a RestoreJob's spec, a field

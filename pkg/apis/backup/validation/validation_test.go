@@ -57,6 +57,15 @@ func TestValidateBackupPolicy(t *testing.T) {
 		{"zero deadline", func(p *backup.BackupPolicy) { d := int64(0); p.Spec.StartingDeadlineSeconds = &d }, "spec.startingDeadlineSeconds"},
 		{"policy name with dot", func(p *backup.BackupPolicy) { p.Name = "db.backups" }, "metadata.name"},
 		{"policy name too long", func(p *backup.BackupPolicy) { p.Name = strings.Repeat("a", 51) }, "metadata.name"},
+		{"mover as a user", func(p *backup.BackupPolicy) {
+			p.Spec.MoverSecurityContext = &backup.MoverSecurityContext{RunAsUser: int64p(1000), RunAsGroup: int64p(0), FSGroup: int64p(2000)}
+		}, ""},
+		{"mover as root", func(p *backup.BackupPolicy) {
+			p.Spec.MoverSecurityContext = &backup.MoverSecurityContext{RunAsUser: int64p(0)}
+		}, "spec.moverSecurityContext.runAsUser"},
+		{"negative fsGroup", func(p *backup.BackupPolicy) {
+			p.Spec.MoverSecurityContext = &backup.MoverSecurityContext{FSGroup: int64p(-1)}
+		}, "spec.moverSecurityContext.fsGroup"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,3 +193,5 @@ func mustTime(t *testing.T, s string) (tm time.Time) {
 	}
 	return tm
 }
+
+func int64p(v int64) *int64 { return &v }

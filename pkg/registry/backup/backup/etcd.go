@@ -67,6 +67,9 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 		if b.Spec.Storage.PVCName == "" {
 			b.Spec.Storage = p.Spec.Storage
 		}
+		if b.Spec.MoverSecurityContext == nil {
+			b.Spec.MoverSecurityContext = p.Spec.MoverSecurityContext
+		}
 	}
 	return r.Store.Create(ctx, obj, crossNamespaceCheck(r.checker, createValidation), options)
 }

@@ -21,13 +21,10 @@ import (
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"example.com/backup-operator/pkg/apis/backup"
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/apis/backup/validation"
 	registry "example.com/backup-operator/pkg/registry/backup"
 )
-
-// PolicyLabel is set on every Backup that belongs to a BackupPolicy, so
-// `kubectl get backups -l backup.example.com/policy=NAME` lists them.
-const PolicyLabel = "backup.example.com/policy"
 
 type backupStrategy struct {
 	runtime.ObjectTyper
@@ -62,7 +59,7 @@ func (s backupStrategy) PrepareForCreate(ctx context.Context, obj runtime.Object
 		if b.Labels == nil {
 			b.Labels = map[string]string{}
 		}
-		b.Labels[PolicyLabel] = b.Spec.PolicyName
+		b.Labels[v1alpha1.PolicyLabel] = b.Spec.PolicyName
 	}
 }
 

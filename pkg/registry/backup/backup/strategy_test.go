@@ -17,7 +17,7 @@ func stored() *backup.Backup {
 	return &backup.Backup{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "b1", Namespace: "ns", ResourceVersion: "7", Generation: 1,
-			Labels:            map[string]string{PolicyLabel: "p", "team": "db"},
+			Labels:            map[string]string{v1alpha1.PolicyLabel: "p", "team": "db"},
 			Annotations:       map[string]string{"note": "keep"},
 			Finalizers:        []string{v1alpha1.DataFinalizer},
 			OwnerReferences:   []metav1.OwnerReference{{APIVersion: "backup.example.com/v1alpha1", Kind: "BackupPolicy", Name: "p", UID: "u1"}},
