@@ -59,12 +59,14 @@ func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, erro
 	if name == "" {
 		name = jobName("backup", b, "")
 	}
-	job, err := m.liveJob(ctx, b, targetNS, name, b.Status.Phase == v1alpha1.BackupPhaseRunning)
+	// expected: a Job created by an earlier sync whose status write was lost
+	// must be found in the API even when the cache lags.
+	job, err := m.liveJob(ctx, b, targetNS, name, true)
 	if apierrors.IsNotFound(err) {
 		if b.Status.Phase == v1alpha1.BackupPhaseRunning && b.Status.JobName != "" {
 			// Never leave a Backup Running without its Job.
 			return result{}, m.failBackup(ctx, b, "JobLost", fmt.Sprintf(
-				"the data mover Job %s/%s disappeared before it finished; no snapshot was stored. Create a new Backup to retry", targetNS, b.Status.JobName))
+				"the data mover Job %s/%s disappeared before its outcome was read; this Backup records no snapshot. Create a new Backup to retry", targetNS, b.Status.JobName))
 		}
 		return m.startBackup(ctx, b, targetNS, pvcName, repo, name)
 	}
@@ -126,7 +128,7 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 		now := metav1.NewTime(m.opts.Now())
 		c.Status.StartTime = &now
 	}
-	c.Status.Message = "the data mover is copying the claim's files into the repository"
+	c.Status.Message = backupRunningMessage
 	if sec.level == levelRestricted {
 		c.Status.Message += fmt.Sprintf(" as user %d (namespace %s enforces Pod Security restricted: files that user cannot read fail the backup)", *sec.pod.RunAsUser, targetNS)
 	}
@@ -141,7 +143,7 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 		node = pod.Spec.NodeName
 	}
 	switch {
-	case done && summary != nil && summary.SnapshotID != "":
+	case done && summary != nil && validSnapshotID(summary.SnapshotID):
 		c := b.DeepCopy()
 		now := metav1.NewTime(m.opts.Now())
 		c.Status.Phase = v1alpha1.BackupPhaseCompleted
@@ -152,6 +154,7 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 		c.Status.Stats = &v1alpha1.BackupStats{Files: summary.Files, Bytes: summary.Bytes, NewBytes: summary.NewBytes, StoredBytes: summary.StoredBytes}
 		c.Status.Progress = nil
 		c.Status.Message = fmt.Sprintf("snapshot %s stored: %d files, %d bytes, %d new", summary.SnapshotID[:12], summary.Files, summary.Bytes, summary.NewBytes)
+		meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionMoverBlocked)
 		meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue, Reason: "SnapshotStored", Message: c.Status.Message, ObservedGeneration: b.Generation})
 		if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
 			return result{}, err
@@ -168,7 +171,7 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 		}
 		return result{}, nil
 	case done:
-		return result{}, m.failBackup(ctx, b, "NoSummary", "the data mover Job completed without reporting a snapshot; treating the backup as failed. Create a new Backup to retry")
+		return result{}, m.failBackup(ctx, b, "NoSummary", "the data mover Job completed without reporting a valid snapshot ID; treating the backup as failed. Create a new Backup to retry")
 	case failed:
 		msg := reason
 		if summary != nil && summary.Error != "" {
@@ -179,21 +182,29 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 	// Running: keep the node and the progress current while the Job runs,
 	// and say so when the Job cannot create its pod.
 	c := b.DeepCopy()
+	if c.Status.Phase != v1alpha1.BackupPhaseRunning {
+		// The Job of an earlier sync whose status write was lost.
+		c.Status.Phase, c.Status.JobName, c.Status.Message = v1alpha1.BackupPhaseRunning, job.Name, backupRunningMessage
+		if c.Status.StartTime == nil {
+			c.Status.StartTime = ptr.To(metav1.NewTime(m.opts.Now()))
+		}
+	}
 	if blocked := m.moverBlocked(ctx, job, pod); blocked != "" {
 		msg := fmt.Sprintf("the data mover Job %s/%s cannot create its pod: %s", job.Namespace, job.Name, blocked)
-		if m.blockedTooLong(job) {
+		tooLong, isNew := m.setBlocked(&c.Status.Conditions, b.Generation, msg)
+		if tooLong {
 			if err := m.deleteJob(ctx, job); err != nil {
 				return result{}, err
 			}
 			return result{}, m.failBackup(ctx, b, "MoverBlocked", msg+fmt.Sprintf("; gave up after %s. Fix the cause, then create a new Backup", moverPodCreateTimeout))
 		}
-		if !meta.IsStatusConditionTrue(b.Status.Conditions, v1alpha1.ConditionMoverBlocked) {
+		if isNew {
 			m.recorder.Event(b, corev1.EventTypeWarning, "MoverBlocked", msg)
 		}
 		c.Status.Message = msg
-		meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionMoverBlocked, Status: metav1.ConditionTrue, Reason: "FailedCreate", Message: msg, ObservedGeneration: b.Generation})
-	} else if pod != nil {
+	} else if meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionMoverBlocked) != nil && (pod != nil || job.Status.Active > 0) {
 		meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionMoverBlocked)
+		c.Status.Message = backupRunningMessage
 	}
 	if node != "" {
 		c.Status.Node = node
@@ -207,6 +218,24 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 		}
 	}
 	return result{after: progressInterval}, nil
+}
+
+// backupRunningMessage is a running Backup's status message.
+const backupRunningMessage = "the data mover is copying the claim's files into the repository"
+
+// validSnapshotID reports whether a summary's snapshot ID is what the mover
+// writes (hexadecimal, at least 12 digits): a summary is a pod's termination
+// message, so it is checked before it is used.
+func validSnapshotID(id string) bool {
+	if len(id) < 12 || len(id) > 128 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *Manager) setBackupPending(ctx context.Context, b *v1alpha1.Backup, msg string) error {
@@ -227,6 +256,7 @@ func (m *Manager) failBackup(ctx context.Context, b *v1alpha1.Backup, reason, ms
 	c.Status.CompletionTime = &now
 	c.Status.Progress = nil
 	c.Status.Message = msg
+	meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionMoverBlocked)
 	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: b.Generation})
 	if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
 		return err
@@ -270,14 +300,19 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 			return result{}, m.removeFinalizer(ctx, b)
 		}
 		sec, err := m.securityFor(ctx, targetNS, b.Spec.Target.PVCName, b.Spec.MoverSecurityContext, repoCaps)
+		if _, refused := errors.AsType[*jobRefused](err); refused {
+			return result{after: time.Minute}, m.pruneRefused(b, err)
+		}
 		if err != nil {
-			return result{}, m.pruneRefused(b, err)
+			return result{}, err
 		}
 		_, created, err := m.ensureJob(ctx, b, m.moverJob(jobSpec{kind: "prune", namespace: targetNS, name: name, owner: b, ownerKind: "Backup", security: sec,
 			repoPVC: b.Spec.Storage.PVCName, args: []string{"prune", "--repo", "/repo", "--forget", b.Status.SnapshotID, "--lock-wait", m.opts.LockWait.String()}}))
-		err = m.pruneRefused(b, err)
+		if _, refused := errors.AsType[*jobRefused](err); refused {
+			return result{after: time.Minute}, m.pruneRefused(b, err)
+		}
 		if err == nil && created {
-			m.recorder.Eventf(b, corev1.EventTypeNormal, "Pruning", "Removing snapshot %s from repository %s/%s", b.Status.SnapshotID[:12], targetNS, b.Spec.Storage.PVCName)
+			m.recorder.Eventf(b, corev1.EventTypeNormal, "Pruning", "Removing snapshot %s from repository %s/%s", shortID(b.Status.SnapshotID), targetNS, b.Spec.Storage.PVCName)
 		}
 		return result{}, err
 	}
@@ -291,7 +326,7 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 	done, failed, _, _, reason := m.jobOutcome(job)
 	switch {
 	case done:
-		m.recorder.Eventf(b, corev1.EventTypeNormal, "DataRemoved", "Snapshot %s removed from the repository", b.Status.SnapshotID[:12])
+		m.recorder.Eventf(b, corev1.EventTypeNormal, "DataRemoved", "Snapshot %s removed from the repository", shortID(b.Status.SnapshotID))
 		return result{}, m.removeFinalizer(ctx, b)
 	case failed:
 		m.recorder.Eventf(b, corev1.EventTypeWarning, "PruneFailed",
@@ -329,3 +364,6 @@ func (m *Manager) removeFinalizer(ctx context.Context, b *v1alpha1.Backup) error
 	}
 	return err
 }
+
+// shortID is the first 12 characters of a snapshot ID, for messages.
+func shortID(id string) string { return id[:min(12, len(id))] }

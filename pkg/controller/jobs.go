@@ -12,6 +12,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -80,8 +81,20 @@ func ownedBy(job *batchv1.Job, owner metav1.Object) bool {
 	if ref := metav1.GetControllerOf(job); ref != nil {
 		return ref.UID == owner.GetUID()
 	}
-	return job.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy && job.Labels[v1alpha1.OwnerUIDLabel] == string(owner.GetUID())
+	l := job.Labels
+	if l[v1alpha1.ManagedByLabel] != v1alpha1.ManagedBy {
+		return false
+	}
+	if uid, ok := l[v1alpha1.OwnerUIDLabel]; ok {
+		return uid == string(owner.GetUID())
+	}
+	// A Job made before Jobs carried the owner's UID: its owner labels name
+	// the owner, and it is not older than the owner (so not a predecessor's).
+	return l[v1alpha1.OwnerNamespaceLabel] == owner.GetNamespace() && l[v1alpha1.OwnerNameLabel] == owner.GetName() &&
+		!job.CreationTimestamp.Before(ptrTime(owner.GetCreationTimestamp()))
 }
+
+func ptrTime(t metav1.Time) *metav1.Time { return &t }
 
 // jobRefused is a Job problem that retrying cannot fix: the API refused the
 // Job as invalid, or a Job of its name exists that is not the owner's. The
@@ -131,6 +144,9 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 		v1alpha1.OwnerNameLabel:      labelValue(s.owner.GetName()),
 		v1alpha1.OwnerUIDLabel:       string(s.owner.GetUID()),
 		v1alpha1.RepositoryLabel:     labelValue(s.repoPVC),
+	}
+	if claim := s.sourcePVC + s.targetPVC; claim != "" {
+		lbls[v1alpha1.ClaimLabel] = labelValue(claim)
 	}
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: lbls,
@@ -183,11 +199,13 @@ const moverPodCreateTimeout = 5 * time.Minute
 // controller looks for the reason in the Job's events.
 const blockedPodCheckAfter = 10 * time.Second
 
-// moverBlocked returns why the Job's pod cannot be created (the newest
+// moverBlocked returns why the Job cannot create its pod (the newest
 // FailedCreate event of the Job, which carries the admission message), or ""
-// while the Job has a pod or is young enough for the pod still to come.
+// when it can: the Job has or had a pod, or is young enough for the pod still
+// to come.
 func (m *Manager) moverBlocked(ctx context.Context, job *batchv1.Job, pod *corev1.Pod) string {
-	if pod != nil || job.UID == "" || m.opts.Now().Sub(job.CreationTimestamp.Time) < blockedPodCheckAfter {
+	if pod != nil || job.UID == "" || job.Status.Active > 0 || job.Status.Succeeded > 0 || job.Status.Failed > 0 ||
+		m.opts.Now().Sub(job.CreationTimestamp.Time) < blockedPodCheckAfter {
 		return ""
 	}
 	events, err := m.kube.CoreV1().Events(job.Namespace).List(ctx, metav1.ListOptions{
@@ -212,6 +230,21 @@ func (m *Manager) moverBlocked(ctx context.Context, job *batchv1.Job, pod *corev
 	return newest.Message
 }
 
+// setBlocked records on conds that the mover's pod cannot be created, and
+// reports whether that has lasted moverPodCreateTimeout (timed from when the
+// condition was first set). An event is due when the condition is new.
+func (m *Manager) setBlocked(conds *[]metav1.Condition, generation int64, msg string) (tooLong, isNew bool) {
+	now := m.opts.Now()
+	old := meta.FindStatusCondition(*conds, v1alpha1.ConditionMoverBlocked)
+	since := now
+	if old != nil && old.Status == metav1.ConditionTrue {
+		since = old.LastTransitionTime.Time
+	}
+	meta.SetStatusCondition(conds, metav1.Condition{Type: v1alpha1.ConditionMoverBlocked, Status: metav1.ConditionTrue, Reason: "FailedCreate",
+		Message: msg, ObservedGeneration: generation, LastTransitionTime: metav1.NewTime(since)})
+	return now.Sub(since) >= moverPodCreateTimeout, old == nil || old.Status != metav1.ConditionTrue
+}
+
 func eventTime(e *corev1.Event) time.Time {
 	if !e.LastTimestamp.IsZero() {
 		return e.LastTimestamp.Time
@@ -220,12 +253,6 @@ func eventTime(e *corev1.Event) time.Time {
 		return e.EventTime.Time
 	}
 	return e.CreationTimestamp.Time
-}
-
-// blockedTooLong reports whether a Job has failed to create its pod for
-// moverPodCreateTimeout; the caller then deletes it and fails its owner.
-func (m *Manager) blockedTooLong(job *batchv1.Job) bool {
-	return m.opts.Now().Sub(job.CreationTimestamp.Time) >= moverPodCreateTimeout
 }
 
 // deleteJob deletes the owner's Job (and its pods), only that very Job.

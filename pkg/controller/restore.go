@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/safety"
@@ -36,7 +37,7 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	if name == "" {
 		name = jobName("restore", r, "")
 	}
-	job, err := m.liveJob(ctx, r, targetNS, name, r.Status.Phase == v1alpha1.RestorePhaseRunning)
+	job, err := m.liveJob(ctx, r, targetNS, name, true)
 	if err == nil {
 		return m.observeRestoreJob(ctx, r, job)
 	}
@@ -105,7 +106,11 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	if r.Spec.DryRun {
 		op = "diff"
 	}
-	sec, err := m.securityFor(ctx, targetNS, r.Spec.Target.PVCName, r.Spec.MoverSecurityContext, restoreCaps)
+	identity := r.Spec.MoverSecurityContext
+	if identity == nil {
+		identity = b.Spec.MoverSecurityContext // who wrote the files backs them up and restores them
+	}
+	sec, err := m.securityFor(ctx, targetNS, r.Spec.Target.PVCName, identity, restoreCaps)
 	if refused, ok := errors.AsType[*jobRefused](err); ok {
 		return result{}, m.failRestore(ctx, r, statusChecks, refused.reason, refused.msg+"; nothing was written")
 	}
@@ -133,7 +138,7 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 			now := metav1.NewTime(m.opts.Now())
 			s.StartTime = &now
 		}
-		s.Message = "the data mover is " + map[bool]string{true: "comparing the snapshot with the claim (dry run)", false: "restoring the snapshot into the claim"}[r.Spec.DryRun]
+		s.Message = restoreRunningMessage(r.Spec.DryRun)
 	})
 }
 
@@ -196,6 +201,7 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 			if summary.OwnersNotPreserved > 0 {
 				s.Message += fmt.Sprintf("; %d files and directories now belong to the mover's user and group instead of their recorded owners (the namespace enforces Pod Security restricted, so the mover may not change owners)", summary.OwnersNotPreserved)
 			}
+			meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionMoverBlocked)
 			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue, Reason: "Restored", Message: s.Message, ObservedGeneration: r.Generation})
 		})
 		if err == nil {
@@ -224,30 +230,46 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 	blocked := m.moverBlocked(ctx, job, pod)
 	if blocked != "" {
 		blocked = fmt.Sprintf("the data mover Job %s/%s cannot create its pod: %s", job.Namespace, job.Name, blocked)
-		if m.blockedTooLong(job) {
+		conds := append([]metav1.Condition(nil), r.Status.Conditions...)
+		tooLong, isNew := m.setBlocked(&conds, r.Generation, blocked)
+		if tooLong {
 			if err := m.deleteJob(ctx, job); err != nil {
 				return result{}, err
 			}
-			return result{}, m.failRestore(ctx, r, nil, "MoverBlocked", blocked+fmt.Sprintf("; gave up after %s and nothing was written. Fix the cause, then create a new RestoreJob", moverPodCreateTimeout))
+			return result{}, m.failRestore(ctx, r, nil, "MoverBlocked", blocked+fmt.Sprintf("; gave up after %s and nothing was written (the Job never ran a pod). Fix the cause, then create a new RestoreJob", moverPodCreateTimeout))
 		}
-		if !meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionMoverBlocked) {
+		if isNew {
 			m.recorder.Event(r, corev1.EventTypeWarning, "MoverBlocked", blocked)
 		}
+		err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) { s.Message, s.Conditions = blocked, conds })
+		return result{after: progressInterval}, err
 	}
 	p := m.moverProgress(ctx, pod)
 	err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+		if s.Phase != v1alpha1.RestorePhaseRunning {
+			// The Job of an earlier sync whose status write was lost.
+			s.Phase, s.JobName, s.Message = v1alpha1.RestorePhaseRunning, job.Name, restoreRunningMessage(r.Spec.DryRun)
+			if s.StartTime == nil {
+				s.StartTime = ptr.To(metav1.NewTime(m.opts.Now()))
+			}
+		}
 		if p != nil {
 			s.Progress = p
 		}
-		switch {
-		case blocked != "":
-			s.Message = blocked
-			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionMoverBlocked, Status: metav1.ConditionTrue, Reason: "FailedCreate", Message: blocked, ObservedGeneration: r.Generation})
-		case pod != nil:
+		if meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionMoverBlocked) != nil && (pod != nil || job.Status.Active > 0) {
 			meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionMoverBlocked)
+			s.Message = restoreRunningMessage(r.Spec.DryRun)
 		}
 	})
 	return result{after: progressInterval}, err
+}
+
+// restoreRunningMessage is a running RestoreJob's status message.
+func restoreRunningMessage(dryRun bool) string {
+	if dryRun {
+		return "the data mover is comparing the snapshot with the claim (dry run)"
+	}
+	return "the data mover is restoring the snapshot into the claim"
 }
 
 func (m *Manager) setRestoreStatus(ctx context.Context, r *v1alpha1.RestoreJob, mutate func(*v1alpha1.RestoreJobStatus)) error {
@@ -264,6 +286,7 @@ func (m *Manager) failRestore(ctx context.Context, r *v1alpha1.RestoreJob, check
 	err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
 		now := metav1.NewTime(m.opts.Now())
 		s.Phase, s.CompletionTime, s.Message, s.Progress = v1alpha1.RestorePhaseFailed, &now, msg, nil
+		meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionMoverBlocked)
 		if checks != nil {
 			s.Checks = checks
 		}

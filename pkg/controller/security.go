@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	psaapi "k8s.io/pod-security-admission/api"
 )
 
 // PodSecurityEnforceLabel is the namespace label whose Pod Security level the
@@ -58,8 +59,14 @@ func (m *Manager) securityFor(ctx context.Context, namespace, claim string, over
 	ns, err := m.kube.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
 	switch {
 	case err == nil:
-		if l := ns.Labels[PodSecurityEnforceLabel]; l != "" {
-			level = l
+		if l, ok := ns.Labels[PodSecurityEnforceLabel]; ok {
+			// As Pod Security admission reads it: a value it does not know
+			// (a typo, an empty value) enforces restricted.
+			parsed, err := psaapi.ParseLevel(l)
+			if err != nil {
+				parsed = psaapi.LevelRestricted
+			}
+			level = string(parsed)
 		}
 	case !apierrors.IsNotFound(err):
 		return moverSecurity{}, err
@@ -70,17 +77,34 @@ func (m *Manager) securityFor(ctx context.Context, namespace, claim string, over
 		return moverSecurity{level: level, caps: caps.baseline,
 			pod: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](0), RunAsGroup: ptr.To[int64](0), SeccompProfile: seccomp}}, nil
 	case levelRestricted:
-		id := override
-		if id == nil || id.RunAsUser == nil {
-			id = workloadIdentity(m.checker.PodsUsing(namespace, claim), claim)
+		// The workload's identity, each field the override sets replacing it.
+		id := workloadIdentity(m.checker.PodsUsing(namespace, claim), claim)
+		if id == nil {
+			id = &v1alpha1.MoverSecurityContext{}
 		}
-		if id == nil || id.RunAsUser == nil || *id.RunAsUser == 0 {
+		if override != nil {
+			if override.RunAsUser != nil {
+				id.RunAsUser = override.RunAsUser
+			}
+			if override.RunAsGroup != nil {
+				id.RunAsGroup = override.RunAsGroup
+			}
+			if override.FSGroup != nil {
+				id.FSGroup = override.FSGroup
+			}
+		}
+		if id.RunAsUser == nil || *id.RunAsUser == 0 {
 			return moverSecurity{}, &jobRefused{reason: "NoNonRootIdentity", msg: fmt.Sprintf(
 				"namespace %s enforces Pod Security %q, so the data mover may not run as root, and no running pod that mounts claim %s names a non-root runAsUser; set spec.moverSecurityContext.runAsUser (and runAsGroup, fsGroup) to the user that owns the claim's files",
 				namespace, level, claim)}
 		}
-		return moverSecurity{level: level, pod: &corev1.PodSecurityContext{RunAsUser: id.RunAsUser, RunAsGroup: id.RunAsGroup, FSGroup: id.FSGroup,
-			RunAsNonRoot: ptr.To(true), SeccompProfile: seccomp}}, nil
+		pod := &corev1.PodSecurityContext{RunAsUser: id.RunAsUser, RunAsGroup: id.RunAsGroup, FSGroup: id.FSGroup,
+			RunAsNonRoot: ptr.To(true), SeccompProfile: seccomp}
+		if id.FSGroup != nil {
+			// Not a recursive chown of the whole repository at every start.
+			pod.FSGroupChangePolicy = ptr.To(corev1.FSGroupChangeOnRootMismatch)
+		}
+		return moverSecurity{level: level, pod: pod}, nil
 	}
 	return moverSecurity{level: levelPrivileged, caps: caps.privileged,
 		pod: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](0), RunAsGroup: ptr.To[int64](0), SeccompProfile: seccomp}}, nil

@@ -51,6 +51,9 @@ const (
 	OwnerUIDLabel       = GroupName + "/owner-uid"
 	// RepositoryLabel is the repository claim a Job opens.
 	RepositoryLabel = GroupName + "/repository"
+	// ClaimLabel is the claim a backup or restore Job reads or writes (in the
+	// Job's namespace): a running mover Job keeps the claim busy.
+	ClaimLabel = GroupName + "/claim"
 	// OwnerAnnotation is the owner's namespace/name, in full.
 	OwnerAnnotation = GroupName + "/owner"
 )
