@@ -125,11 +125,11 @@ func (c CompletedConfig) newChecker() (*safety.Checker, func() bool) {
 	utilruntime.Must(pods.AddIndexers(cache.Indexers{safety.PodsByPVCIndex: safety.PodsByPVC}))
 	pvcs := kube.Core().V1().PersistentVolumeClaims()
 	rs := kube.Apps().V1().ReplicaSets()
-	// The controllers use Jobs too; ask now so one Start starts them all.
-	kube.Batch().V1().Jobs().Informer()
-	synced := []cache.InformerSynced{pods.HasSynced, pvcs.Informer().HasSynced, rs.Informer().HasSynced}
+	// Mover Jobs keep their claim busy; the controllers use Jobs too.
+	jobs := kube.Batch().V1().Jobs()
+	synced := []cache.InformerSynced{pods.HasSynced, pvcs.Informer().HasSynced, rs.Informer().HasSynced, jobs.Informer().HasSynced}
 	checker := &safety.Checker{
-		PVCs: pvcs.Lister(), Pods: pods.GetIndexer(), ReplicaSets: rs.Lister(),
+		PVCs: pvcs.Lister(), Pods: pods.GetIndexer(), ReplicaSets: rs.Lister(), Jobs: jobs.Lister(),
 		Authorizer: c.GenericConfig.Authorization.Authorizer,
 	}
 	return checker, func() bool {

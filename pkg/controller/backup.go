@@ -94,7 +94,14 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 		return result{}, m.failBackup(ctx, b, "RepositoryNotFound", fmt.Sprintf(
 			"the repository PersistentVolumeClaim %s/%s does not exist; create it in the target's namespace (see artifacts/examples) or set spec.storage.pvcName, then create a new Backup", targetNS, repo))
 	}
-	if busy, ok := m.checker.BusyFor(safety.Owner{Kind: "Backup", Namespace: b.Namespace, Name: b.Name, Created: b.CreationTimestamp.Time}, targetNS, pvcName); ok {
+	// From the check that the claim is free to the Job's start and the
+	// Running status, no other mover of the claim may start.
+	defer lockClaim(targetNS, pvcName)()
+	busy, ok, err := m.claimBusy(ctx, safety.Owner{Kind: "Backup", Namespace: b.Namespace, Name: b.Name, UID: b.UID, Created: b.CreationTimestamp.Time}, targetNS, pvcName)
+	if err != nil {
+		return result{}, err
+	}
+	if ok {
 		return result{after: 10 * time.Second}, m.setBackupPending(ctx, b, fmt.Sprintf("waiting: %s uses PersistentVolumeClaim %s/%s and goes first", busy, targetNS, pvcName))
 	}
 	sec, err := m.securityFor(ctx, targetNS, pvcName, b.Spec.MoverSecurityContext, backupCaps)
@@ -289,7 +296,7 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 	if apierrors.IsNotFound(err) {
 		// Prune is exclusive per repository: wait for another one to finish.
 		others, _ := m.jobs.Jobs(targetNS).List(labels.SelectorFromSet(labels.Set{
-			v1alpha1.JobKindLabel: "prune", v1alpha1.RepositoryLabel: labelValue(b.Spec.Storage.PVCName)}))
+			v1alpha1.JobKindLabel: "prune", v1alpha1.RepositoryLabel: v1alpha1.LabelValue(b.Spec.Storage.PVCName)}))
 		for _, o := range others {
 			if d, f, _, _, _ := m.jobOutcome(o); !d && !f && o.Labels[v1alpha1.OwnerUIDLabel] != string(b.UID) {
 				return result{after: 5 * time.Second}, nil

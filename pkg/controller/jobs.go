@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -17,12 +18,12 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/mover/report"
+	"example.com/backup-operator/pkg/safety"
 )
 
 // maxJobName keeps Job names short enough that the Job controller's pod
@@ -48,29 +49,6 @@ func jobName(kind string, owner metav1.Object, extra string) string {
 func shortHash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])[:10]
-}
-
-// labelValue returns s when it is a valid label value, and otherwise (object
-// names may be 253 characters, label values 63) a prefix of it with a hash of
-// the whole, so that distinct values stay distinct.
-func labelValue(s string) string {
-	if len(validation.IsValidLabelValue(s)) == 0 {
-		return s
-	}
-	n := s
-	if len(n) > 52 {
-		n = n[:52]
-	}
-	n = strings.TrimRight(strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' {
-			return r
-		}
-		return '-'
-	}, n), "-._")
-	if n == "" {
-		return shortHash(s)
-	}
-	return n + "-" + shortHash(s)
 }
 
 // ownedBy reports whether job works for owner: it is controlled by the owner
@@ -140,13 +118,13 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 	lbls := map[string]string{
 		v1alpha1.ManagedByLabel:      v1alpha1.ManagedBy,
 		v1alpha1.JobKindLabel:        s.kind,
-		v1alpha1.OwnerNamespaceLabel: labelValue(s.owner.GetNamespace()),
-		v1alpha1.OwnerNameLabel:      labelValue(s.owner.GetName()),
+		v1alpha1.OwnerNamespaceLabel: v1alpha1.LabelValue(s.owner.GetNamespace()),
+		v1alpha1.OwnerNameLabel:      v1alpha1.LabelValue(s.owner.GetName()),
 		v1alpha1.OwnerUIDLabel:       string(s.owner.GetUID()),
-		v1alpha1.RepositoryLabel:     labelValue(s.repoPVC),
+		v1alpha1.RepositoryLabel:     v1alpha1.LabelValue(s.repoPVC),
 	}
 	if claim := s.sourcePVC + s.targetPVC; claim != "" {
-		lbls[v1alpha1.ClaimLabel] = labelValue(claim)
+		lbls[v1alpha1.ClaimLabel] = v1alpha1.LabelValue(claim)
 	}
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: lbls,
@@ -380,6 +358,42 @@ func (m *Manager) ensureJob(ctx context.Context, owner metav1.Object, job *batch
 	}
 	m.recorder.Eventf(owner.(runtime.Object), corev1.EventTypeWarning, "JobCreateFailed", "Creating data mover Job %s/%s failed (will retry): %v", job.Namespace, job.Name, err)
 	return nil, false, fmt.Errorf("creating Job %s/%s: %w", job.Namespace, job.Name, err)
+}
+
+// claimLocks hold, per claim, a mutex that serialises the decision to start
+// a mover of the claim with its start: two workers (a backup and a restore
+// worker, say) never both find the claim free. One process runs the
+// controllers (leader election), so a lock in memory suffices.
+var claimLocks sync.Map // "namespace/claim" → *sync.Mutex
+
+// lockClaim locks the claim and returns the unlock.
+func lockClaim(namespace, pvc string) func() {
+	mu, _ := claimLocks.LoadOrStore(namespace+"/"+pvc, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
+}
+
+// claimBusy says what keeps self from using the claim now (call it with the
+// claim locked): the checker's answer from the caches (objects ahead of self,
+// running objects, mover Jobs), then the API server's own list of the claim's
+// mover Jobs, which has a Job another worker created a moment ago before any
+// cache does.
+func (m *Manager) claimBusy(ctx context.Context, self safety.Owner, namespace, pvc string) (string, bool, error) {
+	if o, busy := m.checker.BusyFor(self, namespace, pvc); busy {
+		return o.String(), true, nil
+	}
+	jobs, err := m.kube.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{
+		v1alpha1.ManagedByLabel: v1alpha1.ManagedBy, v1alpha1.ClaimLabel: v1alpha1.LabelValue(pvc)}).String()})
+	if err != nil {
+		return "", false, err
+	}
+	for i := range jobs.Items {
+		j := &jobs.Items[i]
+		if !safety.JobFinished(j) && j.Labels[v1alpha1.OwnerUIDLabel] != string(self.UID) {
+			return fmt.Sprintf("data mover Job %s/%s (of %s)", j.Namespace, j.Name, j.Annotations[v1alpha1.OwnerAnnotation]), true, nil
+		}
+	}
+	return "", false, nil
 }
 
 // nodeOfRunningUser is the node of a running pod that mounts the claim, so a

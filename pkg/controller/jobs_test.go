@@ -169,10 +169,10 @@ func TestLongNamesGiveValidJobs(t *testing.T) {
 			}
 		}
 	}
-	if labelValue(long) == labelValue(long[:252]+"y") {
+	if v1alpha1.LabelValue(long) == v1alpha1.LabelValue(long[:252]+"y") {
 		t.Error("two long values share a label value")
 	}
-	if v := labelValue("short"); v != "short" {
+	if v := v1alpha1.LabelValue("short"); v != "short" {
 		t.Errorf("valid values are kept: %q", v)
 	}
 }
@@ -233,5 +233,36 @@ func TestOutcomeReadsOnlyTheJobsOwnPods(t *testing.T) {
 	}
 	if got := f.backup("prod", bk.Name); got.Status.Phase != v1alpha1.BackupPhaseFailed || got.Status.SnapshotID != "" {
 		t.Errorf("phase %q snapshot %q: the summary of another Job's pod was used", got.Status.Phase, got.Status.SnapshotID)
+	}
+}
+
+// A mover Job of the claim that has not finished keeps the claim busy even
+// when its owner is gone (a deleted RestoreJob's mover runs on) or the
+// caches have not seen it yet: a Backup waits, and starts once it finished.
+func TestRunningMoverOfAGoneOwnerKeepsTheClaimBusy(t *testing.T) {
+	bk := newBackup("prod", "b", "uid-b", "prod")
+	orphan := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: "restore-gone-0123456789", UID: "orphan-uid",
+		Labels: map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedBy, v1alpha1.JobKindLabel: "restore",
+			v1alpha1.OwnerUIDLabel: "uid-gone", v1alpha1.ClaimLabel: "data"},
+		Annotations: map[string]string{v1alpha1.OwnerAnnotation: "other/gone"}}}
+	f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+	if err := f.kube.Tracker().Add(orphan); err != nil { // in the API, not yet in the cache
+		t.Fatal(err)
+	}
+	f.syncBackup("prod", "b")
+	if got := f.backup("prod", "b"); got.Status.Phase != v1alpha1.BackupPhasePending || !strings.Contains(got.Status.Message, "restore-gone-0123456789 (of other/gone)") {
+		t.Fatalf("phase %q message %q, want Pending behind the running mover", got.Status.Phase, got.Status.Message)
+	}
+	if n := len(f.jobs("prod")); n != 1 {
+		t.Fatalf("%d Jobs, want only the running mover", n)
+	}
+	orphan.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}
+	if _, err := f.kube.BatchV1().Jobs("prod").UpdateStatus(context.Background(), orphan, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.resync()
+	f.syncBackup("prod", "b")
+	if got := f.backup("prod", "b"); got.Status.Phase != v1alpha1.BackupPhaseRunning {
+		t.Errorf("phase %q after the mover finished, want Running", got.Status.Phase)
 	}
 }

@@ -72,8 +72,11 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	// The cluster may have changed since the request was admitted: check again
 	// right before touching data. (The requester's permissions were checked at
 	// admission; they are not re-evaluated for the controller's own identity.)
+	// From the checks to the Job's start and the Running status, no other
+	// mover of the claim may start.
+	defer lockClaim(targetNS, r.Spec.Target.PVCName)()
 	checks, refusal := m.checker.CheckRestore(ctx, nil, safety.Restore{
-		Namespace: r.Namespace, Name: r.Name, Created: r.CreationTimestamp.Time, BackupNamespace: r.Spec.BackupNamespace, BackupName: r.Spec.BackupName,
+		Namespace: r.Namespace, Name: r.Name, UID: r.UID, Created: r.CreationTimestamp.Time, BackupNamespace: r.Spec.BackupNamespace, BackupName: r.Spec.BackupName,
 		TargetNamespace: targetNS, TargetPVC: r.Spec.Target.PVCName,
 		AllowInUse: r.Spec.AllowInUse || r.Spec.DryRun,
 	})
@@ -92,6 +95,14 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 			})
 		}
 		return result{}, m.failRestore(ctx, r, statusChecks, "SafetyCheckFailed", "refused right before restoring: "+refusal.Message+"; nothing was written")
+	}
+	if busy, ok, err := m.claimBusy(ctx, safety.Owner{Kind: "RestoreJob", Namespace: r.Namespace, Name: r.Name, UID: r.UID, Created: r.CreationTimestamp.Time},
+		targetNS, r.Spec.Target.PVCName); err != nil || ok {
+		return result{after: 10 * time.Second}, errors.Join(err, m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+			if ok {
+				s.Phase, s.Checks, s.Message = v1alpha1.RestorePhasePending, statusChecks, fmt.Sprintf("waiting: %s uses the claim", busy)
+			}
+		}))
 	}
 	b, err := m.backups.Backups(r.Spec.BackupNamespace).Get(r.Spec.BackupName)
 	if err != nil {

@@ -13,15 +13,19 @@ import (
 	"strings"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	appslisters "k8s.io/client-go/listers/apps/v1"
+	batchlisters "k8s.io/client-go/listers/batch/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -93,7 +97,10 @@ type Checker struct {
 	ReplicaSets appslisters.ReplicaSetLister
 	Backups     cache.Indexer // with BackupIndexers
 	Restores    cache.Indexer // with RestoreIndexers
-	Authorizer  authorizer.Authorizer
+	// Jobs, when set, are read for mover Jobs that still use a claim (whose
+	// owner may be gone: a deleted RestoreJob's mover runs on).
+	Jobs       batchlisters.JobLister
+	Authorizer authorizer.Authorizer
 	// Synced reports whether all caches are filled; until then every check
 	// refuses (fail safe) and asks the requester to retry.
 	Synced func() bool
@@ -121,6 +128,7 @@ type Check struct {
 // Restore is what a restore check needs to know of a RestoreJob.
 type Restore struct {
 	Namespace, Name string
+	UID             types.UID
 	// Created is when the RestoreJob was stored; zero for a request not yet
 	// stored, which goes after every other user of the claim.
 	Created         time.Time
@@ -218,7 +226,7 @@ func (c *Checker) CheckRestore(ctx context.Context, u user.Info, r Restore) ([]C
 	if !r.NewPVC {
 		c.checkNotInUse(l, r)
 	}
-	if busy, ok := c.BusyFor(Owner{Kind: "RestoreJob", Namespace: r.Namespace, Name: r.Name, Created: r.Created}, r.TargetNamespace, r.TargetPVC); ok {
+	if busy, ok := c.BusyFor(Owner{Kind: "RestoreJob", Namespace: r.Namespace, Name: r.Name, UID: r.UID, Created: r.Created}, r.TargetNamespace, r.TargetPVC); ok {
 		l.record("TargetNotBusy", &Refusal{Code: http.StatusConflict, Wait: true, Message: fmt.Sprintf(
 			"PersistentVolumeClaim %s/%s is busy: %s is in progress; wait until it finishes", r.TargetNamespace, r.TargetPVC, busy)}, "")
 	} else {
@@ -388,13 +396,22 @@ func (c *Checker) ownerOf(pod *corev1.Pod) string {
 
 // Owner is a Backup or RestoreJob that uses a claim.
 type Owner struct {
-	Kind            string // Backup or RestoreJob
+	Kind            string // Backup, RestoreJob, or Job for a mover Job
 	Namespace, Name string
+	UID             types.UID
 	Created         time.Time
 	Running         bool // its mover Job has been started
+	// Note replaces the description: what keeps a claim busy when it is not
+	// an object.
+	Note string
 }
 
-func (o Owner) String() string { return o.Kind + " " + o.Namespace + "/" + o.Name }
+func (o Owner) String() string {
+	if o.Note != "" {
+		return o.Note
+	}
+	return o.Kind + " " + o.Namespace + "/" + o.Name
+}
 
 // before reports whether o goes before p on a claim: older, or as old with
 // a smaller kind, namespace and name. A zero time (not stored yet) goes last.
@@ -446,6 +463,12 @@ func (c *Checker) ActiveOnClaim(namespace, pvc string) []Owner {
 // Backups and restores of one claim so take turns in the order they were
 // created, and a request not yet stored waits for all of them.
 func (c *Checker) BusyFor(self Owner, namespace, pvc string) (Owner, bool) {
+	if c.Synced != nil && !c.Synced() {
+		return Owner{Note: "(the server is still loading cluster state)"}, true
+	}
+	if job, ok := c.moverOnClaim(self, namespace, pvc); ok {
+		return job, true
+	}
 	for _, o := range c.ActiveOnClaim(namespace, pvc) {
 		if o.Kind == self.Kind && o.Namespace == self.Namespace && o.Name == self.Name {
 			continue
@@ -455,6 +478,36 @@ func (c *Checker) BusyFor(self Owner, namespace, pvc string) (Owner, bool) {
 		}
 	}
 	return Owner{}, false
+}
+
+// moverOnClaim finds a mover Job of the claim that has not finished and
+// does not work for self.
+func (c *Checker) moverOnClaim(self Owner, namespace, pvc string) (Owner, bool) {
+	if c.Jobs == nil {
+		return Owner{}, false
+	}
+	jobs, err := c.Jobs.Jobs(namespace).List(labels.SelectorFromSet(labels.Set{
+		v1alpha1.ManagedByLabel: v1alpha1.ManagedBy, v1alpha1.ClaimLabel: v1alpha1.LabelValue(pvc)}))
+	if err != nil {
+		return Owner{}, false
+	}
+	for _, j := range jobs {
+		if !JobFinished(j) && (self.UID == "" || j.Labels[v1alpha1.OwnerUIDLabel] != string(self.UID)) {
+			return Owner{Kind: "Job", Namespace: j.Namespace, Name: j.Name, Running: true,
+				Note: fmt.Sprintf("data mover Job %s/%s (of %s)", j.Namespace, j.Name, j.Annotations[v1alpha1.OwnerAnnotation])}, true
+		}
+	}
+	return Owner{}, false
+}
+
+// JobFinished reports whether a Job has completed or failed.
+func JobFinished(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
 
 // RestoresUsing names the RestoreJobs in progress that restore the Backup.

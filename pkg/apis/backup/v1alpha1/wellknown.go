@@ -1,5 +1,13 @@
 package v1alpha1
 
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
 // Well-known annotations, labels and finalizers of backup.example.com: what
 // users, tools and the operator's own controllers read and write on objects.
 // Each is defined here once.
@@ -57,3 +65,29 @@ const (
 	// OwnerAnnotation is the owner's namespace/name, in full.
 	OwnerAnnotation = GroupName + "/owner"
 )
+
+// LabelValue returns s when it is a valid label value, and otherwise (object
+// names may be 253 characters, label values 63) a prefix of it with a hash of
+// the whole, so that distinct values stay distinct. The labels above carry
+// their values through it.
+func LabelValue(s string) string {
+	if len(validation.IsValidLabelValue(s)) == 0 {
+		return s
+	}
+	n := s
+	if len(n) > 52 {
+		n = n[:52]
+	}
+	n = strings.TrimRight(strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' {
+			return r
+		}
+		return '-'
+	}, n), "-._")
+	sum := sha256.Sum256([]byte(s))
+	h := hex.EncodeToString(sum[:])[:10]
+	if n == "" {
+		return h
+	}
+	return n + "-" + h
+}
