@@ -120,6 +120,14 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 	if refused, ok := errors.AsType[*jobRefused](err); ok {
 		return result{}, m.failBackup(ctx, b, refused.reason, refused.msg)
 	}
+	if apierrors.IsForbidden(err) {
+		// A quota, a policy webhook, a terminating namespace: it may pass
+		// later, but a Backup waiting for it holds its claim, so not forever.
+		if m.opts.Now().Sub(b.CreationTimestamp.Time) >= moverPodCreateTimeout {
+			return result{}, m.failBackup(ctx, b, "JobCreateRefused", fmt.Sprintf("the data mover Job could not be created for %s: %v. Fix the cause, then create a new Backup", moverPodCreateTimeout, err))
+		}
+		return result{after: 30 * time.Second}, m.setBackupPending(ctx, b, fmt.Sprintf("waiting: creating the data mover Job was refused (%v); retrying", err))
+	}
 	if err != nil {
 		return result{}, err
 	}
@@ -282,11 +290,25 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 	}
 	targetNS := b.Spec.Target.Namespace
 	if b.Status.SnapshotID == "" {
-		// Nothing stored; stop a mover that may still run.
+		// Nothing recorded. A mover that finished meanwhile may have stored a
+		// snapshot: record it, so the prune below removes it; a mover that
+		// still runs is stopped.
 		if b.Status.JobName != "" {
-			if job, err := m.liveJob(ctx, b, targetNS, b.Status.JobName, false); err == nil {
-				_ = m.kube.BatchV1().Jobs(targetNS).Delete(ctx, job.Name, metav1.DeleteOptions{
-					PropagationPolicy: ptr.To(metav1.DeletePropagationBackground), Preconditions: metav1.NewUIDPreconditions(string(job.UID))})
+			job, err := m.liveJob(ctx, b, targetNS, b.Status.JobName, true)
+			if err == nil {
+				if done, _, summary, _, _ := m.jobOutcome(job); done && summary != nil && validSnapshotID(summary.SnapshotID) {
+					c := b.DeepCopy()
+					c.Status.SnapshotID = summary.SnapshotID
+					_, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
+					return result{}, err
+				}
+				if err := m.deleteJob(ctx, job); err != nil {
+					return result{}, err
+				}
+			} else if !apierrors.IsNotFound(err) {
+				if _, foreign := errors.AsType[*jobRefused](err); !foreign {
+					return result{}, err
+				}
 			}
 		}
 		return result{}, m.removeFinalizer(ctx, b)

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -264,5 +265,59 @@ func TestRunningMoverOfAGoneOwnerKeepsTheClaimBusy(t *testing.T) {
 	f.syncBackup("prod", "b")
 	if got := f.backup("prod", "b"); got.Status.Phase != v1alpha1.BackupPhaseRunning {
 		t.Errorf("phase %q after the mover finished, want Running", got.Status.Phase)
+	}
+}
+
+// A Job create refused with 403 (a quota, a webhook) may pass later: the
+// Backup waits Pending with the refusal, and fails once it has waited
+// moverPodCreateTimeout, so it does not hold its claim forever.
+func TestForbiddenJobCreateWaitsThenFails(t *testing.T) {
+	bk := newBackup("prod", "b", "uid-1", "prod")
+	f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+	f.kube.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x", fmt.Errorf("exceeded quota: jobs"))
+	})
+	f.now = bk.CreationTimestamp.Add(time.Minute)
+	if res := f.syncBackup("prod", "b"); res.after == 0 {
+		t.Error("no retry scheduled")
+	}
+	if got := f.backup("prod", "b"); got.Status.Phase != v1alpha1.BackupPhasePending || !strings.Contains(got.Status.Message, "exceeded quota") {
+		t.Fatalf("phase %q message %q, want Pending with the refusal", got.Status.Phase, got.Status.Message)
+	}
+	f.now = bk.CreationTimestamp.Add(moverPodCreateTimeout + time.Second)
+	f.syncBackup("prod", "b")
+	if got := f.backup("prod", "b"); got.Status.Phase != v1alpha1.BackupPhaseFailed || failedReason(got.Status.Conditions) != "JobCreateRefused" {
+		t.Errorf("phase %q reason %q, want Failed: JobCreateRefused", got.Status.Phase, failedReason(got.Status.Conditions))
+	}
+}
+
+// A Backup deleted while its mover ran, whose mover then finished, has a
+// snapshot its status does not name yet: the finalizer records it and prunes
+// it, instead of letting the Backup go and leaving the snapshot behind.
+func TestFinalizerPrunesASnapshotStoredMeanwhile(t *testing.T) {
+	bk := newBackup("prod", "b", "uid-1", "prod")
+	f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+	f.syncBackup("prod", "b")
+	job := f.jobs("prod")[0]
+	cur := f.backup("prod", "b")
+	now := metav1.NewTime(f.now)
+	cur.DeletionTimestamp = &now
+	if _, err := f.client.BackupV1alpha1().Backups("prod").Update(context.Background(), cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.resync()
+	f.finishJob(&job, summaryA)
+	f.syncBackup("prod", "b")
+	got := f.backup("prod", "b")
+	if got.Status.SnapshotID != "aaaaaaaaaaaaaaaaaaaaaaaa" || !hasFinalizer(got, v1alpha1.DataFinalizer) {
+		t.Fatalf("snapshot %q finalizer %v, want the snapshot recorded and the Backup kept", got.Status.SnapshotID, got.Finalizers)
+	}
+	f.syncBackup("prod", "b")
+	var prune bool
+	for _, j := range f.jobs("prod") {
+		prune = prune || j.Labels[v1alpha1.JobKindLabel] == "prune"
+	}
+	if !prune {
+		t.Error("no prune Job for the snapshot stored meanwhile")
 	}
 }

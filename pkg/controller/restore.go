@@ -136,6 +136,17 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	if refused, ok := errors.AsType[*jobRefused](err); ok {
 		return result{}, m.failRestore(ctx, r, statusChecks, refused.reason, refused.msg+"; nothing was written")
 	}
+	if apierrors.IsForbidden(err) {
+		// A quota, a policy webhook, a terminating namespace: it may pass
+		// later, but a restore waiting for it holds its claim, so not forever.
+		if m.opts.Now().Sub(r.CreationTimestamp.Time) >= moverPodCreateTimeout {
+			return result{}, m.failRestore(ctx, r, statusChecks, "JobCreateRefused", fmt.Sprintf(
+				"the data mover Job could not be created for %s: %v; nothing was written. Fix the cause, then create a new RestoreJob", moverPodCreateTimeout, err))
+		}
+		return result{after: 30 * time.Second}, m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+			s.Phase, s.Checks, s.Message = v1alpha1.RestorePhasePending, statusChecks, fmt.Sprintf("waiting: creating the data mover Job was refused (%v); retrying", err)
+		})
+	}
 	if err != nil {
 		return result{}, err
 	}
