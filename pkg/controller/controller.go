@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/generated/clientset/versioned"
@@ -358,11 +359,35 @@ func RunElected(ctx context.Context, kube kubernetes.Interface, le LeaderElectio
 	return nil
 }
 
+// releaseLease gives up the Lease if this process still holds it, so another
+// replica takes over at once instead of after the lease duration.
+func releaseLease(ctx context.Context, kube kubernetes.Interface, le LeaderElection) error {
+	ctx, cancel := context.WithTimeout(ctx, le.RenewDeadline)
+	defer cancel()
+	leases := kube.CoordinationV1().Leases(le.Namespace)
+	lease, err := leases.Get(ctx, le.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != le.Identity {
+		return nil
+	}
+	now := metav1.NewMicroTime(time.Now())
+	lease.Spec.HolderIdentity = nil
+	lease.Spec.LeaseDurationSeconds = ptr.To[int32](1)
+	lease.Spec.RenewTime = &now
+	lease.Spec.AcquireTime = &now
+	_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
+	return err
+}
+
 // campaign runs one leader elector until ctx ends or the Lease is lost, and
 // returns after run (if it started) has returned.
 func campaign(ctx context.Context, logger klog.Logger, kube kubernetes.Interface, le LeaderElection, run func(context.Context)) error {
-	// The elector's context ends only after run has returned, so that its
-	// release of the Lease (ReleaseOnCancel) comes last.
+	// The elector's context ends only after run has returned. The elector
+	// never releases the Lease itself (its ReleaseOnCancel would release it
+	// as soon as a renewal fails, while run is still stopping): a lost Lease
+	// expires, and on shutdown releaseLease gives it up after run returned.
 	electCtx, stopElecting := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), logger))
 	defer stopElecting()
 	var (
@@ -380,7 +405,7 @@ func campaign(ctx context.Context, logger klog.Logger, kube kubernetes.Interface
 		LeaseDuration:   le.LeaseDuration,
 		RenewDeadline:   le.RenewDeadline,
 		RetryPeriod:     le.RetryPeriod,
-		ReleaseOnCancel: true,
+		ReleaseOnCancel: false,
 		Name:            le.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(leading context.Context) {
@@ -424,6 +449,10 @@ func campaign(ctx context.Context, logger klog.Logger, kube kubernetes.Interface
 	<-elected
 	switch {
 	case led && ctx.Err() != nil:
+		if err := releaseLease(context.WithoutCancel(ctx), kube, le); err != nil {
+			logger.Info("Controllers stopped; could not release the controllers' Lease, it expires instead", "err", err)
+			break
+		}
 		logger.Info("Controllers stopped; released the controllers' Lease")
 	case led:
 		logger.Info("Lost the controllers' Lease; controllers stopped, campaigning again")
