@@ -61,7 +61,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		restoreCmd(ctx, o, out, true),
 		verifyCmd(ctx, o, out),
 		lsCmd(o, out),
-		pruneCmd(o, out),
+		pruneCmd(ctx, o, out),
 	)
 	// An error cobra returns before a command runs is in the command line: an
 	// unknown command or flag, a bad flag value, a missing required flag.
@@ -364,7 +364,7 @@ func lsCmd(o *options, out *printer) *cobra.Command {
 	return c
 }
 
-func pruneCmd(o *options, out *printer) *cobra.Command {
+func pruneCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 	var wait time.Duration
 	c := &cobra.Command{Use: "prune", Short: "Forget snapshots and delete the data no remaining snapshot references", Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
@@ -387,7 +387,7 @@ func pruneCmd(o *options, out *printer) *cobra.Command {
 				}
 				ids = append(ids, id)
 			}
-			res, err := r.Prune(ids, wait)
+			res, err := r.Prune(ctx, ids, wait)
 			if err != nil {
 				return err
 			}

@@ -119,7 +119,7 @@ func (f *fileCompressibility) record(shrank bool) {
 // Backup stores Source as a new snapshot and returns it.
 func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot, error) {
 	start := time.Now()
-	lock, err := r.Lock(repo.Shared, 10*time.Minute)
+	lock, err := r.LockContext(ctx, repo.Shared, 10*time.Minute)
 	if err != nil {
 		return nil, err
 	}

@@ -246,7 +246,7 @@ func TestPruneRemovesOnlyUnreferencedData(t *testing.T) {
 	os.Remove(unique)
 	c := backup(t, r, shared)
 	sizeBefore := dirSize(t, r.Dir)
-	res, err := r.Prune([]repo.ID{b.ID}, 0)
+	res, err := r.Prune(context.Background(), []repo.ID{b.ID}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -134,7 +134,7 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 	if o.Mode != Merge && o.Mode != Mirror {
 		return nil, fmt.Errorf("unknown restore mode %q: use merge or mirror", o.Mode)
 	}
-	lock, err := r.Lock(repo.Shared, 10*time.Minute)
+	lock, err := r.LockContext(ctx, repo.Shared, 10*time.Minute)
 	if err != nil {
 		return nil, err
 	}

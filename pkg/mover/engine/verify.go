@@ -31,7 +31,7 @@ func (v *VerifyResult) OK() bool { return len(v.Damaged) == 0 }
 // snapshots when ids is empty): snapshot files, manifests, and every blob.
 // With whole set, it also checks every pack and index file of the repository.
 func Verify(ctx context.Context, r *repo.Repo, ids []repo.ID, whole bool) (*VerifyResult, error) {
-	lock, err := r.Lock(repo.Shared, 10*time.Minute)
+	lock, err := r.LockContext(ctx, repo.Shared, 10*time.Minute)
 	if err != nil {
 		return nil, err
 	}

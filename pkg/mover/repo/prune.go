@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,8 +30,8 @@ type PruneResult struct {
 //     with their own index;
 //  4. write one index of all live blobs, then delete the older index files;
 //  5. only then delete the packs no index refers to, and unused manifests.
-func (r *Repo) Prune(forget []ID, wait time.Duration) (*PruneResult, error) {
-	lock, err := r.Lock(Exclusive, wait)
+func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*PruneResult, error) {
+	lock, err := r.LockContext(ctx, Exclusive, wait)
 	if err != nil {
 		return nil, err
 	}
