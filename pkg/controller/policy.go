@@ -48,7 +48,7 @@ func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, erro
 	}
 	var active []string
 	for _, b := range owned {
-		if safety.Active(string(b.Status.Phase), b.DeletionTimestamp != nil) {
+		if safety.BackupActive(b) {
 			active = append(active, b.Name)
 		}
 	}

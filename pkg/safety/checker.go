@@ -431,6 +431,16 @@ func Active(phase string, deleting bool) bool {
 	return !deleting && (phase == "" || phase == "Pending" || phase == "Running")
 }
 
+// BackupActive is Active for a Backup. A Backup re-created from a snapshot
+// (annotation imported-snapshot) never runs a mover: without a phase it waits
+// for the importer, and holds nothing.
+func BackupActive(b *v1alpha1.Backup) bool {
+	if b.Annotations[v1alpha1.ImportedSnapshotAnnotation] != "" && b.Status.Phase == "" {
+		return false
+	}
+	return Active(string(b.Status.Phase), b.DeletionTimestamp != nil)
+}
+
 // ActiveOnClaim returns the Backups and RestoreJobs in progress on the claim,
 // in the order they go: oldest first.
 func (c *Checker) ActiveOnClaim(namespace, pvc string) []Owner {
@@ -439,7 +449,7 @@ func (c *Checker) ActiveOnClaim(namespace, pvc string) []Owner {
 	if objs, err := c.Backups.ByIndex(ClaimIndex, key); err == nil {
 		for _, o := range objs {
 			b := o.(*v1alpha1.Backup)
-			if Active(string(b.Status.Phase), b.DeletionTimestamp != nil) {
+			if BackupActive(b) {
 				out = append(out, Owner{Kind: "Backup", Namespace: b.Namespace, Name: b.Name, Created: b.CreationTimestamp.Time,
 					Running: b.Status.Phase == v1alpha1.BackupPhaseRunning})
 			}

@@ -212,3 +212,19 @@ func TestBusyForTakesTurns(t *testing.T) {
 		t.Errorf("a finished restore uses nothing: %v", got)
 	}
 }
+
+// A Backup re-created from a snapshot has no mover: without a phase (the
+// importer has not written its status) it holds no claim.
+func TestImportedBackupHoldsNoClaim(t *testing.T) {
+	imported := bk("ns", "imported", "", 0, "data")
+	imported.Annotations = map[string]string{v1alpha1.ImportedSnapshotAnnotation: "0123456789abcdef"}
+	if BackupActive(imported) {
+		t.Error("an imported Backup without a phase counts as active")
+	}
+	if o, busy := checker(imported).BusyFor(Owner{Kind: "Backup", Namespace: "ns", Name: "new"}, "ns", "data"); busy {
+		t.Errorf("the claim is busy with %s", o)
+	}
+	if !BackupActive(bk("ns", "plain", "", 0, "data")) {
+		t.Error("a new Backup without a phase is active")
+	}
+}

@@ -148,7 +148,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.ControllerWorkers, "controller-workers", o.ControllerWorkers, "Workers of each controller (policies, backups, restores): how many objects of a kind are reconciled at once.")
 	fs.DurationVar(&o.MoverJobDeadline, "mover-job-deadline", o.MoverJobDeadline, "Longest a data mover Job may run (activeDeadlineSeconds); a longer backup or restore fails.")
 	fs.Int32Var(&o.MoverJobBackoffLimit, "mover-job-backoff-limit", o.MoverJobBackoffLimit, "Retries of a data mover Job's failed pod (backoffLimit); 0 for none.")
-	fs.DurationVar(&o.MoverJobTTL, "mover-job-ttl", o.MoverJobTTL, "How long a finished data mover Job and its pod are kept (ttlSecondsAfterFinished), for its logs.")
+	fs.DurationVar(&o.MoverJobTTL, "mover-job-ttl", o.MoverJobTTL, "How long a finished data mover Job and its pod are kept (ttlSecondsAfterFinished), for its logs; at least 10m, so its outcome is read before it goes.")
 	fs.StringVar(&o.MoverCPURequest, "mover-cpu-request", o.MoverCPURequest, "CPU request of the data mover container; 0 sets none.")
 	fs.StringVar(&o.MoverMemoryRequest, "mover-memory-request", o.MoverMemoryRequest, "Memory request of the data mover container; 0 sets none.")
 	fs.StringVar(&o.MoverMemoryLimit, "mover-memory-limit", o.MoverMemoryLimit, "Memory limit of the data mover container; 0 sets none.")
@@ -206,6 +206,11 @@ func (o *Options) validateControllers() []error {
 		if d.value < time.Second {
 			errs = append(errs, fmt.Errorf("%s is %s; it must be at least 1s", d.flag, d.value))
 		}
+	}
+	if o.MoverJobTTL < 10*time.Minute {
+		// The controller reads a finished Job's outcome from it and its pod;
+		// gone sooner (a failover, a busy server), the outcome is lost.
+		errs = append(errs, fmt.Errorf("--mover-job-ttl is %s; it must be at least 10m so the controllers read each finished Job's outcome before it is removed", o.MoverJobTTL))
 	}
 	if o.MoverJobTTL > math.MaxInt32*time.Second {
 		errs = append(errs, fmt.Errorf("--mover-job-ttl is %s; it must fit ttlSecondsAfterFinished (at most %d seconds)", o.MoverJobTTL, math.MaxInt32))
