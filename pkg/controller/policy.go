@@ -154,6 +154,8 @@ func (m *Manager) runSchedule(ctx context.Context, p *v1alpha1.BackupPolicy, sta
 			case errors.Is(err, errNameTaken):
 				m.missed(p, status, 1, "conflict", fmt.Sprintf("the run scheduled for %s was skipped: Backup %s exists and does not belong to this policy; rename or delete it",
 					due.UTC().Format(time.RFC3339), backupName))
+			case errors.Is(err, errBackupRefused):
+				m.missed(p, status, 1, "refused", fmt.Sprintf("the run scheduled for %s was skipped: %v", due.UTC().Format(time.RFC3339), err))
 			case err != nil:
 				return active, err
 			default:
@@ -185,7 +187,7 @@ func (m *Manager) answerTrigger(ctx context.Context, p *v1alpha1.BackupPolicy, s
 	backupName := fmt.Sprintf("%s-manual-%s", p.Name, shortHash(v))
 	err := m.createBackup(ctx, p, backupName, map[string]string{v1alpha1.TriggerAnnotation: v})
 	switch {
-	case errors.Is(err, errNameTaken):
+	case errors.Is(err, errNameTaken) || errors.Is(err, errBackupRefused):
 		backupName = "" // answered, with no Backup: the event says why
 	case err != nil:
 		return err
@@ -194,6 +196,11 @@ func (m *Manager) answerTrigger(ctx context.Context, p *v1alpha1.BackupPolicy, s
 	status.LastTrigger = &v1alpha1.TriggerStatus{Value: v, BackupName: backupName, Time: &now}
 	return nil
 }
+
+// errBackupRefused is createBackup's answer when the API refuses the Backup
+// (invalid, forbidden by a webhook or policy): retrying the same request
+// would not help, so the run is reported and the policy's sync goes on.
+var errBackupRefused = errors.New("the API refused the Backup")
 
 // errNameTaken is createBackup's answer when a Backup of the name exists
 // and is not the policy's: it is left alone and reported.
@@ -219,6 +226,10 @@ func (m *Manager) createBackup(ctx context.Context, p *v1alpha1.BackupPolicy, na
 			return errNameTaken
 		}
 		return nil
+	}
+	if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) {
+		m.recorder.Eventf(p, corev1.EventTypeWarning, "BackupRefused", "Creating Backup %s was refused: %v", name, err)
+		return fmt.Errorf("%w: creating Backup %s: %v", errBackupRefused, name, err)
 	}
 	if err != nil {
 		return fmt.Errorf("creating Backup %s/%s: %w", p.Namespace, name, err)

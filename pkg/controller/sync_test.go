@@ -2,15 +2,20 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	k8stesting "k8s.io/client-go/testing"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 )
@@ -197,5 +202,25 @@ func TestFinalizerPrunesBeforeLettingGo(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A Backup the API refuses (a webhook, a policy) is a missed run, reported
+// with the refusal; the policy's status is still written and the next sync
+// does not try the same run again.
+func TestRefusedScheduledBackupIsAMissedRun(t *testing.T) {
+	p := newPolicy("prod", "db")
+	f := newFixture(t, p, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+	f.client.PrependReactor("create", "backups", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: v1alpha1.GroupName, Resource: "backups"}, "x", fmt.Errorf("denied by webhook"))
+	})
+	f.syncPolicy("prod", "db")
+	f.syncPolicy("prod", "db")
+	pol, _ := f.client.BackupV1alpha1().BackupPolicies("prod").Get(context.Background(), "db", metav1.GetOptions{})
+	if pol.Status.MissedRuns != 1 || pol.Status.LastScheduleTime == nil || len(pol.Status.Active) != 0 {
+		t.Errorf("missedRuns %d lastScheduleTime %v active %v, want one missed run recorded", pol.Status.MissedRuns, pol.Status.LastScheduleTime, pol.Status.Active)
+	}
+	if ev := strings.Join(f.drainEvents(), "\n"); !strings.Contains(ev, "denied by webhook") {
+		t.Errorf("no event carries the refusal: %s", ev)
 	}
 }
