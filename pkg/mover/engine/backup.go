@@ -117,25 +117,24 @@ func (f *fileCompressibility) record(shrank bool) {
 }
 
 // Backup stores Source as a new snapshot and returns it.
+//
+// It takes the shared lock and picks the parent (lockForBackup, openParent),
+// runs the walk and the file pipeline (startProgress, startChunkWorkers,
+// startFileReaders, startWalk), writes the entries to the manifest in walk
+// order (collectEntries), and finally makes the data, the manifest and the
+// snapshot durable in that order (finishSnapshot).
 func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot, error) {
 	start := time.Now()
-	lock, err := r.LockContext(ctx, repo.Shared, 10*time.Minute)
+	lock, err := lockForBackup(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Unlock()
-	if err := r.LoadIndex(); err != nil { // prune may have rewritten it before we got the lock
-		return nil, err
-	}
-	parent, err := findParent(r, o)
+	parent, parentEntries, err := openParent(r, o)
 	if err != nil {
 		return nil, err
 	}
-	var parentEntries *repo.ManifestReader
-	if parent != nil {
-		if parentEntries, err = r.OpenManifest(parent.Manifest); err != nil {
-			return nil, fmt.Errorf("parent snapshot %s: %w", parent.ID.Short(), err)
-		}
+	if parentEntries != nil {
 		defer parentEntries.Close()
 	}
 	w, err := newPrefetchingWalker(o.Source)
@@ -157,23 +156,86 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var c counters
+	stopProgress := startProgress(ctx, &c, o, parent)
+
+	writer := r.NewWriter()
+	params := r.Config.Chunker
+	bufPool := newChunkBuffers()
+	tasks, stopWorkers := startChunkWorkers(o.Workers, writer, &c, bufPool)
+	defer stopWorkers()
+	small, large, waitReaders := startFileReaders(params, writer, &c, tasks, bufPool)
+	ordered, walkErr := startWalk(ctx, w, parentEntries, writer, int64(params.Min), small, large, &c)
+
+	totals, firstErr := collectEntries(ordered, mw, &c, cancel)
+	waitReaders()
+	stopProgress()
+	if err := <-walkErr; err != nil && firstErr == nil {
+		firstErr = err
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return finishSnapshot(r, lock, o, start, parent, totals, writer, mw, &committed)
+}
+
+// lockForBackup takes the shared repository lock and loads the index under
+// it: a prune may have rewritten the index before the lock was granted. The
+// caller unlocks; on error nothing is held.
+func lockForBackup(ctx context.Context, r *repo.Repo) (*repo.Lock, error) {
+	lock, err := r.LockContext(ctx, repo.Shared, 10*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.LoadIndex(); err != nil { // prune may have rewritten it before we got the lock
+		lock.Unlock()
+		return nil, err
+	}
+	return lock, nil
+}
+
+// openParent picks the parent snapshot (see findParent) and opens its
+// manifest, which the walk reads beside the source to reuse unchanged files.
+// Without a parent both results are nil; otherwise the caller closes the
+// manifest reader.
+func openParent(r *repo.Repo, o BackupOptions) (*repo.Snapshot, *repo.ManifestReader, error) {
+	parent, err := findParent(r, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	if parent == nil {
+		return nil, nil, nil
+	}
+	parentEntries, err := r.OpenManifest(parent.Manifest)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parent snapshot %s: %w", parent.ID.Short(), err)
+	}
+	return parent, parentEntries, nil
+}
+
+// startProgress sets the progress totals, from the parent snapshot if there
+// is one or else by a scan of the source in the background, and starts
+// reporting progress to o.Progress. stop reports a last time and returns once
+// the reporter has ended.
+func startProgress(ctx context.Context, c *counters, o BackupOptions, parent *repo.Snapshot) (stop func()) {
 	if parent != nil {
 		// The parent's totals are a good estimate and cost no second walk.
 		c.bytesTotal.Store(parent.Totals.Bytes)
 		c.filesTotal.Store(parent.Totals.Files)
 	} else {
-		go scanTotals(ctx, o.Source, &c)
+		go scanTotals(ctx, o.Source, c)
 	}
-	stopProgress := reportProgress(ctx, &c, o.Progress)
+	return reportProgress(ctx, c, o.Progress)
+}
 
-	workers := o.Workers
+// startChunkWorkers starts the workers that hash, compress and store the
+// chunks of large files sent on tasks; n of them, or repo.CPUs if n <= 0.
+// stop closes tasks and waits for the workers to end.
+func startChunkWorkers(n int, writer *repo.Writer, c *counters, bufPool *chunkBuffers) (tasks chan chunkTask, stop func()) {
+	workers := n
 	if workers <= 0 {
 		workers = repo.CPUs
 	}
-	writer := r.NewWriter()
-	params := r.Config.Chunker
-	bufPool := newChunkBuffers()
-	tasks := make(chan chunkTask, workers)
+	tasks = make(chan chunkTask, workers)
 	var taskWG sync.WaitGroup
 	for i := 0; i < workers; i++ {
 		taskWG.Add(1)
@@ -191,18 +253,18 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 			}
 		}()
 	}
-	defer func() { close(tasks); taskWG.Wait() }()
+	return tasks, func() { close(tasks); taskWG.Wait() }
+}
 
-	// Entries on their way to the manifest, in walk order. The window is wide
-	// so that small files are read while a large file before them is chunked
-	// (64k entries of about 250 bytes).
-	ordered := make(chan *fileJob, 65536)
-	// Small files (one chunk) are read, hashed and stored by many goroutines
-	// at once, so the disk's latency for one file overlaps the others. Large
-	// files are cut into chunks by two readers that hand the chunks to the
-	// workers above.
-	small := make(chan *fileJob, 256)
-	large := make(chan *fileJob, 16)
+// startFileReaders starts the readers of the files the walk queues on small
+// and large. Small files (one chunk) are read, hashed and stored by many
+// goroutines at once, so the disk's latency for one file overlaps the others.
+// Large files are cut into chunks by two readers that hand the chunks to the
+// chunk workers on tasks. Each reader finishes its job with the outcome. wait
+// returns once both channels are closed and every reader has ended.
+func startFileReaders(params chunker.Params, writer *repo.Writer, c *counters, tasks chan<- chunkTask, bufPool *chunkBuffers) (small, large chan *fileJob, wait func()) {
+	small = make(chan *fileJob, 256)
+	large = make(chan *fileJob, 16)
 	var readerWG sync.WaitGroup
 	for i := 0; i < smallReaders; i++ {
 		readerWG.Add(1)
@@ -210,7 +272,7 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 			defer readerWG.Done()
 			buf := make([]byte, params.Min+1)
 			for j := range small {
-				j.finish(readSmallFile(j, buf, writer, &c, func(j *fileJob) error {
+				j.finish(readSmallFile(j, buf, writer, c, func(j *fileJob) error {
 					return readLargeFile(j, params, nil, tasks, bufPool)
 				}))
 			}
@@ -229,16 +291,33 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 			}
 		}()
 	}
+	return small, large, readerWG.Wait
+}
 
-	// The walk feeds jobs; the loop below drains them in order.
-	walkErr := make(chan error, 1)
+// startWalk runs walkForBackup in its own goroutine. Every entry's job goes
+// on ordered, in walk order, and a file to read also on small or large. When
+// the walk ends it closes small, large and ordered, and sends its error (nil
+// on success) on walkErr.
+func startWalk(ctx context.Context, w *walker, parentEntries *repo.ManifestReader, writer *repo.Writer, smallSize int64, small, large chan *fileJob, c *counters) (ordered <-chan *fileJob, walkErr <-chan error) {
+	// Entries on their way to the manifest, in walk order. The window is wide
+	// so that small files are read while a large file before them is chunked
+	// (64k entries of about 250 bytes).
+	jobs := make(chan *fileJob, 65536)
+	errc := make(chan error, 1)
 	go func() {
-		defer close(ordered)
+		defer close(jobs)
 		defer close(large)
 		defer close(small)
-		walkErr <- walkForBackup(ctx, w, parentEntries, writer, int64(params.Min), small, large, ordered, &c)
+		errc <- walkForBackup(ctx, w, parentEntries, writer, smallSize, small, large, jobs, c)
 	}()
+	return jobs, errc
+}
 
+// collectEntries waits for each job in walk order and adds its entry to the
+// manifest, counting the totals. At the first error it cancels the backup and
+// from then on only drains ordered, so the walk and the readers can end. It
+// returns once ordered is closed.
+func collectEntries(ordered <-chan *fileJob, mw *repo.ManifestWriter, c *counters, cancel context.CancelFunc) (repo.Totals, error) {
 	var totals repo.Totals
 	var firstErr error
 	for j := range ordered {
@@ -265,21 +344,23 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 			cancel()
 		}
 	}
-	readerWG.Wait()
-	stopProgress()
-	if err := <-walkErr; err != nil && firstErr == nil {
-		firstErr = err
-	}
-	if firstErr != nil {
-		return nil, firstErr
-	}
+	return totals, firstErr
+}
+
+// finishSnapshot makes a completed backup durable, in an order that leaves
+// the repository consistent after a crash at any step: the new packs and
+// their index, then the manifest, and only then the snapshot that refers to
+// both, which is published only while the lock is still held. *committed is
+// set once the manifest writer has been closed (whether or not that
+// succeeded), so the caller no longer aborts it.
+func finishSnapshot(r *repo.Repo, lock *repo.Lock, o BackupOptions, start time.Time, parent *repo.Snapshot, totals repo.Totals, writer *repo.Writer, mw *repo.ManifestWriter, committed *bool) (*repo.Snapshot, error) {
 	repo.CrashAt("backup-before-index")
 	if err := writer.Finish(); err != nil {
 		return nil, err
 	}
 	repo.CrashAt("backup-before-manifest")
 	manifestID, manifestSize, err := mw.Close()
-	committed = true
+	*committed = true
 	if err != nil {
 		return nil, fmt.Errorf("writing manifest: %w", err)
 	}

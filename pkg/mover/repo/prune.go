@@ -30,6 +30,11 @@ type PruneResult struct {
 //     with their own index;
 //  4. write one index of all live blobs, then delete the older index files;
 //  5. only then delete the packs no index refers to, and unused manifests.
+//
+// Each step is one helper below (forgetSnapshots, liveBlobs and
+// checkLiveIndexed, repackMixedPacks, writeLiveIndex, deleteUnusedPacks and
+// deleteUnusedManifests); they run strictly in this order. On an error the
+// result says what was done so far.
 func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*PruneResult, error) {
 	lock, err := r.LockContext(ctx, Exclusive, wait)
 	if err != nil {
@@ -40,28 +45,72 @@ func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*Pru
 		return nil, fmt.Errorf("prune stopped before deleting anything: %w", err)
 	}
 	res := &PruneResult{Forgotten: []string{}}
+	// Step 1.
+	if err := r.forgetSnapshots(forget, res); err != nil {
+		return res, err
+	}
+	CrashAt("prune-after-forget")
+	// Step 2.
+	live, manifests, err := r.liveBlobs()
+	if err != nil {
+		return res, err
+	}
+	packLive, packDead := r.packUsage(live)
+	if err := r.checkLiveIndexed(live); err != nil {
+		return res, err
+	}
+	// Step 3.
+	if err := r.repackMixedPacks(live, packLive, packDead, res); err != nil {
+		return res, err
+	}
+	// Step 4.
+	usedPacks, err := r.writeLiveIndex(live, res)
+	if err != nil {
+		return res, err
+	}
+	// Step 5.
+	if err := r.deleteUnusedPacks(usedPacks, res); err != nil {
+		return res, err
+	}
+	if err := r.deleteUnusedManifests(manifests, res); err != nil {
+		return res, err
+	}
+	r.removeStaleTemporaries()
+	return res, nil
+}
+
+// forgetSnapshots is step 1 of Prune, its commit point: it deletes the
+// snapshot files of forget, in order, and records each in res.Forgotten. A
+// snapshot already gone (a repeated prune after a crash) is skipped.
+func (r *Repo) forgetSnapshots(forget []ID, res *PruneResult) error {
 	for _, id := range forget {
 		if _, err := os.Stat(filepath.Join(r.Dir, snapshotsDir, id.String())); errors.Is(err, os.ErrNotExist) {
 			continue // already forgotten (a repeated prune after a crash)
 		}
 		if err := r.removeSnapshot(id); err != nil {
-			return res, err
+			return err
 		}
 		res.Forgotten = append(res.Forgotten, id.String())
 	}
+	return nil
+}
 
-	CrashAt("prune-after-forget")
+// liveBlobs is step 2 of Prune: it reads the manifest of every remaining
+// snapshot and returns the blobs they reference (live) and the manifests
+// themselves. If any snapshot or manifest cannot be read it fails, and
+// Prune stops before deleting data.
+func (r *Repo) liveBlobs() (live, manifests map[ID]bool, err error) {
 	snaps, err := r.Snapshots()
 	if err != nil {
-		return res, fmt.Errorf("prune stopped before deleting data: %w", err)
+		return nil, nil, fmt.Errorf("prune stopped before deleting data: %w", err)
 	}
-	live := map[ID]bool{}
-	manifests := map[ID]bool{}
+	live = map[ID]bool{}
+	manifests = map[ID]bool{}
 	for _, s := range snaps {
 		manifests[s.Manifest] = true
 		m, err := r.OpenManifest(s.Manifest)
 		if err != nil {
-			return res, fmt.Errorf("prune stopped before deleting data: snapshot %s: %w", s.ID.Short(), err)
+			return nil, nil, fmt.Errorf("prune stopped before deleting data: snapshot %s: %w", s.ID.Short(), err)
 		}
 		for {
 			e, err := m.Next()
@@ -70,7 +119,7 @@ func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*Pru
 			}
 			if err != nil {
 				m.Close()
-				return res, fmt.Errorf("prune stopped before deleting data: snapshot %s: %w", s.ID.Short(), err)
+				return nil, nil, fmt.Errorf("prune stopped before deleting data: snapshot %s: %w", s.ID.Short(), err)
 			}
 			for _, c := range e.Chunks {
 				live[c] = true
@@ -78,10 +127,15 @@ func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*Pru
 		}
 		m.Close()
 	}
+	return live, manifests, nil
+}
 
+// packUsage counts, for each pack, how many of the indexed blobs in it are
+// live and how many are dead.
+func (r *Repo) packUsage(live map[ID]bool) (packLive, packDead map[ID]int) {
 	r.mu.RLock()
-	packLive := map[ID]int{}
-	packDead := map[ID]int{}
+	packLive = map[ID]int{}
+	packDead = map[ID]int{}
 	for id, loc := range r.index {
 		if live[id] {
 			packLive[loc.Pack]++
@@ -90,13 +144,25 @@ func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*Pru
 		}
 	}
 	r.mu.RUnlock()
+	return packLive, packDead
+}
+
+// checkLiveIndexed fails if a live blob is missing from the index: Prune
+// then stops before deleting data.
+func (r *Repo) checkLiveIndexed(live map[ID]bool) error {
 	for id := range live {
 		if _, ok := r.Lookup(id); !ok {
-			return res, fmt.Errorf("prune stopped before deleting data: blob %s is referenced but missing; run verify", id.Short())
+			return fmt.Errorf("prune stopped before deleting data: blob %s is referenced but missing; run verify", id.Short())
 		}
 	}
+	return nil
+}
 
-	// Step 3: move live blobs out of mixed packs.
+// repackMixedPacks is step 3 of Prune: it copies the live blobs of every
+// pack that also holds dead ones into new packs, with their own index, and
+// counts the rewritten packs in res.PacksRewritten. The old packs stay until
+// step 5.
+func (r *Repo) repackMixedPacks(live map[ID]bool, packLive, packDead map[ID]int, res *PruneResult) error {
 	rw := r.newRewriter()
 	for id := range live {
 		loc, _ := r.Lookup(id)
@@ -105,14 +171,14 @@ func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*Pru
 		}
 		data, err := r.readBlobAt(id, loc, nil)
 		if err != nil {
-			return res, fmt.Errorf("prune stopped before deleting data: %w", err)
+			return fmt.Errorf("prune stopped before deleting data: %w", err)
 		}
 		if _, err := rw.Add(id, data, loc.Compressed); err != nil {
-			return res, err
+			return err
 		}
 	}
 	if err := rw.Finish(); err != nil {
-		return res, err
+		return err
 	}
 	CrashAt("prune-after-rewrite")
 	for p := range packDead {
@@ -120,14 +186,20 @@ func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*Pru
 			res.PacksRewritten++
 		}
 	}
+	return nil
+}
 
-	// Step 4: one index of the live blobs, then drop the older index files.
+// writeLiveIndex is step 4 of Prune: it writes one index of the live blobs,
+// then deletes the older index files and syncs the index directory, and
+// replaces the in-memory index with the live blobs. It sets
+// res.BlobsDeleted and returns the packs the new index refers to.
+func (r *Repo) writeLiveIndex(live map[ID]bool, res *PruneResult) (usedPacks map[ID]bool, err error) {
 	oldIndexes, err := r.listIDs(indexDir)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	liveLocs := map[ID]Location{}
-	usedPacks := map[ID]bool{}
+	usedPacks = map[ID]bool{}
 	r.mu.RLock()
 	for id := range live {
 		loc := r.index[id]
@@ -141,29 +213,34 @@ func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*Pru
 		data := compressAll(encodeIndex(liveLocs))
 		var err error
 		if newIndex, err = writeContentAddressed(filepath.Join(r.Dir, indexDir), data); err != nil {
-			return res, err
+			return nil, err
 		}
 	}
 	CrashAt("prune-after-new-index")
 	for _, id := range oldIndexes {
 		if id != newIndex {
 			if err := removeFile(filepath.Join(r.Dir, indexDir, id.String())); err != nil {
-				return res, err
+				return nil, err
 			}
 		}
 	}
 	if err := syncDir(filepath.Join(r.Dir, indexDir)); err != nil {
-		return res, err
+		return nil, err
 	}
 	r.mu.Lock()
 	r.index = liveLocs
 	r.mu.Unlock()
+	return usedPacks, nil
+}
 
-	// Step 5: packs no index refers to (dead, rewritten, or left by a crashed backup).
+// deleteUnusedPacks is the first half of step 5 of Prune: it deletes every
+// pack no index refers to (dead, rewritten, or left by a crashed backup),
+// counting them and their bytes in res.
+func (r *Repo) deleteUnusedPacks(usedPacks map[ID]bool, res *PruneResult) error {
 	r.packs.closeAll()
 	packs, err := r.Packs()
 	if err != nil {
-		return res, err
+		return err
 	}
 	for _, p := range packs {
 		if usedPacks[p] {
@@ -174,14 +251,20 @@ func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*Pru
 			res.BytesFreed += st.Size()
 		}
 		if err := removeFile(path); err != nil {
-			return res, err
+			return err
 		}
 		res.PacksDeleted++
 		CrashAt("prune-mid-pack-delete")
 	}
+	return nil
+}
+
+// deleteUnusedManifests is the second half of step 5 of Prune: it deletes
+// every manifest no remaining snapshot refers to, counting its bytes in res.
+func (r *Repo) deleteUnusedManifests(manifests map[ID]bool, res *PruneResult) error {
 	allManifests, err := r.listIDs(manifestsDir)
 	if err != nil {
-		return res, err
+		return err
 	}
 	for _, m := range allManifests {
 		if !manifests[m] {
@@ -190,12 +273,11 @@ func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*Pru
 				res.BytesFreed += st.Size()
 			}
 			if err := removeFile(path); err != nil {
-				return res, err
+				return err
 			}
 		}
 	}
-	r.removeStaleTemporaries()
-	return res, nil
+	return nil
 }
 
 // removeStaleTemporaries deletes temporary files that crashed writers left,
