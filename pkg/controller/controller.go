@@ -66,6 +66,10 @@ type Options struct {
 	LockWait time.Duration
 	// Workers is the number of workers of each controller. Default 2.
 	Workers int
+	// PodSecurityDefault is the Pod Security level the mover follows in a
+	// namespace without the pod-security.kubernetes.io/enforce label: the
+	// cluster's default (its AdmissionConfiguration). Default privileged.
+	PodSecurityDefault string
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 }
@@ -96,6 +100,9 @@ func (o Options) Defaulted() Options {
 	}
 	if o.Workers == 0 {
 		o.Workers = 2
+	}
+	if o.PodSecurityDefault == "" {
+		o.PodSecurityDefault = "privileged"
 	}
 	return o
 }

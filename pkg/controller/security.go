@@ -48,14 +48,19 @@ type moverSecurity struct {
 
 // securityFor chooses the mover's security context from the Pod Security
 // level the Job's namespace enforces:
-//   - privileged, or no level: root with the operation's capabilities;
+//   - privileged: root with the operation's capabilities;
 //   - baseline: root with baseline capabilities only;
 //   - restricted: not root and no capabilities, as set in override, or else
 //     as the user, group and fsGroup of a running pod that mounts claim.
 //
-// A restricted namespace with neither is a jobRefused error saying what to set.
+// A namespace without the label follows PodSecurityDefault (the cluster's
+// default level). A restricted namespace with neither identity is a
+// jobRefused error saying what to set.
 func (m *Manager) securityFor(ctx context.Context, namespace, claim string, override *v1alpha1.MoverSecurityContext, caps moverCaps) (moverSecurity, error) {
-	level := levelPrivileged
+	level := m.opts.PodSecurityDefault
+	if level == "" {
+		level = levelPrivileged
+	}
 	ns, err := m.kube.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
 	switch {
 	case err == nil:

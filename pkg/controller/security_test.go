@@ -190,3 +190,35 @@ func condition(conds []metav1.Condition, t string) *metav1.Condition {
 	}
 	return nil
 }
+
+// A namespace without the enforce label follows the cluster's default level
+// (--pod-security-default-level); an unknown label value enforces restricted,
+// as Pod Security admission reads it.
+func TestUnlabelledAndUnknownLevels(t *testing.T) {
+	for _, tc := range []struct {
+		name, label, def string
+		wantRoot         bool
+	}{
+		{"unlabelled, default privileged", "", "", true},
+		{"unlabelled, cluster default restricted", "", "restricted", false},
+		{"typo enforces restricted", "Restricted ", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := podSecurityNamespace("prod", "")
+			if tc.label != "" {
+				ns.Labels = map[string]string{PodSecurityEnforceLabel: tc.label}
+			}
+			bk := newBackup("prod", "b", "uid-1", "prod")
+			f := newFixture(t, bk, ns, workloadPod("prod"), boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+			f.m.opts.PodSecurityDefault = tc.def
+			f.syncBackup("prod", "b")
+			jobs := f.jobs("prod")
+			if len(jobs) != 1 {
+				t.Fatalf("%d Jobs", len(jobs))
+			}
+			if root := *jobs[0].Spec.Template.Spec.SecurityContext.RunAsUser == 0; root != tc.wantRoot {
+				t.Errorf("mover runs as root: %v, want %v", root, tc.wantRoot)
+			}
+		})
+	}
+}

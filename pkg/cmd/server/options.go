@@ -78,6 +78,7 @@ type Options struct {
 	MoverMemoryRequest   string
 	MoverMemoryLimit     string
 	PruneLockWait        time.Duration
+	PodSecurityDefault   string
 
 	// LeaderElection is the Lease the controllers run under; an empty
 	// namespace means ServiceNamespace. Config fills in the identity.
@@ -112,6 +113,7 @@ func NewOptions() *Options {
 	o.MoverMemoryRequest = d.MoverRequests.Memory().String()
 	o.MoverMemoryLimit = d.MoverLimits.Memory().String()
 	o.PruneLockWait = d.LockWait
+	o.PodSecurityDefault = d.PodSecurityDefault
 	o.LeaderElection = controller.LeaderElection{Name: "backup-apiserver-controllers",
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
 	if img := os.Getenv("MOVER_IMAGE"); img != "" {
@@ -153,6 +155,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.MoverMemoryRequest, "mover-memory-request", o.MoverMemoryRequest, "Memory request of the data mover container; 0 sets none.")
 	fs.StringVar(&o.MoverMemoryLimit, "mover-memory-limit", o.MoverMemoryLimit, "Memory limit of the data mover container; 0 sets none.")
 	fs.DurationVar(&o.PruneLockWait, "prune-lock-wait", o.PruneLockWait, "How long a prune Job waits for the repository's exclusive lock while backups and restores hold it shared.")
+	fs.StringVar(&o.PodSecurityDefault, "pod-security-default-level", o.PodSecurityDefault,
+		"The Pod Security level the data mover follows in a namespace without the pod-security.kubernetes.io/enforce label: the cluster's default enforce level (privileged, baseline or restricted).")
 	fs.DurationVar(&o.LeaderElection.LeaseDuration, "leader-elect-lease-duration", o.LeaderElection.LeaseDuration,
 		"How long a replica waits after the controllers' Lease was last renewed before it takes the Lease over.")
 	fs.DurationVar(&o.LeaderElection.RenewDeadline, "leader-elect-renew-deadline", o.LeaderElection.RenewDeadline,
@@ -207,6 +211,11 @@ func (o *Options) validateControllers() []error {
 			errs = append(errs, fmt.Errorf("%s is %s; it must be at least 1s", d.flag, d.value))
 		}
 	}
+	switch o.PodSecurityDefault {
+	case "privileged", "baseline", "restricted":
+	default:
+		errs = append(errs, fmt.Errorf("--pod-security-default-level is %q; use privileged, baseline or restricted, as the cluster's Pod Security admission defaults", o.PodSecurityDefault))
+	}
 	if o.MoverJobTTL < 10*time.Minute {
 		// The controller reads a finished Job's outcome from it and its pod;
 		// gone sooner (a failover, a busy server), the outcome is lost.
@@ -251,7 +260,7 @@ func (o *Options) validateControllers() []error {
 // controllerOptions turns the flags into controller.Options.
 func (o *Options) controllerOptions() (controller.Options, error) {
 	opts := controller.Options{MoverImage: o.MoverImage, Workers: o.ControllerWorkers, JobDeadline: o.MoverJobDeadline,
-		JobBackoffLimit: o.MoverJobBackoffLimit, JobTTL: o.MoverJobTTL, LockWait: o.PruneLockWait,
+		JobBackoffLimit: o.MoverJobBackoffLimit, JobTTL: o.MoverJobTTL, LockWait: o.PruneLockWait, PodSecurityDefault: o.PodSecurityDefault,
 		MoverRequests: corev1.ResourceList{}, MoverLimits: corev1.ResourceList{}}
 	if opts.JobBackoffLimit == 0 {
 		opts.JobBackoffLimit = -1 // controller.Options: negative asks for no retries, zero for the default
