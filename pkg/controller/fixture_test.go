@@ -276,3 +276,11 @@ func writes(c interface {
 	c.ClearActions()
 	return out
 }
+
+// jobInformerDelete removes a Job from the informer cache, as a delete event would.
+func (f *fixture) jobInformerDelete(job *batchv1.Job) {
+	f.t.Helper()
+	if err := f.kubeInf.Batch().V1().Jobs().Informer().GetIndexer().Delete(job); err != nil {
+		f.t.Fatal(err)
+	}
+}

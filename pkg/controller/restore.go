@@ -25,12 +25,22 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	if apierrors.IsNotFound(err) {
 		return result{}, nil
 	}
-	if err != nil || r.DeletionTimestamp != nil {
+	if err != nil {
 		return result{}, err
+	}
+	if r.DeletionTimestamp != nil {
+		return m.finalizeRestore(ctx, r)
 	}
 	switch r.Status.Phase {
 	case v1alpha1.RestorePhaseCompleted, v1alpha1.RestorePhaseFailed:
 		return result{}, nil
+	}
+	if !hasFinalizer(r, v1alpha1.MoverFinalizer) {
+		c := r.DeepCopy()
+		c.Finalizers = append(c.Finalizers, v1alpha1.MoverFinalizer)
+		if r, err = m.client.BackupV1alpha1().RestoreJobs(ns).Update(ctx, c, metav1.UpdateOptions{}); err != nil {
+			return result{}, err
+		}
 	}
 	targetNS := r.Spec.Target.Namespace
 	name = r.Status.JobName
@@ -292,6 +302,45 @@ func restoreRunningMessage(dryRun bool) string {
 		return "the data mover is comparing the snapshot with the claim (dry run)"
 	}
 	return "the data mover is restoring the snapshot into the claim"
+}
+
+// finalizeRestore stops a deleted RestoreJob's mover before letting the
+// object go: its Job is deleted with its pods (foreground), and the
+// finalizer is removed once the Job is gone or had finished.
+func (m *Manager) finalizeRestore(ctx context.Context, r *v1alpha1.RestoreJob) (result, error) {
+	if !hasFinalizer(r, v1alpha1.MoverFinalizer) {
+		return result{}, nil
+	}
+	if r.Status.JobName != "" {
+		job, err := m.liveJob(ctx, r, r.Spec.Target.Namespace, r.Status.JobName, true)
+		_, foreign := errors.AsType[*jobRefused](err)
+		switch {
+		case err == nil && !safety.JobFinished(job):
+			if job.DeletionTimestamp == nil {
+				err := m.kube.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+					PropagationPolicy: ptr.To(metav1.DeletePropagationForeground), Preconditions: metav1.NewUIDPreconditions(string(job.UID))})
+				if err != nil && !apierrors.IsNotFound(err) {
+					return result{}, err
+				}
+				m.recorder.Eventf(r, corev1.EventTypeNormal, "Stopping", "Stopping data mover Job %s/%s before the RestoreJob goes", job.Namespace, job.Name)
+			}
+			return result{after: 2 * time.Second}, nil // until the Job and its pods are gone
+		case err != nil && !apierrors.IsNotFound(err) && !foreign:
+			return result{}, err
+		}
+	}
+	c := r.DeepCopy()
+	c.Finalizers = nil
+	for _, f := range r.Finalizers {
+		if f != v1alpha1.MoverFinalizer {
+			c.Finalizers = append(c.Finalizers, f)
+		}
+	}
+	_, err := m.client.BackupV1alpha1().RestoreJobs(r.Namespace).Update(ctx, c, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		return result{}, nil
+	}
+	return result{}, err
 }
 
 func (m *Manager) setRestoreStatus(ctx context.Context, r *v1alpha1.RestoreJob, mutate func(*v1alpha1.RestoreJobStatus)) error {

@@ -454,14 +454,51 @@ func TestRestoreWaitsForABusyClaim(t *testing.T) {
 }
 
 // While the safety checker's caches are loading, a restore neither starts
-// nor fails: it is retried shortly and its status is not written.
+// nor fails: it is retried shortly and its status is not written (only its
+// mover finalizer is added).
 func TestRestoreWaitsForTheCaches(t *testing.T) {
 	f := newFixture(t, completedBackup("prod", "b", 1000), newRestore("prod", "r", "b", "data"), claimOf("prod", "data", "1Gi"), boundPVC("prod", "backup-repo"))
 	f.m.checker.Synced = func() bool { return false }
 	writes(f.client)
 	res := f.syncRestore("prod", "r")
-	if w := append(writes(f.client), writes(f.kube)...); len(w) != 0 || res.after == 0 {
-		t.Errorf("wrote %q, requeue %s; want nothing written and a retry", w, res.after)
+	if w := append(writes(f.client), writes(f.kube)...); len(w) != 1 || w[0] != "update restorejobs" || res.after == 0 {
+		t.Errorf("wrote %q, requeue %s; want only the finalizer added and a retry", w, res.after)
+	}
+	if got := f.restore("prod", "r"); got.Status.Phase != "" || !hasFinalizer(got, v1alpha1.MoverFinalizer) {
+		t.Errorf("phase %q finalizers %v, want no status and the mover finalizer", got.Status.Phase, got.Finalizers)
+	}
+}
+
+// Deleting a RestoreJob stops its mover first: the Job is deleted with its
+// pods (foreground, by UID), and the finalizer goes only once the Job is
+// gone; a finished Job is kept (for its logs) and the finalizer goes at once.
+func TestDeletedRestoreStopsItsMover(t *testing.T) {
+	f := newFixture(t, completedBackup("prod", "b", 1000), newRestore("prod", "r", "b", "data"), claimOf("prod", "data", "1Gi"), boundPVC("prod", "backup-repo"))
+	f.syncRestore("prod", "r")
+	job := f.onlyJob("prod")
+	r := f.restore("prod", "r")
+	if !hasFinalizer(r, v1alpha1.MoverFinalizer) {
+		t.Fatalf("finalizers %v, want the mover finalizer on a running restore", r.Finalizers)
+	}
+	now := metav1.NewTime(f.now)
+	r.DeletionTimestamp = &now
+	if _, err := f.client.BackupV1alpha1().RestoreJobs("prod").Update(context.Background(), r, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.resync()
+	if res := f.syncRestore("prod", "r"); res.after == 0 {
+		t.Error("no requeue while the mover stops")
+	}
+	if _, err := f.kube.BatchV1().Jobs("prod").Get(context.Background(), job.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the running mover Job was not deleted: %v", err)
+	}
+	if got := f.restore("prod", "r"); !hasFinalizer(got, v1alpha1.MoverFinalizer) {
+		t.Fatal("the finalizer went before the Job was seen gone")
+	}
+	f.jobInformerDelete(&job)
+	f.syncRestore("prod", "r")
+	if got := f.restore("prod", "r"); hasFinalizer(got, v1alpha1.MoverFinalizer) {
+		t.Errorf("finalizers %v after the Job is gone, want the mover finalizer removed", got.Finalizers)
 	}
 }
 

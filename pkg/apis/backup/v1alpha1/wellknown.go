@@ -24,6 +24,11 @@ const (
 	// The answered value is recorded in status.lastTrigger; a value is answered once.
 	TriggerAnnotation = GroupName + "/trigger"
 
+	// MoverFinalizer keeps a RestoreJob until its data mover Job has stopped:
+	// deleting a RestoreJob stops its writes before the object goes (owner
+	// references cannot reach a Job in another namespace).
+	MoverFinalizer = GroupName + "/mover"
+
 	// ImportAnnotation on a BackupPolicy imports, once per value, the snapshots
 	// its repository holds for it and re-creates their Backups: the way back
 	// after the API server's own storage is lost.
