@@ -38,14 +38,29 @@ spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 2Gi}}}
 	apply(t, doc)
 }
 
-// runPod runs a busybox script in a Job with the given claims mounted at
-// /<claim> and returns its output; it fails the test if the script fails.
+// runPod runs a busybox script as root in a Job with the given claims
+// mounted at /<claim> and returns its output; it fails the test if the script
+// fails.
 func runPod(t *testing.T, ns, name, script string, claims ...string) string {
+	t.Helper()
+	return runJob(t, ns, name, "", "", "export PATH=/bin; /bin/busybox --install -s /bin 2>/dev/null; "+script, claims...)
+}
+
+// runJob runs script in busybox in a Job, with podSecurity and
+// containerSecurity (YAML flow maps, or "") as the pod's and the container's
+// securityContext, and returns its output.
+func runJob(t *testing.T, ns, name, podSecurity, containerSecurity, script string, claims ...string) string {
 	t.Helper()
 	var mounts, vols strings.Builder
 	for _, c := range claims {
 		fmt.Fprintf(&mounts, "\n        - {name: %s, mountPath: /%s}", c, c)
 		fmt.Fprintf(&vols, "\n      - {name: %s, persistentVolumeClaim: {claimName: %s}}", c, c)
+	}
+	if podSecurity != "" {
+		podSecurity = "\n      securityContext: " + podSecurity
+	}
+	if containerSecurity != "" {
+		containerSecurity = "\n        securityContext: " + containerSecurity
 	}
 	apply(t, fmt.Sprintf(`apiVersion: batch/v1
 kind: Job
@@ -54,15 +69,15 @@ spec:
   backoffLimit: 0
   template:
     spec:
-      restartPolicy: Never
+      restartPolicy: Never%s
       containers:
       - name: c
         image: %s
         imagePullPolicy: Never
-        command: ["/bin/busybox", "sh", "-c", %q]
+        command: ["/bin/busybox", "sh", "-c", %q]%s
         volumeMounts:%s
       volumes:%s
-`, name, ns, cluster.BusyboxImage, "export PATH=/bin; /bin/busybox --install -s /bin 2>/dev/null; "+script, mounts.String(), vols.String()))
+`, name, ns, podSecurity, cluster.BusyboxImage, script, containerSecurity, mounts.String(), vols.String()))
 	out, err := local.Kubectl(context.Background(), "-n", ns, "wait", "--for=condition=Complete", "job/"+name, "--timeout=180s")
 	logs, _ := local.Kubectl(context.Background(), "-n", ns, "logs", "job/"+name)
 	if err != nil {

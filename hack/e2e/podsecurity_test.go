@@ -3,48 +3,18 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"example.com/backup-operator/hack/cluster"
 )
 
 // runRestrictedPod runs a busybox script as user 1000 with a security
 // context Pod Security "restricted" admits, and returns its output.
 func runRestrictedPod(t *testing.T, ns, name, script string, claims ...string) string {
 	t.Helper()
-	var mounts, vols strings.Builder
-	for _, c := range claims {
-		fmt.Fprintf(&mounts, "\n        - {name: %s, mountPath: /%s}", c, c)
-		fmt.Fprintf(&vols, "\n      - {name: %s, persistentVolumeClaim: {claimName: %s}}", c, c)
-	}
-	apply(t, fmt.Sprintf(`apiVersion: batch/v1
-kind: Job
-metadata: {name: %s, namespace: %s}
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      securityContext: {runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, seccompProfile: {type: RuntimeDefault}}
-      containers:
-      - name: c
-        image: %s
-        imagePullPolicy: Never
-        command: ["/bin/busybox", "sh", "-c", %q]
-        securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-        volumeMounts:%s
-      volumes:%s
-`, name, ns, cluster.BusyboxImage, script, mounts.String(), vols.String()))
-	out, err := local.Kubectl(context.Background(), "-n", ns, "wait", "--for=condition=Complete", "job/"+name, "--timeout=180s")
-	logs, _ := local.Kubectl(context.Background(), "-n", ns, "logs", "job/"+name)
-	if err != nil {
-		t.Fatalf("job %s did not complete: %v\n%s\nlogs:\n%s", name, err, out, logs)
-	}
-	return string(logs)
+	return runJob(t, ns, name, "{runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, seccompProfile: {type: RuntimeDefault}}",
+		"{allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}", script, claims...)
 }
 
 const listTree = "l() { (cd $1 && /bin/busybox find . -type f -exec /bin/busybox sha256sum {} + | /bin/busybox sort -k2); }; "

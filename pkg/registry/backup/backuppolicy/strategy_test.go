@@ -2,14 +2,14 @@ package backuppolicy
 
 import (
 	"context"
+	"reflect"
 	"testing"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"example.com/backup-operator/pkg/apis/backup"
-	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	registry "example.com/backup-operator/pkg/registry/backup"
 )
 
 func int32p(v int32) *int32 { return &v }
@@ -100,30 +100,14 @@ func TestStatusUpdateChangesOnlyStatus(t *testing.T) {
 	}
 }
 
+// The strategies use the shared reset-field sets (their contents are
+// tested in pkg/registry/backup).
 func TestResetFields(t *testing.T) {
-	gv := fieldpath.APIVersion(v1alpha1.SchemeGroupVersion.String())
 	main := NewStrategy(nil, "repo")
-	status := NewStatusStrategy(main)
-	for _, tc := range []struct {
-		name string
-		set  *fieldpath.Set
-		want []fieldpath.Path
-	}{
-		{"main", main.GetResetFields()[gv], []fieldpath.Path{fieldpath.MakePathOrDie("status")}},
-		{"status", status.GetResetFields()[gv], []fieldpath.Path{
-			fieldpath.MakePathOrDie("spec"),
-			fieldpath.MakePathOrDie("metadata", "labels"),
-			fieldpath.MakePathOrDie("metadata", "annotations"),
-			fieldpath.MakePathOrDie("metadata", "finalizers"),
-			fieldpath.MakePathOrDie("metadata", "ownerReferences"),
-		}},
-	} {
-		if tc.set == nil {
-			t.Errorf("%s: no reset fields for %s", tc.name, gv)
-			continue
-		}
-		if want := fieldpath.NewSet(tc.want...); !tc.set.Equals(want) {
-			t.Errorf("%s reset fields = %s, want %s", tc.name, tc.set, want)
-		}
+	if got, want := main.GetResetFields(), registry.SpecOwnedFields(); !reflect.DeepEqual(got, want) {
+		t.Errorf("main reset fields = %v, want %v", got, want)
+	}
+	if got, want := NewStatusStrategy(main).GetResetFields(), registry.StatusOwnedFields(); !reflect.DeepEqual(got, want) {
+		t.Errorf("status reset fields = %v, want %v", got, want)
 	}
 }
