@@ -25,6 +25,22 @@ func waitGone(t *testing.T, ns, resource, name string) {
 	t.Fatalf("%s %s/%s was not removed", resource, ns, name)
 }
 
+// waitObserved waits until the controller has acted on the object's current
+// generation (status.observedGeneration).
+func waitObserved(t *testing.T, ns, resource, name string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	var last string
+	for time.Now().Before(deadline) {
+		last = kubectl(t, "-n", ns, "get", resource, name, "-o", "jsonpath={.metadata.generation}/{.status.observedGeneration}")
+		if gen, observed, _ := strings.Cut(last, "/"); gen != "" && gen == observed {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("%s %s/%s: generation/observedGeneration still %s", resource, ns, name, last)
+}
+
 // repoSnapshots lists the snapshot IDs the namespace's repository holds.
 func repoSnapshots(t *testing.T, ns, job string) map[string]bool {
 	t.Helper()
@@ -113,7 +129,10 @@ spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 10}
 	// 3. Deleted with its trigger still set: it stays deleted.
 	kubectl(t, "-n", prod, "delete", "backup", manual)
 	waitGone(t, prod, "backup", manual)
-	time.Sleep(15 * time.Second) // several policy syncs
+	// A policy sync after the delete, with the trigger still set: change the
+	// spec and wait until the controller has observed that generation.
+	kubectl(t, "-n", prod, "patch", "bp", policy, "--type=merge", "-p", `{"spec":{"retention":{"keepLast":11}}}`)
+	waitObserved(t, prod, "bp", policy)
 	if out := kubectl(t, "-n", prod, "get", "backup", manual, "--ignore-not-found", "-o", "name"); strings.TrimSpace(out) != "" {
 		t.Fatalf("the deleted on-demand Backup came back: %s", out)
 	}

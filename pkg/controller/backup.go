@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
+	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
@@ -55,10 +56,7 @@ func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, erro
 		}
 	}
 	targetNS, pvcName, repo := b.Spec.Target.Namespace, b.Spec.Target.PVCName, b.Spec.Storage.PVCName
-	name = b.Status.JobName
-	if name == "" {
-		name = jobName("backup", b, "")
-	}
+	name = moverJobName("backup", b, b.Status.JobName)
 	// expected: a Job created by an earlier sync whose status write was lost
 	// must be found in the API even when the cache lags.
 	job, err := m.liveJob(ctx, b, targetNS, name, true)
@@ -97,9 +95,13 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 	// From the check that the claim is free to the Job's start and the
 	// Running status, no other mover of the claim may start.
 	defer lockClaim(targetNS, pvcName)()
-	busy, ok, err := m.claimBusy(ctx, safety.Owner{Kind: "Backup", Namespace: b.Namespace, Name: b.Name, UID: b.UID, Created: b.CreationTimestamp.Time}, targetNS, pvcName)
-	if err != nil {
-		return result{}, err
+	self := safety.Owner{Kind: "Backup", Namespace: b.Namespace, Name: b.Name, UID: b.UID, Created: b.CreationTimestamp.Time}
+	busy, ok := m.checker.BusyFor(self, targetNS, pvcName)
+	if !ok {
+		var err error
+		if busy, ok, err = m.moverRunningOn(ctx, self, targetNS, pvcName); err != nil {
+			return result{}, err
+		}
 	}
 	if ok {
 		return result{after: 10 * time.Second}, m.setBackupPending(ctx, b, fmt.Sprintf("waiting: %s uses PersistentVolumeClaim %s/%s and goes first", busy, targetNS, pvcName))
@@ -144,7 +146,7 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 		c.Status.StartTime = &now
 	}
 	c.Status.Message = backupRunningMessage
-	if sec.level == levelRestricted {
+	if sec.level == psaapi.LevelRestricted {
 		c.Status.Message += fmt.Sprintf(" as user %d (namespace %s enforces Pod Security restricted: files that user cannot read fail the backup)", *sec.pod.RunAsUser, targetNS)
 	}
 	_, err = m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
@@ -208,7 +210,7 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 		msg := fmt.Sprintf("the data mover Job %s/%s cannot create its pod: %s", job.Namespace, job.Name, blocked)
 		tooLong, isNew := m.setBlocked(&c.Status.Conditions, b.Generation, msg)
 		if tooLong {
-			if err := m.deleteJob(ctx, job); err != nil {
+			if err := m.deleteJob(ctx, job, metav1.DeletePropagationBackground); err != nil {
 				return result{}, err
 			}
 			return result{}, m.failBackup(ctx, b, "MoverBlocked", msg+fmt.Sprintf("; gave up after %s. Fix the cause, then create a new Backup", moverPodCreateTimeout))
@@ -293,23 +295,21 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 		// Nothing recorded. A mover that finished meanwhile may have stored a
 		// snapshot: record it, so the prune below removes it; a mover that
 		// still runs is stopped.
-		if b.Status.JobName != "" {
-			job, err := m.liveJob(ctx, b, targetNS, b.Status.JobName, true)
-			if err == nil {
-				if done, _, summary, _, _ := m.jobOutcome(job); done && summary != nil && validSnapshotID(summary.SnapshotID) {
-					c := b.DeepCopy()
-					c.Status.SnapshotID = summary.SnapshotID
-					_, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
-					return result{}, err
-				}
-				if err := m.deleteJob(ctx, job); err != nil {
-					return result{}, err
-				}
-			} else if !apierrors.IsNotFound(err) {
-				if _, foreign := errors.AsType[*jobRefused](err); !foreign {
-					return result{}, err
-				}
+		job, err := m.liveJob(ctx, b, targetNS, moverJobName("backup", b, b.Status.JobName), true)
+		_, foreign := errors.AsType[*jobRefused](err)
+		switch {
+		case err == nil:
+			if done, _, summary, _, _ := m.jobOutcome(job); done && summary != nil && validSnapshotID(summary.SnapshotID) {
+				c := b.DeepCopy()
+				c.Status.SnapshotID = summary.SnapshotID
+				_, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
+				return result{}, err
 			}
+			if err := m.deleteJob(ctx, job, metav1.DeletePropagationBackground); err != nil {
+				return result{}, err
+			}
+		case !apierrors.IsNotFound(err) && !foreign:
+			return result{}, err
 		}
 		return result{}, m.removeFinalizer(ctx, b)
 	}
@@ -320,7 +320,7 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 		others, _ := m.jobs.Jobs(targetNS).List(labels.SelectorFromSet(labels.Set{
 			v1alpha1.JobKindLabel: "prune", v1alpha1.RepositoryLabel: v1alpha1.LabelValue(b.Spec.Storage.PVCName)}))
 		for _, o := range others {
-			if d, f, _, _, _ := m.jobOutcome(o); !d && !f && o.Labels[v1alpha1.OwnerUIDLabel] != string(b.UID) {
+			if !safety.JobFinished(o) && o.Labels[v1alpha1.OwnerUIDLabel] != string(b.UID) {
 				return result{after: 5 * time.Second}, nil
 			}
 		}
@@ -329,16 +329,18 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 			return result{}, m.removeFinalizer(ctx, b)
 		}
 		sec, err := m.securityFor(ctx, targetNS, b.Spec.Target.PVCName, b.Spec.MoverSecurityContext, repoCaps)
-		if _, refused := errors.AsType[*jobRefused](err); refused {
-			return result{after: time.Minute}, m.pruneRefused(b, err)
+		if refused, ok := errors.AsType[*jobRefused](err); ok {
+			m.pruneRefused(b, refused)
+			return result{after: time.Minute}, nil
 		}
 		if err != nil {
 			return result{}, err
 		}
 		_, created, err := m.ensureJob(ctx, b, m.moverJob(jobSpec{kind: "prune", namespace: targetNS, name: name, owner: b, ownerKind: "Backup", security: sec,
 			repoPVC: b.Spec.Storage.PVCName, args: []string{"prune", "--repo", "/repo", "--forget", b.Status.SnapshotID, "--lock-wait", m.opts.LockWait.String()}}))
-		if _, refused := errors.AsType[*jobRefused](err); refused {
-			return result{after: time.Minute}, m.pruneRefused(b, err)
+		if refused, ok := errors.AsType[*jobRefused](err); ok {
+			m.pruneRefused(b, refused)
+			return result{after: time.Minute}, nil
 		}
 		if err == nil && created {
 			m.recorder.Eventf(b, corev1.EventTypeNormal, "Pruning", "Removing snapshot %s from repository %s/%s", shortID(b.Status.SnapshotID), targetNS, b.Spec.Storage.PVCName)
@@ -346,7 +348,7 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 		return result{}, err
 	}
 	if refused, ok := errors.AsType[*jobRefused](err); ok {
-		_ = m.pruneRefused(b, refused)
+		m.pruneRefused(b, refused)
 		return result{after: 5 * time.Minute}, nil
 	}
 	if err != nil {
@@ -368,14 +370,9 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 
 // pruneRefused reports a prune Job that cannot be started: the Backup is kept
 // (its data is still in the repository), with a warning saying what to do.
-func (m *Manager) pruneRefused(b *v1alpha1.Backup, err error) error {
-	refused, ok := errors.AsType[*jobRefused](err)
-	if !ok {
-		return err
-	}
+func (m *Manager) pruneRefused(b *v1alpha1.Backup, refused *jobRefused) {
 	m.recorder.Eventf(b, corev1.EventTypeWarning, "PruneFailed",
 		"Removing the snapshot cannot start (%s); the Backup is kept so no data is lost. Fix the cause, or remove the finalizer %s to give up", refused.msg, v1alpha1.DataFinalizer)
-	return nil
 }
 
 func (m *Manager) removeFinalizer(ctx context.Context, b *v1alpha1.Backup) error {

@@ -261,9 +261,7 @@ func (m *Manager) Run(ctx context.Context) {
 		for _, h := range m.handlers {
 			_ = h.informer.RemoveEventHandler(h.registration)
 		}
-		if m.broadcaster != nil {
-			m.broadcaster.Shutdown()
-		}
+		m.broadcaster.Shutdown()
 		logger.Info("Controllers stopped")
 	}()
 	if !cache.WaitForCacheSync(ctx.Done(), m.synced...) {
@@ -290,7 +288,7 @@ func (m *Manager) countActiveJobs() {
 	}
 	counts := map[string]int{"backup": 0, "restore": 0, "prune": 0}
 	for _, j := range jobs {
-		if done, failed, _, _, _ := m.jobOutcome(j); !done && !failed {
+		if !safety.JobFinished(j) {
 			counts[j.Labels[v1alpha1.JobKindLabel]]++
 		}
 	}

@@ -69,10 +69,18 @@ func ownedBy(job *batchv1.Job, owner metav1.Object) bool {
 	// A Job made before Jobs carried the owner's UID: its owner labels name
 	// the owner, and it is not older than the owner (so not a predecessor's).
 	return l[v1alpha1.OwnerNamespaceLabel] == owner.GetNamespace() && l[v1alpha1.OwnerNameLabel] == owner.GetName() &&
-		!job.CreationTimestamp.Before(ptrTime(owner.GetCreationTimestamp()))
+		!job.CreationTimestamp.Time.Before(owner.GetCreationTimestamp().Time)
 }
 
-func ptrTime(t metav1.Time) *metav1.Time { return &t }
+// moverJobName is the name of the owner's mover Job of kind: the one its
+// status records, or (before a status write, or when it was lost) the one
+// jobName gives it. Sync and finalizer look for the same Job through it.
+func moverJobName(kind string, owner metav1.Object, recorded string) string {
+	if recorded != "" {
+		return recorded
+	}
+	return jobName(kind, owner, "")
+}
 
 // jobRefused is a Job problem that retrying cannot fix: the API refused the
 // Job as invalid, or a Job of its name exists that is not the owner's. The
@@ -233,10 +241,11 @@ func eventTime(e *corev1.Event) time.Time {
 	return e.CreationTimestamp.Time
 }
 
-// deleteJob deletes the owner's Job (and its pods), only that very Job.
-func (m *Manager) deleteJob(ctx context.Context, job *batchv1.Job) error {
+// deleteJob deletes the owner's Job and its pods (propagation says when the
+// Job goes: before them or after), only that very Job.
+func (m *Manager) deleteJob(ctx context.Context, job *batchv1.Job, propagation metav1.DeletionPropagation) error {
 	err := m.kube.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
-		PropagationPolicy: ptr.To(metav1.DeletePropagationBackground), Preconditions: metav1.NewUIDPreconditions(string(job.UID))})
+		PropagationPolicy: ptr.To(propagation), Preconditions: metav1.NewUIDPreconditions(string(job.UID))})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -311,10 +320,12 @@ func (m *Manager) moverProgress(ctx context.Context, pod *corev1.Pod) *v1alpha1.
 }
 
 // liveJob reads the owner's Job from the cache; when the cache does not have
-// it but the owner says it is running, it asks the API server, because a Job
-// created a moment ago may not have reached the cache yet. Only a Job missing
-// there too is reported lost. A Job of that name that is not the owner's is a
-// jobRefused error.
+// it and expected is set, it asks the API server, because a Job created a
+// moment ago (by an earlier sync whose status write was lost, say) may not
+// have reached the cache yet. Only a Job missing there too is NotFound. A Job
+// of that name that is not the owner's is a jobRefused error. The sync and
+// finalizer of a Backup or RestoreJob that has not finished pass expected:
+// that costs a GET on a cache miss, and never starts a second mover.
 func (m *Manager) liveJob(ctx context.Context, owner metav1.Object, namespace, name string, expected bool) (*batchv1.Job, error) {
 	job, err := m.jobs.Jobs(namespace).Get(name)
 	if apierrors.IsNotFound(err) && expected {
@@ -373,27 +384,21 @@ func lockClaim(namespace, pvc string) func() {
 	return mu.(*sync.Mutex).Unlock
 }
 
-// claimBusy says what keeps self from using the claim now (call it with the
-// claim locked): the checker's answer from the caches (objects ahead of self,
-// running objects, mover Jobs), then the API server's own list of the claim's
-// mover Jobs, which has a Job another worker created a moment ago before any
-// cache does.
-func (m *Manager) claimBusy(ctx context.Context, self safety.Owner, namespace, pvc string) (string, bool, error) {
-	if o, busy := m.checker.BusyFor(self, namespace, pvc); busy {
-		return o.String(), true, nil
-	}
-	jobs, err := m.kube.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{
-		v1alpha1.ManagedByLabel: v1alpha1.ManagedBy, v1alpha1.ClaimLabel: v1alpha1.LabelValue(pvc)}).String()})
+// moverRunningOn finds, in the API server's own list (which has a Job
+// another worker created a moment ago before any cache does), a mover Job of
+// the claim that has not finished and does not work for self. Call it with
+// the claim locked, after the checker's cached answer (BusyFor).
+func (m *Manager) moverRunningOn(ctx context.Context, self safety.Owner, namespace, pvc string) (safety.Owner, bool, error) {
+	jobs, err := m.kube.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{LabelSelector: safety.ClaimJobsSelector(pvc).String()})
 	if err != nil {
-		return "", false, err
+		return safety.Owner{}, false, err
 	}
+	list := make([]*batchv1.Job, 0, len(jobs.Items))
 	for i := range jobs.Items {
-		j := &jobs.Items[i]
-		if !safety.JobFinished(j) && j.Labels[v1alpha1.OwnerUIDLabel] != string(self.UID) {
-			return fmt.Sprintf("data mover Job %s/%s (of %s)", j.Namespace, j.Name, j.Annotations[v1alpha1.OwnerAnnotation]), true, nil
-		}
+		list = append(list, &jobs.Items[i])
 	}
-	return "", false, nil
+	o, busy := safety.RunningMover(list, self)
+	return o, busy, nil
 }
 
 // nodeOfRunningUser is the node of a running pod that mounts the claim, so a

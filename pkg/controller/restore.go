@@ -43,10 +43,7 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 		}
 	}
 	targetNS := r.Spec.Target.Namespace
-	name = r.Status.JobName
-	if name == "" {
-		name = jobName("restore", r, "")
-	}
+	name = moverJobName("restore", r, r.Status.JobName)
 	job, err := m.liveJob(ctx, r, targetNS, name, true)
 	if err == nil {
 		return m.observeRestoreJob(ctx, r, job)
@@ -106,7 +103,9 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 		}
 		return result{}, m.failRestore(ctx, r, statusChecks, "SafetyCheckFailed", "refused right before restoring: "+refusal.Message+"; nothing was written")
 	}
-	if busy, ok, err := m.claimBusy(ctx, safety.Owner{Kind: "RestoreJob", Namespace: r.Namespace, Name: r.Name, UID: r.UID, Created: r.CreationTimestamp.Time},
+	// CheckRestore asked the caches; the API server's list has a Job another
+	// worker created a moment ago.
+	if busy, ok, err := m.moverRunningOn(ctx, safety.Owner{Kind: "RestoreJob", Namespace: r.Namespace, Name: r.Name, UID: r.UID, Created: r.CreationTimestamp.Time},
 		targetNS, r.Spec.Target.PVCName); err != nil || ok {
 		return result{after: 10 * time.Second}, errors.Join(err, m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
 			if ok {
@@ -265,7 +264,7 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 		conds := append([]metav1.Condition(nil), r.Status.Conditions...)
 		tooLong, isNew := m.setBlocked(&conds, r.Generation, blocked)
 		if tooLong {
-			if err := m.deleteJob(ctx, job); err != nil {
+			if err := m.deleteJob(ctx, job, metav1.DeletePropagationBackground); err != nil {
 				return result{}, err
 			}
 			return result{}, m.failRestore(ctx, r, nil, "MoverBlocked", blocked+fmt.Sprintf("; gave up after %s and nothing was written (the Job never ran a pod). Fix the cause, then create a new RestoreJob", moverPodCreateTimeout))
@@ -311,23 +310,20 @@ func (m *Manager) finalizeRestore(ctx context.Context, r *v1alpha1.RestoreJob) (
 	if !hasFinalizer(r, v1alpha1.MoverFinalizer) {
 		return result{}, nil
 	}
-	if r.Status.JobName != "" {
-		job, err := m.liveJob(ctx, r, r.Spec.Target.Namespace, r.Status.JobName, true)
-		_, foreign := errors.AsType[*jobRefused](err)
-		switch {
-		case err == nil && !safety.JobFinished(job):
-			if job.DeletionTimestamp == nil {
-				err := m.kube.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
-					PropagationPolicy: ptr.To(metav1.DeletePropagationForeground), Preconditions: metav1.NewUIDPreconditions(string(job.UID))})
-				if err != nil && !apierrors.IsNotFound(err) {
-					return result{}, err
-				}
-				m.recorder.Eventf(r, corev1.EventTypeNormal, "Stopping", "Stopping data mover Job %s/%s before the RestoreJob goes", job.Namespace, job.Name)
+	job, err := m.liveJob(ctx, r, r.Spec.Target.Namespace, moverJobName("restore", r, r.Status.JobName), true)
+	_, foreign := errors.AsType[*jobRefused](err)
+	switch {
+	case err == nil && !safety.JobFinished(job):
+		if job.DeletionTimestamp == nil {
+			// Foreground: the Job goes only after its pods, so "gone" means stopped.
+			if err := m.deleteJob(ctx, job, metav1.DeletePropagationForeground); err != nil {
+				return result{}, err
 			}
-			return result{after: 2 * time.Second}, nil // until the Job and its pods are gone
-		case err != nil && !apierrors.IsNotFound(err) && !foreign:
-			return result{}, err
+			m.recorder.Eventf(r, corev1.EventTypeNormal, "Stopping", "Stopping data mover Job %s/%s before the RestoreJob goes", job.Namespace, job.Name)
 		}
+		return result{after: 2 * time.Second}, nil // until the Job and its pods are gone
+	case err != nil && !apierrors.IsNotFound(err) && !foreign:
+		return result{}, err
 	}
 	c := r.DeepCopy()
 	c.Finalizers = nil
@@ -336,7 +332,7 @@ func (m *Manager) finalizeRestore(ctx context.Context, r *v1alpha1.RestoreJob) (
 			c.Finalizers = append(c.Finalizers, f)
 		}
 	}
-	_, err := m.client.BackupV1alpha1().RestoreJobs(r.Namespace).Update(ctx, c, metav1.UpdateOptions{})
+	_, err = m.client.BackupV1alpha1().RestoreJobs(r.Namespace).Update(ctx, c, metav1.UpdateOptions{})
 	if apierrors.IsNotFound(err) {
 		return result{}, nil
 	}

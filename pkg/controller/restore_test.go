@@ -623,3 +623,24 @@ func TestRestoreWithoutSummarySaysWhy(t *testing.T) {
 		t.Errorf("message %q does not say why the restore failed", got.Status.Message)
 	}
 }
+
+// A RestoreJob deleted between its Job's start and its Running status write
+// (the write then conflicts) still has its mover stopped: the finalizer looks
+// for the Job by the name the sync gives it, not only the one status records.
+func TestDeletedRestoreStopsAMoverItsStatusDoesNotName(t *testing.T) {
+	f := newFixture(t, completedBackup("prod", "b", 1000), newRestore("prod", "r", "b", "data"), claimOf("prod", "data", "1Gi"), boundPVC("prod", "backup-repo"))
+	f.syncRestore("prod", "r")
+	job := f.onlyJob("prod")
+	r := f.restore("prod", "r")
+	r.Status = v1alpha1.RestoreJobStatus{} // the Running write that was lost
+	now := metav1.NewTime(f.now)
+	r.DeletionTimestamp = &now
+	f.cache(r)
+	f.syncRestore("prod", "r")
+	if _, err := f.kube.BatchV1().Jobs("prod").Get(context.Background(), job.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the running mover Job was not deleted: %v", err)
+	}
+	if got := f.restore("prod", "r"); !hasFinalizer(got, v1alpha1.MoverFinalizer) {
+		t.Error("the finalizer went before the Job was seen gone")
+	}
+}

@@ -7,21 +7,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
-	psaapi "k8s.io/pod-security-admission/api"
-)
-
-// PodSecurityEnforceLabel is the namespace label whose Pod Security level the
-// mover's security context follows.
-const PodSecurityEnforceLabel = "pod-security.kubernetes.io/enforce"
-
-// Pod Security levels.
-const (
-	levelPrivileged = "privileged"
-	levelBaseline   = "baseline"
-	levelRestricted = "restricted"
 )
 
 // moverCaps are the capabilities a mover operation needs as root: all of
@@ -41,7 +30,7 @@ var (
 
 // moverSecurity is how a mover pod runs.
 type moverSecurity struct {
-	level string
+	level psaapi.Level
 	pod   *corev1.PodSecurityContext
 	caps  []corev1.Capability
 }
@@ -57,31 +46,23 @@ type moverSecurity struct {
 // default level). A restricted namespace with neither identity is a
 // jobRefused error saying what to set.
 func (m *Manager) securityFor(ctx context.Context, namespace, claim string, override *v1alpha1.MoverSecurityContext, caps moverCaps) (moverSecurity, error) {
-	level := m.opts.PodSecurityDefault
-	if level == "" {
-		level = levelPrivileged
-	}
+	level := psaapi.Level(m.opts.PodSecurityDefault)
 	ns, err := m.kube.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
 	switch {
 	case err == nil:
-		if l, ok := ns.Labels[PodSecurityEnforceLabel]; ok {
-			// As Pod Security admission reads it: a value it does not know
-			// (a typo, an empty value) enforces restricted.
-			parsed, err := psaapi.ParseLevel(l)
-			if err != nil {
-				parsed = psaapi.LevelRestricted
-			}
-			level = string(parsed)
-		}
+		// As Pod Security admission reads the labels: a value it does not
+		// know (a typo, an empty value) enforces restricted.
+		policy, _ := psaapi.PolicyToEvaluate(ns.Labels, psaapi.Policy{Enforce: psaapi.LevelVersion{Level: level, Version: psaapi.LatestVersion()}})
+		level = policy.Enforce.Level
 	case !apierrors.IsNotFound(err):
 		return moverSecurity{}, err
 	}
 	seccomp := &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
 	switch level {
-	case levelBaseline:
+	case psaapi.LevelBaseline:
 		return moverSecurity{level: level, caps: caps.baseline,
 			pod: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](0), RunAsGroup: ptr.To[int64](0), SeccompProfile: seccomp}}, nil
-	case levelRestricted:
+	case psaapi.LevelRestricted:
 		// The workload's identity, each field the override sets replacing it.
 		id := workloadIdentity(m.checker.PodsUsing(namespace, claim), claim)
 		if id == nil {
@@ -111,7 +92,7 @@ func (m *Manager) securityFor(ctx context.Context, namespace, claim string, over
 		}
 		return moverSecurity{level: level, pod: pod}, nil
 	}
-	return moverSecurity{level: levelPrivileged, caps: caps.privileged,
+	return moverSecurity{level: psaapi.LevelPrivileged, caps: caps.privileged,
 		pod: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](0), RunAsGroup: ptr.To[int64](0), SeccompProfile: seccomp}}, nil
 }
 

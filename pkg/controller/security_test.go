@@ -21,7 +21,7 @@ import (
 func podSecurityNamespace(name, level string) *corev1.Namespace {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if level != "" {
-		ns.Labels = map[string]string{PodSecurityEnforceLabel: level}
+		ns.Labels = map[string]string{psaapi.EnforceLevelLabel: level}
 	}
 	return ns
 }
@@ -206,7 +206,7 @@ func TestUnlabelledAndUnknownLevels(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := podSecurityNamespace("prod", "")
 			if tc.label != "" {
-				ns.Labels = map[string]string{PodSecurityEnforceLabel: tc.label}
+				ns.Labels = map[string]string{psaapi.EnforceLevelLabel: tc.label}
 			}
 			bk := newBackup("prod", "b", "uid-1", "prod")
 			f := newFixture(t, bk, ns, workloadPod("prod"), boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))

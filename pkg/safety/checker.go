@@ -490,17 +490,28 @@ func (c *Checker) BusyFor(self Owner, namespace, pvc string) (Owner, bool) {
 	return Owner{}, false
 }
 
-// moverOnClaim finds a mover Job of the claim that has not finished and
-// does not work for self.
+// moverOnClaim finds, in the Job cache, a mover Job of the claim that has
+// not finished and does not work for self.
 func (c *Checker) moverOnClaim(self Owner, namespace, pvc string) (Owner, bool) {
 	if c.Jobs == nil {
 		return Owner{}, false
 	}
-	jobs, err := c.Jobs.Jobs(namespace).List(labels.SelectorFromSet(labels.Set{
-		v1alpha1.ManagedByLabel: v1alpha1.ManagedBy, v1alpha1.ClaimLabel: v1alpha1.LabelValue(pvc)}))
+	jobs, err := c.Jobs.Jobs(namespace).List(ClaimJobsSelector(pvc))
 	if err != nil {
 		return Owner{}, false
 	}
+	return RunningMover(jobs, self)
+}
+
+// ClaimJobsSelector selects the mover Jobs of a claim (in its namespace).
+func ClaimJobsSelector(pvc string) labels.Selector {
+	return labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedBy, v1alpha1.ClaimLabel: v1alpha1.LabelValue(pvc)})
+}
+
+// RunningMover returns the first of a claim's mover Jobs that has not
+// finished and does not work for self (by owner UID; a self without UID, a
+// request not yet stored, owns none).
+func RunningMover(jobs []*batchv1.Job, self Owner) (Owner, bool) {
 	for _, j := range jobs {
 		if !JobFinished(j) && (self.UID == "" || j.Labels[v1alpha1.OwnerUIDLabel] != string(self.UID)) {
 			return Owner{Kind: "Job", Namespace: j.Namespace, Name: j.Name, Running: true,

@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	basecompatibility "k8s.io/component-base/compatibility"
 	"k8s.io/klog/v2"
+	psaapi "k8s.io/pod-security-admission/api"
 	netutils "k8s.io/utils/net"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
@@ -211,9 +212,7 @@ func (o *Options) validateControllers() []error {
 			errs = append(errs, fmt.Errorf("%s is %s; it must be at least 1s", d.flag, d.value))
 		}
 	}
-	switch o.PodSecurityDefault {
-	case "privileged", "baseline", "restricted":
-	default:
+	if _, err := psaapi.ParseLevel(o.PodSecurityDefault); err != nil {
 		errs = append(errs, fmt.Errorf("--pod-security-default-level is %q; use privileged, baseline or restricted, as the cluster's Pod Security admission defaults", o.PodSecurityDefault))
 	}
 	if o.MoverJobTTL < 10*time.Minute {

@@ -383,7 +383,7 @@ func schema_pkg_apis_backup_v1alpha1_BackupPolicySpec(ref common.ReferenceCallba
 					},
 					"moverSecurityContext": {
 						SchemaProps: spec.SchemaProps{
-							Description: "moverSecurityContext is who the data mover runs as in a namespace that enforces the Pod Security level \"restricted\" (no root, no capabilities). Unset there, the mover runs as the user, group and fsGroup of a running pod that mounts the claim. In namespaces enforcing \"privileged\" (or no level) or \"baseline\" the mover runs as root and this field is not used.",
+							Description: "moverSecurityContext is who the data mover runs as in a namespace that enforces the Pod Security level \"restricted\" (no root, no capabilities). Copied into the Backups the policy creates. Each field it sets replaces that of a running pod that mounts the claim (a runAsUser neither gives fails the object). In namespaces enforcing \"privileged\" or \"baseline\" the mover runs as root and this field is not used.",
 							Ref:         ref(v1alpha1.MoverSecurityContext{}.OpenAPIModelName()),
 						},
 					},
@@ -532,7 +532,7 @@ func schema_pkg_apis_backup_v1alpha1_BackupSpec(ref common.ReferenceCallback) co
 					},
 					"moverSecurityContext": {
 						SchemaProps: spec.SchemaProps{
-							Description: "moverSecurityContext is who the data mover runs as in a namespace that enforces the Pod Security level \"restricted\" (no root, no capabilities). Copied from the policy when unset. Unset there too, the mover runs as the user, group and fsGroup of a running pod that mounts the claim. In namespaces enforcing \"privileged\" (or no level) or \"baseline\" the mover runs as root and this field is not used.",
+							Description: "moverSecurityContext is who the data mover runs as in a namespace that enforces the Pod Security level \"restricted\" (no root, no capabilities). Copied from the policy when unset; restores of this Backup use it too. Each field it sets replaces that of a running pod that mounts the claim (a runAsUser neither gives fails the object). In namespaces enforcing \"privileged\" or \"baseline\" the mover runs as root and this field is not used.",
 							Ref:         ref(v1alpha1.MoverSecurityContext{}.OpenAPIModelName()),
 						},
 					},
@@ -1050,7 +1050,7 @@ func schema_pkg_apis_backup_v1alpha1_RestoreJobSpec(ref common.ReferenceCallback
 					},
 					"moverSecurityContext": {
 						SchemaProps: spec.SchemaProps{
-							Description: "moverSecurityContext is who the data mover runs as in a namespace that enforces the Pod Security level \"restricted\" (no root, no capabilities). Unset there, the mover runs as the user, group and fsGroup of a running pod that mounts the claim. In namespaces enforcing \"privileged\" (or no level) or \"baseline\" the mover runs as root and this field is not used.",
+							Description: "moverSecurityContext is who the data mover runs as in a namespace that enforces the Pod Security level \"restricted\" (no root, no capabilities). Unset, the restore runs as its Backup's moverSecurityContext says. Each field it sets replaces that of a running pod that mounts the claim (a runAsUser neither gives fails the object). In namespaces enforcing \"privileged\" or \"baseline\" the mover runs as root and this field is not used.",
 							Ref:         ref(v1alpha1.MoverSecurityContext{}.OpenAPIModelName()),
 						},
 					},

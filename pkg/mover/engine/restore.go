@@ -96,6 +96,8 @@ type restorer struct {
 	root    string
 	rootFD  int
 	asRoot  bool
+	uid     int // the mover's effective user and group
+	gid     int
 	res     *RestoreResult
 	max     int
 	c       counters
@@ -158,7 +160,7 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 		}
 	}
 	res := &RestoreResult{Snapshot: snap.ID.String(), Mode: string(o.Mode), DryRun: o.DryRun, Paths: []string{}}
-	rs := &restorer{r: r, o: o, root: o.Target, asRoot: os.Geteuid() == 0, res: res, max: o.MaxPaths,
+	rs := &restorer{r: r, o: o, root: o.Target, asRoot: os.Geteuid() == 0, uid: os.Geteuid(), gid: os.Getegid(), res: res, max: o.MaxPaths,
 		zeros: make([]byte, r.Config.Chunker.Max), groups: map[uint64]string{}, rootFD: -1}
 	if rs.max == 0 {
 		rs.max = 1000
@@ -490,51 +492,53 @@ func removeAt(dirfd int, name string) error {
 	return nil
 }
 
-// foreignOwner reports whether a mover that is not root restores an entry
-// whose recorded owner or group is not its own.
-func (rs *restorer) foreignOwner(m *repo.Entry) bool {
-	return !rs.asRoot && (int(m.UID) != os.Geteuid() || int(m.GID) != os.Getegid())
+// metaKeeper tracks, for one entry restored by a mover that is not root,
+// whether the entry keeps something other than its recorded metadata: an
+// owner or group not the mover's, or (EPERM on an existing entry another user
+// owns, the target's top directory typically) its mode and times. Counted
+// once per entry in OwnersNotPreserved; as root it changes nothing.
+type metaKeeper struct {
+	rs   *restorer
+	lost bool
 }
 
-// ownerNotPreserved counts one entry whose owner (or, for an existing entry
-// another user owns, mode and times) a mover that is not root could not set.
-func (rs *restorer) ownerNotPreserved() {
-	rs.mu.Lock()
-	rs.res.OwnersNotPreserved++
-	rs.mu.Unlock()
+func (rs *restorer) keeper(m *repo.Entry) metaKeeper {
+	return metaKeeper{rs: rs, lost: !rs.asRoot && (int(m.UID) != rs.uid || int(m.GID) != rs.gid)}
 }
 
-// setMeta gives the entry base of dirfd the snapshot entry's owner, mode and
-// times. A mover that is not root keeps its own user and group, and an
-// existing entry another user owns (the target's top directory, typically)
-// keeps its mode and times (EPERM); both are counted, not errors.
-func (rs *restorer) setMeta(dirfd int, base string, m *repo.Entry, symlink bool) error {
-	lost := rs.foreignOwner(m)
-	forgive := func(err error) error {
-		if err == unix.EPERM && !rs.asRoot {
-			lost = true
-			return nil
-		}
-		return err
+// forgive turns EPERM into a counted loss for a mover that is not root.
+func (k *metaKeeper) forgive(err error) error {
+	if err == unix.EPERM && !k.rs.asRoot {
+		k.lost = true
+		return nil
 	}
+	return err
+}
+
+// done counts the entry if it lost anything.
+func (k *metaKeeper) done() {
+	if k.lost {
+		k.rs.mu.Lock()
+		k.rs.res.OwnersNotPreserved++
+		k.rs.mu.Unlock()
+	}
+}
+
+func (rs *restorer) setMeta(dirfd int, base string, m *repo.Entry, symlink bool) error {
+	k := rs.keeper(m)
+	defer k.done()
 	if rs.asRoot {
 		if err := unix.Fchownat(dirfd, base, int(m.UID), int(m.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return err
 		}
 	}
 	if !symlink {
-		if err := forgive(unix.Fchmodat(dirfd, base, m.Mode, 0)); err != nil {
+		if err := k.forgive(unix.Fchmodat(dirfd, base, m.Mode, 0)); err != nil {
 			return err
 		}
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(m.MTime), unix.NsecToTimespec(m.MTime)}
-	if err := forgive(unix.UtimesNanoAt(dirfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)); err != nil {
-		return err
-	}
-	if lost {
-		rs.ownerNotPreserved()
-	}
-	return nil
+	return k.forgive(unix.UtimesNanoAt(dirfd, base, ts, unix.AT_SYMLINK_NOFOLLOW))
 }
 
 var tmpCounter atomic.Uint64
@@ -622,15 +626,14 @@ func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, replace boo
 // attributes and times, through the descriptor (no second path lookup). The
 // owner goes first: chown clears setuid and setgid bits.
 func (rs *restorer) fileMeta(fd int, m *repo.Entry) error {
-	if rs.foreignOwner(m) {
-		rs.ownerNotPreserved()
-	}
+	k := rs.keeper(m)
+	defer k.done()
 	if rs.asRoot {
 		if err := unix.Fchown(fd, int(m.UID), int(m.GID)); err != nil {
 			return err
 		}
 	}
-	if err := unix.Fchmod(fd, m.Mode); err != nil {
+	if err := k.forgive(unix.Fchmod(fd, m.Mode)); err != nil {
 		return err
 	}
 	// What the file has: nothing but a default ACL of its directory gave it,
@@ -644,7 +647,7 @@ func (rs *restorer) fileMeta(fd int, m *repo.Entry) error {
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(m.MTime), unix.NsecToTimespec(m.MTime)}
 	if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH); err != nil {
-		return unix.Futimes(fd, []unix.Timeval{unix.NsecToTimeval(m.MTime), unix.NsecToTimeval(m.MTime)})
+		return k.forgive(unix.Futimes(fd, []unix.Timeval{unix.NsecToTimeval(m.MTime), unix.NsecToTimeval(m.MTime)}))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -131,24 +132,24 @@ func TestLocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared1, err := r.Lock(Shared, 0)
+	shared1, err := r.LockContext(context.Background(), Shared, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared2, err := r.Lock(Shared, 0)
+	shared2, err := r.LockContext(context.Background(), Shared, 0)
 	if err != nil {
 		t.Fatalf("two shared locks must coexist: %v", err)
 	}
-	if _, err := r.Lock(Exclusive, 0); err == nil {
+	if _, err := r.LockContext(context.Background(), Exclusive, 0); err == nil {
 		t.Fatal("exclusive lock granted while shared locks are held")
 	}
 	shared1.Unlock()
 	shared2.Unlock()
-	ex, err := r.Lock(Exclusive, 0)
+	ex, err := r.LockContext(context.Background(), Exclusive, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Lock(Shared, 0); err == nil {
+	if _, err := r.LockContext(context.Background(), Shared, 0); err == nil {
 		t.Fatal("shared lock granted while an exclusive lock is held")
 	}
 	if !ex.Held() {

@@ -43,16 +43,11 @@ type Lock struct {
 // ErrLocked means a conflicting lock is held.
 var ErrLocked = errors.New("repository is locked")
 
-// Lock takes a lease of the given kind, waiting up to wait for conflicting
-// leases to end. Every taker first writes its own lock file and then looks
-// for conflicts, so two takers can never both believe they won. The wait
-// cannot be interrupted; use LockContext where the caller can be cancelled.
-func (r *Repo) Lock(kind LockKind, wait time.Duration) (*Lock, error) {
-	return r.LockContext(context.Background(), kind, wait)
-}
-
-// LockContext is Lock whose wait ends as soon as ctx does: it then returns an
-// error wrapping ctx.Err() and leaves no lock file of its own behind.
+// LockContext takes a lease of the given kind, waiting up to wait for
+// conflicting leases to end. Every taker first writes its own lock file and
+// then looks for conflicts, so two takers can never both believe they won.
+// The wait ends as soon as ctx does: it then returns an error wrapping
+// ctx.Err() and leaves no lock file of its own behind.
 func (r *Repo) LockContext(ctx context.Context, kind LockKind, wait time.Duration) (*Lock, error) {
 	deadline := time.Now().Add(wait)
 	for {

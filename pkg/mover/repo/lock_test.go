@@ -25,7 +25,7 @@ func TestLockWaitEndsWithItsContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held, err := r.Lock(Exclusive, 0)
+	held, err := r.LockContext(context.Background(), Exclusive, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestLockContextTakesTheLockWhenReleased(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held, err := r.Lock(Shared, 0)
+	held, err := r.LockContext(context.Background(), Shared, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -182,9 +182,11 @@ type BackupPolicySpec struct {
 	StartingDeadlineSeconds *int64 `json:"startingDeadlineSeconds,omitempty"`
 	// moverSecurityContext is who the data mover runs as in a namespace that
 	// enforces the Pod Security level "restricted" (no root, no capabilities).
-	// Unset there, the mover runs as the user, group and fsGroup of a running
-	// pod that mounts the claim. In namespaces enforcing "privileged" (or no
-	// level) or "baseline" the mover runs as root and this field is not used.
+	// Copied into the Backups the policy creates.
+	// Each field it sets replaces that of a running pod that mounts the
+	// claim (a runAsUser neither gives fails the object). In namespaces enforcing
+	// "privileged" or "baseline" the mover runs as root and this field is not
+	// used.
 	// +optional
 	MoverSecurityContext *MoverSecurityContext `json:"moverSecurityContext,omitempty"`
 }
@@ -307,9 +309,11 @@ type BackupSpec struct {
 	Storage RepositoryStorage `json:"storage,omitempty"`
 	// moverSecurityContext is who the data mover runs as in a namespace that
 	// enforces the Pod Security level "restricted" (no root, no capabilities).
-	// Copied from the policy when unset. Unset there too, the mover runs as the user, group and fsGroup of a running
-	// pod that mounts the claim. In namespaces enforcing "privileged" (or no
-	// level) or "baseline" the mover runs as root and this field is not used.
+	// Copied from the policy when unset; restores of this Backup use it too.
+	// Each field it sets replaces that of a running pod that mounts the
+	// claim (a runAsUser neither gives fails the object). In namespaces enforcing
+	// "privileged" or "baseline" the mover runs as root and this field is not
+	// used.
 	// +optional
 	MoverSecurityContext *MoverSecurityContext `json:"moverSecurityContext,omitempty"`
 }
@@ -473,9 +477,11 @@ type RestoreJobSpec struct {
 	AllowInUse bool `json:"allowInUse,omitempty"`
 	// moverSecurityContext is who the data mover runs as in a namespace that
 	// enforces the Pod Security level "restricted" (no root, no capabilities).
-	// Unset there, the mover runs as the user, group and fsGroup of a running
-	// pod that mounts the claim. In namespaces enforcing "privileged" (or no
-	// level) or "baseline" the mover runs as root and this field is not used.
+	// Unset, the restore runs as its Backup's moverSecurityContext says.
+	// Each field it sets replaces that of a running pod that mounts the
+	// claim (a runAsUser neither gives fails the object). In namespaces enforcing
+	// "privileged" or "baseline" the mover runs as root and this field is not
+	// used.
 	// +optional
 	MoverSecurityContext *MoverSecurityContext `json:"moverSecurityContext,omitempty"`
 }

@@ -33,9 +33,11 @@ type BackupSpecApplyConfiguration struct {
 	Storage *RepositoryStorageApplyConfiguration `json:"storage,omitempty"`
 	// moverSecurityContext is who the data mover runs as in a namespace that
 	// enforces the Pod Security level "restricted" (no root, no capabilities).
-	// Copied from the policy when unset. Unset there too, the mover runs as the user, group and fsGroup of a running
-	// pod that mounts the claim. In namespaces enforcing "privileged" (or no
-	// level) or "baseline" the mover runs as root and this field is not used.
+	// Copied from the policy when unset; restores of this Backup use it too.
+	// Each field it sets replaces that of a running pod that mounts the
+	// claim (a runAsUser neither gives fails the object). In namespaces enforcing
+	// "privileged" or "baseline" the mover runs as root and this field is not
+	// used.
 	MoverSecurityContext *MoverSecurityContextApplyConfiguration `json:"moverSecurityContext,omitempty"`
 }
 

@@ -47,9 +47,11 @@ type RestoreJobSpecApplyConfiguration struct {
 	AllowInUse *bool `json:"allowInUse,omitempty"`
 	// moverSecurityContext is who the data mover runs as in a namespace that
 	// enforces the Pod Security level "restricted" (no root, no capabilities).
-	// Unset there, the mover runs as the user, group and fsGroup of a running
-	// pod that mounts the claim. In namespaces enforcing "privileged" (or no
-	// level) or "baseline" the mover runs as root and this field is not used.
+	// Unset, the restore runs as its Backup's moverSecurityContext says.
+	// Each field it sets replaces that of a running pod that mounts the
+	// claim (a runAsUser neither gives fails the object). In namespaces enforcing
+	// "privileged" or "baseline" the mover runs as root and this field is not
+	// used.
 	MoverSecurityContext *MoverSecurityContextApplyConfiguration `json:"moverSecurityContext,omitempty"`
 }
 
