@@ -371,6 +371,9 @@ func finishSnapshot(r *repo.Repo, lock *repo.Lock, o BackupOptions, start time.T
 	if parent != nil {
 		snap.Parent = &parent.ID
 	}
+	if err := r.ExtendLocks(mw.Packs()); err != nil {
+		return nil, fmt.Errorf("locking the snapshot's data: %w", err)
+	}
 	repo.CrashAt("backup-before-snapshot")
 	if !lock.Held() {
 		return nil, errors.New("the repository lock expired during the backup (was the process paused?); a prune may have removed data this snapshot needs, so it is not published: run the backup again")
@@ -616,7 +619,7 @@ func (b *chunkBuffers) put(buf *[]byte) {
 
 // store hashes one chunk and adds it to the repository.
 func store(w *repo.Writer, data []byte, comp *fileCompressibility, index int) (repo.ID, error) {
-	id := repo.Hash(data)
+	id := w.BlobID(data)
 	try := comp.try(index)
 	shrank, err := w.Add(id, data, try)
 	if try {

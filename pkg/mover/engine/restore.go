@@ -417,7 +417,7 @@ func (rs *restorer) sameContent(m *repo.Entry) bool {
 		if err == io.EOF {
 			return i == len(m.Chunks)
 		}
-		if err != nil || i >= len(m.Chunks) || repo.Hash(data) != m.Chunks[i] {
+		if err != nil || i >= len(m.Chunks) || rs.r.BlobID(data) != m.Chunks[i] {
 			return false
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 )
 
@@ -279,10 +278,10 @@ func EncodeManifest(entries []Entry) []byte {
 	return out
 }
 
-// CheckPack reads a pack file whole and checks it: its trailing blob table
+// CheckPack reads a pack whole and checks it: its trailing blob table
 // must hash to the pack's name, and every blob in it must decode to its ID.
 func (r *Repo) CheckPack(id ID) error {
-	data, err := os.ReadFile(packPath(r.Dir, id))
+	data, err := r.Store.Get(r.ctx, packName(id), 0, -1, nil)
 	if err != nil {
 		return err
 	}
@@ -298,6 +297,9 @@ func (r *Repo) CheckPack(id ID) error {
 	if Hash(table) != id {
 		return errors.New("the pack's blob table does not match the pack's name (SHA-256)")
 	}
+	if table, err = r.open(table, aadTable); err != nil {
+		return fmt.Errorf("the pack's blob table: %w", err)
+	}
 	d := recDecoder{b: table}
 	blobs := d.blobTable()
 	if d.err == nil && len(d.b) != 0 {
@@ -311,15 +313,9 @@ func (r *Repo) CheckPack(id ID) error {
 		if b.Offset+int64(b.Length) > end {
 			return fmt.Errorf("blob %s lies beyond the pack's data", b.ID.Short())
 		}
-		plain := data[b.Offset : b.Offset+int64(b.Length)]
-		if b.Compressed {
-			if buf, err = zstdDecoder.DecodeAll(plain, buf[:0]); err != nil {
-				return fmt.Errorf("blob %s is damaged: %w", b.ID.Short(), err)
-			}
-			plain = buf
-		}
-		if len(plain) != int(b.RawLength) || Hash(plain) != b.ID {
-			return fmt.Errorf("blob %s is damaged: content does not match its SHA-256", b.ID.Short())
+		loc := Location{Pack: id, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength, Compressed: b.Compressed}
+		if buf, err = r.decodeBlob(b.ID, loc, data[b.Offset:b.Offset+int64(b.Length)], buf); err != nil {
+			return fmt.Errorf("blob %s is damaged: %w", b.ID.Short(), err)
 		}
 	}
 	return nil

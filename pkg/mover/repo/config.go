@@ -1,18 +1,18 @@
 package repo
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"example.com/backup-operator/pkg/mover/chunker"
 )
 
-// FormatVersion is the repository format this code reads and writes.
-const FormatVersion = 2
+// FormatVersion is the repository format this code writes. It reads
+// version 2 too: version 3 only adds encryption (FORMAT.md).
+const FormatVersion = 3
 
 // Config is the repository's config file.
 type Config struct {
@@ -22,6 +22,18 @@ type Config struct {
 	Chunker chunker.Params `json:"chunker"`
 	// PackSize is the target size of a pack file.
 	PackSize int `json:"packSize"`
+	// Encryption is set when the repository is encrypted (version 3).
+	Encryption *EncryptionConfig `json:"encryption,omitempty"`
+}
+
+// EncryptionConfig names the algorithms of an encrypted repository.
+type EncryptionConfig struct {
+	// Cipher encrypts every pack blob, pack table, index, manifest and snapshot.
+	Cipher string `json:"cipher"`
+	// IDs is how blob IDs are computed (keyed, so they leak no content hashes).
+	IDs string `json:"ids"`
+	// KDF derives the key that wraps the master keys from a password.
+	KDF string `json:"kdf"`
 }
 
 type configFile struct {
@@ -41,10 +53,10 @@ const configName = "config"
 // ErrNotRepository means the directory holds no repository.
 var ErrNotRepository = errors.New("not a backup repository (no config file)")
 
-func readConfig(dir string) (Config, error) {
-	data, err := os.ReadFile(filepath.Join(dir, configName))
-	if errors.Is(err, os.ErrNotExist) {
-		return Config{}, ErrNotRepository
+func readConfig(ctx context.Context, st Storage) (Config, error) {
+	data, err := st.Get(ctx, configName, 0, -1, nil)
+	if notExist(err) {
+		return Config{}, fmt.Errorf("%w at %s", ErrNotRepository, st)
 	}
 	if err != nil {
 		return Config{}, err
@@ -56,8 +68,11 @@ func readConfig(dir string) (Config, error) {
 	if f.Config.sum() != f.Sum {
 		return Config{}, errors.New("repository config is damaged: checksum mismatch")
 	}
-	if f.Version != FormatVersion {
-		return Config{}, fmt.Errorf("repository format version %d is not supported (this mover reads version %d)", f.Version, FormatVersion)
+	if f.Version != FormatVersion && f.Version != 2 {
+		return Config{}, fmt.Errorf("repository format version %d is not supported (this mover reads versions 2 and %d)", f.Version, FormatVersion)
+	}
+	if f.Encryption != nil && (f.Version < 3 || *f.Encryption != (EncryptionConfig{Cipher: cipherAESGCM, IDs: idsHMAC, KDF: kdfScrypt})) {
+		return Config{}, fmt.Errorf("repository config names encryption this mover does not know: %+v", *f.Encryption)
 	}
 	if err := f.Chunker.Validate(); err != nil {
 		return Config{}, fmt.Errorf("repository config: %w", err)
@@ -65,10 +80,11 @@ func readConfig(dir string) (Config, error) {
 	return f.Config, nil
 }
 
-func writeConfig(dir string, c Config) error {
+// writeConfig creates the config object; it never replaces one.
+func writeConfig(ctx context.Context, st Storage, c Config) error {
 	data, err := json.MarshalIndent(configFile{Config: c, Sum: c.sum()}, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, configName), data)
+	return st.Put(ctx, configName, data, PutOptions{IfAbsent: true})
 }

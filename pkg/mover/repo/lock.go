@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -34,7 +33,8 @@ type lockFile struct {
 
 // Lock is a held lease on the repository.
 type Lock struct {
-	path string
+	r    *Repo
+	name string
 	kind LockKind
 	stop chan struct{}
 	done sync.WaitGroup
@@ -76,14 +76,13 @@ func (r *Repo) LockContext(ctx context.Context, kind LockKind, wait time.Duratio
 
 func (r *Repo) tryLock(kind LockKind) (*Lock, string, error) {
 	host, _ := os.Hostname()
-	path := filepath.Join(r.Dir, locksDir, randomHex(16))
-	l := &Lock{path: path, kind: kind, stop: make(chan struct{})}
+	l := &Lock{r: r, name: locksDir + "/" + randomHex(16), kind: kind, stop: make(chan struct{})}
 	if err := l.write(host); err != nil {
 		return nil, "", err
 	}
-	conflict, err := r.conflictingLock(path, kind)
+	conflict, err := r.conflictingLock(l.name, kind)
 	if err != nil || conflict != "" {
-		_ = os.Remove(path)
+		_ = r.Store.Delete(r.ctx, l.name)
 		return nil, conflict, err
 	}
 	l.done.Add(1)
@@ -93,7 +92,7 @@ func (r *Repo) tryLock(kind LockKind) (*Lock, string, error) {
 
 func (l *Lock) write(host string) error {
 	data, _ := json.Marshal(lockFile{Kind: l.kind, Hostname: host, PID: os.Getpid(), Expires: time.Now().Add(LeaseDuration)})
-	return writeFileAtomic(l.path, data)
+	return l.r.Store.Put(l.r.ctx, l.name, data, PutOptions{})
 }
 
 func (l *Lock) refresh(host string) {
@@ -113,18 +112,16 @@ func (l *Lock) refresh(host string) {
 // conflictingLock describes a live lock other than own that conflicts with kind.
 // Expired locks are removed on the way.
 func (r *Repo) conflictingLock(own string, kind LockKind) (string, error) {
-	dir := filepath.Join(r.Dir, locksDir)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	var names []string
+	if err := r.Store.List(r.ctx, locksDir, func(oi ObjectInfo) error { names = append(names, oi.Name); return nil }); err != nil {
 		return "", err
 	}
-	for _, e := range entries {
-		path := filepath.Join(dir, e.Name())
-		if path == own || e.Name()[0] == '.' {
+	for _, name := range names {
+		if name == own {
 			continue
 		}
-		data, err := os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) {
+		data, err := r.Store.Get(r.ctx, name, 0, -1, nil)
+		if notExist(err) {
 			continue
 		}
 		if err != nil {
@@ -132,10 +129,10 @@ func (r *Repo) conflictingLock(own string, kind LockKind) (string, error) {
 		}
 		var lf lockFile
 		if json.Unmarshal(data, &lf) != nil {
-			continue // being written; a lock is only trusted once complete
+			continue // not a lock of ours
 		}
 		if time.Now().After(lf.Expires) || holderIsGone(lf) {
-			_ = os.Remove(path)
+			_ = r.Store.Delete(r.ctx, name)
 			continue
 		}
 		if kind == Exclusive || lf.Kind == Exclusive {
@@ -145,11 +142,12 @@ func (r *Repo) conflictingLock(own string, kind LockKind) (string, error) {
 	return "", nil
 }
 
-// Held reports whether the lease is still ours: its file exists and names a
-// time in the future. A holder that was paused longer than the lease may have
-// lost it to prune, and must not publish anything that relies on it.
+// Held reports whether the lease is still ours: its object exists and
+// names a time in the future. A holder that was paused longer than the
+// lease may have lost it to prune, and must not publish anything that
+// relies on it.
 func (l *Lock) Held() bool {
-	data, err := os.ReadFile(l.path)
+	data, err := l.r.Store.Get(l.r.ctx, l.name, 0, -1, nil)
 	if err != nil {
 		return false
 	}
@@ -172,5 +170,9 @@ func holderIsGone(lf lockFile) bool {
 func (l *Lock) Unlock() {
 	close(l.stop)
 	l.done.Wait()
-	_ = os.Remove(l.path)
+	// Released even when the repository's context has ended (a cancelled
+	// backup): a lease left behind would block prune until it expires.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.r.ctx), 30*time.Second)
+	defer cancel()
+	_ = l.r.Store.Delete(ctx, l.name)
 }

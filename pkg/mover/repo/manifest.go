@@ -10,7 +10,6 @@ import (
 	"hash"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
@@ -175,34 +174,48 @@ func validateEntry(e *Entry) error {
 	return nil
 }
 
-// ManifestWriter streams entries into a manifest file.
+// ManifestWriter streams entries into a manifest object.
 type ManifestWriter struct {
-	dir  string
+	r    *Repo
 	tmp  *os.File
 	h    hash.Hash
+	seg  *segmentWriter // encrypted repositories only
 	zw   *zstd.Encoder
 	bw   *bufio.Writer
 	rec  []byte
 	last string
 	n    int64
+	// packs collects the packs of the entries' blobs when the snapshot is
+	// to be locked: their locks must last as long as the snapshot's.
+	packs map[ID]bool
 }
 
 // NewManifestWriter starts a manifest; entries must come in ComparePaths order.
 func (r *Repo) NewManifestWriter() (*ManifestWriter, error) {
-	dir := filepath.Join(r.Dir, manifestsDir)
-	tmp, err := os.CreateTemp(dir, ".tmp-")
+	tmp, err := r.Store.TempFile(r.ctx, manifestsDir)
 	if err != nil {
 		return nil, err
 	}
 	h := sha256.New()
-	zw, err := zstd.NewWriter(io.MultiWriter(tmp, h), zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	m := &ManifestWriter{r: r, tmp: tmp, h: h}
+	var w io.Writer = io.MultiWriter(tmp, h)
+	if r.keys != nil {
+		m.seg = &segmentWriter{keys: r.keys, w: w}
+		w = m.seg
+	}
+	if r.retention != nil {
+		m.packs = map[ID]bool{}
+	}
+	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		tmp.Close()
+		os.Remove(tmp.Name())
 		return nil, err
 	}
-	bw := bufio.NewWriterSize(zw, 256<<10)
-	bw.Write(manifestMagic)
-	return &ManifestWriter{dir: dir, tmp: tmp, h: h, zw: zw, bw: bw}, nil
+	m.zw = zw
+	m.bw = bufio.NewWriterSize(zw, 256<<10)
+	m.bw.Write(manifestMagic)
+	return m, nil
 }
 
 // Add appends one entry.
@@ -212,6 +225,13 @@ func (m *ManifestWriter) Add(e *Entry) error {
 	}
 	m.last = e.Path
 	m.n++
+	if m.packs != nil {
+		for _, c := range e.Chunks {
+			if l, ok := m.r.Lookup(c); ok {
+				m.packs[l.Pack] = true
+			}
+		}
+	}
 	m.rec = AppendEntry(m.rec[:0], e)
 	var prefix [binary.MaxVarintLen64]byte
 	m.bw.Write(prefix[:binary.PutUvarint(prefix[:], uint64(len(m.rec)))])
@@ -226,33 +246,35 @@ var manifestMagic = []byte("BKM2")
 // maxRecord bounds one manifest record (a file of 64 GiB has about 64k chunk IDs).
 const maxRecord = 64 << 20
 
-// Close makes the manifest durable and returns its ID.
+// Close makes the manifest durable and returns its ID and stored size.
 func (m *ManifestWriter) Close() (ID, int64, error) {
-	defer os.Remove(m.tmp.Name())
 	err := m.bw.Flush()
 	if err == nil {
 		err = m.zw.Close()
 	}
-	if err == nil {
-		err = m.tmp.Sync()
+	if err == nil && m.seg != nil {
+		err = m.seg.Close()
 	}
-	if cerr := m.tmp.Close(); err == nil {
-		err = cerr
+	var size int64
+	if err == nil {
+		size, err = m.tmp.Seek(0, io.SeekCurrent)
 	}
 	if err != nil {
+		m.tmp.Close()
+		os.Remove(m.tmp.Name())
 		return ID{}, 0, err
 	}
 	var id ID
 	copy(id[:], m.h.Sum(nil))
-	st, err := os.Stat(m.tmp.Name())
-	if err != nil {
+	if err := m.r.Store.PutFile(m.r.ctx, objectName(manifestsDir, id), m.tmp, m.r.putOptions()); err != nil {
 		return ID{}, 0, err
 	}
-	if err := os.Rename(m.tmp.Name(), filepath.Join(m.dir, id.String())); err != nil {
-		return ID{}, 0, err
-	}
-	return id, st.Size(), syncDir(m.dir)
+	return id, size, nil
 }
+
+// Packs are the packs holding the blobs of the entries written, when the
+// repository was opened with a retention, else nil.
+func (m *ManifestWriter) Packs() map[ID]bool { return m.packs }
 
 // Abort discards an unfinished manifest.
 func (m *ManifestWriter) Abort() {
@@ -264,52 +286,63 @@ func (m *ManifestWriter) Abort() {
 // ManifestReader streams the entries of a manifest whose integrity was
 // checked when it was opened.
 type ManifestReader struct {
-	f    *os.File
-	zr   *zstd.Decoder
-	br   *bufio.Reader
-	rec  []byte
-	last string
-	n    int64
+	f       *os.File
+	cleanup func()
+	zr      *zstd.Decoder
+	br      *bufio.Reader
+	rec     []byte
+	last    string
+	n       int64
 	// dirs is the chain of directories open at the current position of the
 	// depth-first order; every entry's parent must be on it.
 	dirs []string
 }
 
-// OpenManifest checks the manifest's SHA-256 against id, then opens it for streaming.
+// OpenManifest checks the manifest's SHA-256 against id, then opens it for
+// streaming. A manifest in a directory repository is read in place; one in
+// an S3 bucket is downloaded into a temporary file first, so no entry is
+// used before the whole manifest is checked.
 func (r *Repo) OpenManifest(id ID) (*ManifestReader, error) {
-	path := filepath.Join(r.Dir, manifestsDir, id.String())
-	f, err := os.Open(path)
+	name := objectName(manifestsDir, id)
+	f, cleanup, err := r.localCopy(name)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", id.Short(), err)
 	}
+	fail := func(err error) (*ManifestReader, error) {
+		f.Close()
+		cleanup()
+		return nil, err
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		f.Close()
-		return nil, err
+		return fail(err)
 	}
 	var got ID
 	copy(got[:], h.Sum(nil))
 	if got != id {
-		f.Close()
-		return nil, fmt.Errorf("manifest %s is damaged: its content does not match its SHA-256", id.Short())
+		return fail(fmt.Errorf("manifest %s is damaged: its content does not match its SHA-256", id.Short()))
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
-		return nil, err
+		return fail(err)
 	}
-	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+	var src io.Reader = bufio.NewReaderSize(f, 256<<10)
+	if r.keys != nil {
+		src = &segmentReader{keys: r.keys, r: src}
+	}
+	zr, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1))
 	if err != nil {
-		f.Close()
-		return nil, err
+		return fail(err)
 	}
 	br := bufio.NewReaderSize(zr, 256<<10)
 	magic := make([]byte, len(manifestMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || !bytes.Equal(magic, manifestMagic) {
 		zr.Close()
-		f.Close()
-		return nil, fmt.Errorf("manifest %s is not a manifest of this format", id.Short())
+		if err != nil && r.keys != nil {
+			return fail(fmt.Errorf("manifest %s: %w", id.Short(), err))
+		}
+		return fail(fmt.Errorf("manifest %s is not a manifest of this format", id.Short()))
 	}
-	return &ManifestReader{f: f, zr: zr, br: br}, nil
+	return &ManifestReader{f: f, cleanup: cleanup, zr: zr, br: br}, nil
 }
 
 // Next returns the next entry, or io.EOF. It refuses entries that are out of
@@ -366,4 +399,5 @@ func (m *ManifestReader) Next() (*Entry, error) {
 func (m *ManifestReader) Close() {
 	m.zr.Close()
 	m.f.Close()
+	m.cleanup()
 }

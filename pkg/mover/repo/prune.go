@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"time"
 )
@@ -18,6 +18,35 @@ type PruneResult struct {
 	PacksRewritten int      `json:"packsRewritten"`
 	BlobsDeleted   int      `json:"blobsDeleted"`
 	BytesFreed     int64    `json:"bytesFreed"`
+	// Retained counts objects prune would have deleted but kept because
+	// they are locked (S3 Object Lock); a later prune deletes them once
+	// their locks end, at the latest RetainedUntil.
+	Retained      int        `json:"retained,omitempty"`
+	RetainedUntil *time.Time `json:"retainedUntil,omitempty"`
+	// RetainedSnapshots are forgotten snapshots whose objects are locked:
+	// hidden by a tombstone until their locks end.
+	RetainedSnapshots []string `json:"retainedSnapshots,omitempty"`
+}
+
+// retained records an object kept because of its lock.
+func (res *PruneResult) retained(until time.Time) {
+	res.Retained++
+	if res.RetainedUntil == nil || until.After(*res.RetainedUntil) {
+		u := until.UTC()
+		res.RetainedUntil = &u
+	}
+}
+
+// deleteOrKeep deletes an object unless it is locked; a locked one is
+// counted in res. It reports whether the object was deleted.
+func (r *Repo) deleteOrKeep(name string, res *PruneResult) (bool, error) {
+	err := r.Store.Delete(r.ctx, name)
+	var re *RetainedError
+	if errors.As(err, &re) {
+		res.retained(re.Until)
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Prune forgets the given snapshots and deletes the data no remaining
@@ -59,7 +88,19 @@ func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*Pru
 	if err := r.checkLiveIndexed(live); err != nil {
 		return res, err
 	}
-	// Step 3.
+	// Step 3. Not in a bucket with Object Lock: the packs it would empty
+	// are locked, so copying their live blobs would only add data.
+	if rt, ok := r.Store.(Retainer); ok {
+		locking, err := rt.LockingEnabled(r.ctx)
+		if err != nil {
+			return res, err
+		}
+		if locking {
+			for p := range packDead {
+				packDead[p] = 0
+			}
+		}
+	}
 	if err := r.repackMixedPacks(live, packLive, packDead, res); err != nil {
 		return res, err
 	}
@@ -80,17 +121,45 @@ func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*Pru
 }
 
 // forgetSnapshots is step 1 of Prune, its commit point: it deletes the
-// snapshot files of forget, in order, and records each in res.Forgotten. A
-// snapshot already gone (a repeated prune after a crash) is skipped.
+// snapshot objects of forget, in order, and records each in res.Forgotten.
+// A snapshot already gone (a repeated prune after a crash) is skipped. A
+// locked one is hidden by a tombstone and listed in res.RetainedSnapshots;
+// snapshots hidden so by earlier prunes are deleted once their locks end.
 func (r *Repo) forgetSnapshots(forget []ID, res *PruneResult) error {
+	earlier, err := r.forgotten()
+	if err != nil {
+		return err
+	}
+	for id := range earlier {
+		forget = append(forget, id)
+	}
+	done := map[ID]bool{}
 	for _, id := range forget {
-		if _, err := os.Stat(filepath.Join(r.Dir, snapshotsDir, id.String())); errors.Is(err, os.ErrNotExist) {
-			continue // already forgotten (a repeated prune after a crash)
+		if done[id] {
+			continue
 		}
-		if err := r.removeSnapshot(id); err != nil {
+		done[id] = true
+		if _, err := r.Store.Stat(r.ctx, objectName(snapshotsDir, id)); notExist(err) {
+			if earlier[id] {
+				if err := r.Store.Delete(r.ctx, objectName(forgottenDir, id)); err != nil {
+					return err
+				}
+			}
+			continue // already forgotten (a repeated prune after a crash)
+		} else if err != nil {
 			return err
 		}
-		res.Forgotten = append(res.Forgotten, id.String())
+		until, err := r.forgetSnapshot(id)
+		if err != nil {
+			return err
+		}
+		if until != nil {
+			res.retained(*until)
+			res.RetainedSnapshots = append(res.RetainedSnapshots, id.String())
+		}
+		if !earlier[id] {
+			res.Forgotten = append(res.Forgotten, id.String())
+		}
 	}
 	return nil
 }
@@ -210,22 +279,18 @@ func (r *Repo) writeLiveIndex(live map[ID]bool, res *PruneResult) (usedPacks map
 	r.mu.RUnlock()
 	var newIndex ID
 	if len(liveLocs) > 0 {
-		data := compressAll(encodeIndex(liveLocs))
 		var err error
-		if newIndex, err = writeContentAddressed(filepath.Join(r.Dir, indexDir), data); err != nil {
+		if newIndex, _, err = r.writeIndex(liveLocs); err != nil {
 			return nil, err
 		}
 	}
 	CrashAt("prune-after-new-index")
 	for _, id := range oldIndexes {
 		if id != newIndex {
-			if err := removeFile(filepath.Join(r.Dir, indexDir, id.String())); err != nil {
+			if _, err := r.deleteOrKeep(objectName(indexDir, id), res); err != nil {
 				return nil, err
 			}
 		}
-	}
-	if err := syncDir(filepath.Join(r.Dir, indexDir)); err != nil {
-		return nil, err
 	}
 	r.mu.Lock()
 	r.index = liveLocs
@@ -235,25 +300,33 @@ func (r *Repo) writeLiveIndex(live map[ID]bool, res *PruneResult) (usedPacks map
 
 // deleteUnusedPacks is the first half of step 5 of Prune: it deletes every
 // pack no index refers to (dead, rewritten, or left by a crashed backup),
-// counting them and their bytes in res.
+// counting them and their bytes in res. A locked pack is kept and counted
+// in res.Retained; an index kept for its own lock refers only to packs
+// locked at least as long, so those stay readable with it.
 func (r *Repo) deleteUnusedPacks(usedPacks map[ID]bool, res *PruneResult) error {
-	r.packs.closeAll()
-	packs, err := r.Packs()
+	var unused []ObjectInfo
+	err := r.Store.List(r.ctx, packsDir, func(oi ObjectInfo) error {
+		parts := strings.Split(oi.Name, "/")
+		if len(parts) != 3 {
+			return nil
+		}
+		if id, err := ParseID(parts[2]); err == nil && !usedPacks[id] {
+			unused = append(unused, oi)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	for _, p := range packs {
-		if usedPacks[p] {
-			continue
-		}
-		path := packPath(r.Dir, p)
-		if st, err := os.Stat(path); err == nil {
-			res.BytesFreed += st.Size()
-		}
-		if err := removeFile(path); err != nil {
+	for _, oi := range unused {
+		deleted, err := r.deleteOrKeep(oi.Name, res)
+		if err != nil {
 			return err
 		}
-		res.PacksDeleted++
+		if deleted {
+			res.BytesFreed += oi.Size
+			res.PacksDeleted++
+		}
 		CrashAt("prune-mid-pack-delete")
 	}
 	return nil
@@ -262,32 +335,34 @@ func (r *Repo) deleteUnusedPacks(usedPacks map[ID]bool, res *PruneResult) error 
 // deleteUnusedManifests is the second half of step 5 of Prune: it deletes
 // every manifest no remaining snapshot refers to, counting its bytes in res.
 func (r *Repo) deleteUnusedManifests(manifests map[ID]bool, res *PruneResult) error {
-	allManifests, err := r.listIDs(manifestsDir)
+	var unused []ObjectInfo
+	err := r.Store.List(r.ctx, manifestsDir, func(oi ObjectInfo) error {
+		if id, err := ParseID(path.Base(oi.Name)); err == nil && !manifests[id] {
+			unused = append(unused, oi)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	for _, m := range allManifests {
-		if !manifests[m] {
-			path := filepath.Join(r.Dir, manifestsDir, m.String())
-			if st, err := os.Stat(path); err == nil {
-				res.BytesFreed += st.Size()
-			}
-			if err := removeFile(path); err != nil {
-				return err
-			}
+	for _, oi := range unused {
+		deleted, err := r.deleteOrKeep(oi.Name, res)
+		if err != nil {
+			return err
+		}
+		if deleted {
+			res.BytesFreed += oi.Size
 		}
 	}
 	return nil
 }
 
-// removeStaleTemporaries deletes temporary files that crashed writers left,
-// once they are old enough that no live writer can still own them.
+// removeStaleTemporaries deletes temporary files that crashed writers left
+// in a directory repository, once they are old enough that no live writer
+// can still own them. (An S3 upload is atomic and leaves nothing.)
 func (r *Repo) removeStaleTemporaries() {
-	cutoff := time.Now().Add(-4 * LeaseDuration)
-	_ = filepath.Walk(r.Dir, func(path string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() && strings.HasPrefix(info.Name(), ".tmp-") && info.ModTime().Before(cutoff) {
-			_ = os.Remove(path)
-		}
-		return nil
-	})
+	if fst, ok := r.Store.(*FileStorage); ok {
+		cutoff := time.Now().Add(-4 * LeaseDuration)
+		fst.removeTemporaries(func(info os.FileInfo) bool { return info.ModTime().Before(cutoff) })
+	}
 }

@@ -1,12 +1,14 @@
 package repo
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"runtime"
-
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +25,9 @@ const (
 	manifestsDir = "manifests"
 	snapshotsDir = "snapshots"
 	locksDir     = "locks"
+	// forgottenDir holds tombstones of forgotten snapshots whose objects
+	// are still locked.
+	forgottenDir = "forgotten"
 )
 
 // Location says where a blob is stored.
@@ -36,13 +41,33 @@ type Location struct {
 
 // Repo is an open repository.
 type Repo struct {
+	// Dir is the repository's directory when it is kept in one, else "".
 	Dir    string
+	Store  Storage
 	Config Config
+
+	// ctx bounds every storage call the repository makes: the one it was
+	// opened with.
+	ctx context.Context
+	// keys are the repository's keys when it is encrypted, else nil.
+	keys *masterKeys
+	// retention, when set, locks every object this process writes (S3
+	// Object Lock) and extends the locks of the objects its snapshots use.
+	retention *Retention
 
 	mu    sync.RWMutex
 	index map[ID]Location
+}
 
-	packs packCache
+// Options says how to open or create a repository.
+type Options struct {
+	// Password opens an encrypted repository, and makes Init create one.
+	// An encrypted repository cannot be opened without it.
+	Password []byte
+	// Retention, when set, locks every object written (S3 Object Lock)
+	// and extends the locks of the packs and indexes a new snapshot uses,
+	// so the whole snapshot stays locked until Retention.Until.
+	Retention *Retention
 }
 
 var (
@@ -55,56 +80,128 @@ var (
 
 // Init creates a repository in dir, which must be empty or missing.
 func Init(dir string) (*Repo, error) {
-	if _, err := readConfig(dir); err == nil {
-		return nil, fmt.Errorf("%s already holds a repository", dir)
-	} else if !errors.Is(err, ErrNotRepository) {
-		return nil, err
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	for _, e := range entries {
-		if e.Name() != "lost+found" {
-			return nil, fmt.Errorf("%s is not empty and holds no repository; use an empty directory", dir)
-		}
-	}
-	for _, sub := range []string{packsDir, indexDir, manifestsDir, snapshotsDir, locksDir} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			return nil, err
-		}
-	}
-	c := Config{Version: FormatVersion, ID: randomHex(16), Created: time.Now().UTC(), Chunker: chunker.DefaultParams, PackSize: 16 << 20}
-	if err := writeConfig(dir, c); err != nil {
-		return nil, err
-	}
-	return Open(dir)
+	return InitStorage(context.Background(), NewFileStorage(dir), Options{})
 }
 
 // OpenOrInit opens the repository in dir, creating it when dir is empty.
 func OpenOrInit(dir string) (*Repo, error) {
-	r, err := Open(dir)
-	if errors.Is(err, ErrNotRepository) {
-		return Init(dir)
-	}
-	return r, err
+	return OpenOrInitStorage(context.Background(), NewFileStorage(dir), Options{})
 }
 
 // Open opens the repository in dir.
 func Open(dir string) (*Repo, error) {
-	c, err := readConfig(dir)
+	return OpenStorage(context.Background(), NewFileStorage(dir), Options{})
+}
+
+// InitStorage creates a repository in st, which must hold no objects. With
+// o.Password the repository is encrypted (format version 3, FORMAT.md).
+func InitStorage(ctx context.Context, st Storage, o Options) (*Repo, error) {
+	if _, err := readConfig(ctx, st); err == nil {
+		return nil, fmt.Errorf("%s already holds a repository", st)
+	} else if !errors.Is(err, ErrNotRepository) {
+		return nil, err
+	}
+	var found string
+	err := st.List(ctx, "", func(oi ObjectInfo) error {
+		if !strings.HasPrefix(oi.Name, "lost+found/") && oi.Name != "lost+found" {
+			found = oi.Name
+			return errStopList
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopList) {
+		return nil, err
+	}
+	if found != "" {
+		return nil, fmt.Errorf("%s is not empty (it holds %s) and holds no repository; use an empty location", st, found)
+	}
+	if fst, ok := st.(*FileStorage); ok {
+		for _, sub := range []string{packsDir, indexDir, manifestsDir, snapshotsDir, locksDir} {
+			if err := os.MkdirAll(filepath.Join(fst.Dir, sub), 0o755); err != nil {
+				return nil, err
+			}
+		}
+	}
+	c := Config{Version: FormatVersion, ID: randomHex(16), Created: time.Now().UTC(), Chunker: chunker.DefaultParams, PackSize: 16 << 20}
+	var keys *masterKeys
+	if o.Password != nil {
+		c.Encryption = &EncryptionConfig{Cipher: cipherAESGCM, IDs: idsHMAC, KDF: kdfScrypt}
+		keys = newMasterKeys()
+		if _, err := addKeyFile(ctx, st, keys, o.Password); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeConfig(ctx, st, c); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("%s: another process created a repository here at the same time", st)
+		}
+		return nil, err
+	}
+	return OpenStorage(ctx, st, o)
+}
+
+var errStopList = errors.New("stop listing")
+
+// OpenOrInitStorage opens the repository in st, creating it when st is empty.
+func OpenOrInitStorage(ctx context.Context, st Storage, o Options) (*Repo, error) {
+	r, err := OpenStorage(ctx, st, o)
+	if errors.Is(err, ErrNotRepository) {
+		return InitStorage(ctx, st, o)
+	}
+	return r, err
+}
+
+// OpenStorage opens the repository in st. An encrypted repository needs
+// o.Password; a wrong one is an error (ErrWrongPassword), never garbage.
+func OpenStorage(ctx context.Context, st Storage, o Options) (*Repo, error) {
+	c, err := readConfig(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	r := &Repo{Dir: dir, Config: c, index: map[ID]Location{}}
-	r.packs.dir = dir
+	r := &Repo{Store: st, Config: c, ctx: ctx, index: map[ID]Location{}, retention: o.Retention}
+	if fst, ok := st.(*FileStorage); ok {
+		r.Dir = fst.Dir
+	}
+	switch {
+	case c.Encryption != nil && o.Password == nil:
+		return nil, fmt.Errorf("%w: %s is encrypted; give its password (--password-file)", ErrPasswordNeeded, st)
+	case c.Encryption == nil && o.Password != nil:
+		return nil, fmt.Errorf("%w: %s was created without encryption and stays so; use it without a password, or back up into a new repository to encrypt", ErrNotEncrypted, st)
+	case c.Encryption != nil:
+		if r.keys, _, err = openKeys(ctx, st, o.Password); err != nil {
+			return nil, err
+		}
+	}
+	if o.Retention != nil {
+		rt, ok := st.(Retainer)
+		if !ok {
+			return nil, fmt.Errorf("%s cannot lock objects: immutability needs an S3 bucket with Object Lock", st)
+		}
+		on, err := rt.LockingEnabled(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !on {
+			return nil, fmt.Errorf("%w: %s has no Object Lock; create the bucket with Object Lock enabled (mc mb --with-lock, or aws s3api create-bucket --object-lock-enabled-for-bucket), or remove immutability", ErrNoObjectLock, st)
+		}
+	}
 	// The index is loaded by each operation once it holds its lock: a prune
 	// may rewrite it between Open and then.
 	return r, nil
 }
 
-// Close releases open pack files.
-func (r *Repo) Close() { r.packs.closeAll() }
+// Errors a caller may tell apart.
+var (
+	ErrPasswordNeeded = errors.New("the repository is encrypted")
+	ErrNotEncrypted   = errors.New("the repository is not encrypted")
+	ErrNoObjectLock   = errors.New("the bucket cannot lock objects")
+)
+
+// Close releases open files.
+func (r *Repo) Close() { _ = r.Store.Close() }
+
+// Encrypted reports whether the repository is encrypted.
+func (r *Repo) Encrypted() bool { return r.keys != nil }
 
 // indexBlob is one blob of a pack table (see appendBlobTable).
 type indexBlob struct {
@@ -115,42 +212,43 @@ type indexBlob struct {
 	Compressed bool
 }
 
-// readVerified reads a content-addressed file and checks its name is the
+// objectName is the name of a content-addressed object.
+func objectName(dir string, id ID) string { return dir + "/" + id.String() }
+
+// readVerified reads a content-addressed object and checks its name is the
 // SHA-256 of its bytes.
-func readVerified(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+func (r *Repo) readVerified(dir string, id ID) ([]byte, error) {
+	name := objectName(dir, id)
+	data, err := r.Store.Get(r.ctx, name, 0, -1, nil)
 	if err != nil {
 		return nil, err
 	}
-	want, err := ParseID(filepath.Base(path))
-	if err != nil {
-		return nil, err
-	}
-	if Hash(data) != want {
-		return nil, fmt.Errorf("%s is damaged: its content does not match its name (SHA-256)", path)
+	if Hash(data) != id {
+		return nil, fmt.Errorf("%s is damaged: its content does not match its name (SHA-256)", name)
 	}
 	return data, nil
 }
 
+// putOptions are the options of every content-addressed object this
+// process writes.
+func (r *Repo) putOptions() PutOptions { return PutOptions{Retention: r.retention} }
+
 // writeContentAddressed stores data under dir/<sha256> atomically and returns its ID.
-func writeContentAddressed(dir string, data []byte) (ID, error) {
+func (r *Repo) writeContentAddressed(dir string, data []byte) (ID, error) {
 	id := Hash(data)
-	return id, writeFileAtomic(filepath.Join(dir, id.String()), data)
+	return id, r.Store.Put(r.ctx, objectName(dir, id), data, r.putOptions())
 }
 
-// ListIDs lists the content-addressed files in a repository subdirectory.
+// listIDs lists the content-addressed objects in a repository directory.
 func (r *Repo) listIDs(sub string) ([]ID, error) {
-	entries, err := os.ReadDir(filepath.Join(r.Dir, sub))
-	if err != nil {
-		return nil, err
-	}
 	var ids []ID
-	for _, e := range entries {
-		if id, err := ParseID(e.Name()); err == nil {
+	err := r.Store.List(r.ctx, sub, func(oi ObjectInfo) error {
+		if id, err := ParseID(path.Base(oi.Name)); err == nil {
 			ids = append(ids, id)
 		}
-	}
-	return ids, nil
+		return nil
+	})
+	return ids, err
 }
 
 // LoadIndex (re)reads every index file.
@@ -176,15 +274,25 @@ func (r *Repo) LoadIndex() error {
 }
 
 func (r *Repo) readIndexFile(id ID) (map[ID]Location, error) {
-	data, err := readVerified(filepath.Join(r.Dir, indexDir, id.String()))
+	data, err := r.readVerified(indexDir, id)
 	if err != nil {
 		return nil, err
+	}
+	if data, err = r.open(data, aadIndex); err != nil {
+		return nil, fmt.Errorf("index %s: %w", id.Short(), err)
 	}
 	plain, err := zstdDecoder.DecodeAll(data, nil)
 	if err != nil {
 		return nil, fmt.Errorf("index %s is damaged: %w", id.Short(), err)
 	}
 	return DecodeIndex(plain)
+}
+
+// writeIndex stores an index of locs and returns its ID and stored size.
+func (r *Repo) writeIndex(locs map[ID]Location) (ID, int, error) {
+	data := r.seal(compressAll(encodeIndex(locs)), aadIndex)
+	id, err := r.writeContentAddressed(indexDir, data)
+	return id, len(data), err
 }
 
 // Lookup returns where a blob is stored.
@@ -212,125 +320,55 @@ func (r *Repo) ReadBlob(id ID, buf []byte) ([]byte, error) {
 }
 
 func (r *Repo) readBlobAt(id ID, loc Location, buf []byte) ([]byte, error) {
-	p, err := r.packs.get(loc.Pack)
-	if err != nil {
-		return nil, fmt.Errorf("blob %s: pack %s: %w", id.Short(), loc.Pack.Short(), err)
-	}
 	stored := storedPool.Get().(*[]byte)
 	defer storedPool.Put(stored)
-	if cap(*stored) < int(loc.Length) {
-		*stored = make([]byte, loc.Length)
+	raw, err := r.Store.Get(r.ctx, packName(loc.Pack), loc.Offset, int64(loc.Length), (*stored)[:0])
+	if cap(raw) > cap(*stored) {
+		*stored = raw[:0]
 	}
-	raw := (*stored)[:loc.Length]
-	_, err = p.f.ReadAt(raw, loc.Offset)
-	r.packs.release(p)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: reading pack %s: %w", id.Short(), loc.Pack.Short(), err)
 	}
-	var plain []byte
-	if loc.Compressed {
-		plain, err = zstdDecoder.DecodeAll(raw, buf[:0])
-		if err != nil {
-			return nil, fmt.Errorf("blob %s in pack %s is damaged: %w", id.Short(), loc.Pack.Short(), err)
+	if len(raw) != int(loc.Length) {
+		return nil, fmt.Errorf("blob %s: pack %s is shorter than its index says", id.Short(), loc.Pack.Short())
+	}
+	plain, err := r.decodeBlob(id, loc, raw, buf)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s in pack %s is damaged: %w", id.Short(), loc.Pack.Short(), err)
+	}
+	return plain, nil
+}
+
+// decodeBlob turns a blob's stored bytes into its plaintext and checks it
+// against its ID.
+func (r *Repo) decodeBlob(id ID, loc Location, raw, buf []byte) ([]byte, error) {
+	var err error
+	if r.keys != nil {
+		if raw, err = r.keys.open(nil, raw, nil); err != nil {
+			return nil, err
 		}
 	}
-	if !loc.Compressed {
+	var plain []byte
+	if loc.Compressed {
+		if plain, err = zstdDecoder.DecodeAll(raw, buf[:0]); err != nil {
+			return nil, err
+		}
+	} else {
 		plain = append(buf[:0], raw...)
 	}
-	if len(plain) != int(loc.RawLength) || Hash(plain) != id {
-		return nil, fmt.Errorf("blob %s in pack %s is damaged: content does not match its SHA-256", id.Short(), loc.Pack.Short())
+	if len(plain) != int(loc.RawLength) || r.BlobID(plain) != id {
+		return nil, errors.New("content does not match its ID")
 	}
 	return plain, nil
 }
 
 var storedPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
 
-// maxOpenPacks bounds the pack files the cache keeps open.
-const maxOpenPacks = 64
-
-// packCache keeps pack files open for reading, evicting the least recently
-// used. A reader holds a reference to the pack it reads (get, then release):
-// a pack evicted meanwhile is closed when its last reader releases it.
-type packCache struct {
-	dir  string
-	mu   sync.Mutex
-	open map[ID]*cachedPack
-	tick uint64
-}
-
-// cachedPack is an open pack file. refs counts its readers, plus one while
-// it is in the cache.
-type cachedPack struct {
-	f    *os.File
-	refs int
-	used uint64 // the cache's tick at the last get
-}
-
-func packPath(dir string, id ID) string {
+// packName is the object name of a pack: the first two hex digits of its ID
+// shard the directory.
+func packName(id ID) string {
 	s := id.String()
-	return filepath.Join(dir, packsDir, s[:2], s)
-}
-
-// get returns pack id, opened if need be, with a reference for the caller to release.
-func (c *packCache) get(id ID) (*cachedPack, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.tick++
-	p, ok := c.open[id]
-	if !ok {
-		f, err := os.Open(packPath(c.dir, id))
-		if err != nil {
-			return nil, err
-		}
-		if c.open == nil {
-			c.open = map[ID]*cachedPack{}
-		}
-		if len(c.open) >= maxOpenPacks {
-			c.evictLocked()
-		}
-		p = &cachedPack{f: f, refs: 1}
-		c.open[id] = p
-	}
-	p.refs++
-	p.used = c.tick
-	return p, nil
-}
-
-// evictLocked drops the least recently used pack from the cache.
-func (c *packCache) evictLocked() {
-	var oldID ID
-	var old *cachedPack
-	for id, p := range c.open {
-		if old == nil || p.used < old.used {
-			oldID, old = id, p
-		}
-	}
-	delete(c.open, oldID)
-	c.releaseLocked(old)
-}
-
-// release drops a reader's reference.
-func (c *packCache) release(p *cachedPack) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.releaseLocked(p)
-}
-
-func (c *packCache) releaseLocked(p *cachedPack) {
-	p.refs--
-	if p.refs == 0 {
-		p.f.Close()
-	}
-}
-
-// closeAll empties the cache; packs being read are closed by their last reader.
-func (c *packCache) closeAll() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, p := range c.open {
-		c.releaseLocked(p)
-	}
-	c.open = nil
+	return packsDir + "/" + s[:2] + "/" + s
 }
 
 // CPUs is how many CPUs the mover uses for CPU-bound work (hashing and
@@ -385,26 +423,17 @@ func compressAll(plain []byte) []byte {
 	return enc.EncodeAll(plain, nil)
 }
 
-// Packs lists the pack files on disk.
+// Packs lists the pack objects.
 func (r *Repo) Packs() ([]ID, error) {
 	var ids []ID
-	top, err := os.ReadDir(filepath.Join(r.Dir, packsDir))
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range top {
-		if !d.IsDir() || len(d.Name()) != 2 {
-			continue
-		}
-		entries, err := os.ReadDir(filepath.Join(r.Dir, packsDir, d.Name()))
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range entries {
-			if id, err := ParseID(e.Name()); err == nil && strings.HasPrefix(e.Name(), d.Name()) {
+	err := r.Store.List(r.ctx, packsDir, func(oi ObjectInfo) error {
+		parts := strings.Split(oi.Name, "/")
+		if len(parts) == 3 && len(parts[1]) == 2 && strings.HasPrefix(parts[2], parts[1]) {
+			if id, err := ParseID(parts[2]); err == nil {
 				ids = append(ids, id)
 			}
 		}
-	}
-	return ids, nil
+		return nil
+	})
+	return ids, err
 }

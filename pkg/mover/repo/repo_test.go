@@ -58,7 +58,7 @@ func openPackFiles(t *testing.T, dir string) int {
 // TestConcurrentReadsOfMorePacksThanTheCacheHolds: readers keep reading a
 // pack that other readers' misses evict from the cache meanwhile.
 func TestConcurrentReadsOfMorePacksThanTheCacheHolds(t *testing.T) {
-	r, ids := packedRepo(t, 3*maxOpenPacks/2, 64<<10)
+	r, ids := packedRepo(t, 3*maxOpenFiles/2, 64<<10)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for w := 0; w < 8; w++ {
@@ -83,8 +83,8 @@ func TestConcurrentReadsOfMorePacksThanTheCacheHolds(t *testing.T) {
 		t.Error(err)
 	}
 	packs, _ := filepath.Abs(filepath.Join(r.Dir, packsDir))
-	if n := openPackFiles(t, packs); n > maxOpenPacks {
-		t.Errorf("%d pack files open, the cache holds %d", n, maxOpenPacks)
+	if n := openPackFiles(t, packs); n > maxOpenFiles {
+		t.Errorf("%d pack files open, the cache holds %d", n, maxOpenFiles)
 	}
 	r.Close()
 	if n := openPackFiles(t, packs); n != 0 {
@@ -95,12 +95,12 @@ func TestConcurrentReadsOfMorePacksThanTheCacheHolds(t *testing.T) {
 // TestPackCacheEvictsTheLeastRecentlyUsed: a pack read between every two
 // others stays open while more packs than the cache holds are read.
 func TestPackCacheEvictsTheLeastRecentlyUsed(t *testing.T) {
-	r, ids := packedRepo(t, maxOpenPacks+8, 100)
+	r, ids := packedRepo(t, maxOpenFiles+8, 100)
 	hot, _ := r.Lookup(ids[0])
 	cached := func() any {
-		r.packs.mu.Lock()
-		defer r.packs.mu.Unlock()
-		return r.packs.open[hot.Pack]
+		r.Store.(*FileStorage).files.mu.Lock()
+		defer r.Store.(*FileStorage).files.mu.Unlock()
+		return r.Store.(*FileStorage).files.open[packName(hot.Pack)]
 	}
 	var first any
 	for _, id := range ids {

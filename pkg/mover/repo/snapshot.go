@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -48,19 +46,22 @@ func (r *Repo) SaveSnapshot(s *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	id, err := writeContentAddressed(filepath.Join(r.Dir, snapshotsDir), data)
+	id, err := r.writeContentAddressed(snapshotsDir, r.seal(data, aadSnapshot))
 	s.ID = id
 	return err
 }
 
 // LoadSnapshot reads and verifies one snapshot.
 func (r *Repo) LoadSnapshot(id ID) (*Snapshot, error) {
-	data, err := readVerified(filepath.Join(r.Dir, snapshotsDir, id.String()))
-	if errors.Is(err, os.ErrNotExist) {
+	data, err := r.readVerified(snapshotsDir, id)
+	if notExist(err) {
 		return nil, fmt.Errorf("snapshot %s does not exist (backup-mover ls lists them)", id.Short())
 	}
 	if err != nil {
 		return nil, err
+	}
+	if data, err = r.open(data, aadSnapshot); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", id.Short(), err)
 	}
 	var s Snapshot
 	if err := json.Unmarshal(data, &s); err != nil {
@@ -72,7 +73,7 @@ func (r *Repo) LoadSnapshot(id ID) (*Snapshot, error) {
 
 // Snapshots returns every snapshot, oldest first.
 func (r *Repo) Snapshots() ([]*Snapshot, error) {
-	ids, err := r.listIDs(snapshotsDir)
+	ids, err := r.SnapshotIDs()
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +92,7 @@ func (r *Repo) Snapshots() ([]*Snapshot, error) {
 // ResolveSnapshot accepts a full ID or a unique prefix of at least 8 digits,
 // or "latest".
 func (r *Repo) ResolveSnapshot(ref string) (ID, error) {
-	ids, err := r.listIDs(snapshotsDir)
+	ids, err := r.SnapshotIDs()
 	if err != nil {
 		return ID{}, err
 	}
@@ -124,13 +125,55 @@ func (r *Repo) ResolveSnapshot(ref string) (ID, error) {
 	}
 }
 
-// RemoveSnapshot deletes a snapshot file (prune's first, committing step).
-func (r *Repo) removeSnapshot(id ID) error {
-	if err := removeFile(filepath.Join(r.Dir, snapshotsDir, id.String())); err != nil {
-		return err
+// forgetSnapshot deletes a snapshot object (prune's first, committing
+// step). A snapshot whose object is locked gets a tombstone instead
+// (forgotten/<id>), which hides it from every reader; a later prune deletes
+// both once the lock has ended. It returns the lock's end when it left a
+// tombstone.
+func (r *Repo) forgetSnapshot(id ID) (*time.Time, error) {
+	err := r.Store.Delete(r.ctx, objectName(snapshotsDir, id))
+	var re *RetainedError
+	if errors.As(err, &re) {
+		if err := r.Store.Put(r.ctx, objectName(forgottenDir, id), nil, PutOptions{}); err != nil {
+			return nil, err
+		}
+		return &re.Until, nil
 	}
-	return syncDir(filepath.Join(r.Dir, snapshotsDir))
+	if err != nil {
+		return nil, err
+	}
+	return nil, r.Store.Delete(r.ctx, objectName(forgottenDir, id))
 }
 
-// SnapshotIDs lists the snapshot files without reading them.
-func (r *Repo) SnapshotIDs() ([]ID, error) { return r.listIDs(snapshotsDir) }
+// SnapshotIDs lists the snapshots without reading them; forgotten ones
+// (whose objects are still locked) are left out.
+func (r *Repo) SnapshotIDs() ([]ID, error) {
+	ids, err := r.listIDs(snapshotsDir)
+	if err != nil {
+		return nil, err
+	}
+	forgotten, err := r.forgotten()
+	if err != nil || len(forgotten) == 0 {
+		return ids, err
+	}
+	out := ids[:0]
+	for _, id := range ids {
+		if !forgotten[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// forgotten is the set of snapshots with a tombstone.
+func (r *Repo) forgotten() (map[ID]bool, error) {
+	ids, err := r.listIDs(forgottenDir)
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[ID]bool, len(ids))
+	for _, id := range ids {
+		set[id] = true
+	}
+	return set, nil
+}

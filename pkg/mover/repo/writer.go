@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 )
@@ -59,6 +58,9 @@ func (r *Repo) newRewriter() *Writer {
 	return w
 }
 
+// BlobID is the ID of a blob with this plaintext (Repo.BlobID).
+func (w *Writer) BlobID(data []byte) ID { return w.r.BlobID(data) }
+
 // Has reports whether the repository or this session already stores the blob.
 func (w *Writer) Has(id ID) bool {
 	if !w.rewrite {
@@ -83,6 +85,12 @@ func (w *Writer) Add(id ID, plain []byte, tryCompress bool) (bool, error) {
 		c := takeCompressor()
 		defer c.release() // after the write below: stored may be c's buffer
 		stored, compressed = c.compress(plain)
+	}
+	if w.r.keys != nil {
+		sealed := sealPool.Get().(*[]byte)
+		*sealed = w.r.keys.seal((*sealed)[:0], stored, nil)
+		stored = *sealed
+		defer sealPool.Put(sealed) // after the write below
 	}
 	w.mu.Lock()
 	if w.err != nil || w.seen[id] {
@@ -122,8 +130,7 @@ func (w *Writer) Add(id ID, plain []byte, tryCompress bool) (bool, error) {
 }
 
 func (w *Writer) openPackLocked() error {
-	dir := filepath.Join(w.r.Dir, packsDir)
-	f, err := os.CreateTemp(dir, ".tmp-")
+	f, err := w.r.Store.TempFile(w.r.ctx, packsDir)
 	if err != nil {
 		return err
 	}
@@ -154,7 +161,7 @@ func (w *Writer) flush(p *openPack) {
 		if e := p.failed.Load(); e != nil {
 			err = *e
 		}
-		table := appendBlobTable(nil, p.blobs)
+		table := w.r.seal(appendBlobTable(nil, p.blobs), aadTable)
 		id := Hash(table)
 		if err == nil {
 			trailer := binary.LittleEndian.AppendUint32(table, uint32(len(table)))
@@ -163,20 +170,9 @@ func (w *Writer) flush(p *openPack) {
 			p.size += int64(len(trailer))
 		}
 		if err == nil {
-			err = p.f.Sync()
-		}
-		if cerr := p.f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			final := packPath(w.r.Dir, id)
-			if err = os.MkdirAll(filepath.Dir(final), 0o755); err == nil {
-				if err = os.Rename(p.f.Name(), final); err == nil {
-					err = syncDir(filepath.Dir(final))
-				}
-			}
-		}
-		if err != nil {
+			err = w.r.Store.PutFile(w.r.ctx, packName(id), p.f, w.r.putOptions())
+		} else {
+			p.f.Close()
 			os.Remove(p.f.Name())
 		}
 		<-w.slots
@@ -210,11 +206,11 @@ func (w *Writer) Finish() error {
 	if len(w.written) == 0 {
 		return nil
 	}
-	data := compressAll(encodeIndex(w.written))
-	if _, err := writeContentAddressed(filepath.Join(w.r.Dir, indexDir), data); err != nil {
+	_, n, err := w.r.writeIndex(w.written)
+	if err != nil {
 		return fmt.Errorf("writing index: %w", err)
 	}
-	w.StoredBytes.Add(int64(len(data)))
+	w.StoredBytes.Add(int64(n))
 	w.r.mu.Lock()
 	for id, l := range w.written {
 		w.r.index[id] = l
@@ -223,10 +219,5 @@ func (w *Writer) Finish() error {
 	return nil
 }
 
-// removeFile deletes a repository file, ignoring one that is already gone.
-func removeFile(path string) error {
-	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	return nil
-}
+// sealPool holds buffers for encrypted blobs on their way to a pack.
+var sealPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
