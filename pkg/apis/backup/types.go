@@ -50,9 +50,46 @@ type VolumeTarget struct {
 	Namespace string
 }
 
-// RepositoryStorage names the PersistentVolumeClaim that holds the backup repository.
+// RepositoryStorage is where the backup repository lives: a claim or S3.
 type RepositoryStorage struct {
-	PVCName string
+	PVCName      string
+	S3           *S3Storage
+	Encryption   *RepositoryEncryption
+	Immutability *Immutability
+}
+
+// S3Storage is a repository location in S3-compatible object storage.
+type S3Storage struct {
+	Endpoint              string
+	Bucket                string
+	Prefix                string
+	Region                string
+	CredentialsSecretRef  LocalSecretReference
+	CASecretRef           *LocalSecretReference
+	InsecureSkipTLSVerify bool
+}
+
+// LocalSecretReference names a Secret in the target's namespace.
+type LocalSecretReference struct {
+	Name string
+}
+
+// RepositoryEncryption says where the repository's password is.
+type RepositoryEncryption struct {
+	SecretRef LocalSecretReference
+}
+
+// ImmutabilityMode is the S3 Object Lock retention mode.
+type ImmutabilityMode string
+
+const (
+	ImmutabilityGovernance ImmutabilityMode = "Governance"
+	ImmutabilityCompliance ImmutabilityMode = "Compliance"
+)
+
+// Immutability locks a backup's objects against deletion and overwriting.
+type Immutability struct {
+	Mode ImmutabilityMode
 }
 
 // RetentionPolicy says which Backups of a policy are kept.
@@ -168,6 +205,7 @@ type BackupStatus struct {
 	Node               string
 	JobName            string
 	SnapshotID         string
+	LockedUntil        *metav1.Time
 	Stats              *BackupStats
 	Progress           *Progress
 	Conditions         []metav1.Condition

@@ -46,14 +46,20 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &backupv1alpha1.BackupStatsApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BackupStatus"):
 		return &backupv1alpha1.BackupStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("Immutability"):
+		return &backupv1alpha1.ImmutabilityApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ImportStatus"):
 		return &backupv1alpha1.ImportStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("LocalSecretReference"):
+		return &backupv1alpha1.LocalSecretReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("MoverSecurityContext"):
 		return &backupv1alpha1.MoverSecurityContextApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("NewPVCSpec"):
 		return &backupv1alpha1.NewPVCSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Progress"):
 		return &backupv1alpha1.ProgressApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("RepositoryEncryption"):
+		return &backupv1alpha1.RepositoryEncryptionApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RepositoryStorage"):
 		return &backupv1alpha1.RepositoryStorageApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RestoreCheck"):
@@ -72,6 +78,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &backupv1alpha1.RestoreTargetApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RetentionPolicy"):
 		return &backupv1alpha1.RetentionPolicyApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("S3Storage"):
+		return &backupv1alpha1.S3StorageApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("TriggerStatus"):
 		return &backupv1alpha1.TriggerStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VolumeTarget"):

@@ -42,10 +42,13 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.BackupSpec{}.OpenAPIModelName():           schema_pkg_apis_backup_v1alpha1_BackupSpec(ref),
 		v1alpha1.BackupStats{}.OpenAPIModelName():          schema_pkg_apis_backup_v1alpha1_BackupStats(ref),
 		v1alpha1.BackupStatus{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_BackupStatus(ref),
+		v1alpha1.Immutability{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_Immutability(ref),
 		v1alpha1.ImportStatus{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_ImportStatus(ref),
+		v1alpha1.LocalSecretReference{}.OpenAPIModelName(): schema_pkg_apis_backup_v1alpha1_LocalSecretReference(ref),
 		v1alpha1.MoverSecurityContext{}.OpenAPIModelName(): schema_pkg_apis_backup_v1alpha1_MoverSecurityContext(ref),
 		v1alpha1.NewPVCSpec{}.OpenAPIModelName():           schema_pkg_apis_backup_v1alpha1_NewPVCSpec(ref),
 		v1alpha1.Progress{}.OpenAPIModelName():             schema_pkg_apis_backup_v1alpha1_Progress(ref),
+		v1alpha1.RepositoryEncryption{}.OpenAPIModelName(): schema_pkg_apis_backup_v1alpha1_RepositoryEncryption(ref),
 		v1alpha1.RepositoryStorage{}.OpenAPIModelName():    schema_pkg_apis_backup_v1alpha1_RepositoryStorage(ref),
 		v1alpha1.RestoreCheck{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_RestoreCheck(ref),
 		v1alpha1.RestoreJob{}.OpenAPIModelName():           schema_pkg_apis_backup_v1alpha1_RestoreJob(ref),
@@ -56,6 +59,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.RestoreStats{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_RestoreStats(ref),
 		v1alpha1.RestoreTarget{}.OpenAPIModelName():        schema_pkg_apis_backup_v1alpha1_RestoreTarget(ref),
 		v1alpha1.RetentionPolicy{}.OpenAPIModelName():      schema_pkg_apis_backup_v1alpha1_RetentionPolicy(ref),
+		v1alpha1.S3Storage{}.OpenAPIModelName():            schema_pkg_apis_backup_v1alpha1_S3Storage(ref),
 		v1alpha1.TriggerStatus{}.OpenAPIModelName():        schema_pkg_apis_backup_v1alpha1_TriggerStatus(ref),
 		v1alpha1.VolumeTarget{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_VolumeTarget(ref),
 		resource.Quantity{}.OpenAPIModelName():             schema_apimachinery_pkg_api_resource_Quantity(ref),
@@ -354,7 +358,7 @@ func schema_pkg_apis_backup_v1alpha1_BackupPolicySpec(ref common.ReferenceCallba
 					},
 					"storage": {
 						SchemaProps: spec.SchemaProps{
-							Description: "storage is the repository the Backups are written to.",
+							Description: "storage is the repository the Backups are written to. Whoever creates the policy, or changes its target or storage, must be allowed to get every Secret it names.",
 							Default:     map[string]interface{}{},
 							Ref:         ref(v1alpha1.RepositoryStorage{}.OpenAPIModelName()),
 						},
@@ -511,7 +515,7 @@ func schema_pkg_apis_backup_v1alpha1_BackupSpec(ref common.ReferenceCallback) co
 				Properties: map[string]spec.Schema{
 					"policyName": {
 						SchemaProps: spec.SchemaProps{
-							Description: "policyName is the BackupPolicy (in the Backup's namespace) this Backup belongs to, if any. Retention only ever deletes Backups of a policy. When set and target is empty, target and storage are copied from the policy.",
+							Description: "policyName is the BackupPolicy (in the Backup's namespace) this Backup belongs to, if any. Retention only ever deletes Backups of a policy. When set and target is empty, target is copied from the policy, and so is storage when it is empty too.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -525,7 +529,7 @@ func schema_pkg_apis_backup_v1alpha1_BackupSpec(ref common.ReferenceCallback) co
 					},
 					"storage": {
 						SchemaProps: spec.SchemaProps{
-							Description: "storage is the repository the snapshot is written to.",
+							Description: "storage is the repository the snapshot is written to. The requester must be allowed to get every Secret it names.",
 							Default:     map[string]interface{}{},
 							Ref:         ref(v1alpha1.RepositoryStorage{}.OpenAPIModelName()),
 						},
@@ -640,6 +644,12 @@ func schema_pkg_apis_backup_v1alpha1_BackupStatus(ref common.ReferenceCallback) 
 							Format:      "",
 						},
 					},
+					"lockedUntil": {
+						SchemaProps: spec.SchemaProps{
+							Description: "lockedUntil is when the object lock of this Backup's data expires, for a repository with spec.storage.immutability: until then no object the backup wrote can be deleted or overwritten, and deleting the Backup leaves them in the bucket (a later prune removes them once unlocked). Set when the data mover starts.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
 					"stats": {
 						SchemaProps: spec.SchemaProps{
 							Description: "stats are the data mover's totals for a Completed Backup.",
@@ -688,6 +698,29 @@ func schema_pkg_apis_backup_v1alpha1_BackupStatus(ref common.ReferenceCallback) 
 	}
 }
 
+func schema_pkg_apis_backup_v1alpha1_Immutability(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Immutability locks a backup's objects against deletion and overwriting.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"mode": {
+						SchemaProps: spec.SchemaProps{
+							Description: "mode is the Object Lock mode: Governance (users with the bypass permission may still delete early) or Compliance (nobody can).\n\nPossible enum values:\n - `\"Compliance\"` locks objects so that nobody, not even the bucket's root account, can delete them before the lock expires.\n - `\"Governance\"` locks objects so that only users with the special permission s3:BypassGovernanceRetention can delete them early.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"Compliance", "Governance"},
+						},
+					},
+				},
+				Required: []string{"mode"},
+			},
+		},
+	}
+}
+
 func schema_pkg_apis_backup_v1alpha1_ImportStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -729,6 +762,28 @@ func schema_pkg_apis_backup_v1alpha1_ImportStatus(ref common.ReferenceCallback) 
 		},
 		Dependencies: []string{
 			v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_backup_v1alpha1_LocalSecretReference(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "LocalSecretReference names a Secret in the namespace of the claim that is backed up (spec.target.namespace).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name of the Secret.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
 	}
 }
 
@@ -840,23 +895,66 @@ func schema_pkg_apis_backup_v1alpha1_Progress(ref common.ReferenceCallback) comm
 	}
 }
 
+func schema_pkg_apis_backup_v1alpha1_RepositoryEncryption(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RepositoryEncryption says where the repository's password is.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"secretRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "secretRef names a Secret in the target's namespace whose key \"password\" holds the repository password. The Secret is mounted into the data mover's pod only; the operator never reads it. A wrong password fails the backup or restore with a clear message, never with garbage data. Whoever creates or changes the object must be allowed to get this Secret.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.LocalSecretReference{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"secretRef"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.LocalSecretReference{}.OpenAPIModelName()},
+	}
+}
+
 func schema_pkg_apis_backup_v1alpha1_RepositoryStorage(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "RepositoryStorage names the PersistentVolumeClaim that holds the backup repository. It lives in the target's namespace, because the data mover Job mounts both claims.",
+				Description: "RepositoryStorage is where the backup repository lives: a PersistentVolumeClaim in the target's namespace (pvcName) or a location in S3-compatible object storage (s3), exactly one of them; with optional client-side encryption and, for S3, object-lock immutability. Several policies may share one repository; identical data is stored once.\n\nOn a BackupPolicy the repository may change; Backups created afterwards use the new one, and every Backup keeps the repository it was written to (its spec.storage), where retention also removes its data. On update, a request that newly sets one of pvcName or s3 while leaving the other unchanged replaces the other, so `kubectl apply` and `kubectl edit` can switch a policy between a claim and S3 without removing the old field by hand.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"pvcName": {
 						SchemaProps: spec.SchemaProps{
-							Description: "pvcName is the name of the repository PersistentVolumeClaim in the target's namespace. Defaults to the server's --default-repository-pvc (backup-repo). Several policies may share one repository; identical data is stored once.",
+							Description: "pvcName is the name of the repository PersistentVolumeClaim in the target's namespace. Defaults to the server's --default-repository-pvc (backup-repo) when s3 is not set either. Not together with s3.",
 							Type:        []string{"string"},
 							Format:      "",
+						},
+					},
+					"s3": {
+						SchemaProps: spec.SchemaProps{
+							Description: "s3 keeps the repository in an S3-compatible bucket (AWS S3, MinIO, ...), off the cluster's own disks. Not together with pvcName.",
+							Ref:         ref(v1alpha1.S3Storage{}.OpenAPIModelName()),
+						},
+					},
+					"encryption": {
+						SchemaProps: spec.SchemaProps{
+							Description: "encryption encrypts everything the repository stores (data, snapshot manifests and indexes) with a key protected by a password from a Secret. It works for claims and S3 alike. A repository is created encrypted or not and stays so: adding or removing encryption for an existing repository makes the next backup fail; point storage at a new location instead. Another Secret holding the same password may be named at any time.",
+							Ref:         ref(v1alpha1.RepositoryEncryption{}.OpenAPIModelName()),
+						},
+					},
+					"immutability": {
+						SchemaProps: spec.SchemaProps{
+							Description: "immutability locks every object a backup writes (S3 Object Lock) until the end of the Backup's retention horizon, so that nobody, including the repository's own credentials, can delete or overwrite it before then. The horizon, shown in the Backup's status.lockedUntil, starts at the Backup's scheduled time (or creation time) and is the longest of keepDaily days, keepWeekly weeks, keepMonthly times 31 days and keepLast times the schedule's interval, at least 24 hours; a Backup without a policy is locked for 24 hours. Pruning keeps locked objects and removes them once their lock has expired. S3 only; the bucket must have been created with object lock enabled.",
+							Ref:         ref(v1alpha1.Immutability{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
+		Dependencies: []string{
+			v1alpha1.Immutability{}.OpenAPIModelName(), v1alpha1.RepositoryEncryption{}.OpenAPIModelName(), v1alpha1.S3Storage{}.OpenAPIModelName()},
 	}
 }
 
@@ -1355,6 +1453,72 @@ func schema_pkg_apis_backup_v1alpha1_RetentionPolicy(ref common.ReferenceCallbac
 				},
 			},
 		},
+	}
+}
+
+func schema_pkg_apis_backup_v1alpha1_S3Storage(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "S3Storage is a repository location in S3-compatible object storage. The data mover reaches the endpoint from the target's namespace over the pod network.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"endpoint": {
+						SchemaProps: spec.SchemaProps{
+							Description: "endpoint is the URL of the S3 service: scheme, host and optional port, nothing else, for example \"https://s3.eu-central-1.amazonaws.com\" or \"http://minio.backup-storage.svc:9000\". The scheme decides whether TLS is used: https (verified against the system's CAs, or caSecretRef) or http (no TLS: credentials' signatures and data travel unencrypted on the network; use it only inside a trusted network).",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"bucket": {
+						SchemaProps: spec.SchemaProps{
+							Description: "bucket is the name of an existing bucket: 3 to 63 lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"prefix": {
+						SchemaProps: spec.SchemaProps{
+							Description: "prefix is the key prefix under which the repository lives in the bucket, for example \"production/postgres-data\": a relative path of letters, digits and - _ . ! * ' ( ) separated by single slashes, without \".\" or \"..\" segments. Empty means the bucket's root. One bucket can hold several repositories under different prefixes.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"region": {
+						SchemaProps: spec.SchemaProps{
+							Description: "region is the bucket's region, for example \"us-east-1\", when the service needs one for signing. Empty lets the client find it out (or use the service's default).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"credentialsSecretRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "credentialsSecretRef names a Secret in the target's namespace holding the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. The Secret is read only by the data mover's pod (as environment variables); the operator never reads it. Whoever creates or changes the object must be allowed to get this Secret.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.LocalSecretReference{}.OpenAPIModelName()),
+						},
+					},
+					"caSecretRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "caSecretRef names a Secret in the target's namespace whose key ca.crt holds the PEM certificate(s) of the CA that signed the endpoint's certificate, for a service with a private CA. https endpoints only. Whoever creates or changes the object must be allowed to get this Secret.",
+							Ref:         ref(v1alpha1.LocalSecretReference{}.OpenAPIModelName()),
+						},
+					},
+					"insecureSkipTLSVerify": {
+						SchemaProps: spec.SchemaProps{
+							Description: "insecureSkipTLSVerify makes the data mover accept any certificate from an https endpoint. Anyone on the network path can then pose as the service and receive the data; prefer caSecretRef. Allowed only with an https endpoint and without caSecretRef; the API answers with a warning. Defaults to false.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"endpoint", "bucket", "credentialsSecretRef"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.LocalSecretReference{}.OpenAPIModelName()},
 	}
 }
 

@@ -90,15 +90,138 @@ type VolumeTarget struct {
 	Namespace string `json:"namespace,omitempty"`
 }
 
-// RepositoryStorage names the PersistentVolumeClaim that holds the backup
-// repository. It lives in the target's namespace, because the data mover Job
-// mounts both claims.
+// RepositoryStorage is where the backup repository lives: a
+// PersistentVolumeClaim in the target's namespace (pvcName) or a location in
+// S3-compatible object storage (s3), exactly one of them; with optional
+// client-side encryption and, for S3, object-lock immutability. Several
+// policies may share one repository; identical data is stored once.
+//
+// On a BackupPolicy the repository may change; Backups created afterwards use
+// the new one, and every Backup keeps the repository it was written to (its
+// spec.storage), where retention also removes its data. On update, a request
+// that newly sets one of pvcName or s3 while leaving the other unchanged
+// replaces the other, so `kubectl apply` and `kubectl edit` can switch a
+// policy between a claim and S3 without removing the old field by hand.
 type RepositoryStorage struct {
 	// pvcName is the name of the repository PersistentVolumeClaim in the target's
-	// namespace. Defaults to the server's --default-repository-pvc (backup-repo).
-	// Several policies may share one repository; identical data is stored once.
+	// namespace. Defaults to the server's --default-repository-pvc (backup-repo)
+	// when s3 is not set either. Not together with s3.
 	// +optional
 	PVCName string `json:"pvcName,omitempty"`
+	// s3 keeps the repository in an S3-compatible bucket (AWS S3, MinIO, ...),
+	// off the cluster's own disks. Not together with pvcName.
+	// +optional
+	S3 *S3Storage `json:"s3,omitempty"`
+	// encryption encrypts everything the repository stores (data, snapshot
+	// manifests and indexes) with a key protected by a password from a Secret.
+	// It works for claims and S3 alike. A repository is created encrypted or
+	// not and stays so: adding or removing encryption for an existing
+	// repository makes the next backup fail; point storage at a new location
+	// instead. Another Secret holding the same password may be named at any time.
+	// +optional
+	Encryption *RepositoryEncryption `json:"encryption,omitempty"`
+	// immutability locks every object a backup writes (S3 Object Lock) until
+	// the end of the Backup's retention horizon, so that nobody, including the
+	// repository's own credentials, can delete or overwrite it before then.
+	// The horizon, shown in the Backup's status.lockedUntil, starts at the
+	// Backup's scheduled time (or creation time) and is the longest of
+	// keepDaily days, keepWeekly weeks, keepMonthly times 31 days and keepLast
+	// times the schedule's interval, at least 24 hours; a Backup without a
+	// policy is locked for 24 hours. Pruning keeps locked objects and removes
+	// them once their lock has expired. S3 only; the bucket must have been
+	// created with object lock enabled.
+	// +optional
+	Immutability *Immutability `json:"immutability,omitempty"`
+}
+
+// S3Storage is a repository location in S3-compatible object storage. The
+// data mover reaches the endpoint from the target's namespace over the pod
+// network.
+type S3Storage struct {
+	// endpoint is the URL of the S3 service: scheme, host and optional port,
+	// nothing else, for example "https://s3.eu-central-1.amazonaws.com" or
+	// "http://minio.backup-storage.svc:9000". The scheme decides whether TLS is
+	// used: https (verified against the system's CAs, or caSecretRef) or http
+	// (no TLS: credentials' signatures and data travel unencrypted on the
+	// network; use it only inside a trusted network).
+	// +required
+	Endpoint string `json:"endpoint"`
+	// bucket is the name of an existing bucket: 3 to 63 lowercase letters,
+	// digits, dots and hyphens, beginning and ending with a letter or digit.
+	// +required
+	Bucket string `json:"bucket"`
+	// prefix is the key prefix under which the repository lives in the
+	// bucket, for example "production/postgres-data": a relative path of
+	// letters, digits and - _ . ! * ' ( ) separated by single slashes, without
+	// "." or ".." segments. Empty means the bucket's root. One bucket can hold
+	// several repositories under different prefixes.
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+	// region is the bucket's region, for example "us-east-1", when the service
+	// needs one for signing. Empty lets the client find it out (or use the
+	// service's default).
+	// +optional
+	Region string `json:"region,omitempty"`
+	// credentialsSecretRef names a Secret in the target's namespace holding
+	// the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. The Secret is read
+	// only by the data mover's pod (as environment variables); the operator
+	// never reads it. Whoever creates or changes the object must be allowed
+	// to get this Secret.
+	// +required
+	CredentialsSecretRef LocalSecretReference `json:"credentialsSecretRef"`
+	// caSecretRef names a Secret in the target's namespace whose key ca.crt
+	// holds the PEM certificate(s) of the CA that signed the endpoint's
+	// certificate, for a service with a private CA. https endpoints only.
+	// Whoever creates or changes the object must be allowed to get this Secret.
+	// +optional
+	CASecretRef *LocalSecretReference `json:"caSecretRef,omitempty"`
+	// insecureSkipTLSVerify makes the data mover accept any certificate from
+	// an https endpoint. Anyone on the network path can then pose as the
+	// service and receive the data; prefer caSecretRef. Allowed only with an
+	// https endpoint and without caSecretRef; the API answers with a warning.
+	// Defaults to false.
+	// +optional
+	InsecureSkipTLSVerify bool `json:"insecureSkipTLSVerify,omitempty"`
+}
+
+// LocalSecretReference names a Secret in the namespace of the claim that is
+// backed up (spec.target.namespace).
+type LocalSecretReference struct {
+	// name of the Secret.
+	// +required
+	Name string `json:"name"`
+}
+
+// RepositoryEncryption says where the repository's password is.
+type RepositoryEncryption struct {
+	// secretRef names a Secret in the target's namespace whose key "password"
+	// holds the repository password. The Secret is mounted into the data
+	// mover's pod only; the operator never reads it. A wrong password fails
+	// the backup or restore with a clear message, never with garbage data.
+	// Whoever creates or changes the object must be allowed to get this Secret.
+	// +required
+	SecretRef LocalSecretReference `json:"secretRef"`
+}
+
+// ImmutabilityMode is the S3 Object Lock retention mode.
+// +enum
+type ImmutabilityMode string
+
+const (
+	// ImmutabilityGovernance locks objects so that only users with the
+	// special permission s3:BypassGovernanceRetention can delete them early.
+	ImmutabilityGovernance ImmutabilityMode = "Governance"
+	// ImmutabilityCompliance locks objects so that nobody, not even the
+	// bucket's root account, can delete them before the lock expires.
+	ImmutabilityCompliance ImmutabilityMode = "Compliance"
+)
+
+// Immutability locks a backup's objects against deletion and overwriting.
+type Immutability struct {
+	// mode is the Object Lock mode: Governance (users with the bypass
+	// permission may still delete early) or Compliance (nobody can).
+	// +required
+	Mode ImmutabilityMode `json:"mode"`
 }
 
 // RetentionPolicy says which Backups of a policy are kept. A Backup is kept when
@@ -163,7 +286,9 @@ type BackupPolicySpec struct {
 	// target is the PersistentVolumeClaim to back up.
 	// +required
 	Target VolumeTarget `json:"target"`
-	// storage is the repository the Backups are written to.
+	// storage is the repository the Backups are written to. Whoever creates
+	// the policy, or changes its target or storage, must be allowed to get
+	// every Secret it names.
 	// +optional
 	Storage RepositoryStorage `json:"storage,omitempty"`
 	// retention says which of this policy's Backups are kept; the others are
@@ -298,13 +423,15 @@ type Backup struct {
 type BackupSpec struct {
 	// policyName is the BackupPolicy (in the Backup's namespace) this Backup
 	// belongs to, if any. Retention only ever deletes Backups of a policy. When
-	// set and target is empty, target and storage are copied from the policy.
+	// set and target is empty, target is copied from the policy, and so is
+	// storage when it is empty too.
 	// +optional
 	PolicyName string `json:"policyName,omitempty"`
 	// target is the PersistentVolumeClaim to back up.
 	// +optional
 	Target VolumeTarget `json:"target,omitempty"`
-	// storage is the repository the snapshot is written to.
+	// storage is the repository the snapshot is written to. The requester
+	// must be allowed to get every Secret it names.
 	// +optional
 	Storage RepositoryStorage `json:"storage,omitempty"`
 	// moverSecurityContext is who the data mover runs as in a namespace that
@@ -369,6 +496,13 @@ type BackupStatus struct {
 	// snapshotID is the repository snapshot this Backup stored.
 	// +optional
 	SnapshotID string `json:"snapshotID,omitempty"`
+	// lockedUntil is when the object lock of this Backup's data expires, for a
+	// repository with spec.storage.immutability: until then no object the
+	// backup wrote can be deleted or overwritten, and deleting the Backup
+	// leaves them in the bucket (a later prune removes them once unlocked).
+	// Set when the data mover starts.
+	// +optional
+	LockedUntil *metav1.Time `json:"lockedUntil,omitempty"`
 	// stats are the data mover's totals for a Completed Backup.
 	// +optional
 	Stats *BackupStats `json:"stats,omitempty"`

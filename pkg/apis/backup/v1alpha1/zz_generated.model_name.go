@@ -67,8 +67,18 @@ func (in BackupStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Immutability) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.Immutability"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ImportStatus) OpenAPIModelName() string {
 	return "com.example.backup.v1alpha1.ImportStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in LocalSecretReference) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.LocalSecretReference"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
@@ -84,6 +94,11 @@ func (in NewPVCSpec) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Progress) OpenAPIModelName() string {
 	return "com.example.backup.v1alpha1.Progress"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RepositoryEncryption) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.RepositoryEncryption"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
@@ -134,6 +149,11 @@ func (in RestoreTarget) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in RetentionPolicy) OpenAPIModelName() string {
 	return "com.example.backup.v1alpha1.RetentionPolicy"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in S3Storage) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.S3Storage"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.

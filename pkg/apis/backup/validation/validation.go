@@ -5,6 +5,11 @@ package validation
 
 import (
 	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -225,11 +230,199 @@ func validateVolumeTarget(t *backup.VolumeTarget, fld *field.Path) field.ErrorLi
 	return allErrs
 }
 
+// validateStorage: exactly one location (a claim or S3; an object without
+// either gets the server's default claim before validation), a well-formed S3
+// location, Secret names, and immutability only for S3.
 func validateStorage(s *backup.RepositoryStorage, fld *field.Path) field.ErrorList {
-	if s.PVCName == "" {
-		return nil // defaulted by the server
+	var allErrs field.ErrorList
+	if s.PVCName != "" {
+		allErrs = append(allErrs, validateDNSSubdomain(s.PVCName, fld.Child("pvcName"))...)
 	}
-	return validateDNSSubdomain(s.PVCName, fld.Child("pvcName"))
+	if s.S3 != nil {
+		if s.PVCName != "" {
+			allErrs = append(allErrs, field.Forbidden(fld.Child("pvcName"),
+				"set exactly one of pvcName or s3: a repository is either a claim or an S3 location; remove pvcName to use S3, or s3 to use the claim"))
+		}
+		allErrs = append(allErrs, validateS3(s.S3, fld.Child("s3"))...)
+	}
+	if e := s.Encryption; e != nil {
+		allErrs = append(allErrs, validateSecretRef(e.SecretRef, fld.Child("encryption", "secretRef"),
+			`the Secret (in the target's namespace) whose key "password" holds the repository password`)...)
+	}
+	if im := s.Immutability; im != nil {
+		ifld := fld.Child("immutability")
+		switch {
+		case s.S3 == nil:
+			allErrs = append(allErrs, field.Forbidden(ifld,
+				"object-lock immutability needs an S3 repository (spec.storage.s3) in a bucket created with object lock; remove immutability for a claim repository"))
+		case im.Mode == "":
+			allErrs = append(allErrs, field.Required(ifld.Child("mode"),
+				"Governance (users with the bypass permission may still delete early) or Compliance (nobody can)"))
+		case im.Mode != backup.ImmutabilityGovernance && im.Mode != backup.ImmutabilityCompliance:
+			allErrs = append(allErrs, field.NotSupported(ifld.Child("mode"), im.Mode,
+				[]string{string(backup.ImmutabilityGovernance), string(backup.ImmutabilityCompliance)}))
+		}
+	}
+	return allErrs
+}
+
+// maxPrefixLength leaves room below S3's 1024-byte keys for the repository's
+// own object names.
+const maxPrefixLength = 512
+
+// regionPattern is a plain region token such as us-east-1.
+var regionPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_-]{0,62})$`)
+
+// prefixSegmentPattern is one segment of a key prefix: S3's safe characters.
+var prefixSegmentPattern = regexp.MustCompile(`^[A-Za-z0-9!_.*'()-]+$`)
+
+func validateS3(s *backup.S3Storage, fld *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	allErrs = append(allErrs, validateEndpoint(s.Endpoint, fld.Child("endpoint"))...)
+	if s.Bucket == "" {
+		allErrs = append(allErrs, field.Required(fld.Child("bucket"), "the name of an existing bucket, for example backups"))
+	} else {
+		for _, msg := range IsS3BucketName(s.Bucket) {
+			allErrs = append(allErrs, field.Invalid(fld.Child("bucket"), s.Bucket, msg))
+		}
+	}
+	if s.Prefix != "" {
+		for _, msg := range isKeyPrefix(s.Prefix) {
+			allErrs = append(allErrs, field.Invalid(fld.Child("prefix"), s.Prefix, msg))
+		}
+	}
+	if s.Region != "" && !regionPattern.MatchString(s.Region) {
+		allErrs = append(allErrs, field.Invalid(fld.Child("region"), s.Region,
+			"must be a region name of letters, digits, '-' and '_' (at most 63), for example us-east-1; leave it empty to let the client find it out"))
+	}
+	allErrs = append(allErrs, validateSecretRef(s.CredentialsSecretRef, fld.Child("credentialsSecretRef"),
+		"the Secret (in the target's namespace) with the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")...)
+	https := strings.HasPrefix(s.Endpoint, "https://")
+	if s.CASecretRef != nil {
+		allErrs = append(allErrs, validateSecretRef(*s.CASecretRef, fld.Child("caSecretRef"),
+			`the Secret (in the target's namespace) whose key "ca.crt" holds the CA certificate`)...)
+		if !https && s.Endpoint != "" {
+			allErrs = append(allErrs, field.Forbidden(fld.Child("caSecretRef"),
+				"a CA is used only with an https endpoint; change the endpoint to https://, or remove caSecretRef"))
+		}
+	}
+	if s.InsecureSkipTLSVerify {
+		switch {
+		case !https && s.Endpoint != "":
+			allErrs = append(allErrs, field.Forbidden(fld.Child("insecureSkipTLSVerify"),
+				"applies to https endpoints only (an http endpoint uses no TLS at all); remove it"))
+		case s.CASecretRef != nil:
+			allErrs = append(allErrs, field.Forbidden(fld.Child("insecureSkipTLSVerify"),
+				"may not be set together with caSecretRef; keep caSecretRef to verify the endpoint's certificate against your CA, and remove insecureSkipTLSVerify"))
+		}
+	}
+	return allErrs
+}
+
+// validateEndpoint: an absolute http or https URL of a host (and port),
+// nothing else: the repository's place in the service is bucket and prefix.
+func validateEndpoint(endpoint string, fld *field.Path) field.ErrorList {
+	const example = `for example "https://s3.us-east-1.amazonaws.com" or "http://minio.backup-storage.svc:9000"`
+	if endpoint == "" {
+		return field.ErrorList{field.Required(fld, "the URL of the S3 service, "+example)}
+	}
+	invalid := func(msg string) field.ErrorList {
+		return field.ErrorList{field.Invalid(fld, endpoint, msg)}
+	}
+	u, err := url.Parse(endpoint)
+	switch {
+	case err != nil:
+		return invalid(fmt.Sprintf("is not a URL (%v); use scheme, host and optional port, %s", err, example))
+	case !strings.HasPrefix(endpoint, "https://") && !strings.HasPrefix(endpoint, "http://"):
+		return invalid("must begin with https:// (TLS) or http:// (no TLS), in lowercase, " + example)
+	case u.Opaque != "" || u.Host == "" || u.Hostname() == "":
+		return invalid("must name a host after the scheme, " + example)
+	case u.User != nil:
+		return invalid("must not contain user information; put the keys in the Secret of credentialsSecretRef")
+	case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return invalid("must be only scheme, host and optional port; put the bucket in bucket and any path in prefix")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return invalid("has an invalid port; use a number from 1 to 65535, " + example)
+		}
+	}
+	return nil
+}
+
+// IsS3BucketName returns what is wrong with name as the name of an S3 bucket
+// (the rules of AWS, which MinIO and the other S3-compatible services keep),
+// each with what to use instead; none when it is valid.
+func IsS3BucketName(name string) []string {
+	var msgs []string
+	if len(name) < 3 || len(name) > 63 {
+		msgs = append(msgs, "must be 3 to 63 characters long")
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-') {
+			msgs = append(msgs, "must consist of lowercase letters, digits, '.' and '-' only (bucket names have no uppercase letters or underscores)")
+			break
+		}
+	}
+	if name != "" && !(isLowerAlnum(name[0]) && isLowerAlnum(name[len(name)-1])) {
+		msgs = append(msgs, "must begin and end with a lowercase letter or digit")
+	}
+	if strings.Contains(name, "..") || strings.Contains(name, ".-") || strings.Contains(name, "-.") {
+		msgs = append(msgs, "must not contain two adjacent periods or a period next to a hyphen")
+	}
+	if ip := net.ParseIP(name); ip != nil {
+		msgs = append(msgs, "must not be formatted as an IP address")
+	}
+	for _, p := range []string{"xn--", "sthree-", "amzn-s3-demo-"} {
+		if strings.HasPrefix(name, p) {
+			msgs = append(msgs, fmt.Sprintf("must not begin with the reserved prefix %q", p))
+		}
+	}
+	for _, sfx := range []string{"-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"} {
+		if strings.HasSuffix(name, sfx) {
+			msgs = append(msgs, fmt.Sprintf("must not end with the reserved suffix %q", sfx))
+		}
+	}
+	if len(msgs) > 0 {
+		msgs[len(msgs)-1] += `; use the name of the existing bucket exactly as the service shows it, for example "backups"`
+	}
+	return msgs
+}
+
+func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+
+// isKeyPrefix: a clean relative path of S3-safe segments.
+func isKeyPrefix(prefix string) []string {
+	const advice = `; use a relative path such as "production/postgres-data"`
+	if len(prefix) > maxPrefixLength {
+		return []string{fmt.Sprintf("must be at most %d characters", maxPrefixLength)}
+	}
+	if strings.HasPrefix(prefix, "/") {
+		return []string{"must not begin with '/'" + advice}
+	}
+	if prefix != path.Clean(prefix) {
+		return []string{fmt.Sprintf("must be a clean path without empty segments or a trailing '/' (%q)%s", path.Clean(prefix), advice)}
+	}
+	for _, seg := range strings.Split(prefix, "/") {
+		switch {
+		case seg == "." || seg == "..":
+			return []string{"must not contain '.' or '..' segments" + advice}
+		case !prefixSegmentPattern.MatchString(seg):
+			return []string{"may contain only letters, digits, '/', and the characters - _ . ! * ' ( )" + advice}
+		}
+	}
+	return nil
+}
+
+func validateSecretRef(ref backup.LocalSecretReference, fld *field.Path, what string) field.ErrorList {
+	if ref.Name == "" {
+		return field.ErrorList{field.Required(fld.Child("name"), what)}
+	}
+	var allErrs field.ErrorList
+	for _, msg := range validation.IsDNS1123Subdomain(ref.Name) {
+		allErrs = append(allErrs, field.Invalid(fld.Child("name"), ref.Name, msg+"; name the Secret as `kubectl get secrets` shows it"))
+	}
+	return allErrs
 }
 
 func validateDNSSubdomain(name string, fld *field.Path) field.ErrorList {

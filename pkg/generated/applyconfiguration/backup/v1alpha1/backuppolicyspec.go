@@ -39,7 +39,9 @@ type BackupPolicySpecApplyConfiguration struct {
 	Suspend *bool `json:"suspend,omitempty"`
 	// target is the PersistentVolumeClaim to back up.
 	Target *VolumeTargetApplyConfiguration `json:"target,omitempty"`
-	// storage is the repository the Backups are written to.
+	// storage is the repository the Backups are written to. Whoever creates
+	// the policy, or changes its target or storage, must be allowed to get
+	// every Secret it names.
 	Storage *RepositoryStorageApplyConfiguration `json:"storage,omitempty"`
 	// retention says which of this policy's Backups are kept; the others are
 	// deleted together with the data only they reference.

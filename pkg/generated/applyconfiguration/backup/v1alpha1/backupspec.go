@@ -25,11 +25,13 @@ package v1alpha1
 type BackupSpecApplyConfiguration struct {
 	// policyName is the BackupPolicy (in the Backup's namespace) this Backup
 	// belongs to, if any. Retention only ever deletes Backups of a policy. When
-	// set and target is empty, target and storage are copied from the policy.
+	// set and target is empty, target is copied from the policy, and so is
+	// storage when it is empty too.
 	PolicyName *string `json:"policyName,omitempty"`
 	// target is the PersistentVolumeClaim to back up.
 	Target *VolumeTargetApplyConfiguration `json:"target,omitempty"`
-	// storage is the repository the snapshot is written to.
+	// storage is the repository the snapshot is written to. The requester
+	// must be allowed to get every Secret it names.
 	Storage *RepositoryStorageApplyConfiguration `json:"storage,omitempty"`
 	// moverSecurityContext is who the data mover runs as in a namespace that
 	// enforces the Pod Security level "restricted" (no root, no capabilities).

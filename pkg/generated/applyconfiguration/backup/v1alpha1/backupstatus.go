@@ -43,6 +43,12 @@ type BackupStatusApplyConfiguration struct {
 	JobName *string `json:"jobName,omitempty"`
 	// snapshotID is the repository snapshot this Backup stored.
 	SnapshotID *string `json:"snapshotID,omitempty"`
+	// lockedUntil is when the object lock of this Backup's data expires, for a
+	// repository with spec.storage.immutability: until then no object the
+	// backup wrote can be deleted or overwritten, and deleting the Backup
+	// leaves them in the bucket (a later prune removes them once unlocked).
+	// Set when the data mover starts.
+	LockedUntil *v1.Time `json:"lockedUntil,omitempty"`
 	// stats are the data mover's totals for a Completed Backup.
 	Stats *BackupStatsApplyConfiguration `json:"stats,omitempty"`
 	// progress of a Running Backup: the data mover's latest report, read every
@@ -114,6 +120,14 @@ func (b *BackupStatusApplyConfiguration) WithJobName(value string) *BackupStatus
 // If called multiple times, the SnapshotID field is set to the value of the last call.
 func (b *BackupStatusApplyConfiguration) WithSnapshotID(value string) *BackupStatusApplyConfiguration {
 	b.SnapshotID = &value
+	return b
+}
+
+// WithLockedUntil sets the LockedUntil field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the LockedUntil field is set to the value of the last call.
+func (b *BackupStatusApplyConfiguration) WithLockedUntil(value v1.Time) *BackupStatusApplyConfiguration {
+	b.LockedUntil = &value
 	return b
 }
 

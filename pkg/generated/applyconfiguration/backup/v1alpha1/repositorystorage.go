@@ -21,14 +21,44 @@ package v1alpha1
 // RepositoryStorageApplyConfiguration represents a declarative configuration of the RepositoryStorage type for use
 // with apply.
 //
-// RepositoryStorage names the PersistentVolumeClaim that holds the backup
-// repository. It lives in the target's namespace, because the data mover Job
-// mounts both claims.
+// RepositoryStorage is where the backup repository lives: a
+// PersistentVolumeClaim in the target's namespace (pvcName) or a location in
+// S3-compatible object storage (s3), exactly one of them; with optional
+// client-side encryption and, for S3, object-lock immutability. Several
+// policies may share one repository; identical data is stored once.
+//
+// On a BackupPolicy the repository may change; Backups created afterwards use
+// the new one, and every Backup keeps the repository it was written to (its
+// spec.storage), where retention also removes its data. On update, a request
+// that newly sets one of pvcName or s3 while leaving the other unchanged
+// replaces the other, so `kubectl apply` and `kubectl edit` can switch a
+// policy between a claim and S3 without removing the old field by hand.
 type RepositoryStorageApplyConfiguration struct {
 	// pvcName is the name of the repository PersistentVolumeClaim in the target's
-	// namespace. Defaults to the server's --default-repository-pvc (backup-repo).
-	// Several policies may share one repository; identical data is stored once.
+	// namespace. Defaults to the server's --default-repository-pvc (backup-repo)
+	// when s3 is not set either. Not together with s3.
 	PVCName *string `json:"pvcName,omitempty"`
+	// s3 keeps the repository in an S3-compatible bucket (AWS S3, MinIO, ...),
+	// off the cluster's own disks. Not together with pvcName.
+	S3 *S3StorageApplyConfiguration `json:"s3,omitempty"`
+	// encryption encrypts everything the repository stores (data, snapshot
+	// manifests and indexes) with a key protected by a password from a Secret.
+	// It works for claims and S3 alike. A repository is created encrypted or
+	// not and stays so: adding or removing encryption for an existing
+	// repository makes the next backup fail; point storage at a new location
+	// instead. Another Secret holding the same password may be named at any time.
+	Encryption *RepositoryEncryptionApplyConfiguration `json:"encryption,omitempty"`
+	// immutability locks every object a backup writes (S3 Object Lock) until
+	// the end of the Backup's retention horizon, so that nobody, including the
+	// repository's own credentials, can delete or overwrite it before then.
+	// The horizon, shown in the Backup's status.lockedUntil, starts at the
+	// Backup's scheduled time (or creation time) and is the longest of
+	// keepDaily days, keepWeekly weeks, keepMonthly times 31 days and keepLast
+	// times the schedule's interval, at least 24 hours; a Backup without a
+	// policy is locked for 24 hours. Pruning keeps locked objects and removes
+	// them once their lock has expired. S3 only; the bucket must have been
+	// created with object lock enabled.
+	Immutability *ImmutabilityApplyConfiguration `json:"immutability,omitempty"`
 }
 
 // RepositoryStorageApplyConfiguration constructs a declarative configuration of the RepositoryStorage type for use with
@@ -42,5 +72,29 @@ func RepositoryStorage() *RepositoryStorageApplyConfiguration {
 // If called multiple times, the PVCName field is set to the value of the last call.
 func (b *RepositoryStorageApplyConfiguration) WithPVCName(value string) *RepositoryStorageApplyConfiguration {
 	b.PVCName = &value
+	return b
+}
+
+// WithS3 sets the S3 field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the S3 field is set to the value of the last call.
+func (b *RepositoryStorageApplyConfiguration) WithS3(value *S3StorageApplyConfiguration) *RepositoryStorageApplyConfiguration {
+	b.S3 = value
+	return b
+}
+
+// WithEncryption sets the Encryption field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Encryption field is set to the value of the last call.
+func (b *RepositoryStorageApplyConfiguration) WithEncryption(value *RepositoryEncryptionApplyConfiguration) *RepositoryStorageApplyConfiguration {
+	b.Encryption = value
+	return b
+}
+
+// WithImmutability sets the Immutability field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Immutability field is set to the value of the last call.
+func (b *RepositoryStorageApplyConfiguration) WithImmutability(value *ImmutabilityApplyConfiguration) *RepositoryStorageApplyConfiguration {
+	b.Immutability = value
 	return b
 }
