@@ -84,10 +84,10 @@ func TestCanonicalExampleAndColumns(t *testing.T) {
 	}
 	out := kubectl(t, "get", "backuppolicies", "-n", ns)
 	header := strings.Fields(strings.Split(out, "\n")[0])
-	if strings.Join(header, " ") != "NAME SCHEDULE SUSPEND TARGET LAST SCHEDULE LAST SUCCESS AGE" {
+	if strings.Join(header, " ") != "NAME SCHEDULE SUSPEND TARGET REPOSITORY LAST SCHEDULE LAST SUCCESS AGE" {
 		t.Errorf("unexpected columns: %q", out)
 	}
-	if !strings.Contains(out, "database-backups") || !strings.Contains(out, "0 2 * * *") || !strings.Contains(out, "production/postgres-data") {
+	if !strings.Contains(out, "database-backups") || !strings.Contains(out, "0 2 * * *") || !strings.Contains(out, "production/postgres-data") || !strings.Contains(out, "backup-repo") {
 		t.Errorf("row lacks schedule or target:\n%s", out)
 	}
 	// Defaults filled by the server.

@@ -190,6 +190,62 @@ func (c *Checker) CheckTargetReadable(ctx context.Context, u user.Info, objectNa
 	return nil
 }
 
+// SecretRef is a Secret an object names, with the field that names it.
+type SecretRef struct {
+	Name  string
+	Field *field.Path
+}
+
+// CheckSecretsReadable refuses (403) an object that names a Secret in
+// namespace (its target's, where the data mover's pod mounts it) that the
+// requester may not get: nobody can have the data mover use credentials or
+// keys they cannot read themselves. The answer names the first such Secret
+// and the permission to ask for; no Secret is read, only the authorizer asked.
+func (c *Checker) CheckSecretsReadable(ctx context.Context, u user.Info, namespace string, refs []SecretRef) *Refusal {
+	asked := map[string]bool{}
+	for _, ref := range refs {
+		if asked[ref.Name] {
+			continue
+		}
+		asked[ref.Name] = true
+		ok, _, err := c.allowed(ctx, u, "get", "", "secrets", namespace, ref.Name)
+		if err != nil {
+			return &Refusal{Code: http.StatusServiceUnavailable, Message: fmt.Sprintf("could not check your access to Secret %s/%s: %v; retry", namespace, ref.Name, err)}
+		}
+		if !ok {
+			return &Refusal{Code: http.StatusForbidden, Field: ref.Field, Message: fmt.Sprintf(
+				"%s: you (%s) may not get Secret %q in namespace %q, so you may not have the data mover use it; "+
+					"ask for get on that Secret (a Role with apiGroups: [\"\"], resources: [secrets], resourceNames: [%s], verbs: [get]), or name a Secret you may read",
+				ref.Field, requesterName(u), ref.Name, namespace, ref.Name)}
+		}
+	}
+	return nil
+}
+
+// IsServer reports whether u is this server's own identity: its loopback
+// client, through which the embedded controllers write (user
+// system:apiserver in group system:masters). Membership in system:masters is
+// required, so the name alone grants nothing: whoever is in that group may
+// do anything anyway.
+func IsServer(u user.Info) bool {
+	if u == nil || u.GetName() != user.APIServerUser {
+		return false
+	}
+	for _, g := range u.GetGroups() {
+		if g == user.SystemPrivilegedGroup {
+			return true
+		}
+	}
+	return false
+}
+
+func requesterName(u user.Info) string {
+	if u == nil || u.GetName() == "" {
+		return "an unauthenticated requester"
+	}
+	return u.GetName()
+}
+
 // checkList collects checks in order and remembers the first refusal.
 type checkList struct {
 	checks []Check

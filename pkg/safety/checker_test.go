@@ -10,8 +10,10 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	appslisters "k8s.io/client-go/listers/apps/v1"
@@ -226,5 +228,81 @@ func TestImportedBackupHoldsNoClaim(t *testing.T) {
 	}
 	if !BackupActive(bk("ns", "plain", "", 0, "data")) {
 		t.Error("a new Backup without a phase is active")
+	}
+}
+
+// countingAuthorizer answers from rbac and counts the questions.
+type countingAuthorizer struct {
+	rbac
+	asked []string
+	err   error
+}
+
+func (a *countingAuthorizer) Authorize(ctx context.Context, attrs authorizer.Attributes) (authorizer.Decision, string, error) {
+	a.asked = append(a.asked, attrs.GetVerb()+" "+attrs.GetResource()+" "+attrs.GetNamespace()+"/"+attrs.GetName())
+	if a.err != nil {
+		return authorizer.DecisionNoOpinion, "", a.err
+	}
+	return a.rbac.Authorize(ctx, attrs)
+}
+
+func TestCheckSecretsReadable(t *testing.T) {
+	alice := &user.DefaultInfo{Name: "alice"}
+	refs := []SecretRef{
+		{Name: "s3-credentials", Field: field.NewPath("spec", "storage", "s3", "credentialsSecretRef", "name")},
+		{Name: "repo-password", Field: field.NewPath("spec", "storage", "encryption", "secretRef", "name")},
+		{Name: "s3-credentials", Field: field.NewPath("spec", "storage", "s3", "caSecretRef", "name")},
+	}
+	ctx := context.Background()
+
+	az := &countingAuthorizer{rbac: rbac{"get secrets prod": true}}
+	c := checker()
+	c.Authorizer = authorizer.AuthorizerFunc(az.Authorize)
+	if ref := c.CheckSecretsReadable(ctx, alice, "prod", refs); ref != nil {
+		t.Errorf("a requester who may get the Secrets was refused: %+v", ref)
+	}
+	if got := fmt.Sprint(az.asked); got != "[get secrets prod/s3-credentials get secrets prod/repo-password]" {
+		t.Errorf("asked %s, want each Secret once, by name, in the target's namespace", got)
+	}
+
+	c.Authorizer = rbac{}.authorizer()
+	ref := c.CheckSecretsReadable(ctx, alice, "prod", refs)
+	if ref == nil || ref.Code != http.StatusForbidden || ref.Field.String() != "spec.storage.s3.credentialsSecretRef.name" {
+		t.Fatalf("want 403 on the credentials, got %+v", ref)
+	}
+	for _, want := range []string{`you (alice) may not get Secret "s3-credentials" in namespace "prod"`, "resourceNames: [s3-credentials], verbs: [get]", "name a Secret you may read"} {
+		if !strings.Contains(ref.Message, want) {
+			t.Errorf("message lacks %q: %s", want, ref.Message)
+		}
+	}
+	if err := ref.Error(v1alpha1.Resource("backuppolicies"), v1alpha1.SchemeGroupVersion.WithKind("BackupPolicy").GroupKind(), "p"); !apierrors.IsForbidden(err) {
+		t.Errorf("refusal is not a 403: %v", err)
+	}
+
+	c.Authorizer = authorizer.AuthorizerFunc((&countingAuthorizer{err: fmt.Errorf("webhook down")}).Authorize)
+	if ref := c.CheckSecretsReadable(ctx, alice, "prod", refs); ref == nil || ref.Code != http.StatusServiceUnavailable {
+		t.Errorf("an authorizer error must refuse with 503, got %+v", ref)
+	}
+	if ref := checker().CheckSecretsReadable(ctx, nil, "prod", refs); ref == nil || ref.Code != http.StatusForbidden || !strings.Contains(ref.Message, "unauthenticated") {
+		t.Errorf("no requester: %+v", ref)
+	}
+	if ref := checker().CheckSecretsReadable(ctx, alice, "prod", nil); ref != nil {
+		t.Errorf("no Secrets named, no check: %+v", ref)
+	}
+}
+
+func TestIsServer(t *testing.T) {
+	for _, tc := range []struct {
+		u    user.Info
+		want bool
+	}{
+		{&user.DefaultInfo{Name: user.APIServerUser, Groups: []string{user.AllAuthenticated, user.SystemPrivilegedGroup}}, true},
+		{&user.DefaultInfo{Name: user.APIServerUser, Groups: []string{user.AllAuthenticated}}, false},
+		{&user.DefaultInfo{Name: "alice", Groups: []string{user.SystemPrivilegedGroup}}, false},
+		{nil, false},
+	} {
+		if got := IsServer(tc.u); got != tc.want {
+			t.Errorf("IsServer(%v) = %v, want %v", tc.u, got, tc.want)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"example.com/backup-operator/pkg/safety"
 
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,9 +46,11 @@ func (*REST) ShortNames() []string { return []string{"bk"} }
 // Categories implements rest.CategoriesProvider (kubectl get backup-all).
 func (*REST) Categories() []string { return []string{"backup-all"} }
 
-// Create fills target and storage from spec.policyName when the Backup names
-// only its policy (the on-demand way: `spec: {policyName: database-backups}`),
-// then stores it.
+// Create fills target (and storage, when the Backup leaves it empty) from
+// spec.policyName when the Backup names only its policy (the on-demand way:
+// `spec: {policyName: database-backups}`), then stores it after the
+// requester-aware checks (checkCreate). Updates need no such check: the
+// spec of a Backup cannot change (validation refuses it).
 func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
 	b := obj.(*backup.Backup)
 	if b.Spec.PolicyName != "" && b.Spec.Target.PVCName == "" && r.policies != nil {
@@ -64,14 +67,73 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 		}
 		p := got.(*backup.BackupPolicy)
 		b.Spec.Target = p.Spec.Target
-		if b.Spec.Storage.PVCName == "" {
-			b.Spec.Storage = p.Spec.Storage
+		if apiequality.Semantic.DeepEqual(b.Spec.Storage, backup.RepositoryStorage{}) {
+			b.Spec.Storage = *p.Spec.Storage.DeepCopy()
 		}
 		if b.Spec.MoverSecurityContext == nil {
 			b.Spec.MoverSecurityContext = p.Spec.MoverSecurityContext
 		}
 	}
-	return r.Store.Create(ctx, obj, crossNamespaceCheck(r.checker, createValidation), options)
+	if r.checker == nil {
+		return r.Store.Create(ctx, obj, createValidation, options)
+	}
+	return r.Store.Create(ctx, obj, registry.ThenCheck(createValidation, r.checkCreate), options)
+}
+
+// checkCreate is the requester-aware check of a new Backup: a target in
+// another namespace needs the requester's permission to read claims there,
+// and every Secret its storage names the requester's permission to get it
+// (in the target's namespace), except for Backups this server creates from
+// their policy (checkServerBackup).
+func (r *REST) checkCreate(ctx context.Context, obj runtime.Object) error {
+	b := obj.(*backup.Backup)
+	u, _ := genericapirequest.UserFrom(ctx)
+	if ref := r.checker.CheckTargetReadable(ctx, u, b.Namespace, b.Spec.Target.Namespace, b.Spec.Target.PVCName, field.NewPath("spec", "target", "namespace")); ref != nil {
+		return ref.Error(backup.Resource("backups"), backup.Kind("Backup"), b.Name)
+	}
+	if len(registry.SecretRefs(&b.Spec.Storage, field.NewPath("spec", "storage"))) == 0 {
+		return nil
+	}
+	if safety.IsServer(u) {
+		return r.checkServerBackup(ctx, b)
+	}
+	return registry.CheckSecrets(ctx, r.checker, u, registry.NamespaceOr(b.Spec.Target.Namespace, b.Namespace), &b.Spec.Storage,
+		backup.Resource("backups"), backup.Kind("Backup"), b.Name)
+}
+
+// checkServerBackup is the Secret rule for Backups that this server's own
+// identity creates (safety.IsServer): the policy controller's scheduled and
+// on-demand (trigger annotation) Backups and the Backups an import
+// re-creates. The server never asks whether it may get a Secret (the
+// operator reads no Secrets and has no permission to; the data mover's pod
+// mounts them). Such a Backup is accepted when it carries exactly the
+// storage and target namespace of the stored BackupPolicy it names: that
+// policy's author was checked for every one of those Secrets when setting
+// them (on create, and on every change of its target or storage), so the
+// Backup uses nothing its author could not read. Any other Backup from the
+// server's identity is refused (403), without asking the authorizer, which
+// would allow system:masters everything: the controllers create no other,
+// and one whose policy changed a moment ago is refused rather than carrying
+// Secrets nobody was checked for; the policy controller reports it as a
+// missed run and the next run uses the policy as it is now.
+func (r *REST) checkServerBackup(ctx context.Context, b *backup.Backup) error {
+	var p *backup.BackupPolicy
+	if b.Spec.PolicyName != "" && r.policies != nil {
+		got, err := r.policies.Get(ctx, b.Spec.PolicyName, &metav1.GetOptions{})
+		switch {
+		case err == nil:
+			p = got.(*backup.BackupPolicy)
+		case !apierrors.IsNotFound(err):
+			return err
+		}
+	}
+	if p != nil && registry.SameStorage(&b.Spec.Storage, &p.Spec.Storage) &&
+		registry.NamespaceOr(b.Spec.Target.Namespace, b.Namespace) == registry.NamespaceOr(p.Spec.Target.Namespace, p.Namespace) {
+		return nil
+	}
+	return apierrors.NewForbidden(backup.Resource("backups"), b.Name, fmt.Errorf(
+		"spec.storage: a Backup the server creates must carry the target namespace and storage of its BackupPolicy %q, whose author was checked for the Secrets they name; "+
+			"this one does not (the policy is gone or changed meanwhile), so its Secrets were checked for nobody. The policy's next run uses the policy as it is now", b.Spec.PolicyName))
 }
 
 // Delete refuses to delete a Backup that a Pending or Running RestoreJob is
@@ -117,22 +179,6 @@ func refuseRestored(next rest.ValidateObjectFunc, restoresUsing func(namespace, 
 		if users := restoresUsing(b.Namespace, b.Name); len(users) > 0 {
 			return apierrors.NewConflict(backup.Resource("backups"), b.Name, fmt.Errorf(
 				"RestoreJob %s is restoring this Backup; delete the Backup after it finishes (or delete the RestoreJob first)", strings.Join(users, ", ")))
-		}
-		return nil
-	})
-}
-
-// crossNamespaceCheck wraps create validation with the requester-aware check
-// of a target in another namespace.
-func crossNamespaceCheck(checker *safety.Checker, next rest.ValidateObjectFunc) rest.ValidateObjectFunc {
-	if checker == nil {
-		return next
-	}
-	return registry.ThenCheck(next, func(ctx context.Context, obj runtime.Object) error {
-		b := obj.(*backup.Backup)
-		u, _ := genericapirequest.UserFrom(ctx)
-		if ref := checker.CheckTargetReadable(ctx, u, b.Namespace, b.Spec.Target.Namespace, b.Spec.Target.PVCName, field.NewPath("spec", "target", "namespace")); ref != nil {
-			return ref.Error(backup.Resource("backups"), backup.Kind("Backup"), b.Name)
 		}
 		return nil
 	})

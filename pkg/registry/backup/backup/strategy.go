@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/generic"
 	"k8s.io/apiserver/pkg/storage"
 	"k8s.io/apiserver/pkg/storage/names"
@@ -24,6 +25,7 @@ import (
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/apis/backup/validation"
 	registry "example.com/backup-operator/pkg/registry/backup"
+	"example.com/backup-operator/pkg/safety"
 )
 
 type backupStrategy struct {
@@ -52,7 +54,7 @@ func (s backupStrategy) PrepareForCreate(ctx context.Context, obj runtime.Object
 	if b.Spec.Target.Namespace == "" {
 		b.Spec.Target.Namespace = b.Namespace
 	}
-	if b.Spec.Storage.PVCName == "" {
+	if b.Spec.Storage.PVCName == "" && b.Spec.Storage.S3 == nil {
 		b.Spec.Storage.PVCName = s.defaultRepositoryPVC
 	}
 	if b.Spec.PolicyName != "" {
@@ -76,10 +78,10 @@ func (backupStrategy) Validate(ctx context.Context, obj runtime.Object) field.Er
 
 func (backupStrategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string {
 	b := obj.(*backup.Backup)
-	if b.Spec.Target.PVCName != "" && b.Spec.Target.PVCName == b.Spec.Storage.PVCName {
-		return []string{"spec.storage.pvcName equals spec.target.pvcName: the repository would back itself up; use a separate claim"}
+	if u, _ := genericapirequest.UserFrom(ctx); safety.IsServer(u) {
+		return nil // the controllers' Backups copy their policy, which was warned about
 	}
-	return nil
+	return registry.StorageWarnings(&b.Spec.Storage, b.Spec.Target.PVCName)
 }
 
 func (backupStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
@@ -194,6 +196,7 @@ var tableConvertor = registry.TableConvertor[*backup.Backup]{
 		{Name: "Size", Type: "string", Description: "Total size of the files in the snapshot."},
 		{Name: "Duration", Type: "string", Description: "How long the backup ran (so far)."},
 		registry.AgeColumn,
+		registry.RepositoryColumn(1),
 	},
 	Cells: func(b *backup.Backup) []interface{} {
 		var size *int64
@@ -207,6 +210,7 @@ var tableConvertor = registry.TableConvertor[*backup.Backup]{
 			registry.BytesOrPercent(size, b.Status.Progress),
 			runDuration(b.Status.StartTime, b.Status.CompletionTime),
 			registry.Age(b.CreationTimestamp),
+			registry.RepositoryCell(&b.Spec.Storage),
 		}
 	},
 }

@@ -35,14 +35,26 @@ func (*REST) ShortNames() []string { return []string{"bp", "bpol"} }
 func (*REST) Categories() []string { return []string{"backup-all"} }
 
 // Create refuses a policy whose target is in a namespace where the requester
-// may not read PVCs.
+// may not read PVCs, or whose storage names a Secret the requester may not
+// get (403, nothing is stored).
 func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
-	return r.Store.Create(ctx, obj, registry.ThenCheck(createValidation, func(ctx context.Context, obj runtime.Object) error {
-		return r.checkTarget(ctx, obj.(*backup.BackupPolicy))
-	}), options)
+	return r.Store.Create(ctx, obj, registry.ThenCheck(createValidation, r.checkCreate), options)
 }
 
-// Update applies the same check to the updated policy.
+func (r *REST) checkCreate(ctx context.Context, obj runtime.Object) error {
+	p := obj.(*backup.BackupPolicy)
+	if err := r.checkTarget(ctx, p); err != nil {
+		return err
+	}
+	return r.checkSecrets(ctx, p)
+}
+
+// Update applies the same checks to the updated policy: the target's when
+// the target changed, the Secrets' when the target or the storage changed
+// (the Secrets are the target namespace's, and a new location or target is
+// a new use of them). An update that changes neither (the schedule, the
+// trigger annotation, a label) uses the Secrets as their checked author set
+// them, and needs no access to them.
 func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, updateValidation rest.ValidateObjectUpdateFunc, forceAllowCreate bool, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
 	return r.Store.Update(ctx, name, objInfo, createValidation, func(ctx context.Context, obj, old runtime.Object) error {
 		if updateValidation != nil {
@@ -50,12 +62,28 @@ func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObje
 				return err
 			}
 		}
-		p, oldP := obj.(*backup.BackupPolicy), old.(*backup.BackupPolicy)
-		if p.Spec.Target == oldP.Spec.Target {
-			return nil
-		}
-		return r.checkTarget(ctx, p)
+		return r.checkUpdate(ctx, obj, old)
 	}, forceAllowCreate, options)
+}
+
+func (r *REST) checkUpdate(ctx context.Context, obj, old runtime.Object) error {
+	p, oldP := obj.(*backup.BackupPolicy), old.(*backup.BackupPolicy)
+	if p.Spec.Target != oldP.Spec.Target {
+		if err := r.checkTarget(ctx, p); err != nil {
+			return err
+		}
+	} else if registry.SameStorage(&p.Spec.Storage, &oldP.Spec.Storage) {
+		return nil
+	}
+	return r.checkSecrets(ctx, p)
+}
+
+// checkSecrets: may the requester get every Secret the storage names, in
+// the target's namespace?
+func (r *REST) checkSecrets(ctx context.Context, p *backup.BackupPolicy) error {
+	u, _ := genericapirequest.UserFrom(ctx)
+	return registry.CheckSecrets(ctx, r.checker, u, registry.NamespaceOr(p.Spec.Target.Namespace, p.Namespace), &p.Spec.Storage,
+		backup.Resource("backuppolicies"), backup.Kind("BackupPolicy"), p.Name)
 }
 
 func (r *REST) checkTarget(ctx context.Context, p *backup.BackupPolicy) error {

@@ -54,6 +54,7 @@ func (s policyStrategy) PrepareForCreate(ctx context.Context, obj runtime.Object
 func (s policyStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	p, oldP := obj.(*backup.BackupPolicy), old.(*backup.BackupPolicy)
 	p.Status = oldP.Status
+	switchLocation(&p.Spec.Storage, &oldP.Spec.Storage)
 	s.fillDefaults(p)
 	if !apiequality.Semantic.DeepEqual(p.Spec, oldP.Spec) {
 		p.Generation = oldP.Generation + 1
@@ -64,8 +65,27 @@ func (s policyStrategy) fillDefaults(p *backup.BackupPolicy) {
 	if p.Spec.Target.Namespace == "" {
 		p.Spec.Target.Namespace = p.Namespace
 	}
-	if p.Spec.Storage.PVCName == "" {
+	if p.Spec.Storage.PVCName == "" && p.Spec.Storage.S3 == nil {
 		p.Spec.Storage.PVCName = s.defaultRepositoryPVC
+	}
+}
+
+// switchLocation lets an update move a policy's repository between a claim
+// and S3 by setting only the new one: the location the update newly sets
+// replaces the other when that one is carried over unchanged from the stored
+// policy. Without it, `kubectl apply` of a policy that now names s3 would
+// keep the stored pvcName (often the server's default, which no apply owns)
+// and be refused for naming both. An update that changes both, or sets both
+// on a policy that had neither, is left to validation, which refuses both.
+func switchLocation(s, old *backup.RepositoryStorage) {
+	if s.PVCName == "" || s.S3 == nil {
+		return
+	}
+	switch {
+	case old.S3 == nil && s.PVCName == old.PVCName:
+		s.PVCName = "" // s3 is new
+	case old.PVCName == "" && old.S3 != nil && apiequality.Semantic.DeepEqual(s.S3, old.S3):
+		s.S3 = nil // pvcName is new
 	}
 }
 
@@ -74,7 +94,8 @@ func (policyStrategy) Validate(ctx context.Context, obj runtime.Object) field.Er
 }
 
 func (policyStrategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string {
-	return warnings(obj.(*backup.BackupPolicy))
+	p := obj.(*backup.BackupPolicy)
+	return registry.StorageWarnings(&p.Spec.Storage, p.Spec.Target.PVCName)
 }
 
 func (policyStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
@@ -82,14 +103,12 @@ func (policyStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Objec
 }
 
 func (policyStrategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
-	return warnings(obj.(*backup.BackupPolicy))
-}
-
-func warnings(p *backup.BackupPolicy) []string {
-	if p.Spec.Target.PVCName != "" && p.Spec.Target.PVCName == p.Spec.Storage.PVCName {
-		return []string{"spec.storage.pvcName equals spec.target.pvcName: the repository would back itself up; use a separate claim"}
+	p, oldP := obj.(*backup.BackupPolicy), old.(*backup.BackupPolicy)
+	out := registry.StorageWarnings(&p.Spec.Storage, p.Spec.Target.PVCName)
+	if w := registry.EncryptionChangeWarning(&p.Spec.Storage, &oldP.Spec.Storage); w != "" {
+		out = append(out, w)
 	}
-	return nil
+	return out
 }
 
 func (policyStrategy) AllowCreateOnUpdate(context.Context) bool      { return false }
@@ -153,6 +172,7 @@ var tableConvertor = registry.TableConvertor[*backup.BackupPolicy]{
 		{Name: "Schedule", Type: "string", Description: "Cron schedule (with its time zone when not UTC)."},
 		{Name: "Suspend", Type: "boolean", Description: "Whether scheduled backups are suspended."},
 		{Name: "Target", Type: "string", Description: "The PVC backed up, as namespace/name."},
+		registry.RepositoryColumn(0),
 		{Name: "Last Schedule", Type: "string", Description: "Time since the last scheduled backup."},
 		{Name: "Last Success", Type: "string", Description: "Time since the last successful backup completed."},
 		registry.AgeColumn,
@@ -166,6 +186,7 @@ var tableConvertor = registry.TableConvertor[*backup.BackupPolicy]{
 			schedule,
 			p.Spec.Suspend,
 			registry.NamespaceOr(p.Spec.Target.Namespace, p.Namespace) + "/" + p.Spec.Target.PVCName,
+			registry.RepositoryCell(&p.Spec.Storage),
 			registry.Since(p.Status.LastScheduleTime),
 			registry.Since(p.Status.LastSuccessfulTime),
 			registry.Age(p.CreationTimestamp),
