@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,69 @@ type options struct {
 	repo, source, target, snapshot, summaryFile, mode, parentTag string
 	jsonOut, dryRun, noParent                                    bool
 	forget, tags                                                 []string
+
+	// Where the repository is and how to open it.
+	s3                     repo.S3Options
+	passwordFile           string
+	lockMode, lockUntil    string
+	newPasswordFile, keyID string
+}
+
+// readPassword reads a password file: its content, less one trailing
+// newline (as `echo pw > file` leaves).
+func readPassword(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the repository password: %w", err)
+	}
+	data = bytes.TrimSuffix(data, []byte("\n"))
+	data = bytes.TrimSuffix(data, []byte("\r"))
+	if len(data) == 0 {
+		return nil, fmt.Errorf("the password file %s is empty", path)
+	}
+	return data, nil
+}
+
+// storage returns the repository's storage and how to open it.
+func (o *options) storage(lock bool) (repo.Storage, repo.Options, error) {
+	var ro repo.Options
+	if o.passwordFile != "" {
+		pw, err := readPassword(o.passwordFile)
+		if err != nil {
+			return nil, ro, err
+		}
+		ro.Password = pw
+	}
+	if lock && (o.lockMode != "" || o.lockUntil != "") {
+		if o.lockMode == "" || o.lockUntil == "" {
+			return nil, ro, usageError{errors.New("--lock-mode and --lock-until go together")}
+		}
+		mode, err := repo.ParseRetentionMode(o.lockMode)
+		if err != nil {
+			return nil, ro, usageError{err}
+		}
+		until, err := time.Parse(time.RFC3339, o.lockUntil)
+		if err != nil {
+			return nil, ro, usageError{fmt.Errorf("--lock-until: %w (want an RFC 3339 time such as 2026-12-31T00:00:00Z)", err)}
+		}
+		if !until.After(time.Now()) {
+			return nil, ro, usageError{fmt.Errorf("--lock-until %s is not in the future", o.lockUntil)}
+		}
+		ro.Retention = &repo.Retention{Mode: mode, Until: until}
+	}
+	s3 := o.s3
+	s3.AccessKey, s3.SecretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+	st, err := repo.OpenStorageLocation(o.repo, s3)
+	return st, ro, err
+}
+
+// open opens the repository --repo names.
+func (o *options) open(ctx context.Context) (*repo.Repo, error) {
+	st, ro, err := o.storage(false)
+	if err != nil {
+		return nil, err
+	}
+	return repo.OpenStorage(ctx, st, ro)
 }
 
 // Main runs the command line and returns the exit code: 0 on success, 2 for
@@ -42,7 +106,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&o.repo, "repo", "", "repository directory (required)")
+	root.PersistentFlags().StringVar(&o.repo, "repo", "", "repository: a directory, or s3:http(s)://host[:port]/bucket[/prefix] with credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (required)")
+	root.PersistentFlags().StringVar(&o.s3.Region, "s3-region", "", "S3 region (default: the server's)")
+	root.PersistentFlags().StringVar(&o.s3.CAFile, "s3-ca-file", "", "PEM file of a CA to trust for an https S3 endpoint, besides the system's")
+	root.PersistentFlags().BoolVar(&o.s3.InsecureSkipVerify, "s3-insecure-skip-tls-verify", false, "do not check the S3 endpoint's certificate (testing only)")
+	root.PersistentFlags().StringVar(&o.passwordFile, "password-file", "", "file holding the repository password: needed for an encrypted repository, and makes backup/init create one")
 	root.PersistentFlags().BoolVar(&o.jsonOut, "json", false, "print the result as JSON")
 	root.PersistentFlags().StringVar(&o.summaryFile, "summary-file", "", "also write a JSON summary (under 4 KiB) to this file, e.g. /dev/termination-log")
 	_ = root.MarkPersistentFlagRequired("repo")
@@ -50,7 +118,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	out := &printer{w: stdout, json: &o.jsonOut}
 	root.AddCommand(
 		&cobra.Command{Use: "init", Short: "Create an empty repository", Args: cobra.NoArgs, RunE: func(*cobra.Command, []string) error {
-			r, err := repo.Init(o.repo)
+			st, ro, err := o.storage(false)
+			if err != nil {
+				return err
+			}
+			r, err := repo.InitStorage(ctx, st, ro)
 			if err != nil {
 				return err
 			}
@@ -60,20 +132,26 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		restoreCmd(ctx, o, out, false),
 		restoreCmd(ctx, o, out, true),
 		verifyCmd(ctx, o, out),
-		lsCmd(o, out),
+		lsCmd(ctx, o, out),
+		keyCmd(ctx, o, out),
 		pruneCmd(ctx, o, out),
 	)
 	// An error cobra returns before a command runs is in the command line: an
 	// unknown command or flag, a bad flag value, a missing required flag.
 	ran := false
-	for _, c := range root.Commands() {
-		if run := c.RunE; run != nil {
-			c.RunE = func(c *cobra.Command, args []string) error {
-				ran = true
-				return run(c, args)
+	var wrap func(*cobra.Command)
+	wrap = func(parent *cobra.Command) {
+		for _, c := range parent.Commands() {
+			if run := c.RunE; run != nil {
+				c.RunE = func(c *cobra.Command, args []string) error {
+					ran = true
+					return run(c, args)
+				}
 			}
+			wrap(c)
 		}
 	}
+	wrap(root)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -165,7 +243,11 @@ func backupCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := repo.OpenOrInit(o.repo)
+			st, ro, err := o.storage(true)
+			if err != nil {
+				return err
+			}
+			r, err := repo.OpenOrInitStorage(ctx, st, ro)
 			if err != nil {
 				return err
 			}
@@ -177,6 +259,10 @@ func backupCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 			}
 			s := report.Summary{Operation: "backup", SnapshotID: snap.ID.String(), Files: snap.Totals.Files, Bytes: snap.Totals.Bytes,
 				NewBytes: snap.Totals.NewBytes, StoredBytes: snap.Totals.StoredBytes, DurationSeconds: time.Since(start).Seconds()}
+			if ro.Retention != nil {
+				until := ro.Retention.Until.UTC()
+				s.LockedUntil = &until
+			}
 			if o.summaryFile != "" {
 				if err := writeSummary(o.summaryFile, s); err != nil {
 					return err
@@ -188,6 +274,8 @@ func backupCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 	c.Flags().StringArrayVar(&o.tags, "tag", nil, "key=value stored in the snapshot (repeatable)")
 	c.Flags().StringVar(&o.parentTag, "parent-tag", "", "use as parent the newest snapshot with the same value of this tag (default: same source path)")
 	c.Flags().BoolVar(&o.noParent, "no-parent", false, "read every file, even unchanged ones")
+	c.Flags().StringVar(&o.lockMode, "lock-mode", "", "lock every object of the snapshot (S3 Object Lock): governance or compliance; with --lock-until")
+	c.Flags().StringVar(&o.lockUntil, "lock-until", "", "RFC 3339 time until which the snapshot's objects stay locked")
 	_ = c.MarkFlagRequired("source")
 	return c
 }
@@ -203,7 +291,7 @@ func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra
 			if mode != "" && mode != engine.Merge && mode != engine.Mirror {
 				return usageError{fmt.Errorf("unknown restore mode %q: use merge or mirror", mode)}
 			}
-			r, err := repo.Open(o.repo)
+			r, err := o.open(ctx)
 			if err != nil {
 				return err
 			}
@@ -261,7 +349,7 @@ func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra
 func verifyCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 	c := &cobra.Command{Use: "verify", Short: "Re-read and re-hash everything a snapshot references (or the whole repository)", Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			r, err := repo.Open(o.repo)
+			r, err := o.open(ctx)
 			if err != nil {
 				return err
 			}
@@ -300,10 +388,10 @@ func verifyCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 	return c
 }
 
-func lsCmd(o *options, out *printer) *cobra.Command {
+func lsCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 	c := &cobra.Command{Use: "ls", Short: "List snapshots, or the files of --snapshot", Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			r, err := repo.Open(o.repo)
+			r, err := o.open(ctx)
 			if err != nil {
 				return err
 			}
@@ -368,7 +456,7 @@ func pruneCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 	var wait time.Duration
 	c := &cobra.Command{Use: "prune", Short: "Forget snapshots and delete the data no remaining snapshot references", Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			r, err := repo.Open(o.repo)
+			r, err := o.open(ctx)
 			if err != nil {
 				return err
 			}
@@ -387,12 +475,24 @@ func pruneCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 				}
 				ids = append(ids, id)
 			}
+			start := time.Now()
 			res, err := r.Prune(ctx, ids, wait)
 			if err != nil {
 				return err
 			}
-			return out.result(res, fmt.Sprintf("forgot %d snapshots; deleted %d packs, rewrote %d, freed %d bytes",
-				len(res.Forgotten), res.PacksDeleted, res.PacksRewritten, res.BytesFreed))
+			if o.summaryFile != "" {
+				s := report.Summary{Operation: "prune", Forgotten: len(res.Forgotten), PacksDeleted: res.PacksDeleted, BytesFreed: res.BytesFreed,
+					Retained: res.Retained, RetainedUntil: res.RetainedUntil, DurationSeconds: time.Since(start).Seconds()}
+				if err := writeSummary(o.summaryFile, s); err != nil {
+					return err
+				}
+			}
+			text := fmt.Sprintf("forgot %d snapshots; deleted %d packs, rewrote %d, freed %d bytes",
+				len(res.Forgotten), res.PacksDeleted, res.PacksRewritten, res.BytesFreed)
+			if res.Retained > 0 {
+				text += fmt.Sprintf("; kept %d locked objects (S3 Object Lock) until %s at the latest: a later prune deletes them", res.Retained, res.RetainedUntil.Format(time.RFC3339))
+			}
+			return out.result(res, text)
 		}}
 	c.Flags().StringArrayVar(&o.forget, "forget", nil, "snapshot id to forget (repeatable); none: only delete unreferenced data")
 	c.Flags().DurationVar(&wait, "lock-wait", 10*time.Minute, "how long to wait for running backups and restores to finish")
@@ -409,4 +509,74 @@ func snapshotRow(s *repo.Snapshot) report.Snapshot {
 		row.Parent = s.Parent.String()
 	}
 	return row
+}
+
+func keyCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
+	c := &cobra.Command{Use: "key", Short: "Manage the passwords of an encrypted repository (opened with --password-file)"}
+	open := func() (*repo.Repo, []byte, error) {
+		if o.passwordFile == "" {
+			return nil, nil, usageError{errors.New("--password-file is required: a key is managed with a password that opens the repository")}
+		}
+		r, err := o.open(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		pw, _ := readPassword(o.passwordFile)
+		return r, pw, nil
+	}
+	list := &cobra.Command{Use: "list", Short: "List the repository's keys", Args: cobra.NoArgs, RunE: func(*cobra.Command, []string) error {
+		r, pw, err := open()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		keys, err := r.Keys(pw)
+		if err != nil {
+			return err
+		}
+		if *out.json {
+			return json.NewEncoder(out.w).Encode(keys)
+		}
+		tw := tabwriter.NewWriter(out.w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tCREATED\tHOST\tCURRENT")
+		for _, k := range keys {
+			cur := ""
+			if k.Current {
+				cur = "*"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.ID[:16], k.Created.Format(time.RFC3339), k.Hostname, cur)
+		}
+		return tw.Flush()
+	}}
+	add := &cobra.Command{Use: "add", Short: "Let the password in --new-password-file open the repository too", Args: cobra.NoArgs, RunE: func(*cobra.Command, []string) error {
+		newPW, err := readPassword(o.newPasswordFile)
+		if err != nil {
+			return err
+		}
+		r, _, err := open()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		id, err := r.AddKey(newPW)
+		if err != nil {
+			return err
+		}
+		return out.result(map[string]string{"id": id}, "added key "+id)
+	}}
+	add.Flags().StringVar(&o.newPasswordFile, "new-password-file", "", "file holding the new password (required)")
+	_ = add.MarkFlagRequired("new-password-file")
+	remove := &cobra.Command{Use: "remove ID", Short: "Remove a key (not the one given with --password-file)", Args: cobra.ExactArgs(1), RunE: func(_ *cobra.Command, args []string) error {
+		r, pw, err := open()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		if err := r.RemoveKey(args[0], pw); err != nil {
+			return err
+		}
+		return out.result(map[string]string{"removed": args[0]}, "removed key "+args[0])
+	}}
+	c.AddCommand(list, add, remove)
+	return c
 }

@@ -31,6 +31,17 @@ type Summary struct {
 	// could not give their recorded owner (or, existing and another user's,
 	// their mode and times).
 	OwnersNotPreserved int64 `json:"ownersNotPreserved,omitempty"`
+	// Prune fields. Retained counts objects kept because they are locked
+	// (S3 Object Lock) until RetainedUntil at the latest; a later prune
+	// deletes them.
+	Forgotten     int        `json:"forgotten,omitempty"`
+	PacksDeleted  int        `json:"packsDeleted,omitempty"`
+	BytesFreed    int64      `json:"bytesFreed,omitempty"`
+	Retained      int        `json:"retained,omitempty"`
+	RetainedUntil *time.Time `json:"retainedUntil,omitempty"`
+	// LockedUntil is when the objects of a backup's snapshot stop being
+	// locked, when it was made with --lock-mode.
+	LockedUntil *time.Time `json:"lockedUntil,omitempty"`
 	// Error is set when the operation failed.
 	Error string `json:"error,omitempty"`
 }

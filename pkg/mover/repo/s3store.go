@@ -1,0 +1,456 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// S3Options are how to reach an S3 repository. The credentials come from
+// the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), never from
+// the command line.
+type S3Options struct {
+	Region string
+	// CAFile is a PEM bundle trusted in addition to the system's roots.
+	CAFile             string
+	InsecureSkipVerify bool
+	AccessKey          string
+	SecretKey          string
+}
+
+// S3Storage keeps a repository in an S3 bucket under a prefix, through
+// minio-go (which retries transient errors with backoff, up to 10 times).
+//
+// What it relies on from the server: a PUT is atomic (an object appears
+// whole or not at all); reads, lists and deletes see every completed PUT
+// (S3 has been strongly consistent since December 2020; MinIO always was);
+// PUT with If-None-Match: * fails when the object exists (used for the
+// config, so two racing inits cannot both create a repository; a server
+// that ignores the header loses only that protection). Locks are lease
+// objects checked after writing (FORMAT.md, "Locks"), which needs no more
+// than the above.
+//
+// In a bucket with Object Lock (and so with versioning), objects the
+// repository writes once (config, keys, packs, indexes, manifests,
+// snapshots) are read in their oldest version: an overwrite or a delete
+// marker made with the repository's credentials cannot change what a
+// snapshot restores. Delete removes every version, which the server
+// refuses for a version still locked.
+type S3Storage struct {
+	client   *minio.Client
+	endpoint string
+	bucket   string
+	prefix   string // "" or ending in "/"
+
+	lockOnce sync.Once
+	locking  bool
+	lockErr  error
+
+	vmu      sync.Mutex
+	versions map[string]string // name → oldest version, when versioned
+}
+
+// ParseS3Location splits s3:<scheme>://<host>[:port]/<bucket>[/<prefix>].
+func ParseS3Location(loc string) (endpoint *url.URL, bucket, prefix string, err error) {
+	rest, ok := strings.CutPrefix(loc, "s3:")
+	if !ok {
+		return nil, "", "", fmt.Errorf("%q is not an S3 location (s3:https://host/bucket/prefix)", loc)
+	}
+	u, err := url.Parse(rest)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, "", "", fmt.Errorf("S3 location %q: want s3:http(s)://host[:port]/bucket[/prefix]", loc)
+	}
+	path := strings.Trim(u.Path, "/")
+	bucket, prefix, _ = strings.Cut(path, "/")
+	if bucket == "" {
+		return nil, "", "", fmt.Errorf("S3 location %q names no bucket: want s3:http(s)://host[:port]/bucket[/prefix]", loc)
+	}
+	u.Path = ""
+	return u, bucket, prefix, nil
+}
+
+// NewS3Storage connects to the bucket at location (s3:...). It checks
+// nothing on the server: the first call reports what is wrong.
+func NewS3Storage(location string, o S3Options) (*S3Storage, error) {
+	u, bucket, prefix, err := ParseS3Location(location)
+	if err != nil {
+		return nil, err
+	}
+	if o.AccessKey == "" || o.SecretKey == "" {
+		return nil, errors.New("S3 credentials are missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the operator takes them from spec.storage.s3.credentialsSecretRef)")
+	}
+	tr, err := minio.DefaultTransport(u.Scheme == "https")
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "https" {
+		tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.InsecureSkipVerify} //nolint:gosec // only when the user asked for it
+		if o.CAFile != "" {
+			pem, err := os.ReadFile(o.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("reading the S3 CA bundle: %w", err)
+			}
+			pool, _ := x509.SystemCertPool()
+			if pool == nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("%s holds no PEM certificate", o.CAFile)
+			}
+			tlsConf.RootCAs = pool
+		}
+		tr.TLSClientConfig = tlsConf
+	}
+	client, err := minio.New(u.Host, &minio.Options{
+		Creds:     credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""),
+		Secure:    u.Scheme == "https",
+		Region:    o.Region,
+		Transport: http.RoundTripper(tr),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if prefix != "" {
+		prefix += "/"
+	}
+	return &S3Storage{client: client, endpoint: u.String(), bucket: bucket, prefix: prefix}, nil
+}
+
+func (s *S3Storage) String() string {
+	return "s3:" + s.endpoint + "/" + s.bucket + "/" + strings.TrimSuffix(s.prefix, "/")
+}
+
+func (s *S3Storage) key(name string) string { return s.prefix + name }
+
+// pinned reports whether name is written once, so that its oldest version
+// is the object.
+func pinned(name string) bool {
+	dir, _, _ := strings.Cut(name, "/")
+	switch dir {
+	case configName, keysDir, packsDir, indexDir, manifestsDir, snapshotsDir:
+		return true
+	}
+	return false
+}
+
+// wrap turns S3 errors into the errors the repository tells apart, with
+// messages that say what to do.
+func (s *S3Storage) wrap(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	resp := minio.ToErrorResponse(err)
+	switch resp.Code {
+	case "NoSuchKey", "NoSuchVersion":
+		return fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+	case "NoSuchBucket":
+		return fmt.Errorf("bucket %q does not exist at %s: create it, or correct spec.storage.s3.bucket", s.bucket, s.endpoint)
+	case "InvalidAccessKeyId":
+		return fmt.Errorf("%s rejected the access key (InvalidAccessKeyId): check AWS_ACCESS_KEY_ID in the credentials Secret", s.endpoint)
+	case "SignatureDoesNotMatch":
+		return fmt.Errorf("%s rejected the credentials (SignatureDoesNotMatch): check AWS_SECRET_ACCESS_KEY in the credentials Secret", s.endpoint)
+	case "AccessDenied":
+		return fmt.Errorf("%s denied access to %s/%s (AccessDenied): the credentials need s3:GetObject, PutObject, DeleteObject and ListBucket on the bucket", s.endpoint, s.bucket, s.key(name))
+	case "PreconditionFailed":
+		return fmt.Errorf("%s: %w", name, fs.ErrExist)
+	}
+	if resp.StatusCode == http.StatusNotFound && resp.Code == "" {
+		return fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+	}
+	return fmt.Errorf("S3 %s %s: %w", s.endpoint, s.key(name), err)
+}
+
+func (s *S3Storage) List(ctx context.Context, dir string, fn func(ObjectInfo) error) error {
+	prefix := s.prefix
+	if dir != "" {
+		prefix += dir + "/"
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	versioned := s.versioned(ctx)
+	seen := map[string]bool{}
+	for oi := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: versioned}) {
+		if oi.Err != nil {
+			return s.wrap(dir, oi.Err)
+		}
+		name := strings.TrimPrefix(oi.Key, s.prefix)
+		if versioned {
+			// Versions come newest first; an object is there when some
+			// version is not a delete marker (the latest one, unless the
+			// object is written once).
+			if oi.IsDeleteMarker {
+				if !pinned(name) && oi.IsLatest {
+					seen[name] = true // a deleted lock or tombstone
+				}
+				continue
+			}
+			s.rememberVersion(name, oi.VersionID) // the oldest comes last
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+		}
+		if err := fn(ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *S3Storage) rememberVersion(name, version string) {
+	if !pinned(name) || version == "" {
+		return
+	}
+	s.vmu.Lock()
+	defer s.vmu.Unlock()
+	if s.versions == nil {
+		s.versions = map[string]string{}
+	}
+	s.versions[name] = version // versions are listed newest first: the last one wins
+}
+
+// version returns the version of name to read: its oldest, for an object
+// written once in a versioned bucket; "" for the latest.
+func (s *S3Storage) version(ctx context.Context, name string) string {
+	if !pinned(name) || !s.versioned(ctx) {
+		return ""
+	}
+	s.vmu.Lock()
+	v, ok := s.versions[name]
+	s.vmu.Unlock()
+	if ok {
+		return v
+	}
+	oldest := ""
+	for oi := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(name), WithVersions: true}) {
+		if oi.Err == nil && oi.Key == s.key(name) && !oi.IsDeleteMarker {
+			oldest = oi.VersionID
+		}
+	}
+	s.rememberVersion(name, oldest)
+	return oldest
+}
+
+func (s *S3Storage) Stat(ctx context.Context, name string) (ObjectInfo, error) {
+	oi, err := s.client.StatObject(ctx, s.bucket, s.key(name), minio.StatObjectOptions{VersionID: s.version(ctx, name)})
+	if err != nil {
+		return ObjectInfo{}, s.wrap(name, err)
+	}
+	return ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}, nil
+}
+
+func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, dst []byte) ([]byte, error) {
+	opts := minio.GetObjectOptions{VersionID: s.version(ctx, name)}
+	if offset > 0 || length >= 0 {
+		end := int64(0)
+		if length >= 0 {
+			if length == 0 {
+				return dst[:0], nil
+			}
+			end = offset + length - 1
+		}
+		if err := opts.SetRange(offset, end); err != nil {
+			return nil, err
+		}
+	}
+	obj, err := s.client.GetObject(ctx, s.bucket, s.key(name), opts)
+	if err != nil {
+		return nil, s.wrap(name, err)
+	}
+	defer obj.Close()
+	buf := bytes.NewBuffer(dst[:0])
+	if length > 0 {
+		buf.Grow(int(length))
+	}
+	if _, err := buf.ReadFrom(obj); err != nil {
+		return nil, s.wrap(name, err)
+	}
+	if length >= 0 && int64(buf.Len()) != length {
+		return nil, fmt.Errorf("%s: read %d bytes at %d, want %d: %w", name, buf.Len(), offset, length, io.ErrUnexpectedEOF)
+	}
+	return buf.Bytes(), nil
+}
+
+func (s *S3Storage) Download(ctx context.Context, name string, w io.Writer) error {
+	obj, err := s.client.GetObject(ctx, s.bucket, s.key(name), minio.GetObjectOptions{VersionID: s.version(ctx, name)})
+	if err != nil {
+		return s.wrap(name, err)
+	}
+	defer obj.Close()
+	_, err = io.Copy(w, obj)
+	return s.wrap(name, err)
+}
+
+func (s *S3Storage) putOptions(o PutOptions) minio.PutObjectOptions {
+	po := minio.PutObjectOptions{
+		ContentType: "application/octet-stream",
+		// One PUT up to 64 MiB (a pack is about 16 MiB): an object appears whole or not at all.
+		PartSize:         64 << 20,
+		DisableMultipart: false,
+		SendContentMd5:   o.Retention != nil, // S3 requires Content-MD5 (or a checksum) on PUTs with retention
+	}
+	if o.IfAbsent {
+		po.SetMatchETagExcept("*")
+	}
+	if o.Retention != nil {
+		mode := minio.RetentionMode(o.Retention.Mode)
+		po.Mode = mode
+		po.RetainUntilDate = o.Retention.Until.UTC()
+	}
+	return po
+}
+
+func (s *S3Storage) Put(ctx context.Context, name string, data []byte, o PutOptions) error {
+	info, err := s.client.PutObject(ctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), s.putOptions(o))
+	if err != nil {
+		return s.wrap(name, err)
+	}
+	s.rememberVersion(name, info.VersionID)
+	return nil
+}
+
+func (s *S3Storage) TempFile(ctx context.Context, dir string) (*os.File, error) {
+	return os.CreateTemp("", "backup-mover-")
+}
+
+func (s *S3Storage) PutFile(ctx context.Context, name string, f *os.File, o PutOptions) error {
+	defer os.Remove(f.Name())
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	info, err := s.client.PutObject(ctx, s.bucket, s.key(name), f, st.Size(), s.putOptions(o))
+	if err != nil {
+		return s.wrap(name, err)
+	}
+	s.rememberVersion(name, info.VersionID)
+	return nil
+}
+
+// Delete removes an object; in a versioned bucket every version of it.
+func (s *S3Storage) Delete(ctx context.Context, name string) error {
+	if !s.versioned(ctx) {
+		return s.wrap(name, s.client.RemoveObject(ctx, s.bucket, s.key(name), minio.RemoveObjectOptions{}))
+	}
+	var versions []string
+	for oi := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(name), WithVersions: true}) {
+		if oi.Err != nil {
+			return s.wrap(name, oi.Err)
+		}
+		if oi.Key == s.key(name) {
+			versions = append(versions, oi.VersionID)
+		}
+	}
+	for _, v := range versions {
+		if err := s.client.RemoveObject(ctx, s.bucket, s.key(name), minio.RemoveObjectOptions{VersionID: v}); err != nil {
+			if r, rerr := s.retentionOf(ctx, name, v); rerr == nil && r.Until.After(time.Now()) {
+				return &RetainedError{Name: name, Until: r.Until}
+			}
+			return s.wrap(name, err)
+		}
+	}
+	s.vmu.Lock()
+	delete(s.versions, name)
+	s.vmu.Unlock()
+	return nil
+}
+
+func (s *S3Storage) Close() error { return nil }
+
+// versioned reports whether the bucket keeps versions; this storage only
+// relies on versions in buckets with Object Lock, which always have them.
+func (s *S3Storage) versioned(ctx context.Context) bool {
+	on, err := s.LockingEnabled(ctx)
+	return err == nil && on
+}
+
+// LockingEnabled reports whether the bucket was created with Object Lock.
+func (s *S3Storage) LockingEnabled(ctx context.Context) (bool, error) {
+	s.lockOnce.Do(func() {
+		status, _, _, _, err := s.client.GetObjectLockConfig(ctx, s.bucket)
+		if err != nil {
+			code := minio.ToErrorResponse(err).Code
+			if code == "ObjectLockConfigurationNotFoundError" || code == "NoSuchObjectLockConfiguration" {
+				return
+			}
+			s.lockErr = s.wrap("", err)
+			return
+		}
+		s.locking = status == "Enabled"
+	})
+	return s.locking, s.lockErr
+}
+
+func (s *S3Storage) retentionOf(ctx context.Context, name, version string) (Retention, error) {
+	mode, until, err := s.client.GetObjectRetention(ctx, s.bucket, s.key(name), version)
+	if err != nil {
+		code := minio.ToErrorResponse(err).Code
+		if code == "NoSuchObjectLockConfiguration" || code == "ObjectLockConfigurationNotFoundError" {
+			return Retention{}, nil
+		}
+		return Retention{}, s.wrap(name, err)
+	}
+	var r Retention
+	if mode != nil {
+		r.Mode = RetentionMode(*mode)
+	}
+	if until != nil {
+		r.Until = *until
+	}
+	return r, nil
+}
+
+// Retention returns the lock of the version of name the repository reads.
+func (s *S3Storage) Retention(ctx context.Context, name string) (Retention, error) {
+	return s.retentionOf(ctx, name, s.version(ctx, name))
+}
+
+// ExtendRetention lengthens the lock of the version of name the repository
+// reads; a lock already long enough is left as it is (S3 refuses to
+// shorten one).
+func (s *S3Storage) ExtendRetention(ctx context.Context, name string, r Retention) error {
+	v := s.version(ctx, name)
+	cur, err := s.retentionOf(ctx, name, v)
+	if err != nil {
+		return err
+	}
+	if !cur.Until.Before(r.Until) {
+		return nil
+	}
+	mode := minio.RetentionMode(r.Mode)
+	if cur.Mode == Compliance {
+		mode = minio.Compliance // a compliance lock cannot become a governance one
+	}
+	until := r.Until.UTC()
+	return s.wrap(name, s.client.PutObjectRetention(ctx, s.bucket, s.key(name), minio.PutObjectRetentionOptions{Mode: &mode, RetainUntilDate: &until, VersionID: v}))
+}
+
+// OpenStorageLocation returns the storage a --repo value names: a
+// directory, or s3:<endpoint>/<bucket>[/<prefix>].
+func OpenStorageLocation(location string, o S3Options) (Storage, error) {
+	if strings.HasPrefix(location, "s3:") {
+		return NewS3Storage(location, o)
+	}
+	if location == "" {
+		return nil, errors.New("no repository given (--repo)")
+	}
+	return NewFileStorage(location), nil
+}
