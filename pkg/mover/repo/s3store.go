@@ -62,6 +62,8 @@ type S3Storage struct {
 
 	vmu      sync.Mutex
 	versions map[string]string // name → oldest version, when versioned
+
+	packs packCache
 }
 
 // ParseS3Location splits s3:<scheme>://<host>[:port]/<bucket>[/<prefix>].
@@ -254,6 +256,25 @@ func (s *S3Storage) Stat(ctx context.Context, name string) (ObjectInfo, error) {
 }
 
 func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, dst []byte) ([]byte, error) {
+	if strings.HasPrefix(name, packsDir+"/") && length > 0 {
+		p, err := s.getPack(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		defer p.release(&s.packs)
+		if int64(cap(dst)) < length {
+			dst = make([]byte, length)
+		}
+		dst = dst[:length]
+		n, err := p.f.ReadAt(dst, offset)
+		if int64(n) == length {
+			err = nil
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return dst[:n], err
+	}
 	opts := minio.GetObjectOptions{VersionID: s.version(ctx, name)}
 	if offset > 0 || length >= 0 {
 		end := int64(0)
@@ -373,7 +394,21 @@ func (s *S3Storage) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-func (s *S3Storage) Close() error { return nil }
+// Close drops the cached packs.
+func (s *S3Storage) Close() error {
+	s.packs.mu.Lock()
+	defer s.packs.mu.Unlock()
+	for name, p := range s.packs.packs {
+		delete(s.packs.packs, name)
+		select {
+		case <-p.ready:
+			p.releaseLocked()
+		default: // still downloading: its reader (or nobody) releases it
+			p.refs--
+		}
+	}
+	return nil
+}
 
 // versioned reports whether the bucket keeps versions; this storage only
 // relies on versions in buckets with Object Lock, which always have them.
@@ -453,4 +488,100 @@ func OpenStorageLocation(location string, o S3Options) (Storage, error) {
 		return nil, errors.New("no repository given (--repo)")
 	}
 	return NewFileStorage(location), nil
+}
+
+// Packs are read whole: a restore or a verify reads most blobs of every
+// pack it touches, and one GET of 16 MiB costs far less than hundreds of
+// ranged GETs. Up to maxCachedPacks packs are kept in temporary files,
+// least recently used evicted; a pack being fetched is fetched once, its
+// other readers wait for it.
+const maxCachedPacks = 16
+
+type packCache struct {
+	mu    sync.Mutex
+	packs map[string]*cachedPack
+	tick  uint64
+}
+
+type cachedPack struct {
+	ready chan struct{}
+	f     *os.File
+	err   error
+	refs  int // readers, plus one while cached
+	used  uint64
+}
+
+func (c *cachedPack) release(cache *packCache) {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	c.releaseLocked()
+}
+
+func (c *cachedPack) releaseLocked() {
+	c.refs--
+	if c.refs == 0 && c.f != nil {
+		c.f.Close()
+		os.Remove(c.f.Name())
+	}
+}
+
+// getPack returns the local copy of a pack, with a reference to release.
+func (s *S3Storage) getPack(ctx context.Context, name string) (*cachedPack, error) {
+	c := &s.packs
+	c.mu.Lock()
+	c.tick++
+	p, ok := c.packs[name]
+	if !ok {
+		if c.packs == nil {
+			c.packs = map[string]*cachedPack{}
+		}
+		if len(c.packs) >= maxCachedPacks {
+			var oldName string
+			var old *cachedPack
+			for n, q := range c.packs {
+				if old == nil || q.used < old.used {
+					oldName, old = n, q
+				}
+			}
+			delete(c.packs, oldName)
+			old.releaseLocked()
+		}
+		p = &cachedPack{ready: make(chan struct{}), refs: 1}
+		c.packs[name] = p
+		go func() {
+			defer close(p.ready)
+			f, err := os.CreateTemp("", "backup-mover-pack-")
+			if err == nil {
+				os.Remove(f.Name()) // the open descriptor keeps it
+				if err = s.Download(context.WithoutCancel(ctx), name, f); err != nil {
+					f.Close()
+				}
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if err != nil {
+				p.err = err
+				if c.packs[name] == p {
+					delete(c.packs, name)
+					p.refs--
+				}
+				return
+			}
+			p.f = f
+		}()
+	}
+	p.refs++
+	p.used = c.tick
+	c.mu.Unlock()
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+		p.release(c)
+		return nil, ctx.Err()
+	}
+	if p.err != nil {
+		p.release(c)
+		return nil, p.err
+	}
+	return p, nil
 }

@@ -1,0 +1,318 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"example.com/backup-operator/hack/cluster"
+	"example.com/backup-operator/pkg/mover/repo"
+)
+
+// The tests below run against a real MinIO server on loopback (built once
+// by hack/build-tool.sh minio, cached outside the work tree).
+
+var (
+	minioOnce sync.Once
+	minioSrv  *cluster.HostMinIO
+	minioErr  error
+)
+
+func hostMinIO(t *testing.T) *cluster.HostMinIO {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a MinIO server (not in -short)")
+	}
+	minioOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mover-minio-")
+		if err != nil {
+			minioErr = err
+			return
+		}
+		minioSrv, minioErr = cluster.StartHostMinIO(dir)
+	})
+	if minioErr != nil {
+		t.Fatal(minioErr)
+	}
+	return minioSrv
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if minioSrv != nil {
+		minioSrv.Stop()
+		os.RemoveAll(minioSrv.Dir)
+	}
+	os.Exit(code)
+}
+
+var bucketSeq atomic.Int32
+
+// s3Repo makes a fresh bucket and returns its storage.
+func s3Storage(t *testing.T, lock bool) (*repo.S3Storage, string) {
+	t.Helper()
+	m := hostMinIO(t)
+	bucket := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(bucket) > 50 {
+		bucket = bucket[:50]
+	}
+	bucket = strings.Trim(bucket, "-") + "-" + string(rune('a'+bucketSeq.Add(1)%26))
+	if err := m.MakeBucket(context.Background(), bucket, lock); err != nil {
+		t.Fatal(err)
+	}
+	st, err := repo.NewS3Storage("s3:"+m.Endpoint+"/"+bucket+"/some/prefix", repo.S3Options{AccessKey: m.AccessKey, SecretKey: m.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, bucket
+}
+
+func bucketKeys(t *testing.T, bucket string) []string {
+	t.Helper()
+	c, err := hostMinIO(t).Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for oi := range c.ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if oi.Err != nil {
+			t.Fatal(oi.Err)
+		}
+		keys = append(keys, oi.Key)
+	}
+	return keys
+}
+
+// TestS3BackupIncrementalRestorePrune: an encrypted repository under a
+// prefix of a bucket; a second backup stores only what changed; restore
+// gives back the tree; prune removes the forgotten snapshot's objects from
+// the bucket.
+func TestS3BackupIncrementalRestorePrune(t *testing.T) {
+	ctx := context.Background()
+	st, bucket := s3Storage(t, false)
+	r, err := repo.OpenOrInitStorage(ctx, st, repo.Options{Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	src := filepath.Join(t.TempDir(), "src")
+	genTree(t, src, 41, 60)
+	first := backup(t, r, src)
+	keysAfterFirst := bucketKeys(t, bucket)
+	for _, k := range keysAfterFirst {
+		if !strings.HasPrefix(k, "some/prefix/") {
+			t.Errorf("object %s outside the repository's prefix", k)
+		}
+	}
+	os.WriteFile(filepath.Join(src, "added.txt"), bytes.Repeat([]byte("new data "), 1000), 0o644)
+	want := describe(t, src)
+	second := backup(t, r, src)
+	if second.Totals.NewBytes > 64<<10 || second.Parent == nil || *second.Parent != first.ID {
+		t.Errorf("incremental backup stored %d new bytes, parent %v", second.Totals.NewBytes, second.Parent)
+	}
+	r2, err := repo.OpenStorage(ctx, st, repo.Options{Password: testPassword}) // another process in real life
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	dst := filepath.Join(t.TempDir(), "dst")
+	restore(t, r2, second.ID, dst, Merge, false)
+	requireSameTree(t, want, describe(t, dst))
+	if v, err := Verify(ctx, r2, nil, true); err != nil || !v.OK() {
+		t.Fatalf("verify: %v %+v", err, v)
+	}
+	before := len(bucketKeys(t, bucket))
+	res, err := r2.Prune(ctx, []repo.ID{first.ID}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := bucketKeys(t, bucket)
+	if len(res.Forgotten) != 1 || len(after) >= before {
+		t.Errorf("prune forgot %v; %d objects before, %d after", res.Forgotten, before, len(after))
+	}
+	for _, k := range after {
+		if strings.HasSuffix(k, first.ID.String()) {
+			t.Errorf("the forgotten snapshot %s is still in the bucket", k)
+		}
+	}
+}
+
+func TestS3ErrorsSayWhatToDo(t *testing.T) {
+	ctx := context.Background()
+	m := hostMinIO(t)
+	_, bucket := s3Storage(t, false)
+	for name, c := range map[string]struct {
+		loc, ak, sk, want string
+	}{
+		"wrong secret key":   {"s3:" + m.Endpoint + "/" + bucket, m.AccessKey, "wrong", "AWS_SECRET_ACCESS_KEY"},
+		"unknown access key": {"s3:" + m.Endpoint + "/" + bucket, "nobody", m.SecretKey, "AWS_ACCESS_KEY_ID"},
+		"unknown bucket":     {"s3:" + m.Endpoint + "/no-such-bucket", m.AccessKey, m.SecretKey, "does not exist"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st, err := repo.NewS3Storage(c.loc, repo.S3Options{AccessKey: c.ak, SecretKey: c.sk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = repo.OpenOrInitStorage(ctx, st, repo.Options{})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want one mentioning %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestS3ObjectLock: with the repository's own credentials, a locked pack
+// cannot be deleted, and neither a delete marker nor an overwrite changes
+// what the snapshot restores; prune keeps locked objects and says so, and
+// deletes them once their locks have ended.
+func TestS3ObjectLock(t *testing.T) {
+	ctx := context.Background()
+	st, bucket := s3Storage(t, true)
+	until := time.Now().Add(8 * time.Second)
+	r, err := repo.OpenOrInitStorage(ctx, st, repo.Options{Password: testPassword, Retention: &repo.Retention{Mode: repo.Governance, Until: until}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "src")
+	genTree(t, src, 42, 30)
+	want := describe(t, src)
+	snap := backup(t, r, src)
+	r.Close()
+
+	c, _ := hostMinIO(t).Client()
+	var pack minio.ObjectInfo
+	for oi := range c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "some/prefix/packs/", Recursive: true, WithVersions: true}) {
+		pack = oi
+	}
+	if pack.Key == "" {
+		t.Fatal("no pack in the bucket")
+	}
+	if err := c.RemoveObject(ctx, bucket, pack.Key, minio.RemoveObjectOptions{VersionID: pack.VersionID}); err == nil {
+		t.Fatal("deleting a locked pack version succeeded")
+	}
+	// A delete marker on one pack and garbage over another version's name.
+	if err := c.RemoveObject(ctx, bucket, pack.Key, minio.RemoveObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for oi := range c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "some/prefix/index/", Recursive: true}) {
+		if _, err := c.PutObject(ctx, bucket, oi.Key, strings.NewReader("garbage"), 7, minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r2, err := repo.OpenStorage(ctx, mustS3(t, st), repo.Options{Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "dst")
+	restore(t, r2, snap.ID, dst, Merge, false)
+	requireSameTree(t, want, describe(t, dst))
+
+	res, err := r2.Prune(ctx, []repo.ID{snap.ID}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Retained == 0 || len(res.RetainedSnapshots) != 1 || res.RetainedUntil == nil {
+		t.Fatalf("prune of a locked snapshot: %+v", res)
+	}
+	if ids, _ := r2.SnapshotIDs(); len(ids) != 0 {
+		t.Errorf("a forgotten locked snapshot is still listed: %v", ids)
+	}
+	r2.Close()
+	time.Sleep(time.Until(until) + time.Second)
+	r3, err := repo.OpenStorage(ctx, mustS3(t, st), repo.Options{Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r3.Close()
+	res, err = r3.Prune(ctx, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Retained != 0 {
+		t.Errorf("prune after the locks ended kept %d objects", res.Retained)
+	}
+	for _, k := range bucketKeys(t, bucket) {
+		if strings.Contains(k, "/packs/") || strings.Contains(k, "/snapshots/") || strings.Contains(k, "/forgotten/") {
+			t.Errorf("%s is left after its lock ended and prune ran", k)
+		}
+	}
+}
+
+// mustS3 is a fresh storage for the same bucket (a new process).
+func mustS3(t *testing.T, st *repo.S3Storage) *repo.S3Storage {
+	t.Helper()
+	m := hostMinIO(t)
+	n, err := repo.NewS3Storage(st.String(), repo.S3Options{AccessKey: m.AccessKey, SecretKey: m.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// stopAfter stops the server at the nth pack upload.
+type stopAfter struct {
+	*repo.S3Storage
+	n    atomic.Int32
+	stop func()
+}
+
+func (s *stopAfter) PutFile(ctx context.Context, name string, f *os.File, o repo.PutOptions) error {
+	if strings.HasPrefix(name, "packs/") && s.n.Add(-1) == 0 {
+		s.stop()
+	}
+	return s.S3Storage.PutFile(ctx, name, f, o)
+}
+
+// TestS3ServerGoneMidBackup: the backup fails, no snapshot is visible, and
+// once the server is back the next backup succeeds.
+func TestS3ServerGoneMidBackup(t *testing.T) {
+	ctx := context.Background()
+	m := hostMinIO(t)
+	st, _ := s3Storage(t, false)
+	r, err := repo.OpenOrInitStorage(ctx, st, repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	src := filepath.Join(t.TempDir(), "src")
+	genTree(t, src, 43, 80)
+	want := describe(t, src)
+	flaky := &stopAfter{S3Storage: mustS3(t, st), stop: m.Stop}
+	flaky.n.Store(2)
+	r1, err := repo.OpenStorage(ctx, flaky, repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1.Config.PackSize = 1 << 20 // several packs
+	_, err = Backup(ctx, r1, BackupOptions{Source: src})
+	r1.Close()
+	if err == nil {
+		t.Fatal("a backup whose server went away succeeded")
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := repo.OpenStorage(ctx, mustS3(t, st), repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if ids, err := r2.SnapshotIDs(); err != nil || len(ids) != 0 {
+		t.Fatalf("snapshots after a failed backup: %v %v", ids, err)
+	}
+	snap := backup(t, r2, src)
+	dst := filepath.Join(t.TempDir(), "dst")
+	restore(t, r2, snap.ID, dst, Merge, false)
+	requireSameTree(t, want, describe(t, dst))
+	if v, err := Verify(ctx, r2, nil, true); err != nil || !v.OK() {
+		t.Fatalf("verify: %v %+v", err, v)
+	}
+}
