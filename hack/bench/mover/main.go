@@ -1,5 +1,6 @@
 // Command mover benchmarks backup-mover against restic and tar|zstd on the same
-// data in one run: full backup, no-change backup, backup after changing 1% of
+// data in one run (on a directory, and on S3 against restic on the same
+// MinIO server; and backup-mover encrypted against unencrypted): full backup, no-change backup, backup after changing 1% of
 // the files and appending to the large file, and full restore. It prints wall
 // time, peak RSS and repository size as a table with ratios, and the disk's own
 // sequential write and read speed beside it. Run it with `make bench-mover`.
@@ -7,6 +8,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"math/rand"
@@ -26,10 +28,16 @@ type measurement struct {
 }
 
 type tool struct {
-	name    string
-	backup  func(src, repo string) []string // a bash command line
-	restore func(repo, dst string) []string
-	init    func(repo string) []string
+	name string
+	// repoSize, when set, measures the repository (an S3 bucket's
+	// directory in MinIO); else the repo directory is measured.
+	repoSize func() int64
+	// location, when set, is the repository's location (an S3 URL)
+	// instead of a directory beside the tool's tree.
+	location func(dir string) string
+	backup   func(src, repo string) []string // a bash command line
+	restore  func(repo, dst string) []string
+	init     func(repo string) []string
 }
 
 func main() {
@@ -70,6 +78,27 @@ func run(work string, small, bigMiB, textMiB int) error {
 		return err
 	}
 	os.Setenv("RESTIC_PASSWORD", "bench")
+	passwordFile := filepath.Join(work, "password")
+	if err := os.WriteFile(passwordFile, []byte("bench"), 0o600); err != nil {
+		return err
+	}
+	minioDir := filepath.Join(runs, "minio")
+	os.RemoveAll(minioDir)
+	s3, err := cluster.StartHostMinIO(minioDir)
+	if err != nil {
+		return err
+	}
+	defer s3.Stop()
+	os.Setenv("AWS_ACCESS_KEY_ID", s3.AccessKey)
+	os.Setenv("AWS_SECRET_ACCESS_KEY", s3.SecretKey)
+	for _, b := range []string{"ours", "restic"} {
+		if err := s3.MakeBucket(context.Background(), b, false); err != nil {
+			return err
+		}
+	}
+	bucketSize := func(b string) func() int64 {
+		return func() int64 { return duBytes(filepath.Join(minioDir, "data", b)) }
+	}
 	tools := []tool{
 		{
 			name:   "backup-mover",
@@ -83,6 +112,36 @@ func run(work string, small, bigMiB, textMiB int) error {
 			name:   "restic",
 			init:   func(repo string) []string { return []string{"restic", "init", "-q", "--repo", repo} },
 			backup: func(src, repo string) []string { return []string{"restic", "backup", "-q", "--repo", repo, src} },
+			restore: func(repo, dst string) []string {
+				return []string{"restic", "restore", "-q", "--repo", repo, "latest", "--target", dst}
+			},
+		},
+		{
+			name: "backup-mover encrypted",
+			init: func(repo string) []string { return nil },
+			backup: func(src, repo string) []string {
+				return []string{mover, "backup", "--repo", repo, "--password-file", passwordFile, "--source", src}
+			},
+			restore: func(repo, dst string) []string {
+				return []string{mover, "restore", "--repo", repo, "--password-file", passwordFile, "--snapshot", "latest", "--target", dst}
+			},
+		},
+		{
+			name:     "backup-mover S3",
+			location: func(string) string { return "s3:" + s3.Endpoint + "/ours/repo" },
+			repoSize: bucketSize("ours"),
+			init:     func(repo string) []string { return nil },
+			backup:   func(src, repo string) []string { return []string{mover, "backup", "--repo", repo, "--source", src} },
+			restore: func(repo, dst string) []string {
+				return []string{mover, "restore", "--repo", repo, "--snapshot", "latest", "--target", dst}
+			},
+		},
+		{
+			name:     "restic S3",
+			location: func(string) string { return "s3:" + s3.Endpoint + "/restic/repo" },
+			repoSize: bucketSize("restic"),
+			init:     func(repo string) []string { return []string{"restic", "init", "-q", "--repo", repo} },
+			backup:   func(src, repo string) []string { return []string{"restic", "backup", "-q", "--repo", repo, src} },
 			restore: func(repo, dst string) []string {
 				return []string{"restic", "restore", "-q", "--repo", repo, "latest", "--target", dst}
 			},
@@ -113,6 +172,9 @@ func run(work string, small, bigMiB, textMiB int) error {
 			return err
 		}
 		repo := filepath.Join(dir, "repo")
+		if tl.location != nil {
+			repo = tl.location(dir)
+		}
 		tree := filepath.Join(dir, "tree")
 		dst := filepath.Join(dir, "restored")
 		if out, err := exec.Command("cp", "-a", src, tree).CombinedOutput(); err != nil {
@@ -147,10 +209,14 @@ func run(work string, small, bigMiB, textMiB int) error {
 			results[tl.name][s.name] = m
 			fmt.Printf("   %-22s %8.2f s  %8d KiB peak RSS\n", s.name, m.wall.Seconds(), m.rss)
 		}
-		sizes[tl.name] = duBytes(repo)
+		if tl.repoSize != nil {
+			sizes[tl.name] = tl.repoSize()
+		} else {
+			sizes[tl.name] = duBytes(repo)
+		}
 		// restic restores the absolute source path beneath the target.
 		restored := dst
-		if tl.name == "restic" {
+		if strings.HasPrefix(tl.name, "restic") {
 			restored = filepath.Join(dst, tree)
 		}
 		if out, err := exec.Command("diff", "-r", "-q", tree, restored).CombinedOutput(); err != nil {
@@ -385,18 +451,43 @@ func duBytes(dir string) int64 {
 }
 
 func report(tools []tool, scenarios []string, res map[string]map[string]measurement, sizes map[string]int64, writeMBs, readMBs float64, dataBytes int64) {
-	ours, restic, tz := tools[0].name, tools[1].name, tools[2].name
 	fmt.Printf("\ndataset: %.2f GiB; disk: sequential write %.0f MB/s (fsync), read %.0f MB/s\n", float64(dataBytes)/(1<<30), writeMBs, readMBs)
-	fmt.Printf("times: wall clock until the data is on disk (the command, then sync); caches dropped before each step\n\n")
-	fmt.Printf("| %-20s | %-18s | %-18s | %-18s | %-14s |\n", "step", ours, restic, tz, "ours / restic")
-	fmt.Printf("|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 22), strings.Repeat("-", 20), strings.Repeat("-", 20), strings.Repeat("-", 20), strings.Repeat("-", 16))
+	fmt.Printf("times: wall clock until the data is on disk (the command, then sync); caches dropped before each step\n")
+	table("On a directory (a PVC)", []string{"backup-mover", "restic", "tar | zstd"}, scenarios, res, sizes)
+	table("S3 (MinIO on loopback, data on the same disk)", []string{"backup-mover S3", "restic S3"}, scenarios, res, sizes)
+	table("Encryption (directory)", []string{"backup-mover encrypted", "backup-mover"}, scenarios, res, sizes)
+}
+
+// table prints the named tools side by side; the last column is the first
+// tool over the second.
+func table(title string, names, scenarios []string, res map[string]map[string]measurement, sizes map[string]int64) {
+	a, b := names[0], names[1]
+	fmt.Printf("\n%s\n\n| %-20s |", title, "step")
+	for _, n := range names {
+		fmt.Printf(" %-22s |", n)
+	}
+	fmt.Printf(" %-14s |\n|%s|", "first / second", strings.Repeat("-", 22))
+	for range names {
+		fmt.Printf("%s|", strings.Repeat("-", 24))
+	}
+	fmt.Printf("%s|\n", strings.Repeat("-", 16))
 	for _, s := range scenarios {
-		a, b, c := res[ours][s], res[restic][s], res[tz][s]
-		fmt.Printf("| %-20s | %8.2f s         | %8.2f s         | %8.2f s         | %6.2fx time   |\n", s, a.wall.Seconds(), b.wall.Seconds(), c.wall.Seconds(), a.wall.Seconds()/b.wall.Seconds())
+		fmt.Printf("| %-20s |", s)
+		for _, n := range names {
+			fmt.Printf(" %8.2f s             |", res[n][s].wall.Seconds())
+		}
+		fmt.Printf(" %6.2fx time   |\n", res[a][s].wall.Seconds()/res[b][s].wall.Seconds())
 	}
 	for _, s := range scenarios {
-		a, b, c := res[ours][s], res[restic][s], res[tz][s]
-		fmt.Printf("| %-20s | %8d MiB RSS   | %8d MiB RSS   | %8d MiB RSS   | %6.2fx RSS    |\n", s, a.rss/1024, b.rss/1024, c.rss/1024, float64(a.rss)/float64(b.rss))
+		fmt.Printf("| %-20s |", s)
+		for _, n := range names {
+			fmt.Printf(" %8d MiB RSS       |", res[n][s].rss/1024)
+		}
+		fmt.Printf(" %6.2fx RSS    |\n", float64(res[a][s].rss)/float64(res[b][s].rss))
 	}
-	fmt.Printf("| %-20s | %8.0f MiB       | %8.0f MiB       | %8.0f MiB       | %6.2fx size   |\n", "repository size", float64(sizes[ours])/(1<<20), float64(sizes[restic])/(1<<20), float64(sizes[tz])/(1<<20), float64(sizes[ours])/float64(sizes[restic]))
+	fmt.Printf("| %-20s |", "repository size")
+	for _, n := range names {
+		fmt.Printf(" %8.0f MiB           |", float64(sizes[n])/(1<<20))
+	}
+	fmt.Printf(" %6.2fx size   |\n", float64(sizes[a])/float64(sizes[b]))
 }
