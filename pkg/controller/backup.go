@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/apis/backup/validation"
 	"example.com/backup-operator/pkg/safety"
 )
 
@@ -55,7 +57,7 @@ func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, erro
 			return result{}, nil // re-created from a snapshot: the importer sets its status
 		}
 	}
-	targetNS, pvcName, repo := b.Spec.Target.Namespace, b.Spec.Target.PVCName, b.Spec.Storage.PVCName
+	targetNS, pvcName := b.Spec.Target.Namespace, b.Spec.Target.PVCName
 	name = moverJobName("backup", b, b.Status.JobName)
 	// expected: a Job created by an earlier sync whose status write was lost
 	// must be found in the API even when the cache lags.
@@ -66,7 +68,7 @@ func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, erro
 			return result{}, m.failBackup(ctx, b, "JobLost", fmt.Sprintf(
 				"the data mover Job %s/%s disappeared before its outcome was read; this Backup records no snapshot. Create a new Backup to retry", targetNS, b.Status.JobName))
 		}
-		return m.startBackup(ctx, b, targetNS, pvcName, repo, name)
+		return m.startBackup(ctx, b, targetNS, pvcName, name)
 	}
 	if refused, ok := errors.AsType[*jobRefused](err); ok {
 		return result{}, m.failBackup(ctx, b, refused.reason, refused.msg)
@@ -77,7 +79,7 @@ func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, erro
 	return m.observeBackupJob(ctx, b, job)
 }
 
-func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS, pvcName, repo, name string) (result, error) {
+func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS, pvcName, name string) (result, error) {
 	pvc, err := m.pvcs.PersistentVolumeClaims(targetNS).Get(pvcName)
 	switch {
 	case apierrors.IsNotFound(err):
@@ -88,9 +90,11 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 	case pvc.Status.Phase != corev1.ClaimBound:
 		return result{after: 10 * time.Second}, m.setBackupPending(ctx, b, fmt.Sprintf("waiting for PersistentVolumeClaim %s/%s to be Bound (it is %s)", targetNS, pvcName, pvc.Status.Phase))
 	}
-	if _, err := m.pvcs.PersistentVolumeClaims(targetNS).Get(repo); apierrors.IsNotFound(err) {
-		return result{}, m.failBackup(ctx, b, "RepositoryNotFound", fmt.Sprintf(
-			"the repository PersistentVolumeClaim %s/%s does not exist; create it in the target's namespace (see artifacts/examples) or set spec.storage.pvcName, then create a new Backup", targetNS, repo))
+	if repo := b.Spec.Storage.PVCName; b.Spec.Storage.S3 == nil {
+		if _, err := m.pvcs.PersistentVolumeClaims(targetNS).Get(repo); apierrors.IsNotFound(err) {
+			return result{}, m.failBackup(ctx, b, "RepositoryNotFound", fmt.Sprintf(
+				"the repository PersistentVolumeClaim %s/%s does not exist; create it in the target's namespace (see artifacts/examples) or set spec.storage.pvcName, then create a new Backup", targetNS, repo))
+		}
 	}
 	// From the check that the claim is free to the Job's start and the
 	// Running status, no other mover of the claim may start.
@@ -113,11 +117,16 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 	if err != nil {
 		return result{}, err
 	}
-	spec := jobSpec{kind: "backup", namespace: targetNS, name: name, owner: b, ownerKind: "Backup", repoPVC: repo, sourcePVC: pvcName,
+	spec := jobSpec{kind: "backup", namespace: targetNS, name: name, owner: b, ownerKind: "Backup", repo: b.Spec.Storage, sourcePVC: pvcName,
 		nodeName: m.nodeOfRunningUser(targetNS, pvcName), security: sec,
-		args: []string{"backup", "--repo", "/repo", "--source", "/source", "--summary-file", "/dev/termination-log",
+		args: []string{"backup", "--source", "/source", "--summary-file", "/dev/termination-log",
 			"--tag", "backup=" + b.Namespace + "/" + b.Name, "--tag", "pvc=" + targetNS + "/" + pvcName, "--tag", "policy=" + b.Spec.PolicyName,
 			"--parent-tag", "pvc"}}
+	var lockedUntil *metav1.Time
+	if im := b.Spec.Storage.Immutability; im != nil && b.Spec.Storage.S3 != nil {
+		lockedUntil = ptr.To(metav1.NewTime(m.lockUntil(b)))
+		spec.args = append(spec.args, "--lock-mode", strings.ToLower(string(im.Mode)), "--lock-until", lockedUntil.UTC().Format(time.RFC3339))
+	}
 	job, created, err := m.ensureJob(ctx, b, m.moverJob(spec))
 	if refused, ok := errors.AsType[*jobRefused](err); ok {
 		return result{}, m.failBackup(ctx, b, refused.reason, refused.msg)
@@ -141,6 +150,10 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 	c.Status.Phase = v1alpha1.BackupPhaseRunning
 	c.Status.JobName = job.Name
 	c.Status.ObservedGeneration = b.Generation
+	if !created {
+		lockedUntil = jobLockedUntil(job) // the Job's, made by an earlier sync
+	}
+	c.Status.LockedUntil = lockedUntil
 	if c.Status.StartTime == nil {
 		now := metav1.NewTime(m.opts.Now())
 		c.Status.StartTime = &now
@@ -202,12 +215,13 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 	if c.Status.Phase != v1alpha1.BackupPhaseRunning {
 		// The Job of an earlier sync whose status write was lost.
 		c.Status.Phase, c.Status.JobName, c.Status.Message = v1alpha1.BackupPhaseRunning, job.Name, backupRunningMessage
+		c.Status.LockedUntil = jobLockedUntil(job)
 		if c.Status.StartTime == nil {
 			c.Status.StartTime = ptr.To(metav1.NewTime(m.opts.Now()))
 		}
 	}
 	if blocked := m.moverBlocked(ctx, job, pod); blocked != "" {
-		msg := fmt.Sprintf("the data mover Job %s/%s cannot create its pod: %s", job.Namespace, job.Name, blocked)
+		msg := fmt.Sprintf("the data mover Job %s/%s %s", job.Namespace, job.Name, blocked)
 		tooLong, isNew := m.setBlocked(&c.Status.Conditions, b.Generation, msg)
 		if tooLong {
 			if err := m.deleteJob(ctx, job, metav1.DeletePropagationBackground); err != nil {
@@ -314,19 +328,23 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 		return result{}, m.removeFinalizer(ctx, b)
 	}
 	name := jobName("prune", b, "")
+	repo := repoDescription(targetNS, b.Spec.Storage)
 	job, err := m.liveJob(ctx, b, targetNS, name, false)
 	if apierrors.IsNotFound(err) {
 		// Prune is exclusive per repository: wait for another one to finish.
-		others, _ := m.jobs.Jobs(targetNS).List(labels.SelectorFromSet(labels.Set{
-			v1alpha1.JobKindLabel: "prune", v1alpha1.RepositoryLabel: v1alpha1.LabelValue(b.Spec.Storage.PVCName)}))
+		// A claim is its namespace's; an S3 location may be shared by Backups
+		// of any namespace, so its prune Jobs are looked for everywhere.
+		others, _ := m.pruneJobs(targetNS, b.Spec.Storage)
 		for _, o := range others {
 			if !safety.JobFinished(o) && o.Labels[v1alpha1.OwnerUIDLabel] != string(b.UID) {
 				return result{after: 5 * time.Second}, nil
 			}
 		}
-		if _, err := m.pvcs.PersistentVolumeClaims(targetNS).Get(b.Spec.Storage.PVCName); apierrors.IsNotFound(err) {
-			m.recorder.Eventf(b, corev1.EventTypeWarning, "RepositoryNotFound", "repository claim %s/%s is gone; nothing left to remove", targetNS, b.Spec.Storage.PVCName)
-			return result{}, m.removeFinalizer(ctx, b)
+		if b.Spec.Storage.S3 == nil {
+			if _, err := m.pvcs.PersistentVolumeClaims(targetNS).Get(b.Spec.Storage.PVCName); apierrors.IsNotFound(err) {
+				m.recorder.Eventf(b, corev1.EventTypeWarning, "RepositoryNotFound", "repository claim %s/%s is gone; nothing left to remove", targetNS, b.Spec.Storage.PVCName)
+				return result{}, m.removeFinalizer(ctx, b)
+			}
 		}
 		sec, err := m.securityFor(ctx, targetNS, b.Spec.Target.PVCName, b.Spec.MoverSecurityContext, repoCaps)
 		if refused, ok := errors.AsType[*jobRefused](err); ok {
@@ -337,13 +355,13 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 			return result{}, err
 		}
 		_, created, err := m.ensureJob(ctx, b, m.moverJob(jobSpec{kind: "prune", namespace: targetNS, name: name, owner: b, ownerKind: "Backup", security: sec,
-			repoPVC: b.Spec.Storage.PVCName, args: []string{"prune", "--repo", "/repo", "--forget", b.Status.SnapshotID, "--lock-wait", m.opts.LockWait.String()}}))
+			repo: b.Spec.Storage, args: []string{"prune", "--forget", b.Status.SnapshotID, "--lock-wait", m.opts.LockWait.String()}}))
 		if refused, ok := errors.AsType[*jobRefused](err); ok {
 			m.pruneRefused(b, refused)
 			return result{after: time.Minute}, nil
 		}
 		if err == nil && created {
-			m.recorder.Eventf(b, corev1.EventTypeNormal, "Pruning", "Removing snapshot %s from repository %s/%s", shortID(b.Status.SnapshotID), targetNS, b.Spec.Storage.PVCName)
+			m.recorder.Eventf(b, corev1.EventTypeNormal, "Pruning", "Removing snapshot %s from %s", shortID(b.Status.SnapshotID), repo)
 		}
 		return result{}, err
 	}
@@ -354,16 +372,26 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 	if err != nil {
 		return result{}, err
 	}
-	done, failed, _, _, reason := m.jobOutcome(job)
+	done, failed, _, pod, reason := m.jobOutcome(job)
 	switch {
 	case done:
-		m.recorder.Eventf(b, corev1.EventTypeNormal, "DataRemoved", "Snapshot %s removed from the repository", shortID(b.Status.SnapshotID))
+		// Objects still locked (S3 Object Lock) are kept by the prune and
+		// removed by a later one after their lock expires.
+		msg := fmt.Sprintf("Snapshot %s removed from %s", shortID(b.Status.SnapshotID), repo)
+		if b.Status.LockedUntil != nil && b.Status.LockedUntil.After(m.opts.Now()) {
+			msg += fmt.Sprintf("; the objects only it used are locked until %s and stay in the bucket until a prune after that time removes them", b.Status.LockedUntil.UTC().Format(time.RFC3339))
+		}
+		m.recorder.Event(b, corev1.EventTypeNormal, "DataRemoved", msg)
 		return result{}, m.removeFinalizer(ctx, b)
 	case failed:
 		m.recorder.Eventf(b, corev1.EventTypeWarning, "PruneFailed",
 			"Removing the snapshot failed (%s); the Backup is kept so no data is lost. Fix the repository, then delete Job %s/%s to retry, or remove the finalizer %s to give up",
 			reason, targetNS, name, v1alpha1.DataFinalizer)
 		return result{after: 5 * time.Minute}, nil
+	}
+	if blocked := m.moverBlocked(ctx, job, pod); blocked != "" {
+		m.recorder.Eventf(b, corev1.EventTypeWarning, "PruneBlocked", "The prune Job %s/%s %s; the Backup is kept until it can run", targetNS, name, blocked)
+		return result{after: time.Minute}, nil
 	}
 	return result{}, nil
 }
@@ -393,3 +421,87 @@ func (m *Manager) removeFinalizer(ctx context.Context, b *v1alpha1.Backup) error
 
 // shortID is the first 12 characters of a snapshot ID, for messages.
 func shortID(id string) string { return id[:min(12, len(id))] }
+
+// pruneJobs lists the prune Jobs of a repository: a claim's in its
+// namespace, an S3 location's in every namespace.
+func (m *Manager) pruneJobs(namespace string, repo v1alpha1.RepositoryStorage) ([]*batchv1.Job, error) {
+	sel := labels.SelectorFromSet(labels.Set{v1alpha1.JobKindLabel: "prune", v1alpha1.RepositoryLabel: v1alpha1.RepositoryLabelValue(repo)})
+	if repo.S3 != nil {
+		return m.jobs.List(sel)
+	}
+	return m.jobs.Jobs(namespace).List(sel)
+}
+
+// minLockHorizon is the shortest object lock: of a Backup without a policy,
+// and of a policy whose retention horizon is shorter.
+const minLockHorizon = 24 * time.Hour
+
+// lockUntil is when the objects of b's snapshot stop being locked: its
+// scheduled time (or, for an on-demand Backup, its creation time) plus its
+// policy's retention horizon (RetentionHorizon; 24 hours for a Backup
+// without a policy, or whose policy is gone), and at least 24 hours after
+// the mover starts, so a Backup that waited long is not locked for less.
+// Rounded up to the second, as --lock-until takes it.
+func (m *Manager) lockUntil(b *v1alpha1.Backup) time.Time {
+	base := b.CreationTimestamp.Time
+	if t, err := time.Parse(time.RFC3339, b.Annotations[v1alpha1.ScheduledTimeAnnotation]); err == nil {
+		base = t
+	}
+	horizon := minLockHorizon
+	if b.Spec.PolicyName != "" {
+		if p, err := m.policies.BackupPolicies(b.Namespace).Get(b.Spec.PolicyName); err == nil {
+			horizon = RetentionHorizon(p.Spec, base)
+		}
+	}
+	until := base.Add(horizon)
+	if floor := m.opts.Now().Add(minLockHorizon); until.Before(floor) {
+		until = floor
+	}
+	if t := until.Truncate(time.Second); !t.Equal(until) {
+		until = t.Add(time.Second)
+	}
+	return until.UTC()
+}
+
+// RetentionHorizon is how long a policy's retention may keep a Backup
+// scheduled at base: the longest of keepDaily days, keepWeekly weeks,
+// keepMonthly times 31 days and keepLast times the schedule's interval (the
+// time between the two runs after base), at least 24 hours.
+func RetentionHorizon(spec v1alpha1.BackupPolicySpec, base time.Time) time.Duration {
+	const day = 24 * time.Hour
+	r := spec.Retention
+	horizon := minLockHorizon
+	longer := func(d time.Duration) {
+		if d > horizon {
+			horizon = d
+		}
+	}
+	longer(time.Duration(ptrOr(r.KeepDaily, 0)) * day)
+	longer(time.Duration(ptrOr(r.KeepWeekly, 0)) * 7 * day)
+	longer(time.Duration(ptrOr(r.KeepMonthly, 0)) * 31 * day)
+	if n := ptrOr(r.KeepLast, 0); n > 0 {
+		if sched, err := validation.ParseSchedule(spec.Schedule, spec.TimeZone); err == nil {
+			if next := sched.Next(base); !next.IsZero() {
+				if after := sched.Next(next); after.After(next) {
+					longer(time.Duration(n) * after.Sub(next))
+				}
+			}
+		}
+	}
+	return horizon
+}
+
+// jobLockedUntil reads the --lock-until a backup Job was started with (nil
+// without one): what status.lockedUntil reports is what the mover was told.
+func jobLockedUntil(job *batchv1.Job) *metav1.Time {
+	for _, c := range job.Spec.Template.Spec.Containers {
+		for i, a := range c.Command {
+			if a == "--lock-until" && i+1 < len(c.Command) {
+				if t, err := time.Parse(time.RFC3339, c.Command[i+1]); err == nil {
+					return ptr.To(metav1.NewTime(t))
+				}
+			}
+		}
+	}
+	return nil
+}

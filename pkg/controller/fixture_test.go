@@ -96,6 +96,8 @@ func (f *fixture) cache(o runtime.Object) {
 		inf = f.kubeInf.Core().V1().PersistentVolumeClaims().Informer()
 	case *corev1.Namespace:
 		return // read from the clientset
+	case *corev1.Secret:
+		return // in the clientset only: the controllers never read Secrets
 	default:
 		f.t.Fatalf("no cache for %T", o)
 	}

@@ -24,14 +24,15 @@ import (
 // Backup whose snapshot is tagged with this policy and namespace and that no
 // longer exists. It returns when the answer is recorded in status.
 func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy, v string, status *v1alpha1.BackupPolicyStatus) (done bool, err error) {
-	targetNS, repo := p.Spec.Target.Namespace, p.Spec.Storage.PVCName
+	targetNS := p.Spec.Target.Namespace
+	repo := repoDescription(targetNS, p.Spec.Storage)
 	name := jobName("import", p, v)
 	now := metav1.NewTime(m.opts.Now())
 	record := func(imported int64, msg string) {
 		status.LastImport = &v1alpha1.ImportStatus{Value: v, Time: &now, Imported: imported, Message: msg}
 	}
 	refuse := func(refused *jobRefused) (bool, error) {
-		msg := fmt.Sprintf("listing repository claim %s/%s cannot start: %s", targetNS, repo, refused.msg)
+		msg := fmt.Sprintf("listing %s cannot start: %s", repo, refused.msg)
 		record(0, msg)
 		m.recorder.Event(p, corev1.EventTypeWarning, "ImportFailed", msg)
 		return true, nil
@@ -45,8 +46,8 @@ func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy,
 		if err != nil {
 			return false, err
 		}
-		spec := jobSpec{kind: "import", namespace: targetNS, name: name, owner: p, ownerKind: "BackupPolicy", repoPVC: repo, security: sec,
-			args: []string{"ls", "--repo", "/repo", "--json"}}
+		spec := jobSpec{kind: "import", namespace: targetNS, name: name, owner: p, ownerKind: "BackupPolicy", repo: p.Spec.Storage, security: sec,
+			args: []string{"ls", "--json"}}
 		_, created, err := m.ensureJob(ctx, p, m.moverJob(spec))
 		if refused, ok := errors.AsType[*jobRefused](err); ok {
 			return refuse(refused)
@@ -54,7 +55,7 @@ func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy,
 		if err != nil || !created {
 			return false, err
 		}
-		m.recorder.Eventf(p, corev1.EventTypeNormal, "ImportStarted", "Listing repository claim %s/%s to import this policy's snapshots", targetNS, repo)
+		m.recorder.Eventf(p, corev1.EventTypeNormal, "ImportStarted", "Listing %s to import this policy's snapshots", repo)
 		return false, nil
 	}
 	if refused, ok := errors.AsType[*jobRefused](err); ok {
@@ -66,16 +67,28 @@ func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy,
 	finished, failed, _, pod, reason := m.jobOutcome(job)
 	switch {
 	case failed:
-		msg := fmt.Sprintf("listing repository claim %s/%s failed: %s", targetNS, repo, reason)
+		msg := fmt.Sprintf("listing %s failed: %s", repo, reason)
 		record(0, msg)
 		m.recorder.Event(p, corev1.EventTypeWarning, "ImportFailed", msg)
 		return true, nil
 	case !finished:
+		// A pod that cannot start (a Secret of the policy's storage is
+		// missing) ends the import after a while instead of hanging it.
+		if blocked := m.moverBlocked(ctx, job, pod); blocked != "" && m.opts.Now().Sub(job.CreationTimestamp.Time) >= moverPodCreateTimeout {
+			if err := m.deleteJob(ctx, job, metav1.DeletePropagationBackground); err != nil {
+				return false, err
+			}
+			msg := fmt.Sprintf("listing %s failed: the data mover Job %s/%s %s; gave up after %s. Fix the cause, then set a new value of %s",
+				repo, job.Namespace, job.Name, blocked, moverPodCreateTimeout, v1alpha1.ImportAnnotation)
+			record(0, msg)
+			m.recorder.Event(p, corev1.EventTypeWarning, "ImportFailed", msg)
+			return true, nil
+		}
 		return false, nil
 	}
 	snaps, err := m.listing(ctx, pod)
 	if err != nil {
-		msg := fmt.Sprintf("reading the listing of repository claim %s/%s: %v", targetNS, repo, err)
+		msg := fmt.Sprintf("reading the listing of %s: %v", repo, err)
 		record(0, msg)
 		m.recorder.Event(p, corev1.EventTypeWarning, "ImportFailed", msg)
 		return true, nil
@@ -91,8 +104,11 @@ func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy,
 		if !ok || ns != p.Namespace || s.Tags["policy"] != p.Name || backupName == "" || !pvcOK || pvcNS != targetNS || pvc == "" {
 			continue
 		}
+		// The policy's whole storage (Secrets, encryption and immutability
+		// included): the API accepts these Backups from the server because
+		// they carry exactly their policy's storage.
 		spec := v1alpha1.BackupSpec{PolicyName: p.Name, Target: v1alpha1.VolumeTarget{Namespace: targetNS, PVCName: pvc},
-			Storage: v1alpha1.RepositoryStorage{PVCName: repo}, MoverSecurityContext: p.Spec.MoverSecurityContext}
+			Storage: *p.Spec.Storage.DeepCopy(), MoverSecurityContext: p.Spec.MoverSecurityContext}
 		made, err := m.importBackup(ctx, p, backupName, spec, s)
 		if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) {
 			// A damaged or hand-made tag (a name that is not a valid object
@@ -112,7 +128,7 @@ func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy,
 			present++
 		}
 	}
-	msg := fmt.Sprintf("re-created %d Backups from snapshots in repository claim %s/%s; %d were present", imported, targetNS, repo, present)
+	msg := fmt.Sprintf("re-created %d Backups from snapshots in %s; %d were present", imported, repo, present)
 	if refused > 0 {
 		msg += fmt.Sprintf("; %d were refused, the first: %v", refused, firstRefusal)
 		m.recorder.Event(p, corev1.EventTypeWarning, "ImportIncomplete", msg)
@@ -167,7 +183,7 @@ func (m *Manager) importBackup(ctx context.Context, p *v1alpha1.BackupPolicy, na
 	t := metav1.NewTime(s.Time)
 	c.Status.Phase, c.Status.SnapshotID, c.Status.StartTime, c.Status.CompletionTime = v1alpha1.BackupPhaseCompleted, s.ID, &t, &t
 	c.Status.Stats = &v1alpha1.BackupStats{Files: s.Totals.Files, Bytes: s.Totals.Bytes, NewBytes: s.Totals.NewBytes, StoredBytes: s.Totals.StoredBytes}
-	c.Status.Message = fmt.Sprintf("imported from snapshot %s in repository claim %s/%s", s.ID[:min(12, len(s.ID))], spec.Target.Namespace, spec.Storage.PVCName)
+	c.Status.Message = fmt.Sprintf("imported from snapshot %s in %s", s.ID[:min(12, len(s.ID))], repoDescription(spec.Target.Namespace, spec.Storage))
 	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue,
 		Reason: "Imported", Message: c.Status.Message, ObservedGeneration: c.Generation})
 	if _, err := m.client.BackupV1alpha1().Backups(p.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {

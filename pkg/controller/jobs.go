@@ -100,21 +100,95 @@ type jobSpec struct {
 	namespace, name string // the Job
 	owner           metav1.Object
 	ownerKind       string // Backup, RestoreJob or BackupPolicy
-	repoPVC         string
-	sourcePVC       string // mounted read-only at /source (backup)
-	targetPVC       string // mounted read-write at /target (restore)
-	args            []string
-	nodeName        string
-	security        moverSecurity
+	// repo is the repository the mover opens: its location, Secrets and
+	// encryption become the mover's flags, environment and volumes
+	// (repoAccess).
+	repo      v1alpha1.RepositoryStorage
+	sourcePVC string // mounted read-only at /source (backup)
+	targetPVC string // mounted read-write at /target (restore)
+	// args are the mover's command (args[0]: backup, restore, diff, prune,
+	// ls) and its flags; the repository's flags follow the command.
+	args     []string
+	nodeName string
+	security moverSecurity
 }
 
-// moverJob builds the data mover Job: our image, the repository at /repo, the
-// data at /source (read-only) or /target, a restrictive security context with
-// only the capabilities the operation needs, requests, a deadline and retries.
-// The mover needs no API access and no network.
+// Where the mover finds the repository's files and Secrets in its pod.
+const (
+	repoMountPath      = "/repo"
+	s3CADir            = "/etc/backup-mover/s3-ca"
+	s3CAKey            = "ca.crt"
+	passwordDir        = "/etc/backup-mover/password"
+	passwordKey        = "password"
+	accessKeyIDEnv     = "AWS_ACCESS_KEY_ID"
+	secretAccessKeyEnv = "AWS_SECRET_ACCESS_KEY"
+)
+
+// repoAccess is how a mover reaches a repository: the flags that follow
+// its command, the environment and the volumes. A claim is mounted at /repo
+// (--repo /repo). An S3 repository is named by its location (--repo
+// s3:<endpoint>/<bucket>[/<prefix>], plus --s3-region, --s3-ca-file with the
+// CA Secret mounted, --s3-insecure-skip-tls-verify as set), its keys come
+// from the credentials Secret as environment variables, and /tmp is an
+// emptyDir for the packs the mover stages before uploading them (the root
+// filesystem is read-only). The password of an encrypted repository is a
+// file of its Secret's volume (--password-file). Secrets are referenced,
+// never read: their values reach only the mover's pod, never its arguments,
+// the Job's spec, status, events or logs.
+func repoAccess(s v1alpha1.RepositoryStorage) (args []string, env []corev1.EnvVar, volumes []corev1.Volume, mounts []corev1.VolumeMount) {
+	secretVolume := func(name, secret, key, dir string) {
+		volumes = append(volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: secret, Items: []corev1.KeyToPath{{Key: key, Path: key}}}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: name, MountPath: dir, ReadOnly: true})
+	}
+	if s3 := s.S3; s3 != nil {
+		args = append(args, "--repo", v1alpha1.S3Location(s3))
+		if s3.Region != "" {
+			args = append(args, "--s3-region", s3.Region)
+		}
+		if s3.CASecretRef != nil {
+			secretVolume("s3-ca", s3.CASecretRef.Name, s3CAKey, s3CADir)
+			args = append(args, "--s3-ca-file", s3CADir+"/"+s3CAKey)
+		}
+		if s3.InsecureSkipTLSVerify {
+			args = append(args, "--s3-insecure-skip-tls-verify")
+		}
+		for _, key := range []string{accessKeyIDEnv, secretAccessKeyEnv} {
+			env = append(env, corev1.EnvVar{Name: key, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: s3.CredentialsSecretRef.Name}, Key: key}}})
+		}
+		volumes = append(volumes, corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "tmp", MountPath: "/tmp"})
+	} else {
+		args = append(args, "--repo", repoMountPath)
+		volumes = append(volumes, corev1.Volume{Name: "repo", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: s.PVCName}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "repo", MountPath: repoMountPath})
+	}
+	if e := s.Encryption; e != nil {
+		secretVolume("password", e.SecretRef.Name, passwordKey, passwordDir)
+		args = append(args, "--password-file", passwordDir+"/"+passwordKey)
+	}
+	return args, env, volumes, mounts
+}
+
+// repoDescription names a repository in messages and events: "repository
+// claim <namespace>/<name>" or "S3 repository s3:<endpoint>/<bucket>/<prefix>".
+func repoDescription(namespace string, s v1alpha1.RepositoryStorage) string {
+	if s.S3 != nil {
+		return "S3 repository " + v1alpha1.S3Location(s.S3)
+	}
+	return "repository claim " + namespace + "/" + s.PVCName
+}
+
+// moverJob builds the data mover Job: our image, the repository (repoAccess),
+// the data at /source (read-only) or /target, a restrictive security
+// context with only the capabilities the operation needs, requests, a
+// deadline and retries. The mover needs no API access; it uses the pod
+// network only to reach an S3 endpoint (cluster DNS, no service links).
 func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
-	volumes := []corev1.Volume{{Name: "repo", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: s.repoPVC}}}}
-	mounts := []corev1.VolumeMount{{Name: "repo", MountPath: "/repo"}}
+	repoArgs, env, volumes, mounts := repoAccess(s.repo)
+	command := append([]string{"/backup-mover", s.args[0]}, repoArgs...)
+	command = append(command, s.args[1:]...)
 	if s.sourcePVC != "" {
 		volumes = append(volumes, corev1.Volume{Name: "source", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: s.sourcePVC, ReadOnly: true}}})
 		mounts = append(mounts, corev1.VolumeMount{Name: "source", MountPath: "/source", ReadOnly: true})
@@ -129,7 +203,7 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 		v1alpha1.OwnerNamespaceLabel: v1alpha1.LabelValue(s.owner.GetNamespace()),
 		v1alpha1.OwnerNameLabel:      v1alpha1.LabelValue(s.owner.GetName()),
 		v1alpha1.OwnerUIDLabel:       string(s.owner.GetUID()),
-		v1alpha1.RepositoryLabel:     v1alpha1.LabelValue(s.repoPVC),
+		v1alpha1.RepositoryLabel:     v1alpha1.RepositoryLabelValue(s.repo),
 	}
 	if claim := s.sourcePVC + s.targetPVC; claim != "" {
 		lbls[v1alpha1.ClaimLabel] = v1alpha1.LabelValue(claim)
@@ -153,7 +227,8 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 						Name:                     moverContainer,
 						Image:                    m.opts.MoverImage,
 						ImagePullPolicy:          corev1.PullIfNotPresent,
-						Command:                  append([]string{"/backup-mover"}, s.args...),
+						Command:                  command,
+						Env:                      env,
 						TerminationMessagePath:   "/dev/termination-log",
 						TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 						VolumeMounts:             mounts,
@@ -186,11 +261,17 @@ const moverPodCreateTimeout = 5 * time.Minute
 const blockedPodCheckAfter = 10 * time.Second
 
 // moverBlocked returns why the Job cannot create its pod (the newest
-// FailedCreate event of the Job, which carries the admission message), or ""
-// when it can: the Job has or had a pod, or is young enough for the pod still
-// to come.
+// FailedCreate event of the Job, which carries the admission message) or
+// its pod cannot start the mover (podBlocked), or "" when neither: the pod
+// runs or ran, or the Job and its pod are young enough to be on their way.
 func (m *Manager) moverBlocked(ctx context.Context, job *batchv1.Job, pod *corev1.Pod) string {
-	if pod != nil || job.UID == "" || job.Status.Active > 0 || job.Status.Succeeded > 0 || job.Status.Failed > 0 ||
+	if pod != nil {
+		if msg := m.podBlocked(ctx, pod); msg != "" {
+			return "cannot start its pod: " + msg
+		}
+		return ""
+	}
+	if job.UID == "" || job.Status.Active > 0 || job.Status.Succeeded > 0 || job.Status.Failed > 0 ||
 		m.opts.Now().Sub(job.CreationTimestamp.Time) < blockedPodCheckAfter {
 		return ""
 	}
@@ -213,7 +294,52 @@ func (m *Manager) moverBlocked(ctx context.Context, job *batchv1.Job, pod *corev
 	if newest == nil {
 		return ""
 	}
-	return newest.Message
+	return "cannot create its pod: " + newest.Message
+}
+
+// podBlocked returns why a pending mover pod cannot start its container,
+// and so never will by itself: a Secret (or a key of it) that the pod takes
+// its environment from is missing (CreateContainerConfigError, with the
+// kubelet's message naming it), or a Secret volume, such as an encrypted
+// repository's password, cannot be mounted (the newest FailedMount event of
+// the pod that names a secret). "" for a pod that runs, ran, or is young.
+func (m *Manager) podBlocked(ctx context.Context, pod *corev1.Pod) string {
+	if pod.Status.Phase != corev1.PodPending || pod.UID == "" || m.opts.Now().Sub(pod.CreationTimestamp.Time) < blockedPodCheckAfter {
+		return ""
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if w := cs.State.Waiting; w != nil && w.Reason == "CreateContainerConfigError" {
+			return withSecretHint(pod.Namespace, w.Message)
+		}
+	}
+	events, err := m.kube.CoreV1().Events(pod.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.Set{"involvedObject.uid": string(pod.UID), "reason": "FailedMount"}.String()})
+	if err != nil {
+		klog.FromContext(ctx).V(2).Info("Cannot read the mover pod's events", "pod", klog.KObj(pod), "err", err)
+		return ""
+	}
+	var newest *corev1.Event
+	for i := range events.Items {
+		e := &events.Items[i]
+		// Only a missing Secret: other mount failures (a volume still
+		// attaching) may pass by themselves.
+		if e.InvolvedObject.UID == pod.UID && e.Reason == "FailedMount" && strings.Contains(e.Message, "secret") &&
+			(newest == nil || eventTime(e).After(eventTime(newest))) {
+			newest = e
+		}
+	}
+	if newest == nil {
+		return ""
+	}
+	return withSecretHint(pod.Namespace, newest.Message)
+}
+
+// withSecretHint adds what to do to a kubelet message about a missing Secret.
+func withSecretHint(namespace, msg string) string {
+	if strings.Contains(strings.ToLower(msg), "secret") {
+		msg += fmt.Sprintf(" (the Secrets that spec.storage names must exist in namespace %s, with the keys its documentation lists)", namespace)
+	}
+	return msg
 }
 
 // setBlocked records on conds that the mover's pod cannot be created, and

@@ -150,7 +150,7 @@ func TestLongNamesGiveValidJobs(t *testing.T) {
 			bk := newBackup(ns, name, "uid-"+string(rune('a'+i))+ns[:1], ns)
 			bk.Spec.Target.PVCName = strings.Repeat("c", 253)
 			job := (&Manager{opts: Options{MoverImage: "img"}}).moverJob(jobSpec{kind: "backup", namespace: ns, name: jobName("backup", bk, ""),
-				owner: bk, ownerKind: "Backup", repoPVC: strings.Repeat("r", 253), sourcePVC: bk.Spec.Target.PVCName})
+				owner: bk, ownerKind: "Backup", repo: v1alpha1.RepositoryStorage{PVCName: strings.Repeat("r", 253)}, sourcePVC: bk.Spec.Target.PVCName, args: []string{"backup"}})
 			if msgs := validation.IsDNS1123Subdomain(job.Name); len(msgs) > 0 || len(job.Name) > maxJobName {
 				t.Errorf("Job name %q (%d): %v", job.Name, len(job.Name), msgs)
 			}

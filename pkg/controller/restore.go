@@ -118,9 +118,13 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 		return result{}, err
 	}
 	if b.Spec.Target.Namespace != targetNS {
+		what := fmt.Sprintf("the Backup's repository claim %s/%s is", b.Spec.Target.Namespace, b.Spec.Storage.PVCName)
+		if b.Spec.Storage.S3 != nil {
+			what = fmt.Sprintf("the Secrets of the Backup's S3 repository are in namespace %s,", b.Spec.Target.Namespace)
+		}
 		return result{}, m.failRestore(ctx, r, statusChecks, "RepositoryElsewhere", fmt.Sprintf(
-			"the Backup's repository claim %s/%s is in another namespace than the target %s; a restore Job mounts both, so restore into a claim in %s",
-			b.Spec.Target.Namespace, b.Spec.Storage.PVCName, targetNS, b.Spec.Target.Namespace))
+			"%s in another namespace than the target %s; a restore Job mounts both, so restore into a claim in %s",
+			what, targetNS, b.Spec.Target.Namespace))
 	}
 	op := "restore"
 	if r.Spec.DryRun {
@@ -137,9 +141,9 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	if err != nil {
 		return result{}, err
 	}
-	spec := jobSpec{kind: "restore", namespace: targetNS, name: name, owner: r, ownerKind: "RestoreJob", repoPVC: b.Spec.Storage.PVCName,
+	spec := jobSpec{kind: "restore", namespace: targetNS, name: name, owner: r, ownerKind: "RestoreJob", repo: b.Spec.Storage,
 		targetPVC: r.Spec.Target.PVCName, nodeName: m.nodeOfRunningUser(targetNS, r.Spec.Target.PVCName), security: sec,
-		args: []string{op, "--repo", "/repo", "--snapshot", b.Status.SnapshotID, "--target", "/target",
+		args: []string{op, "--snapshot", b.Status.SnapshotID, "--target", "/target",
 			"--mode", strings.ToLower(string(r.Spec.Mode)), "--summary-file", "/dev/termination-log"}}
 	job, created, err := m.ensureJob(ctx, r, m.moverJob(spec))
 	if refused, ok := errors.AsType[*jobRefused](err); ok {
@@ -260,7 +264,7 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 	// the Job cannot create its pod.
 	blocked := m.moverBlocked(ctx, job, pod)
 	if blocked != "" {
-		blocked = fmt.Sprintf("the data mover Job %s/%s cannot create its pod: %s", job.Namespace, job.Name, blocked)
+		blocked = fmt.Sprintf("the data mover Job %s/%s %s", job.Namespace, job.Name, blocked)
 		conds := append([]metav1.Condition(nil), r.Status.Conditions...)
 		tooLong, isNew := m.setBlocked(&conds, r.Generation, blocked)
 		if tooLong {
