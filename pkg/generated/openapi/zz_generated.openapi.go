@@ -529,7 +529,7 @@ func schema_pkg_apis_backup_v1alpha1_BackupSpec(ref common.ReferenceCallback) co
 					},
 					"storage": {
 						SchemaProps: spec.SchemaProps{
-							Description: "storage is the repository the snapshot is written to. The requester must be allowed to get every Secret it names.",
+							Description: "storage is the repository the snapshot is written to. The requester must be allowed to get every Secret it names; the Backups a policy creates itself (scheduled, triggered, imported) carry exactly the policy's storage, whose author was checked, and need no one's access.",
 							Default:     map[string]interface{}{},
 							Ref:         ref(v1alpha1.RepositoryStorage{}.OpenAPIModelName()),
 						},

@@ -73,7 +73,8 @@ const (
 	ConditionFailed = "Failed"
 	// ConditionMoverBlocked is True on a Backup or RestoreJob whose data mover
 	// Job cannot create its pod (an admission refusal such as Pod Security,
-	// a quota); the message carries the refusal. The object fails when this
+	// a quota) or whose pod cannot start (a Secret that spec.storage names is
+	// missing); the message carries the reason. The object fails when this
 	// lasts five minutes.
 	ConditionMoverBlocked = "MoverBlocked"
 )
@@ -431,7 +432,9 @@ type BackupSpec struct {
 	// +optional
 	Target VolumeTarget `json:"target,omitempty"`
 	// storage is the repository the snapshot is written to. The requester
-	// must be allowed to get every Secret it names.
+	// must be allowed to get every Secret it names; the Backups a policy
+	// creates itself (scheduled, triggered, imported) carry exactly the
+	// policy's storage, whose author was checked, and need no one's access.
 	// +optional
 	Storage RepositoryStorage `json:"storage,omitempty"`
 	// moverSecurityContext is who the data mover runs as in a namespace that
