@@ -31,7 +31,9 @@ type BackupSpecApplyConfiguration struct {
 	// target is the PersistentVolumeClaim to back up.
 	Target *VolumeTargetApplyConfiguration `json:"target,omitempty"`
 	// storage is the repository the snapshot is written to. The requester
-	// must be allowed to get every Secret it names.
+	// must be allowed to get every Secret it names; the Backups a policy
+	// creates itself (scheduled, triggered, imported) carry exactly the
+	// policy's storage, whose author was checked, and need no one's access.
 	Storage *RepositoryStorageApplyConfiguration `json:"storage,omitempty"`
 	// moverSecurityContext is who the data mover runs as in a namespace that
 	// enforces the Pod Security level "restricted" (no root, no capabilities).
