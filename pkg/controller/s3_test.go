@@ -503,3 +503,16 @@ func TestLockUntil(t *testing.T) {
 		t.Errorf("jobLockedUntil = %v", got)
 	}
 }
+
+// An S3 mover (Secret volumes, an emptyDir, environment from a Secret)
+// passes Pod Security restricted as a claim mover does.
+func TestS3MoverPassesRestricted(t *testing.T) {
+	b := s3Backup()
+	b.Spec.MoverSecurityContext = &v1alpha1.MoverSecurityContext{RunAsUser: ptr.To[int64](1001)}
+	f := s3Fixture(t, b, podSecurityNamespace("prod", "restricted"))
+	f.syncBackup("prod", b.Name)
+	job := f.onlyJob("prod")
+	if msg := admitted(t, &job, "restricted"); msg != "" {
+		t.Errorf("refused by restricted: %s", msg)
+	}
+}
