@@ -216,3 +216,93 @@ spec: {schedule: "@daily", target: {pvcName: data, namespace: %s}, retention: {k
 		t.Fatalf("admin's cross-namespace policy refused: %v\n%s", err, out)
 	}
 }
+
+// A BackupPolicy or Backup that names a Secret needs the requester's
+// permission to get it (a SubjectAccessReview through kube-apiserver), on
+// create and on a change of the policy's storage; refused requests store
+// nothing.
+func TestSecretsNeedTheRequestersAccess(t *testing.T) {
+	requireCluster(t)
+	ns := "secrets"
+	createNamespace(t, ns)
+	if _, err := controlPlane.Kubectl(context.Background(), "apply", "-f", filepath.Join(cluster.RepoRoot(), "artifacts", "deploy", "rbac.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, "create", "secret", "generic", "s3-credentials", "-n", ns, "--from-literal=AWS_ACCESS_KEY_ID=k", "--from-literal=AWS_SECRET_ACCESS_KEY=s")
+	kubectl(t, "create", "secret", "generic", "repo-password", "-n", ns, "--from-literal=password=p")
+	carol, err := controlPlane.NewUser("carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// carol may use the group and read the S3 credentials, not the password.
+	kubectl(t, "create", "rolebinding", "carol-backup", "-n", ns, "--clusterrole=backup-operator:edit", "--user=carol")
+	kubectl(t, "create", "role", "s3-credentials-reader", "-n", ns, "--verb=get", "--resource=secrets", "--resource-name=s3-credentials")
+	kubectl(t, "create", "rolebinding", "carol-s3-credentials", "-n", ns, "--role=s3-credentials-reader", "--user=carol")
+
+	policy := func(name, storage string) string {
+		return fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1
+kind: BackupPolicy
+metadata: {name: %s}
+spec:
+  schedule: "@daily"
+  target: {pvcName: data}
+  retention: {keepLast: 3}
+  storage: %s
+`, name, storage)
+	}
+	const s3 = `{s3: {endpoint: "http://minio.backup-storage.svc:9000", bucket: backups, prefix: secrets/data, credentialsSecretRef: {name: s3-credentials}}`
+	encrypted := s3 + `, encryption: {secretRef: {name: repo-password}}}`
+	plain := s3 + `}`
+
+	refused(t, carol, ns, policy("locked-out", encrypted), "403",
+		`spec.storage.encryption.secretRef.name: you (carol) may not get Secret "repo-password" in namespace "secrets"`, "resourceNames: [repo-password]")
+	if out, err := controlPlane.Kubectl(context.Background(), "get", "bp", "locked-out", "-n", ns); err == nil {
+		t.Errorf("a refused policy was stored:\n%s", out)
+	}
+	out, err := cluster.KubectlStdin(context.Background(), carol, policy("carols", plain), "create", "-n", ns, "-f", "-")
+	if err != nil {
+		t.Fatalf("carol's policy with the credentials she may read was refused: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "Warning: spec.storage.encryption is not set") {
+		t.Errorf("no warning about an unencrypted bucket:\n%s", out)
+	}
+	patch := func(kubeconfig, doc string) ([]byte, error) {
+		return cluster.KubectlStdin(context.Background(), kubeconfig, "", "patch", "bp", "carols", "-n", ns, "--type=merge", "-p", doc)
+	}
+	if out, err := patch(carol, `{"spec":{"storage":{"encryption":{"secretRef":{"name":"repo-password"}}}}}`); err == nil || !strings.Contains(string(out), "Forbidden") {
+		t.Errorf("carol added a password she may not read: %v\n%s", err, out)
+	}
+	if out, err := patch(carol, `{"spec":{"schedule":"@hourly"}}`); err != nil {
+		t.Errorf("a schedule change needs no Secret access: %v\n%s", err, out)
+	}
+	if got := kubectl(t, "get", "bp", "carols", "-n", ns, "-o", "jsonpath={.spec.storage}"); strings.Contains(got, "repo-password") || strings.Contains(got, "pvcName") {
+		t.Errorf("storage after the refused patch: %s", got)
+	}
+	out2 := kubectl(t, "get", "bp", "carols", "-n", ns)
+	if !strings.Contains(out2, "s3://backups/secrets/data") {
+		t.Errorf("REPOSITORY column:\n%s", out2)
+	}
+
+	// Backups: the same rule, also for one that takes its storage from a policy.
+	if out, err := kubectlIn(t, policy("admins", encrypted), "create", "-n", ns, "-f", "-"); err != nil {
+		t.Fatalf("admin's policy: %v\n%s", err, out)
+	}
+	refused(t, carol, ns, `{"apiVersion":"backup.example.com/v1alpha1","kind":"Backup","metadata":{"name":"on-demand"},"spec":{"policyName":"admins"}}`,
+		"403", `may not get Secret "repo-password"`)
+	backupDoc := `{"apiVersion":"backup.example.com/v1alpha1","kind":"Backup","metadata":{"name":"own"},"spec":{"target":{"pvcName":"data"},` +
+		`"storage":{"s3":{"endpoint":"http://minio.backup-storage.svc:9000","bucket":"backups","credentialsSecretRef":{"name":"s3-credentials"}}}}}`
+	if out, err := cluster.KubectlStdin(context.Background(), carol, backupDoc, "create", "-n", ns, "-f", "-"); err != nil {
+		t.Errorf("carol's Backup with the credentials she may read: %v\n%s", err, out)
+	}
+	if got := kubectl(t, "get", "backups", "-n", ns, "-o", "name"); strings.TrimSpace(got) != "backup.backup.example.com/own" {
+		t.Errorf("Backups stored: %q, want only carol's allowed one", got)
+	}
+
+	// Shape errors are 422 with the field path, before any permission check.
+	refused(t, carol, ns, policy("bad-bucket", `{s3: {endpoint: "http://minio:9000", bucket: Bad_Bucket, credentialsSecretRef: {name: s3-credentials}}}`),
+		"422", "spec.storage.s3.bucket", "lowercase letters")
+	refused(t, carol, ns, policy("both", `{pvcName: backup-repo, s3: {endpoint: "http://minio:9000", bucket: backups, credentialsSecretRef: {name: s3-credentials}}}`),
+		"422", "spec.storage.pvcName", "exactly one of pvcName or s3")
+	refused(t, carol, ns, policy("claim-locked", `{pvcName: backup-repo, immutability: {mode: Governance}}`),
+		"422", "spec.storage.immutability", "needs an S3 repository")
+}
