@@ -355,7 +355,7 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 			return result{}, err
 		}
 		_, created, err := m.ensureJob(ctx, b, m.moverJob(jobSpec{kind: "prune", namespace: targetNS, name: name, owner: b, ownerKind: "Backup", security: sec,
-			repo: b.Spec.Storage, args: []string{"prune", "--forget", b.Status.SnapshotID, "--lock-wait", m.opts.LockWait.String()}}))
+			repo: b.Spec.Storage, args: []string{"prune", "--forget", b.Status.SnapshotID, "--lock-wait", m.opts.LockWait.String(), "--summary-file", "/dev/termination-log"}}))
 		if refused, ok := errors.AsType[*jobRefused](err); ok {
 			m.pruneRefused(b, refused)
 			return result{after: time.Minute}, nil
@@ -372,18 +372,25 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 	if err != nil {
 		return result{}, err
 	}
-	done, failed, _, pod, reason := m.jobOutcome(job)
+	done, failed, summary, pod, reason := m.jobOutcome(job)
 	switch {
 	case done:
-		// Objects still locked (S3 Object Lock) are kept by the prune and
-		// removed by a later one after their lock expires.
+		// Objects still locked (S3 Object Lock) are kept by the prune, which
+		// counts them, and removed by a later one after their lock expires.
 		msg := fmt.Sprintf("Snapshot %s removed from %s", shortID(b.Status.SnapshotID), repo)
-		if b.Status.LockedUntil != nil && b.Status.LockedUntil.After(m.opts.Now()) {
-			msg += fmt.Sprintf("; the objects only it used are locked until %s and stay in the bucket until a prune after that time removes them", b.Status.LockedUntil.UTC().Format(time.RFC3339))
+		if summary != nil && summary.Retained > 0 {
+			msg += fmt.Sprintf("; %d objects only it used are locked (S3 Object Lock) and stay in the bucket", summary.Retained)
+			if summary.RetainedUntil != nil {
+				msg += " until " + summary.RetainedUntil.UTC().Format(time.RFC3339) + " at the latest"
+			}
+			msg += "; a later prune removes them"
 		}
 		m.recorder.Event(b, corev1.EventTypeNormal, "DataRemoved", msg)
 		return result{}, m.removeFinalizer(ctx, b)
 	case failed:
+		if summary != nil && summary.Error != "" {
+			reason = summary.Error // the mover's own words
+		}
 		m.recorder.Eventf(b, corev1.EventTypeWarning, "PruneFailed",
 			"Removing the snapshot failed (%s); the Backup is kept so no data is lost. Fix the repository, then delete Job %s/%s to retry, or remove the finalizer %s to give up",
 			reason, targetNS, name, v1alpha1.DataFinalizer)

@@ -282,16 +282,16 @@ func TestS3Prune(t *testing.T) {
 	f.syncBackup("prod", b.Name)
 	job := f.onlyJob("prod")
 	wantS3Access(t, &job, "prune")
-	if !hasArgs(&job, "--forget", snapshotID, "--lock-wait", "30m0s") || hasArgs(&job, "--lock-mode") {
+	if !hasArgs(&job, "--forget", snapshotID, "--lock-wait", "30m0s", "--summary-file", "/dev/termination-log") || hasArgs(&job, "--lock-mode") {
 		t.Errorf("prune command %q", job.Spec.Template.Spec.Containers[0].Command)
 	}
 	f.drainEvents()
-	f.finishJob(&job, `{"operation":"prune","retained":3}`)
+	f.finishJob(&job, `{"operation":"prune","retained":3,"retainedUntil":"2026-12-07T02:00:00Z"}`)
 	f.syncBackup("prod", b.Name)
 	if got := f.backup("prod", b.Name); hasFinalizer(got, v1alpha1.DataFinalizer) {
 		t.Error("the finalizer stayed after a successful prune")
 	}
-	if ev := strings.Join(f.drainEvents(), "\n"); !strings.Contains(ev, "Normal DataRemoved") || !strings.Contains(ev, "locked until 2026-12-07T02:00:00Z") ||
+	if ev := strings.Join(f.drainEvents(), "\n"); !strings.Contains(ev, "Normal DataRemoved") || !strings.Contains(ev, "3 objects only it used are locked (S3 Object Lock) and stay in the bucket until 2026-12-07T02:00:00Z at the latest") ||
 		!strings.Contains(ev, s3Location) {
 		t.Errorf("events %s, want DataRemoved naming the location and the lock", ev)
 	}
@@ -514,5 +514,31 @@ func TestS3MoverPassesRestricted(t *testing.T) {
 	job := f.onlyJob("prod")
 	if msg := admitted(t, &job, "restricted"); msg != "" {
 		t.Errorf("refused by restricted: %s", msg)
+	}
+}
+
+// A prune that fails keeps the Backup and says why in the mover's words.
+func TestS3PruneFailureKeepsTheBackup(t *testing.T) {
+	b := s3Backup()
+	b.Status = v1alpha1.BackupStatus{Phase: v1alpha1.BackupPhaseCompleted, SnapshotID: snapshotID}
+	b.DeletionTimestamp = ptr.To(metav1.NewTime(utc("2026-11-30T02:00:20Z")))
+	f := s3Fixture(t, b)
+	f.syncBackup("prod", b.Name)
+	job := f.onlyJob("prod")
+	job.UID = "job-uid"
+	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: "retried"}}
+	f.cache(&job)
+	const msg = "s3.example.com rejected the access key (InvalidAccessKeyId): check AWS_ACCESS_KEY_ID in the credentials Secret"
+	summary, _ := json.Marshal(report.Summary{Operation: "error", Error: msg})
+	f.cache(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: "p", Labels: map[string]string{batchv1.ControllerUidLabel: "job-uid"}},
+		Status: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{{Name: moverContainer,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: string(summary)}}}}}})
+	f.drainEvents()
+	f.syncBackup("prod", b.Name)
+	if got := f.backup("prod", b.Name); !hasFinalizer(got, v1alpha1.DataFinalizer) {
+		t.Error("the Backup was let go although its data was not removed")
+	}
+	if ev := strings.Join(f.drainEvents(), "\n"); !strings.Contains(ev, "Warning PruneFailed Removing the snapshot failed ("+msg+")") {
+		t.Errorf("events %s, want PruneFailed with the mover's message", ev)
 	}
 }
