@@ -45,13 +45,20 @@ down: ## Tear down a cluster left running by `make run DETACH=1`
 	$(GO) build -o $(BIN)/local-cluster ./hack/local-cluster
 	$(BIN)/local-cluster --down
 
+# The binaries are built before the suite, so a cold build (minutes) does not
+# count against the suite's timeout.
 .PHONY: test-e2e
-test-e2e: ## End-to-end tests on a fresh local cluster (started and stopped by the suite)
+test-e2e: cluster-tools ## End-to-end tests on a fresh local cluster (started and stopped by the suite)
 	$(GO) test -tags e2e -timeout 40m -v -count=1 ./hack/e2e/
 
 .PHONY: kube-binaries
-kube-binaries: ## Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet (cached outside the tree)
+kube-binaries: ## Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy (cached outside the tree)
 	hack/build-kube.sh
+
+.PHONY: cluster-tools
+cluster-tools: kube-binaries ## Build all the local cluster runs: the Kubernetes binaries, CoreDNS and MinIO (cached outside the tree)
+	hack/build-tool.sh coredns
+	hack/build-tool.sh minio
 
 .PHONY: bench-api
 bench-api: ## Benchmark our API group against the same objects served as a CRD
