@@ -381,6 +381,8 @@ var CPUs = runtime.GOMAXPROCS(0)
 type compressor struct {
 	enc *zstd.Encoder
 	buf []byte
+	// sealed holds the encrypted form of a blob in an encrypted repository.
+	sealed []byte
 }
 
 var (

@@ -81,16 +81,16 @@ func (w *Writer) Add(id ID, plain []byte, tryCompress bool) (bool, error) {
 		return true, nil
 	}
 	stored, compressed := plain, false
-	if tryCompress {
+	if tryCompress || w.r.keys != nil {
 		c := takeCompressor()
 		defer c.release() // after the write below: stored may be c's buffer
-		stored, compressed = c.compress(plain)
-	}
-	if w.r.keys != nil {
-		sealed := sealPool.Get().(*[]byte)
-		*sealed = w.r.keys.seal((*sealed)[:0], stored, nil)
-		stored = *sealed
-		defer sealPool.Put(sealed) // after the write below
+		if tryCompress {
+			stored, compressed = c.compress(plain)
+		}
+		if w.r.keys != nil {
+			c.sealed = w.r.keys.seal(c.sealed[:0], stored, nil)
+			stored = c.sealed
+		}
 	}
 	w.mu.Lock()
 	if w.err != nil || w.seen[id] {
@@ -218,6 +218,3 @@ func (w *Writer) Finish() error {
 	w.r.mu.Unlock()
 	return nil
 }
-
-// sealPool holds buffers for encrypted blobs on their way to a pack.
-var sealPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
