@@ -29,6 +29,12 @@ type ControlPlaneOptions struct {
 	APIServerPort int
 	// EtcdClientPort and EtcdPeerPort are the cluster etcd's ports; 0 picks free ones.
 	EtcdClientPort, EtcdPeerPort int
+	// PodNetwork makes kube-apiserver reachable from pods, as in a real
+	// cluster: it listens on every address (not only loopback), advertises
+	// PodGateway, and its endpoint reconciler keeps the kubernetes Service's
+	// endpoints, so in-cluster clients reach it through the Service
+	// (KubernetesServiceIP:443, by kube-proxy's rules). For the local cluster.
+	PodNetwork bool
 }
 
 // ControlPlane is a running etcd + kube-apiserver.
@@ -99,7 +105,7 @@ func StartControlPlane(ctx context.Context, o ControlPlaneOptions) (_ *ControlPl
 	serving, err := cp.CA.Sign(pki, "apiserver", CertRequest{
 		CommonName: "kube-apiserver", Server: true,
 		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
-		IPs:      []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
+		IPs:      []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(KubernetesServiceIP), net.ParseIP(PodGateway)},
 	})
 	if err != nil {
 		return nil, err
@@ -139,10 +145,6 @@ func StartControlPlane(ctx context.Context, o ControlPlaneOptions) (_ *ControlPl
 
 	args := []string{
 		"--etcd-servers=" + cp.etcd.ClientURL,
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
-		// The endpoint reconciler refuses a loopback advertise address.
-		"--endpoint-reconciler-type=none",
 		"--secure-port=" + strconv.Itoa(o.APIServerPort),
 		"--tls-cert-file=" + serving.CertFile,
 		"--tls-private-key-file=" + serving.KeyFile,
@@ -150,7 +152,7 @@ func StartControlPlane(ctx context.Context, o ControlPlaneOptions) (_ *ControlPl
 		"--service-account-key-file=" + saPub,
 		"--service-account-signing-key-file=" + saKey,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-cluster-ip-range=10.96.0.0/16",
+		"--service-cluster-ip-range=" + ServiceCIDR,
 		"--authorization-mode=Node,RBAC",
 		"--allow-privileged=true",
 		"--requestheader-client-ca-file=" + cp.FrontProxyCA.CertFile,
@@ -165,6 +167,13 @@ func StartControlPlane(ctx context.Context, o ControlPlaneOptions) (_ *ControlPl
 		"--kubelet-certificate-authority=" + cp.CA.CertFile,
 		"--kubelet-preferred-address-types=InternalIP",
 		"--cert-dir=" + filepath.Join(o.Dir, "apiserver-certs"),
+	}
+	if o.PodNetwork {
+		args = append(args, "--bind-address=0.0.0.0", "--advertise-address="+PodGateway)
+	} else {
+		args = append(args, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+			// The endpoint reconciler refuses a loopback advertise address.
+			"--endpoint-reconciler-type=none")
 	}
 	cp.apiserver, err = StartProcess(filepath.Join(o.Dir, "logs"), "kube-apiserver", filepath.Join(bin, "kube-apiserver"), args, nil)
 	if err != nil {

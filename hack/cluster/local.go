@@ -16,10 +16,13 @@ const OperatorImage = "backup-operator:dev"
 // BusyboxImage is a small image with a shell for test pods (Debian's static busybox).
 const BusyboxImage = "localhost/busybox:local"
 
-// Local is a whole single-node cluster with the operator deployed.
+// Local is a whole single-node cluster with the operator deployed, the
+// cluster DNS, and an S3 object store.
 type Local struct {
 	*ControlPlane
 	Node *Node
+	// ObjectStore is the cluster's MinIO, with its buckets already made.
+	ObjectStore *ObjectStore
 }
 
 // LocalOptions configure Up.
@@ -32,10 +35,13 @@ type LocalOptions struct {
 	Log      func(format string, args ...any)
 }
 
-// Up builds the operator image and a pause image from this checkout, starts
-// etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd and
-// a kubelet, deploys artifacts/local (artifacts/deploy plus the local overlay)
-// and waits until the node is Ready and the APIService Available.
+// Up builds the operator image and a pause image from this checkout (and
+// CoreDNS and MinIO images from hack/tools, cached), starts etcd,
+// kube-apiserver, kube-controller-manager, kube-scheduler, containerd,
+// kube-proxy and a kubelet, deploys the cluster DNS, MinIO (with its buckets)
+// and artifacts/local (artifacts/deploy plus the local overlay), and waits
+// until the node is Ready, the DNS and MinIO serve and the APIService is
+// Available.
 func Up(ctx context.Context, o LocalOptions) (_ *Local, err error) {
 	logf := o.Log
 	if logf == nil {
@@ -50,7 +56,7 @@ func Up(ctx context.Context, o LocalOptions) (_ *Local, err error) {
 		return nil, err
 	}
 	logf("starting etcd and kube-apiserver")
-	cp, err := StartControlPlane(ctx, ControlPlaneOptions{Dir: o.Dir, APIServerPort: o.APIServerPort})
+	cp, err := StartControlPlane(ctx, ControlPlaneOptions{Dir: o.Dir, APIServerPort: o.APIServerPort, PodNetwork: true})
 	if err != nil {
 		return nil, err
 	}
@@ -60,12 +66,21 @@ func Up(ctx context.Context, o LocalOptions) (_ *Local, err error) {
 			l.Stop()
 		}
 	}()
-	logf("starting kube-controller-manager, kube-scheduler, containerd and kubelet")
+	logf("starting kube-controller-manager, kube-scheduler, containerd, kubelet and kube-proxy")
 	if l.Node, err = cp.StartNode(ctx, images); err != nil {
 		return nil, err
 	}
-	logf("deploying the operator (kubectl apply -k artifacts/local)")
+	logf("deploying the cluster DNS (CoreDNS), MinIO and the operator (kubectl apply -k artifacts/local)")
+	if err := cp.applyDNS(ctx); err != nil {
+		return nil, err
+	}
+	if err := cp.applyObjectStore(ctx); err != nil {
+		return nil, err
+	}
 	if _, err := cp.Kubectl(ctx, "apply", "-k", filepath.Join(RepoRoot(), "artifacts", "local")); err != nil {
+		return nil, err
+	}
+	if err := cp.waitDNS(ctx); err != nil {
 		return nil, err
 	}
 	if _, err := cp.Kubectl(ctx, "-n", "backup-system", "rollout", "status", "statefulset/backup-apiserver", "--timeout=180s"); err != nil {
@@ -73,6 +88,10 @@ func Up(ctx context.Context, o LocalOptions) (_ *Local, err error) {
 	}
 	if err := cp.WaitAPIServiceAvailable(ctx, 2*time.Minute); err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, l.describeOperator(ctx))
+	}
+	logf("waiting for MinIO and making its buckets %s and %s (object lock)", ObjectStoreBucket, ObjectStoreLockedBucket)
+	if l.ObjectStore, err = cp.waitObjectStore(ctx); err != nil {
+		return nil, err
 	}
 	if o.Examples {
 		logf("applying artifacts/examples")
@@ -98,7 +117,8 @@ func (l *Local) Stop() {
 }
 
 // BuildImages writes image archives for the operator (both binaries), the
-// pod sandbox (pause) and busybox into dir and returns their paths.
+// pod sandbox (pause), busybox, CoreDNS and MinIO into dir and returns their
+// paths. CoreDNS and MinIO are built from hack/tools once and cached.
 func BuildImages(dir string) ([]string, error) {
 	bin := filepath.Join(dir, "bin")
 	if err := BuildOperator(bin); err != nil {
@@ -113,6 +133,14 @@ func BuildImages(dir string) ([]string, error) {
 	if err := EnsureNodePackages(); err != nil {
 		return nil, err
 	}
+	coredns, err := BuildTool("coredns")
+	if err != nil {
+		return nil, err
+	}
+	minio, err := BuildTool("minio")
+	if err != nil {
+		return nil, err
+	}
 	images := []struct {
 		file, tag  string
 		files      []ImageFile
@@ -124,6 +152,8 @@ func BuildImages(dir string) ([]string, error) {
 		}, []string{"/backup-apiserver"}},
 		{"pause.tar", "localhost/pause:local", []ImageFile{{Path: "/pause", Src: filepath.Join(bin, "pause"), Mode: 0o755}}, []string{"/pause"}},
 		{"busybox.tar", BusyboxImage, []ImageFile{{Path: "/bin/busybox", Src: "/bin/busybox", Mode: 0o755}}, []string{"/bin/busybox"}},
+		{"coredns.tar", DNSImage, []ImageFile{{Path: "/coredns", Src: coredns, Mode: 0o755}}, []string{"/coredns"}},
+		{"minio.tar", MinIOImage, []ImageFile{{Path: "/minio", Src: minio, Mode: 0o755}}, []string{"/minio"}},
 	}
 	var paths []string
 	for _, img := range images {

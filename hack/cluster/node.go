@@ -29,13 +29,16 @@ type Node struct {
 	procs      []*Process // in start order
 	containerd *Process
 	kubelet    *Process
+	// chainsBefore are the KUBE-* iptables chains that existed before the
+	// node started; tear-down removes the others.
+	chainsBefore map[string]bool
 }
 
-// EnsureNodePackages installs containerd, runc, the CNI plugins and busybox
-// (for test pods) from Debian when they are missing.
+// EnsureNodePackages installs containerd, runc, the CNI plugins, iptables
+// (for kube-proxy) and busybox (for test pods) from Debian when they are missing.
 func EnsureNodePackages() error {
 	missing := []string{}
-	for pkg, path := range map[string]string{"containerd": "/usr/bin/containerd", "runc": "/usr/sbin/runc", "containernetworking-plugins": "/usr/lib/cni/bridge", "busybox-static": "/bin/busybox"} {
+	for pkg, path := range map[string]string{"containerd": "/usr/bin/containerd", "runc": "/usr/sbin/runc", "containernetworking-plugins": "/usr/lib/cni/bridge", "busybox-static": "/bin/busybox", "iptables": "/usr/sbin/iptables"} {
 		if _, err := os.Stat(path); err != nil {
 			missing = append(missing, pkg)
 		}
@@ -53,12 +56,14 @@ func EnsureNodePackages() error {
 	return nil
 }
 
-// StartNode starts the node components and waits until the node is Ready.
+// StartNode starts the node components and waits until the node is Ready and
+// kube-proxy has written the Service rules. The cluster DNS is deployed by Up
+// (DeployDNS); the kubelet already gives pods its address.
 func (cp *ControlPlane) StartNode(ctx context.Context, images []string) (_ *Node, err error) {
 	if err := EnsureNodePackages(); err != nil {
 		return nil, err
 	}
-	n := &Node{cp: cp, Dir: filepath.Join(cp.Dir, "node"), started: time.Now()}
+	n := &Node{cp: cp, Dir: filepath.Join(cp.Dir, "node"), started: time.Now(), chainsBefore: kubeChains()}
 	n.KubeletDir = filepath.Join(n.Dir, "kubelet")
 	n.Socket = filepath.Join(n.Dir, "containerd", "containerd.sock")
 	defer func() {
@@ -129,6 +134,9 @@ func (cp *ControlPlane) StartNode(ctx context.Context, images []string) (_ *Node
 	}
 	n.procs = append(n.procs, sched)
 
+	if err := createBridge(); err != nil {
+		return nil, err
+	}
 	if err := n.startContainerd(logs); err != nil {
 		return nil, err
 	}
@@ -159,11 +167,13 @@ containerRuntimeEndpoint: unix://%s
 tlsCertFile: %q
 tlsPrivateKeyFile: %q
 resolvConf: /etc/resolv.conf
+clusterDNS: [%s]
+clusterDomain: %s
 evictionHard: {}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
-`, cp.CA.CertFile, n.Socket, serving.CertFile, serving.KeyFile)), 0o644); err != nil {
+`, cp.CA.CertFile, n.Socket, serving.CertFile, serving.KeyFile, DNSServiceIP, ClusterDomain)), 0o644); err != nil {
 		return nil, err
 	}
 	n.kubelet, err = StartProcess(logs, "kubelet", filepath.Join(cp.BinDir, "kubelet"), []string{
@@ -193,6 +203,9 @@ serializeImagePulls: false
 	if _, err := KubectlStdin(ctx, cp.AdminKubeconfig, defaultStorageClass, "apply", "-f", "-"); err != nil {
 		return nil, err
 	}
+	if err := n.startKubeProxy(ctx, logs); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -217,8 +230,8 @@ func (n *Node) startContainerd(logs string) error {
 	}
 	cni := fmt.Sprintf(`{"cniVersion":"0.4.0","name":"local","plugins":[
  {"type":"bridge","bridge":%q,"isGateway":true,"ipMasq":false,"hairpinMode":true,
-  "ipam":{"type":"host-local","ranges":[[{"subnet":"10.244.0.0/24"}]],"routes":[{"dst":"0.0.0.0/0"}],"dataDir":%q}},
- {"type":"portmap","capabilities":{"portMappings":true}}]}`, BridgeName, filepath.Join(root, "ipam"))
+  "ipam":{"type":"host-local","ranges":[[{"subnet":%q,"gateway":%q}]],"routes":[{"dst":"0.0.0.0/0"}],"dataDir":%q}},
+ {"type":"portmap","capabilities":{"portMappings":true}}]}`, BridgeName, PodSubnet, PodGateway, filepath.Join(root, "ipam"))
 	if err := os.WriteFile(filepath.Join(root, "cni-conf", "10-local.conflist"), []byte(cni), 0o644); err != nil {
 		return err
 	}
@@ -274,9 +287,10 @@ func (n *Node) waitReady(ctx context.Context, timeout time.Duration) error {
 }
 
 // Stop tears the node down: kubelet first, then every container (killed by
-// containerd), containerd, the controllers; then it unmounts everything
-// beneath the node's directory and removes the CNI bridge and the network
-// namespaces this cluster created.
+// containerd), kube-proxy, containerd, the controllers; then it unmounts
+// everything beneath the node's directory and removes the CNI bridge (with
+// the Service route), the network namespaces and the KUBE-* iptables chains
+// this cluster created.
 func (n *Node) Stop() {
 	var pvDirs []string
 	if n.cp != nil {
@@ -307,6 +321,9 @@ func (n *Node) Stop() {
 	n.procs = nil
 	UnmountBeneath(n.Dir)
 	removeNetwork(n.started)
+	if n.chainsBefore != nil {
+		removeKubeChains(n.chainsBefore)
+	}
 	for _, d := range pvDirs {
 		if strings.HasPrefix(d, "/tmp/hostpath_pv/") {
 			os.RemoveAll(d)

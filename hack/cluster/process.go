@@ -96,13 +96,27 @@ func RepoRoot() string {
 }
 
 // KubeBinaries builds (once, cached outside the work tree) and returns the
-// directory holding kube-apiserver, kube-controller-manager, kube-scheduler and kubelet.
+// directory holding kube-apiserver, kube-controller-manager, kube-scheduler,
+// kubelet and kube-proxy.
 func KubeBinaries() (string, error) {
 	cmd := exec.Command("bash", filepath.Join(RepoRoot(), "hack", "build-kube.sh"))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("building Kubernetes binaries: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// BuildTool builds (once, cached outside the work tree) a server the local
+// cluster runs from its module in hack/tools (coredns, minio) and returns the
+// binary's path.
+func BuildTool(name string) (string, error) {
+	cmd := exec.Command("bash", filepath.Join(RepoRoot(), "hack", "build-tool.sh"), name)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("building %s: %w", name, err)
 	}
 	return strings.TrimSpace(string(out)), nil
 }

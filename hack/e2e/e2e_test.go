@@ -29,6 +29,11 @@ func run(m *testing.M) int {
 	if kc := os.Getenv("E2E_KUBECONFIG"); kc != "" {
 		// Reuse a cluster from `make run DETACH=1` while developing tests.
 		local = &cluster.Local{ControlPlane: &cluster.ControlPlane{AdminKubeconfig: kc, Dir: filepath.Dir(kc)}}
+		var err error
+		if local.ObjectStore, err = cluster.FindObjectStore(context.Background(), kc); err != nil {
+			fmt.Fprintln(os.Stderr, "finding the cluster's object store:", err)
+			return 1
+		}
 		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "backup-operator-e2e-")

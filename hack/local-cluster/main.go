@@ -44,6 +44,7 @@ func main() {
 
 func pidFile(dir string) string   { return filepath.Join(dir, "local-cluster.pid") }
 func readyFile(dir string) string { return filepath.Join(dir, "ready") }
+func usageFile(dir string) string { return filepath.Join(dir, "usage.txt") }
 
 func runForeground(dir string) error {
 	if pid, ok := running(dir); ok {
@@ -67,15 +68,10 @@ func runForeground(dir string) error {
 		os.Remove(pidFile(dir))
 		return err
 	}
-	fmt.Printf(`
-ready in %.0fs. The operator runs as a pod from the image built here; try:
-  kubectl get nodes
-  kubectl api-resources --api-group=backup.example.com
-  kubectl get backuppolicies -A
-  kubectl explain backuppolicy.spec
-Ctrl-C (or make down) tears the cluster down.
-export KUBECONFIG=%s
-`, time.Since(start).Seconds(), l.AdminKubeconfig)
+	fmt.Printf("\nready in %.0fs. ", time.Since(start).Seconds())
+	fmt.Print(usage(l))
+	fmt.Printf("Ctrl-C (or make down) tears the cluster down.\nexport KUBECONFIG=%s\n", l.AdminKubeconfig)
+	os.WriteFile(usageFile(dir), []byte(usage(l)), 0o644)
 	os.WriteFile(readyFile(dir), []byte(l.AdminKubeconfig), 0o644)
 	<-ctx.Done()
 	fmt.Println("tearing down ...")
@@ -84,6 +80,41 @@ export KUBECONFIG=%s
 	os.Remove(pidFile(dir))
 	fmt.Println("done")
 	return nil
+}
+
+// usage says how to use the cluster: the operator, and the object store
+// for S3 repositories.
+func usage(l *cluster.Local) string {
+	s := l.ObjectStore
+	return fmt.Sprintf(`The operator runs as a pod from the image built here; try:
+  kubectl get nodes
+  kubectl api-resources --api-group=backup.example.com
+  kubectl get backuppolicies -A
+  kubectl explain backuppolicy.spec
+
+S3: MinIO runs in namespace %[1]s, reached by pods at %[2]s
+and from this machine at %[3]s (root user %[4]s, password %[5]s).
+Buckets: %[6]s, and %[7]s with object lock. To back up to it from namespace production:
+
+kubectl -n production create secret generic s3-credentials \
+  --from-literal=AWS_ACCESS_KEY_ID=%[4]s --from-literal=AWS_SECRET_ACCESS_KEY=%[5]s
+kubectl apply -f - <<'YAML'
+apiVersion: backup.example.com/v1alpha1
+kind: BackupPolicy
+metadata: {name: database-backups-s3, namespace: production}
+spec:
+  schedule: "0 3 * * *"
+  target: {pvcName: postgres-data}
+  storage:
+    s3:
+      endpoint: %[2]s
+      bucket: %[6]s
+      prefix: production/postgres-data
+      credentialsSecretRef: {name: s3-credentials}
+  retention: {keepLast: 7}
+YAML
+
+`, cluster.ObjectStoreNamespace, s.InClusterEndpoint, s.HostEndpoint, s.AccessKey, s.SecretKey, s.Bucket, s.LockedBucket)
 }
 
 func startDetached(dir string) error {
@@ -114,7 +145,9 @@ func startDetached(dir string) error {
 		case <-time.After(time.Second):
 		}
 		if kc, err := os.ReadFile(readyFile(dir)); err == nil {
-			fmt.Println("ready; `make down` tears it down.")
+			text, _ := os.ReadFile(usageFile(dir))
+			fmt.Printf("ready. %s", text)
+			fmt.Println("`make down` tears it down.")
 			fmt.Printf("export KUBECONFIG=%s\n", kc)
 			return nil
 		}
