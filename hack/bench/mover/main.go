@@ -40,11 +40,15 @@ type tool struct {
 	init     func(repo string) []string
 }
 
+// only limits the run to these tools (comma-separated names).
+var only string
+
 func main() {
 	work := flag.String("dir", "/var/tmp/backup-operator-bench", "work directory (the dataset is kept there between runs)")
 	small := flag.Int("small-files", 50000, "number of small files")
 	bigMiB := flag.Int("big-mib", 1024, "size of the incompressible file")
 	textMiB := flag.Int("text-mib", 512, "size of the compressible file")
+	flag.StringVar(&only, "only", "", "comma-separated tools to run (default all), e.g. \"backup-mover S3,restic S3\"")
 	flag.Parse()
 	if err := run(*work, *small, *bigMiB, *textMiB); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-mover:", err)
@@ -160,6 +164,15 @@ func run(work string, small, bigMiB, textMiB int) error {
 	scenarios := []string{"full backup", "no-change backup", "1% changed + append", "full restore"}
 	results := map[string]map[string]measurement{}
 	sizes := map[string]int64{}
+	if only != "" {
+		var keep []tool
+		for _, tl := range tools {
+			if strings.Contains(","+only+",", ","+tl.name+",") {
+				keep = append(keep, tl)
+			}
+		}
+		tools = keep
+	}
 	for _, tl := range tools {
 		results[tl.name] = map[string]measurement{}
 	}
@@ -461,6 +474,11 @@ func report(tools []tool, scenarios []string, res map[string]map[string]measurem
 // table prints the named tools side by side; the last column is the first
 // tool over the second.
 func table(title string, names, scenarios []string, res map[string]map[string]measurement, sizes map[string]int64) {
+	for _, n := range names {
+		if res[n] == nil {
+			return // not run (-only)
+		}
+	}
 	a, b := names[0], names[1]
 	fmt.Printf("\n%s\n\n| %-20s |", title, "step")
 	for _, n := range names {

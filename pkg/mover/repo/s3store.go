@@ -257,23 +257,14 @@ func (s *S3Storage) Stat(ctx context.Context, name string) (ObjectInfo, error) {
 
 func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, dst []byte) ([]byte, error) {
 	if strings.HasPrefix(name, packsDir+"/") && length > 0 {
-		p, err := s.getPack(ctx, name)
+		data, err := s.getPack(ctx, name)
 		if err != nil {
 			return nil, err
 		}
-		defer p.release(&s.packs)
-		if int64(cap(dst)) < length {
-			dst = make([]byte, length)
+		if offset+length > int64(len(data)) {
+			return nil, fmt.Errorf("%s: read %d bytes at %d of %d: %w", name, length, offset, len(data), io.ErrUnexpectedEOF)
 		}
-		dst = dst[:length]
-		n, err := p.f.ReadAt(dst, offset)
-		if int64(n) == length {
-			err = nil
-		}
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return dst[:n], err
+		return append(dst[:0], data[offset:offset+length]...), nil
 	}
 	opts := minio.GetObjectOptions{VersionID: s.version(ctx, name)}
 	if offset > 0 || length >= 0 {
@@ -369,6 +360,7 @@ func (s *S3Storage) PutFile(ctx context.Context, name string, f *os.File, o PutO
 // Delete removes an object; in a versioned bucket every version of it.
 func (s *S3Storage) Delete(ctx context.Context, name string) error {
 	if !s.versioned(ctx) {
+		s.forget(name)
 		return s.wrap(name, s.client.RemoveObject(ctx, s.bucket, s.key(name), minio.RemoveObjectOptions{}))
 	}
 	var versions []string
@@ -388,25 +380,25 @@ func (s *S3Storage) Delete(ctx context.Context, name string) error {
 			return s.wrap(name, err)
 		}
 	}
+	s.forget(name)
+	return nil
+}
+
+// forget drops what the storage remembers of a deleted object.
+func (s *S3Storage) forget(name string) {
 	s.vmu.Lock()
 	delete(s.versions, name)
 	s.vmu.Unlock()
-	return nil
+	s.packs.mu.Lock()
+	delete(s.packs.packs, name)
+	s.packs.mu.Unlock()
 }
 
 // Close drops the cached packs.
 func (s *S3Storage) Close() error {
 	s.packs.mu.Lock()
 	defer s.packs.mu.Unlock()
-	for name, p := range s.packs.packs {
-		delete(s.packs.packs, name)
-		select {
-		case <-p.ready:
-			p.releaseLocked()
-		default: // still downloading: its reader (or nobody) releases it
-			p.refs--
-		}
-	}
+	s.packs.packs = nil
 	return nil
 }
 
@@ -492,10 +484,10 @@ func OpenStorageLocation(location string, o S3Options) (Storage, error) {
 
 // Packs are read whole: a restore or a verify reads most blobs of every
 // pack it touches, and one GET of 16 MiB costs far less than hundreds of
-// ranged GETs. Up to maxCachedPacks packs are kept in temporary files,
-// least recently used evicted; a pack being fetched is fetched once, its
-// other readers wait for it.
-const maxCachedPacks = 16
+// ranged GETs. Up to maxCachedPacks packs are kept in memory, least
+// recently used evicted; a pack being fetched is fetched once, its other
+// readers wait for it.
+const maxCachedPacks = 6
 
 type packCache struct {
 	mu    sync.Mutex
@@ -505,28 +497,13 @@ type packCache struct {
 
 type cachedPack struct {
 	ready chan struct{}
-	f     *os.File
+	data  []byte
 	err   error
-	refs  int // readers, plus one while cached
 	used  uint64
 }
 
-func (c *cachedPack) release(cache *packCache) {
-	cache.mu.Lock()
-	defer cache.mu.Unlock()
-	c.releaseLocked()
-}
-
-func (c *cachedPack) releaseLocked() {
-	c.refs--
-	if c.refs == 0 && c.f != nil {
-		c.f.Close()
-		os.Remove(c.f.Name())
-	}
-}
-
-// getPack returns the local copy of a pack, with a reference to release.
-func (s *S3Storage) getPack(ctx context.Context, name string) (*cachedPack, error) {
+// getPack returns the content of a pack (read only).
+func (s *S3Storage) getPack(ctx context.Context, name string) ([]byte, error) {
 	c := &s.packs
 	c.mu.Lock()
 	c.tick++
@@ -544,44 +521,45 @@ func (s *S3Storage) getPack(ctx context.Context, name string) (*cachedPack, erro
 				}
 			}
 			delete(c.packs, oldName)
-			old.releaseLocked()
 		}
-		p = &cachedPack{ready: make(chan struct{}), refs: 1}
+		p = &cachedPack{ready: make(chan struct{})}
 		c.packs[name] = p
 		go func() {
 			defer close(p.ready)
-			f, err := os.CreateTemp("", "backup-mover-pack-")
-			if err == nil {
-				os.Remove(f.Name()) // the open descriptor keeps it
-				if err = s.Download(context.WithoutCancel(ctx), name, f); err != nil {
-					f.Close()
-				}
-			}
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if err != nil {
-				p.err = err
+			p.data, p.err = s.readWhole(context.WithoutCancel(ctx), name)
+			if p.err != nil {
+				c.mu.Lock()
 				if c.packs[name] == p {
 					delete(c.packs, name)
-					p.refs--
 				}
-				return
+				c.mu.Unlock()
 			}
-			p.f = f
 		}()
 	}
-	p.refs++
 	p.used = c.tick
 	c.mu.Unlock()
 	select {
 	case <-p.ready:
 	case <-ctx.Done():
-		p.release(c)
 		return nil, ctx.Err()
 	}
-	if p.err != nil {
-		p.release(c)
-		return nil, p.err
+	return p.data, p.err
+}
+
+// readWhole reads an object into a buffer of its exact size.
+func (s *S3Storage) readWhole(ctx context.Context, name string) ([]byte, error) {
+	obj, err := s.client.GetObject(ctx, s.bucket, s.key(name), minio.GetObjectOptions{VersionID: s.version(ctx, name)})
+	if err != nil {
+		return nil, s.wrap(name, err)
 	}
-	return p, nil
+	defer obj.Close()
+	info, err := obj.Stat()
+	if err != nil {
+		return nil, s.wrap(name, err)
+	}
+	data := make([]byte, info.Size)
+	if _, err := io.ReadFull(obj, data); err != nil {
+		return nil, s.wrap(name, err)
+	}
+	return data, nil
 }
