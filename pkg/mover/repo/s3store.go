@@ -255,24 +255,22 @@ func (s *S3Storage) Stat(ctx context.Context, name string) (ObjectInfo, error) {
 	return ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}, nil
 }
 
+// Get reads a range; a length below -1 means "up to -length bytes" (a
+// window that may run past the object's end).
 func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, dst []byte) ([]byte, error) {
 	if strings.HasPrefix(name, packsDir+"/") && length > 0 {
-		data, err := s.getPack(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		if offset+length > int64(len(data)) {
-			return nil, fmt.Errorf("%s: read %d bytes at %d of %d: %w", name, length, offset, len(data), io.ErrUnexpectedEOF)
-		}
-		return append(dst[:0], data[offset:offset+length]...), nil
+		return s.readPack(ctx, name, offset, length, dst)
 	}
+	upTo := length < -1
 	opts := minio.GetObjectOptions{VersionID: s.version(ctx, name)}
-	if offset > 0 || length >= 0 {
+	if offset > 0 || length >= 0 || upTo {
 		end := int64(0)
-		if length >= 0 {
-			if length == 0 {
-				return dst[:0], nil
-			}
+		switch {
+		case length == 0:
+			return dst[:0], nil
+		case upTo:
+			end = offset - length - 1
+		case length > 0:
 			end = offset + length - 1
 		}
 		if err := opts.SetRange(offset, end); err != nil {
@@ -285,8 +283,11 @@ func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, 
 	}
 	defer obj.Close()
 	buf := bytes.NewBuffer(dst[:0])
-	if length > 0 {
+	switch {
+	case length > 0:
 		buf.Grow(int(length))
+	case upTo:
+		buf.Grow(int(-length))
 	}
 	if _, err := buf.ReadFrom(obj); err != nil {
 		return nil, s.wrap(name, err)
@@ -390,7 +391,11 @@ func (s *S3Storage) forget(name string) {
 	delete(s.versions, name)
 	s.vmu.Unlock()
 	s.packs.mu.Lock()
-	delete(s.packs.packs, name)
+	for k := range s.packs.windows {
+		if k.name == name {
+			delete(s.packs.windows, k)
+		}
+	}
 	s.packs.mu.Unlock()
 }
 
@@ -398,7 +403,7 @@ func (s *S3Storage) forget(name string) {
 func (s *S3Storage) Close() error {
 	s.packs.mu.Lock()
 	defer s.packs.mu.Unlock()
-	s.packs.packs = nil
+	s.packs.windows = nil
 	return nil
 }
 
@@ -482,84 +487,95 @@ func OpenStorageLocation(location string, o S3Options) (Storage, error) {
 	return NewFileStorage(location), nil
 }
 
-// Packs are read whole: a restore or a verify reads most blobs of every
-// pack it touches, and one GET of 16 MiB costs far less than hundreds of
-// ranged GETs. Up to maxCachedPacks packs are kept in memory, least
-// recently used evicted; a pack being fetched is fetched once, its other
-// readers wait for it.
-const maxCachedPacks = 6
+// Packs are read in windows of packWindow bytes: a restore or a verify
+// reads most blobs of the packs it touches, in order, and one GET of 8 MiB
+// costs far less than dozens of ranged GETs of single blobs. Up to
+// maxCachedWindows windows are kept in memory, least recently used
+// evicted; a window being fetched is fetched once, its other readers wait.
+const (
+	packWindow       = 8 << 20
+	maxCachedWindows = 6
+)
 
-type packCache struct {
-	mu    sync.Mutex
-	packs map[string]*cachedPack
-	tick  uint64
+type windowKey struct {
+	name string
+	n    int64
 }
 
-type cachedPack struct {
+type packCache struct {
+	mu      sync.Mutex
+	windows map[windowKey]*cachedWindow
+	tick    uint64
+}
+
+type cachedWindow struct {
 	ready chan struct{}
 	data  []byte
 	err   error
 	used  uint64
 }
 
-// getPack returns the content of a pack (read only).
-func (s *S3Storage) getPack(ctx context.Context, name string) ([]byte, error) {
+// readPack reads length bytes of a pack at offset through the window cache.
+func (s *S3Storage) readPack(ctx context.Context, name string, offset, length int64, dst []byte) ([]byte, error) {
+	dst = dst[:0]
+	for pos := offset; pos < offset+length; {
+		k := windowKey{name, pos / packWindow}
+		data, err := s.window(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		from := pos - k.n*packWindow
+		if from >= int64(len(data)) {
+			return nil, fmt.Errorf("%s: read %d bytes at %d beyond its end: %w", name, length, offset, io.ErrUnexpectedEOF)
+		}
+		to := min(int64(len(data)), offset+length-k.n*packWindow)
+		dst = append(dst, data[from:to]...)
+		pos = k.n*packWindow + to
+	}
+	return dst, nil
+}
+
+// window returns one window of a pack (read only).
+func (s *S3Storage) window(ctx context.Context, k windowKey) ([]byte, error) {
 	c := &s.packs
 	c.mu.Lock()
 	c.tick++
-	p, ok := c.packs[name]
+	w, ok := c.windows[k]
 	if !ok {
-		if c.packs == nil {
-			c.packs = map[string]*cachedPack{}
+		if c.windows == nil {
+			c.windows = map[windowKey]*cachedWindow{}
 		}
-		if len(c.packs) >= maxCachedPacks {
-			var oldName string
-			var old *cachedPack
-			for n, q := range c.packs {
+		if len(c.windows) >= maxCachedWindows {
+			var oldKey windowKey
+			var old *cachedWindow
+			for n, q := range c.windows {
 				if old == nil || q.used < old.used {
-					oldName, old = n, q
+					oldKey, old = n, q
 				}
 			}
-			delete(c.packs, oldName)
+			delete(c.windows, oldKey)
 		}
-		p = &cachedPack{ready: make(chan struct{})}
-		c.packs[name] = p
+		w = &cachedWindow{ready: make(chan struct{})}
+		c.windows[k] = w
 		go func() {
-			defer close(p.ready)
-			p.data, p.err = s.readWhole(context.WithoutCancel(ctx), name)
-			if p.err != nil {
+			defer close(w.ready)
+			w.data, w.err = s.Get(context.WithoutCancel(ctx), k.name, k.n*packWindow, -packWindow, nil)
+			if w.err != nil {
 				c.mu.Lock()
-				if c.packs[name] == p {
-					delete(c.packs, name)
+				if c.windows[k] == w {
+					delete(c.windows, k)
 				}
 				c.mu.Unlock()
 			}
 		}()
 	}
-	p.used = c.tick
+	w.used = c.tick
 	c.mu.Unlock()
 	select {
-	case <-p.ready:
+	case <-w.ready:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return p.data, p.err
+	return w.data, w.err
 }
 
-// readWhole reads an object into a buffer of its exact size.
-func (s *S3Storage) readWhole(ctx context.Context, name string) ([]byte, error) {
-	obj, err := s.client.GetObject(ctx, s.bucket, s.key(name), minio.GetObjectOptions{VersionID: s.version(ctx, name)})
-	if err != nil {
-		return nil, s.wrap(name, err)
-	}
-	defer obj.Close()
-	info, err := obj.Stat()
-	if err != nil {
-		return nil, s.wrap(name, err)
-	}
-	data := make([]byte, info.Size)
-	if _, err := io.ReadFull(obj, data); err != nil {
-		return nil, s.wrap(name, err)
-	}
-	return data, nil
-}
