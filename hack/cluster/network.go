@@ -64,9 +64,15 @@ func createBridge() error {
 // DaemonSet pod on the host network would, with a client certificate of the
 // user kube-apiserver's bootstrap policy binds to system:node-proxier. It is
 // configured to change nothing on the host beyond its own iptables chains
-// (which stopNetwork removes): no conntrack sysctls, no route_localnet (no
+// (which Node.Stop removes): no conntrack sysctls, no route_localnet (no
 // NodePorts on loopback), no OOM score; NodePorts answer on PodGateway only.
 // It waits until the rules for the kubernetes Service are in place.
+//
+// A pod's connection to a ClusterIP is DNATed on the host to the other pod;
+// the reply crosses the bridge, where only br_netfilter
+// (net.bridge.bridge-nf-call-iptables=1, on here) passes it through iptables
+// to be translated back. Where that is off, kube-proxy masquerades all
+// Service traffic instead, so replies come back through the host.
 func (n *Node) startKubeProxy(ctx context.Context, logs string) error {
 	cp := n.cp
 	pki := filepath.Join(cp.Dir, "pki")
@@ -86,6 +92,8 @@ func (n *Node) startKubeProxy(ctx context.Context, logs string) error {
 	if err != nil {
 		return err
 	}
+	bridgeNetfilter, _ := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
+	masqueradeAll := strings.TrimSpace(string(bridgeNetfilter)) != "1"
 	config := filepath.Join(n.Dir, "kube-proxy.yaml")
 	if err := os.WriteFile(config, []byte(fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -97,10 +105,10 @@ detectLocalMode: ClusterCIDR
 healthzBindAddress: 127.0.0.1:%d
 metricsBindAddress: 127.0.0.1:%d
 nodePortAddresses: [%s/32]
-iptables: {localhostNodePorts: false}
+iptables: {localhostNodePorts: false, masqueradeAll: %t}
 conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 oomScoreAdj: 0
-`, kubeconfig, NodeName, PodSubnet, healthz, metrics, PodGateway)), 0o644); err != nil {
+`, kubeconfig, NodeName, PodSubnet, healthz, metrics, PodGateway, masqueradeAll)), 0o644); err != nil {
 		return err
 	}
 	p, err := StartProcess(logs, "kube-proxy", filepath.Join(cp.BinDir, "kube-proxy"), []string{"--config=" + config, "--v=1"}, nil)
