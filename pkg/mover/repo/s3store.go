@@ -494,7 +494,7 @@ func OpenStorageLocation(location string, o S3Options) (Storage, error) {
 // evicted; a window being fetched is fetched once, its other readers wait.
 const (
 	packWindow       = 8 << 20
-	maxCachedWindows = 6
+	maxCachedWindows = 8
 )
 
 type windowKey struct {
@@ -520,9 +520,13 @@ func (s *S3Storage) readPack(ctx context.Context, name string, offset, length in
 	dst = dst[:0]
 	for pos := offset; pos < offset+length; {
 		k := windowKey{name, pos / packWindow}
-		data, err := s.window(ctx, k)
+		data, err := s.window(ctx, k, true)
 		if err != nil {
 			return nil, err
+		}
+		if len(data) == packWindow {
+			// Read ahead: readers go through a pack in order.
+			go s.window(ctx, windowKey{name, k.n + 1}, false)
 		}
 		from := pos - k.n*packWindow
 		if from >= int64(len(data)) {
@@ -535,8 +539,9 @@ func (s *S3Storage) readPack(ctx context.Context, name string, offset, length in
 	return dst, nil
 }
 
-// window returns one window of a pack (read only).
-func (s *S3Storage) window(ctx context.Context, k windowKey) ([]byte, error) {
+// window returns one window of a pack (read only); without wait it only
+// makes sure the window is being fetched.
+func (s *S3Storage) window(ctx context.Context, k windowKey, wait bool) ([]byte, error) {
 	c := &s.packs
 	c.mu.Lock()
 	c.tick++
@@ -571,6 +576,9 @@ func (s *S3Storage) window(ctx context.Context, k windowKey) ([]byte, error) {
 	}
 	w.used = c.tick
 	c.mu.Unlock()
+	if !wait {
+		return nil, nil
+	}
 	select {
 	case <-w.ready:
 	case <-ctx.Done():
