@@ -331,6 +331,13 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 	repo := repoDescription(targetNS, b.Spec.Storage)
 	job, err := m.liveJob(ctx, b, targetNS, name, false)
 	if apierrors.IsNotFound(err) {
+		// No Job can be created in a namespace being deleted: waiting for
+		// one would hold the Backup, and with it that namespace, forever.
+		if ending, err := m.namespaceTerminating(ctx, targetNS); err != nil {
+			return result{}, err
+		} else if ending {
+			return result{}, m.dataLeft(ctx, b, "is being deleted")
+		}
 		// Prune is exclusive per repository: wait for another one to finish.
 		// A claim is its namespace's; an S3 location may be shared by Backups
 		// of any namespace, so its prune Jobs are looked for everywhere.
@@ -359,6 +366,9 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 		if refused, ok := errors.AsType[*jobRefused](err); ok {
 			m.pruneRefused(b, refused)
 			return result{after: time.Minute}, nil
+		}
+		if gone := namespaceEndedError(err, targetNS); gone != "" {
+			return result{}, m.dataLeft(ctx, b, gone)
 		}
 		if err == nil && created {
 			m.recorder.Eventf(b, corev1.EventTypeNormal, "Pruning", "Removing snapshot %s from %s", shortID(b.Status.SnapshotID), repo)
@@ -408,6 +418,62 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 func (m *Manager) pruneRefused(b *v1alpha1.Backup, refused *jobRefused) {
 	m.recorder.Eventf(b, corev1.EventTypeWarning, "PruneFailed",
 		"Removing the snapshot cannot start (%s); the Backup is kept so no data is lost. Fix the cause, or remove the finalizer %s to give up", refused.msg, v1alpha1.DataFinalizer)
+}
+
+// namespaceTerminating tells whether namespace is being deleted. A namespace
+// the API does not know is not reported here: the refusal to create a Job
+// in it says so (namespaceEndedError).
+func (m *Manager) namespaceTerminating(ctx context.Context, namespace string) (bool, error) {
+	ns, err := m.kube.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return ns.DeletionTimestamp != nil || ns.Status.Phase == corev1.NamespaceTerminating, nil
+}
+
+// namespaceEndedError reads the API server's refusal to create an object in
+// namespace: "is being deleted" (Forbidden, cause NamespaceTerminating) or
+// "does not exist" (the namespace NotFound), and otherwise "".
+func namespaceEndedError(err error, namespace string) string {
+	if err == nil {
+		return ""
+	}
+	if apierrors.IsForbidden(err) && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+		return "is being deleted"
+	}
+	var status apierrors.APIStatus
+	if apierrors.IsNotFound(err) && errors.As(err, &status) {
+		if d := status.Status().Details; d != nil && d.Kind == "namespaces" && d.Name == namespace {
+			return "does not exist"
+		}
+	}
+	return ""
+}
+
+// dataLeft lets a deleted Backup go without removing its snapshot, because
+// the namespace its prune Job would run in is being deleted or gone: no Job
+// can be created there, and waiting would keep the Backup (and a namespace
+// being deleted) forever. The event says where the data stays and how to
+// remove it: later prunes keep a snapshot they are not asked to forget.
+func (m *Manager) dataLeft(ctx context.Context, b *v1alpha1.Backup, why string) error {
+	targetNS, id := b.Spec.Target.Namespace, b.Status.SnapshotID
+	msg := fmt.Sprintf("Namespace %s %s, so no prune Job can run there; the Backup goes without removing its snapshot %s from %s",
+		targetNS, why, id, repoDescription(targetNS, b.Spec.Storage))
+	switch {
+	case b.Spec.Storage.S3 == nil:
+		msg += ", whose claim goes with the namespace (its data stays only where its volume is retained)"
+	case b.Spec.PolicyName != "":
+		msg += fmt.Sprintf(": its data stays in the bucket, and later prunes of the repository keep it. To remove it, import the repository with a BackupPolicy %s in namespace %s of the same target and storage (annotation %s) and delete the Backup the import re-creates, or run backup-mover prune --forget %s on the repository",
+			b.Spec.PolicyName, b.Namespace, v1alpha1.ImportAnnotation, id)
+	default:
+		msg += fmt.Sprintf(": its data stays in the bucket, and later prunes of the repository keep it. To remove it, run backup-mover prune --forget %s on the repository", id)
+	}
+	m.recorder.Event(b, corev1.EventTypeWarning, "DataLeftInRepository", msg)
+	klog.FromContext(ctx).Info("Backup deleted with its data left in the repository", "backup", klog.KObj(b), "namespace", targetNS, "reason", why)
+	return m.removeFinalizer(ctx, b)
 }
 
 func (m *Manager) removeFinalizer(ctx context.Context, b *v1alpha1.Backup) error {

@@ -12,9 +12,11 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
@@ -541,4 +543,96 @@ func TestS3PruneFailureKeepsTheBackup(t *testing.T) {
 	if ev := strings.Join(f.drainEvents(), "\n"); !strings.Contains(ev, "Warning PruneFailed Removing the snapshot failed ("+msg+")") {
 		t.Errorf("events %s, want PruneFailed with the mover's message", ev)
 	}
+}
+
+// refuseJobsIn makes the fake API server refuse Jobs in namespace as the
+// NamespaceLifecycle admission plugin does: Forbidden with the cause
+// NamespaceTerminating while it is being deleted, NotFound once it is gone.
+func (f *fixture) refuseJobsIn(namespace string, gone bool) {
+	f.kube.PrependReactor("create", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetNamespace() != namespace {
+			return false, nil, nil
+		}
+		if gone {
+			return true, nil, apierrors.NewNotFound(corev1.Resource("namespaces"), namespace)
+		}
+		err := apierrors.NewForbidden(batchv1.Resource("jobs"), "", fmt.Errorf("unable to create new content in namespace %s because it is being terminated", namespace))
+		err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{
+			Type: corev1.NamespaceTerminatingCause, Message: "namespace " + namespace + " is being terminated", Field: "metadata.namespace"})
+		return true, nil, err
+	})
+}
+
+// A Backup in S3 deleted while the namespace its prune Job would run in is
+// being deleted (or is gone) goes without its prune, with a warning saying
+// the data stays in the bucket and how to remove it: no Job can be created
+// there, and waiting would hold the namespace in Terminating forever. Other
+// refusals keep the Backup.
+func TestS3PruneInEndingNamespace(t *testing.T) {
+	deleted := func(targetNS string) *v1alpha1.Backup {
+		b := s3Backup()
+		b.Spec.Target.Namespace = targetNS
+		b.Status = v1alpha1.BackupStatus{Phase: v1alpha1.BackupPhaseCompleted, SnapshotID: snapshotID}
+		b.DeletionTimestamp = ptr.To(metav1.NewTime(utc("2026-11-30T02:00:20Z")))
+		return b
+	}
+	terminating := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "prod", DeletionTimestamp: ptr.To(metav1.NewTime(utc("2026-11-30T02:00:10Z")))},
+		Status: corev1.NamespaceStatus{Phase: corev1.NamespaceTerminating}}
+	// Another namespace's prune of the same location runs: not waited for.
+	other := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "staging", Name: "prune-other", Labels: map[string]string{
+		v1alpha1.ManagedByLabel: v1alpha1.ManagedBy, v1alpha1.JobKindLabel: "prune", v1alpha1.RepositoryLabel: v1alpha1.RepositoryLabelValue(s3Storage()),
+		v1alpha1.OwnerUIDLabel: "uid-other"}}}
+	for _, tc := range []struct {
+		name     string
+		targetNS string
+		objs     []runtime.Object
+		refuse   func(f *fixture)
+		why      string
+	}{
+		{"namespace terminating", "prod", []runtime.Object{terminating, other}, func(f *fixture) { f.refuseJobsIn("prod", false) }, "Namespace prod is being deleted"},
+		{"deletion begun after the namespace was read", "prod", nil, func(f *fixture) { f.refuseJobsIn("prod", false) }, "Namespace prod is being deleted"},
+		{"namespace gone", "old", nil, func(f *fixture) { f.refuseJobsIn("old", true) }, "Namespace old does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := deleted(tc.targetNS)
+			f := s3Fixture(t, append(tc.objs, b)...)
+			tc.refuse(f)
+			for i := 0; i < 3 && hasFinalizer(f.backup("prod", b.Name), v1alpha1.DataFinalizer); i++ {
+				if _, err := f.m.syncBackup(context.Background(), "prod", b.Name); err != nil {
+					t.Logf("sync %d: %v", i, err)
+				}
+				f.resync()
+			}
+			if hasFinalizer(f.backup("prod", b.Name), v1alpha1.DataFinalizer) {
+				t.Fatal("the finalizer stayed: no prune Job can ever be created there, so the Backup (and its namespace) would never go")
+			}
+			if jobs := f.jobs(tc.targetNS); len(jobs) != 0 {
+				t.Errorf("%d Jobs created", len(jobs))
+			}
+			ev := strings.Join(f.drainEvents(), "\n")
+			for _, want := range []string{"Warning DataLeftInRepository " + tc.why, snapshotID, s3Location, "stays in the bucket",
+				"later prunes of the repository keep it", "BackupPolicy db in namespace prod", v1alpha1.ImportAnnotation} {
+				if !strings.Contains(ev, want) {
+					t.Errorf("events %s, want DataLeftInRepository with %q", ev, want)
+				}
+			}
+			f.noSecretReads()
+		})
+	}
+	t.Run("other refusals keep the Backup", func(t *testing.T) {
+		b := deleted("prod")
+		f := s3Fixture(t, b)
+		f.kube.PrependReactor("create", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(batchv1.Resource("jobs"), "", fmt.Errorf("exceeded quota: jobs"))
+		})
+		if _, err := f.m.syncBackup(context.Background(), "prod", b.Name); err == nil {
+			t.Error("no error, want the refusal retried")
+		}
+		if !hasFinalizer(f.backup("prod", b.Name), v1alpha1.DataFinalizer) {
+			t.Error("the Backup was let go although its namespace stays and its data was not removed")
+		}
+		if ev := strings.Join(f.drainEvents(), "\n"); strings.Contains(ev, "DataLeftInRepository") {
+			t.Errorf("events %s", ev)
+		}
+	})
 }
