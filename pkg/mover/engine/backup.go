@@ -159,6 +159,9 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 	stopProgress := startProgress(ctx, &c, o, parent)
 
 	writer := r.NewWriter()
+	if err := writer.AdoptOrphans(); err != nil {
+		return nil, err
+	}
 	params := r.Config.Chunker
 	bufPool := newChunkBuffers()
 	tasks, stopWorkers := startChunkWorkers(o.Workers, writer, &c, bufPool)
@@ -371,7 +374,7 @@ func finishSnapshot(r *repo.Repo, lock *repo.Lock, o BackupOptions, start time.T
 	if parent != nil {
 		snap.Parent = &parent.ID
 	}
-	if err := r.ExtendLocks(mw.Packs()); err != nil {
+	if err := r.LockOlderBlobs(mw.OlderBlobs()); err != nil {
 		return nil, fmt.Errorf("locking the snapshot's data: %w", err)
 	}
 	repo.CrashAt("backup-before-snapshot")

@@ -309,10 +309,68 @@ func TestS3ServerGoneMidBackup(t *testing.T) {
 		t.Fatalf("snapshots after a failed backup: %v %v", ids, err)
 	}
 	snap := backup(t, r2, src)
+	if snap.Totals.NewBytes >= snap.Totals.Bytes {
+		t.Errorf("the backup after the interrupted one stored all %d bytes again: the packs stored before the server went away were not reused", snap.Totals.NewBytes)
+	}
 	dst := filepath.Join(t.TempDir(), "dst")
 	restore(t, r2, snap.ID, dst, Merge, false)
 	requireSameTree(t, want, describe(t, dst))
 	if v, err := Verify(ctx, r2, nil, true); err != nil || !v.OK() {
 		t.Fatalf("verify: %v %+v", err, v)
 	}
+}
+
+// TestS3LocksEndingAtDifferentTimes: a snapshot locked briefly and a later
+// one locked longer share packs. Once the first's lock ends and prune has
+// run, the second still restores and verifies, and a backup without locks
+// into the same repository works.
+func TestS3LocksEndingAtDifferentTimes(t *testing.T) {
+	ctx := context.Background()
+	st, _ := s3Storage(t, true)
+	open := func(until time.Time) *repo.Repo {
+		t.Helper()
+		o := repo.Options{Password: testPassword}
+		if !until.IsZero() {
+			o.Retention = &repo.Retention{Mode: repo.Governance, Until: until}
+		}
+		r, err := repo.OpenOrInitStorage(ctx, mustS3(t, st), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	src := filepath.Join(t.TempDir(), "src")
+	genTree(t, src, 44, 30)
+	shortUntil := time.Now().Add(5 * time.Second)
+	r1 := open(shortUntil)
+	first := backup(t, r1, src)
+	r1.Close()
+	os.WriteFile(filepath.Join(src, "second.txt"), bytes.Repeat([]byte("second "), 5000), 0o644)
+	want := describe(t, src)
+	r2 := open(time.Now().Add(time.Hour))
+	second := backup(t, r2, src)
+	if res, err := r2.Prune(ctx, []repo.ID{first.ID}, 0); err != nil || len(res.RetainedSnapshots) != 1 {
+		t.Fatalf("prune while the first snapshot is locked: %+v %v", res, err)
+	}
+	r2.Close()
+	time.Sleep(time.Until(shortUntil) + time.Second)
+	r3 := open(time.Time{})
+	defer r3.Close()
+	if _, err := r3.Prune(ctx, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := r3.SnapshotIDs(); len(ids) != 1 || ids[0] != second.ID {
+		t.Fatalf("snapshots after the first's lock ended: %v, want only %s", ids, second.ID.Short())
+	}
+	dst := filepath.Join(t.TempDir(), "dst")
+	restore(t, r3, second.ID, dst, Merge, false)
+	requireSameTree(t, want, describe(t, dst))
+	if v, err := Verify(ctx, r3, nil, true); err != nil || !v.OK() {
+		t.Fatalf("verify: %v %+v", err, v)
+	}
+	os.WriteFile(filepath.Join(src, "third.txt"), []byte("third"), 0o644)
+	third := backup(t, r3, src)
+	r4 := open(time.Time{})
+	defer r4.Close()
+	restore(t, r4, third.ID, filepath.Join(t.TempDir(), "dst3"), Merge, false)
 }

@@ -320,3 +320,51 @@ func (r *Repo) CheckPack(id ID) error {
 	}
 	return nil
 }
+
+// readPackTable reads a pack's blob table from its end and checks it
+// against the pack's name.
+func (r *Repo) readPackTable(id ID) ([]indexBlob, error) {
+	name := packName(id)
+	info, err := r.Store.Stat(r.ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if info.Size < packFooterLen {
+		return nil, errors.New("the pack has no blob table at its end")
+	}
+	footer, err := r.Store.Get(r.ctx, name, info.Size-packFooterLen, packFooterLen, nil)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(footer[4:], packMagic) {
+		return nil, errors.New("the pack has no blob table at its end")
+	}
+	tl := int64(binary.LittleEndian.Uint32(footer))
+	if tl > info.Size-packFooterLen {
+		return nil, errors.New("the pack's blob table length is beyond the pack")
+	}
+	table, err := r.Store.Get(r.ctx, name, info.Size-packFooterLen-tl, tl, nil)
+	if err != nil {
+		return nil, err
+	}
+	if Hash(table) != id {
+		return nil, errors.New("the pack's blob table does not match the pack's name (SHA-256)")
+	}
+	if table, err = r.open(table, aadTable); err != nil {
+		return nil, fmt.Errorf("the pack's blob table: %w", err)
+	}
+	d := recDecoder{b: table}
+	blobs := d.blobTable()
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errors.New("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("the pack's blob table is damaged: %w", d.err)
+	}
+	for _, b := range blobs {
+		if b.Offset+int64(b.Length) > info.Size-packFooterLen-tl {
+			return nil, fmt.Errorf("blob %s lies beyond the pack's data", b.ID.Short())
+		}
+	}
+	return blobs, nil
+}

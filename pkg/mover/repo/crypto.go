@@ -13,6 +13,7 @@ import (
 	"hash"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -156,7 +157,9 @@ type keyFile struct {
 var scryptN, scryptR, scryptP = 1 << 15, 8, 1
 
 func (kf *keyFile) derive(password []byte) (cipher.AEAD, error) {
-	if kf.KDF != kdfScrypt || kf.N < 2 || kf.N > 1<<22 || kf.R < 1 || kf.R > 32 || kf.P < 1 || kf.P > 16 {
+	// scrypt needs 128·N·r bytes: at most 256 MiB, so a planted key file
+	// cannot make a mover allocate more.
+	if kf.KDF != kdfScrypt || kf.N < 2 || kf.N&(kf.N-1) != 0 || kf.R < 1 || kf.P < 1 || kf.P > 16 || kf.N > 1<<21/kf.R {
 		return nil, fmt.Errorf("key file names an unsupported key derivation (%s N=%d r=%d p=%d)", kf.KDF, kf.N, kf.R, kf.P)
 	}
 	kek, err := scrypt.Key(password, kf.Salt, kf.N, kf.R, kf.P, 32)
@@ -170,8 +173,12 @@ func (kf *keyFile) derive(password []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
+// keyAAD binds a key file to its repository: a key file copied from
+// another repository (with the same password) does not open this one.
+func keyAAD(repoID string) []byte { return []byte("key " + repoID) }
+
 // addKeyFile wraps keys with password in a new key file and returns its ID.
-func addKeyFile(ctx context.Context, st Storage, keys *masterKeys, password []byte) (ID, error) {
+func addKeyFile(ctx context.Context, st Storage, repoID string, keys *masterKeys, password []byte) (ID, error) {
 	if len(password) == 0 {
 		return ID{}, errors.New("the password is empty")
 	}
@@ -185,7 +192,7 @@ func addKeyFile(ctx context.Context, st Storage, keys *masterKeys, password []by
 	plain, _ := json.Marshal(masterKeysJSON{Encrypt: keys.enc, MAC: keys.mac})
 	nonce := make([]byte, nonceLen)
 	_, _ = rand.Read(nonce)
-	kf.Data = aead.Seal(nonce, nonce, plain, []byte("key"))
+	kf.Data = aead.Seal(nonce, nonce, plain, keyAAD(repoID))
 	data, err := json.MarshalIndent(kf, "", "  ")
 	if err != nil {
 		return ID{}, err
@@ -205,23 +212,24 @@ type KeyInfo struct {
 
 // openKeys finds the key file password opens and returns the master keys
 // and that key file's ID.
-func openKeys(ctx context.Context, st Storage, password []byte) (*masterKeys, ID, error) {
-	files, err := listKeyFiles(ctx, st)
+func openKeys(ctx context.Context, st Storage, repoID string, password []byte) (*masterKeys, ID, error) {
+	files, skipped, err := listKeyFiles(ctx, st)
 	if err != nil {
 		return nil, ID{}, err
 	}
 	if len(files) == 0 {
-		return nil, ID{}, fmt.Errorf("%s is encrypted but has no key files left: it cannot be opened", st)
+		return nil, ID{}, fmt.Errorf("%s is encrypted but has no usable key files (%s): it cannot be opened", st, strings.Join(skipped, "; "))
 	}
 	for _, f := range files {
 		aead, err := f.kf.derive(password)
 		if err != nil {
-			return nil, ID{}, err
+			skipped = append(skipped, fmt.Sprintf("key %s: %v", f.id.Short(), err))
+			continue
 		}
 		if len(f.kf.Data) < sealOverhead {
 			continue
 		}
-		plain, err := aead.Open(nil, f.kf.Data[:nonceLen], f.kf.Data[nonceLen:], []byte("key"))
+		plain, err := aead.Open(nil, f.kf.Data[:nonceLen], f.kf.Data[nonceLen:], keyAAD(repoID))
 		if err != nil {
 			continue
 		}
@@ -232,7 +240,11 @@ func openKeys(ctx context.Context, st Storage, password []byte) (*masterKeys, ID
 		k, err := makeMasterKeys(mk.Encrypt, mk.MAC)
 		return k, f.id, err
 	}
-	return nil, ID{}, fmt.Errorf("%w (%s has %d keys; a damaged key file looks the same)", ErrWrongPassword, st, len(files))
+	note := ""
+	if len(skipped) > 0 {
+		note = "; skipped: " + strings.Join(skipped, "; ")
+	}
+	return nil, ID{}, fmt.Errorf("%w (%s has %d keys; a damaged key file looks the same%s)", ErrWrongPassword, st, len(files), note)
 }
 
 type loadedKey struct {
@@ -240,12 +252,12 @@ type loadedKey struct {
 	kf keyFile
 }
 
-// listKeyFiles reads every key file, oldest first; a damaged one is an error.
-func listKeyFiles(ctx context.Context, st Storage) ([]loadedKey, error) {
-	var out []loadedKey
+// listKeyFiles reads every key file, oldest first. One that is damaged is
+// skipped and described in skipped, so that it cannot lock out the others.
+func listKeyFiles(ctx context.Context, st Storage) (out []loadedKey, skipped []string, err error) {
 	var names []string
 	if err := st.List(ctx, keysDir, func(oi ObjectInfo) error { names = append(names, oi.Name); return nil }); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, name := range names {
 		id, err := ParseID(name[len(keysDir)+1:])
@@ -257,19 +269,21 @@ func listKeyFiles(ctx context.Context, st Storage) ([]loadedKey, error) {
 			continue // removed meanwhile
 		}
 		if err != nil {
-			return nil, err
-		}
-		if Hash(data) != id {
-			return nil, fmt.Errorf("key %s is damaged: its content does not match its name", id.Short())
+			return nil, nil, err
 		}
 		var kf keyFile
+		if Hash(data) != id {
+			skipped = append(skipped, fmt.Sprintf("key %s is damaged: its content does not match its name", id.Short()))
+			continue
+		}
 		if err := json.Unmarshal(data, &kf); err != nil {
-			return nil, fmt.Errorf("key %s is damaged: %w", id.Short(), err)
+			skipped = append(skipped, fmt.Sprintf("key %s is damaged: %v", id.Short(), err))
+			continue
 		}
 		out = append(out, loadedKey{id: id, kf: kf})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].kf.Created.Before(out[j].kf.Created) })
-	return out, nil
+	return out, skipped, nil
 }
 
 // Keys lists the repository's key files.
@@ -277,11 +291,11 @@ func (r *Repo) Keys(current []byte) ([]KeyInfo, error) {
 	if r.keys == nil {
 		return nil, errors.New("the repository is not encrypted: it has no keys")
 	}
-	files, err := listKeyFiles(r.ctx, r.Store)
+	files, _, err := listKeyFiles(r.ctx, r.Store)
 	if err != nil {
 		return nil, err
 	}
-	_, cur, _ := openKeys(r.ctx, r.Store, current)
+	_, cur, _ := openKeys(r.ctx, r.Store, r.Config.ID, current)
 	out := make([]KeyInfo, 0, len(files))
 	for _, f := range files {
 		out = append(out, KeyInfo{ID: f.id.String(), Created: f.kf.Created, Hostname: f.kf.Hostname, Current: f.id == cur})
@@ -294,7 +308,7 @@ func (r *Repo) AddKey(password []byte) (string, error) {
 	if r.keys == nil {
 		return "", errors.New("the repository is not encrypted; it was created without a password and stays so")
 	}
-	id, err := addKeyFile(r.ctx, r.Store, r.keys, password)
+	id, err := addKeyFile(r.ctx, r.Store, r.Config.ID, r.keys, password)
 	return id.String(), err
 }
 

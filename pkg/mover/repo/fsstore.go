@@ -51,7 +51,13 @@ func (s *FileStorage) List(ctx context.Context, dir string, fn func(ObjectInfo) 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+		if d.IsDir() {
+			if p != root && (d.Name() == "lost+found" || strings.HasPrefix(d.Name(), ".")) {
+				return filepath.SkipDir // the filesystem's, not the repository's
+			}
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".") {
 			return nil
 		}
 		info, err := d.Info()

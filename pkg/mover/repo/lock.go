@@ -24,6 +24,11 @@ const (
 // refreshes it every LeaseDuration/4; a crashed holder's lock expires by itself.
 var LeaseDuration = 60 * time.Second
 
+// clockSkew is how far apart the clocks of two movers may be: a lease is
+// taken for expired only that long after its expiry, and its holder stops
+// trusting it that long before (10 s, or a sixth of a shorter lease).
+func clockSkew() time.Duration { return min(10*time.Second, LeaseDuration/6) }
+
 type lockFile struct {
 	Kind     LockKind  `json:"kind"`
 	Hostname string    `json:"hostname"`
@@ -35,6 +40,12 @@ type lockFile struct {
 type Lock struct {
 	r    *Repo
 	name string
+	// renewed is when the lease was last written, on the monotonic clock;
+	// lost is set once a refresh found the lease gone (a prune removed it
+	// as expired): it is never written again.
+	mu      sync.Mutex
+	renewed time.Time
+	lost    bool
 	kind LockKind
 	stop chan struct{}
 	done sync.WaitGroup
@@ -91,8 +102,33 @@ func (r *Repo) tryLock(kind LockKind) (*Lock, string, error) {
 }
 
 func (l *Lock) write(host string) error {
-	data, _ := json.Marshal(lockFile{Kind: l.kind, Hostname: host, PID: os.Getpid(), Expires: time.Now().Add(LeaseDuration)})
-	return l.r.Store.Put(l.r.ctx, l.name, data, PutOptions{})
+	now := time.Now()
+	data, _ := json.Marshal(lockFile{Kind: l.kind, Hostname: host, PID: os.Getpid(), Expires: now.Add(LeaseDuration)})
+	if err := l.r.Store.Put(l.r.ctx, l.name, data, PutOptions{}); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.renewed = now
+	l.mu.Unlock()
+	return nil
+}
+
+// renew refreshes the lease unless it is gone: a lease another process
+// removed as expired is not brought back, so Held stays false.
+func (l *Lock) renew(host string) {
+	l.mu.Lock()
+	lost := l.lost
+	l.mu.Unlock()
+	if lost {
+		return
+	}
+	if _, err := l.r.Store.Stat(l.r.ctx, l.name); notExist(err) {
+		l.mu.Lock()
+		l.lost = true
+		l.mu.Unlock()
+		return
+	}
+	_ = l.write(host)
 }
 
 func (l *Lock) refresh(host string) {
@@ -104,7 +140,7 @@ func (l *Lock) refresh(host string) {
 		case <-l.stop:
 			return
 		case <-t.C:
-			_ = l.write(host)
+			l.renew(host)
 		}
 	}
 }
@@ -131,7 +167,7 @@ func (r *Repo) conflictingLock(own string, kind LockKind) (string, error) {
 		if json.Unmarshal(data, &lf) != nil {
 			continue // not a lock of ours
 		}
-		if time.Now().After(lf.Expires) || holderIsGone(lf) {
+		if time.Now().After(lf.Expires.Add(clockSkew())) || holderIsGone(lf) {
 			_ = r.Store.Delete(r.ctx, name)
 			continue
 		}
@@ -147,6 +183,12 @@ func (r *Repo) conflictingLock(own string, kind LockKind) (string, error) {
 // lease may have lost it to prune, and must not publish anything that
 // relies on it.
 func (l *Lock) Held() bool {
+	l.mu.Lock()
+	fresh := !l.lost && time.Since(l.renewed) < LeaseDuration-clockSkew()
+	l.mu.Unlock()
+	if !fresh {
+		return false // not renewed in time: another process may have seen it expire
+	}
 	data, err := l.r.Store.Get(l.r.ctx, l.name, 0, -1, nil)
 	if err != nil {
 		return false

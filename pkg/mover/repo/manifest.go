@@ -185,9 +185,10 @@ type ManifestWriter struct {
 	rec  []byte
 	last string
 	n    int64
-	// packs collects the packs of the entries' blobs when the snapshot is
-	// to be locked: their locks must last as long as the snapshot's.
-	packs map[ID]bool
+	// refs collects where the entries' blobs stored before this backup
+	// are, when the snapshot is to be locked: their packs' locks must last
+	// as long as the snapshot's, and the snapshot's own index lists them.
+	refs map[ID]Location
 }
 
 // NewManifestWriter starts a manifest; entries must come in ComparePaths order.
@@ -204,7 +205,7 @@ func (r *Repo) NewManifestWriter() (*ManifestWriter, error) {
 		w = m.seg
 	}
 	if r.retention != nil {
-		m.packs = map[ID]bool{}
+		m.refs = map[ID]Location{}
 	}
 	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
@@ -225,10 +226,10 @@ func (m *ManifestWriter) Add(e *Entry) error {
 	}
 	m.last = e.Path
 	m.n++
-	if m.packs != nil {
+	if m.refs != nil {
 		for _, c := range e.Chunks {
 			if l, ok := m.r.Lookup(c); ok {
-				m.packs[l.Pack] = true
+				m.refs[c] = l
 			}
 		}
 	}
@@ -272,9 +273,10 @@ func (m *ManifestWriter) Close() (ID, int64, error) {
 	return id, size, nil
 }
 
-// Packs are the packs holding the blobs of the entries written, when the
-// repository was opened with a retention, else nil.
-func (m *ManifestWriter) Packs() map[ID]bool { return m.packs }
+// OlderBlobs are the blobs of the entries written that were stored before
+// this backup, with their places, when the repository was opened with a
+// retention; else nil.
+func (m *ManifestWriter) OlderBlobs() map[ID]Location { return m.refs }
 
 // Abort discards an unfinished manifest.
 func (m *ManifestWriter) Abort() {

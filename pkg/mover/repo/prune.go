@@ -141,7 +141,7 @@ func (r *Repo) forgetSnapshots(forget []ID, res *PruneResult) error {
 		done[id] = true
 		if _, err := r.Store.Stat(r.ctx, objectName(snapshotsDir, id)); notExist(err) {
 			if earlier[id] {
-				if err := r.Store.Delete(r.ctx, objectName(forgottenDir, id)); err != nil {
+				if err := r.Store.Delete(r.ctx, objectName(forgottenDir, id)); err != nil && !errors.Is(err, ErrRetained) {
 					return err
 				}
 			}

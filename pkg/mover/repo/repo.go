@@ -57,6 +57,8 @@ type Repo struct {
 
 	mu    sync.RWMutex
 	index map[ID]Location
+	// orphans are packs no index names, found by the last LoadIndex.
+	orphans []ID
 }
 
 // Options says how to open or create a repository.
@@ -127,7 +129,7 @@ func InitStorage(ctx context.Context, st Storage, o Options) (*Repo, error) {
 	if o.Password != nil {
 		c.Encryption = &EncryptionConfig{Cipher: cipherAESGCM, IDs: idsHMAC, KDF: kdfScrypt}
 		keys = newMasterKeys()
-		if _, err := addKeyFile(ctx, st, keys, o.Password); err != nil {
+		if _, err := addKeyFile(ctx, st, c.ID, keys, o.Password); err != nil {
 			return nil, err
 		}
 	}
@@ -168,7 +170,7 @@ func OpenStorage(ctx context.Context, st Storage, o Options) (*Repo, error) {
 	case c.Encryption == nil && o.Password != nil:
 		return nil, fmt.Errorf("%w: %s was created without encryption and stays so; use it without a password, or back up into a new repository to encrypt", ErrNotEncrypted, st)
 	case c.Encryption != nil:
-		if r.keys, _, err = openKeys(ctx, st, o.Password); err != nil {
+		if r.keys, _, err = openKeys(ctx, st, c.ID, o.Password); err != nil {
 			return nil, err
 		}
 	}
@@ -251,20 +253,43 @@ func (r *Repo) listIDs(sub string) ([]ID, error) {
 	return ids, err
 }
 
-// LoadIndex (re)reads every index file.
+// LoadIndex (re)reads every index file. A location in a pack that does not
+// exist is left out: an index file kept by its lock (S3 Object Lock) may
+// outlive packs prune deleted, and a blob stored twice is valid in either
+// pack. Packs that exist but no index names (a backup interrupted after
+// storing them) are adopted from their own blob tables, so the next backup
+// need not store their blobs again.
 func (r *Repo) LoadIndex() error {
 	ids, err := r.listIDs(indexDir)
 	if err != nil {
 		return err
 	}
+	packs, err := r.Packs()
+	if err != nil {
+		return err
+	}
+	exists := make(map[ID]bool, len(packs))
+	for _, p := range packs {
+		exists[p] = true
+	}
 	index := map[ID]Location{}
+	indexed := map[ID]bool{}
 	for _, id := range ids {
 		locs, err := r.readIndexFile(id)
 		if err != nil {
 			return err
 		}
 		for b, l := range locs {
-			index[b] = l
+			if exists[l.Pack] {
+				index[b] = l
+				indexed[l.Pack] = true
+			}
+		}
+	}
+	r.orphans = r.orphans[:0]
+	for _, p := range packs {
+		if !indexed[p] {
+			r.orphans = append(r.orphans, p)
 		}
 	}
 	r.mu.Lock()

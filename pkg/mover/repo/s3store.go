@@ -56,9 +56,9 @@ type S3Storage struct {
 	bucket   string
 	prefix   string // "" or ending in "/"
 
-	lockOnce sync.Once
-	locking  bool
-	lockErr  error
+	lockMu    sync.Mutex
+	lockKnown bool
+	locking   bool
 
 	vmu      sync.Mutex
 	versions map[string]string // name → oldest version, when versioned
@@ -183,30 +183,52 @@ func (s *S3Storage) List(ctx context.Context, dir string, fn func(ObjectInfo) er
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	versioned := s.versioned(ctx)
-	seen := map[string]bool{}
-	for oi := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: versioned}) {
+	versioned, err := s.versioned(ctx)
+	if err != nil {
+		return err
+	}
+	if !versioned {
+		for oi := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+			if oi.Err != nil {
+				return s.wrap(dir, oi.Err)
+			}
+			if err := fn(ObjectInfo{Name: strings.TrimPrefix(oi.Key, s.prefix), Size: oi.Size, ModTime: oi.LastModified}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// Versions of a key come newest first. A write-once object is there
+	// when any version is not a delete marker, and is its oldest such
+	// version; any other object is its latest version, unless that is a
+	// delete marker.
+	var order []string
+	found := map[string]ObjectInfo{}
+	gone := map[string]bool{}
+	for oi := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: true}) {
 		if oi.Err != nil {
 			return s.wrap(dir, oi.Err)
 		}
 		name := strings.TrimPrefix(oi.Key, s.prefix)
-		if versioned {
-			// Versions come newest first; an object is there when some
-			// version is not a delete marker (the latest one, unless the
-			// object is written once).
-			if oi.IsDeleteMarker {
-				if !pinned(name) && oi.IsLatest {
-					seen[name] = true // a deleted lock or tombstone
-				}
-				continue
+		if oi.IsDeleteMarker {
+			if !pinned(name) && oi.IsLatest {
+				gone[name] = true
 			}
-			s.rememberVersion(name, oi.VersionID) // the oldest comes last
-			if seen[name] {
-				continue
-			}
-			seen[name] = true
+			continue
 		}
-		if err := fn(ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}); err != nil {
+		if gone[name] {
+			continue
+		}
+		if _, seen := found[name]; !seen {
+			order = append(order, name)
+		} else if !pinned(name) {
+			continue // an older version of a lock or tombstone
+		}
+		found[name] = ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}
+		s.rememberVersion(name, oi.VersionID) // the oldest comes last
+	}
+	for _, name := range order {
+		if err := fn(found[name]); err != nil {
 			return err
 		}
 	}
@@ -227,28 +249,42 @@ func (s *S3Storage) rememberVersion(name, version string) {
 
 // version returns the version of name to read: its oldest, for an object
 // written once in a versioned bucket; "" for the latest.
-func (s *S3Storage) version(ctx context.Context, name string) string {
-	if !pinned(name) || !s.versioned(ctx) {
-		return ""
+func (s *S3Storage) version(ctx context.Context, name string) (string, error) {
+	if !pinned(name) {
+		return "", nil
+	}
+	versioned, err := s.versioned(ctx)
+	if err != nil || !versioned {
+		return "", err
 	}
 	s.vmu.Lock()
 	v, ok := s.versions[name]
 	s.vmu.Unlock()
 	if ok {
-		return v
+		return v, nil
 	}
 	oldest := ""
 	for oi := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(name), WithVersions: true}) {
-		if oi.Err == nil && oi.Key == s.key(name) && !oi.IsDeleteMarker {
+		if oi.Err != nil {
+			return "", s.wrap(name, oi.Err)
+		}
+		if oi.Key == s.key(name) && !oi.IsDeleteMarker {
 			oldest = oi.VersionID
 		}
 	}
+	if oldest == "" {
+		return "", fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+	}
 	s.rememberVersion(name, oldest)
-	return oldest
+	return oldest, nil
 }
 
 func (s *S3Storage) Stat(ctx context.Context, name string) (ObjectInfo, error) {
-	oi, err := s.client.StatObject(ctx, s.bucket, s.key(name), minio.StatObjectOptions{VersionID: s.version(ctx, name)})
+	v, err := s.version(ctx, name)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	oi, err := s.client.StatObject(ctx, s.bucket, s.key(name), minio.StatObjectOptions{VersionID: v})
 	if err != nil {
 		return ObjectInfo{}, s.wrap(name, err)
 	}
@@ -262,7 +298,11 @@ func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, 
 		return s.readPack(ctx, name, offset, length, dst)
 	}
 	upTo := length < -1
-	opts := minio.GetObjectOptions{VersionID: s.version(ctx, name)}
+	v, err := s.version(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	opts := minio.GetObjectOptions{VersionID: v}
 	if offset > 0 || length >= 0 || upTo {
 		end := int64(0)
 		switch {
@@ -299,7 +339,11 @@ func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, 
 }
 
 func (s *S3Storage) Download(ctx context.Context, name string, w io.Writer) error {
-	obj, err := s.client.GetObject(ctx, s.bucket, s.key(name), minio.GetObjectOptions{VersionID: s.version(ctx, name)})
+	v, err := s.version(ctx, name)
+	if err != nil {
+		return err
+	}
+	obj, err := s.client.GetObject(ctx, s.bucket, s.key(name), minio.GetObjectOptions{VersionID: v})
 	if err != nil {
 		return s.wrap(name, err)
 	}
@@ -360,7 +404,11 @@ func (s *S3Storage) PutFile(ctx context.Context, name string, f *os.File, o PutO
 
 // Delete removes an object; in a versioned bucket every version of it.
 func (s *S3Storage) Delete(ctx context.Context, name string) error {
-	if !s.versioned(ctx) {
+	versioned, err := s.versioned(ctx)
+	if err != nil {
+		return err
+	}
+	if !versioned {
 		s.forget(name)
 		return s.wrap(name, s.client.RemoveObject(ctx, s.bucket, s.key(name), minio.RemoveObjectOptions{}))
 	}
@@ -409,26 +457,25 @@ func (s *S3Storage) Close() error {
 
 // versioned reports whether the bucket keeps versions; this storage only
 // relies on versions in buckets with Object Lock, which always have them.
-func (s *S3Storage) versioned(ctx context.Context) bool {
-	on, err := s.LockingEnabled(ctx)
-	return err == nil && on
-}
+func (s *S3Storage) versioned(ctx context.Context) (bool, error) { return s.LockingEnabled(ctx) }
 
 // LockingEnabled reports whether the bucket was created with Object Lock.
+// An answer is remembered; an error is not.
 func (s *S3Storage) LockingEnabled(ctx context.Context) (bool, error) {
-	s.lockOnce.Do(func() {
-		status, _, _, _, err := s.client.GetObjectLockConfig(ctx, s.bucket)
-		if err != nil {
-			code := minio.ToErrorResponse(err).Code
-			if code == "ObjectLockConfigurationNotFoundError" || code == "NoSuchObjectLockConfiguration" {
-				return
-			}
-			s.lockErr = s.wrap("", err)
-			return
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	if s.lockKnown {
+		return s.locking, nil
+	}
+	status, _, _, _, err := s.client.GetObjectLockConfig(ctx, s.bucket)
+	if err != nil {
+		code := minio.ToErrorResponse(err).Code
+		if code != "ObjectLockConfigurationNotFoundError" && code != "NoSuchObjectLockConfiguration" {
+			return false, s.wrap("", err)
 		}
-		s.locking = status == "Enabled"
-	})
-	return s.locking, s.lockErr
+	}
+	s.lockKnown, s.locking = true, err == nil && status == "Enabled"
+	return s.locking, nil
 }
 
 func (s *S3Storage) retentionOf(ctx context.Context, name, version string) (Retention, error) {
@@ -452,19 +499,26 @@ func (s *S3Storage) retentionOf(ctx context.Context, name, version string) (Rete
 
 // Retention returns the lock of the version of name the repository reads.
 func (s *S3Storage) Retention(ctx context.Context, name string) (Retention, error) {
-	return s.retentionOf(ctx, name, s.version(ctx, name))
+	v, err := s.version(ctx, name)
+	if err != nil {
+		return Retention{}, err
+	}
+	return s.retentionOf(ctx, name, v)
 }
 
 // ExtendRetention lengthens the lock of the version of name the repository
 // reads; a lock already long enough is left as it is (S3 refuses to
 // shorten one).
-func (s *S3Storage) ExtendRetention(ctx context.Context, name string, r Retention) error {
-	v := s.version(ctx, name)
+func (s *S3Storage) ExtendRetention(ctx context.Context, name string, minimum time.Time, r Retention) error {
+	v, err := s.version(ctx, name)
+	if err != nil {
+		return err
+	}
 	cur, err := s.retentionOf(ctx, name, v)
 	if err != nil {
 		return err
 	}
-	if !cur.Until.Before(r.Until) {
+	if !cur.Until.Before(minimum) {
 		return nil
 	}
 	mode := minio.RetentionMode(r.Mode)
@@ -492,10 +546,11 @@ func OpenStorageLocation(location string, o S3Options) (Storage, error) {
 // costs far less than dozens of ranged GETs of single blobs. Up to
 // maxCachedWindows windows are kept in memory, least recently used
 // evicted; a window being fetched is fetched once, its other readers wait.
-const (
-	packWindow       = 8 << 20
-	maxCachedWindows = 8
-)
+const packWindow = 8 << 20
+
+// maxCachedWindows leaves room for every restore worker's window and the
+// one read ahead of it.
+var maxCachedWindows = max(8, 4*CPUs)
 
 type windowKey struct {
 	name string

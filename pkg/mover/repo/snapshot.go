@@ -142,7 +142,12 @@ func (r *Repo) forgetSnapshot(id ID) (*time.Time, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nil, r.Store.Delete(r.ctx, objectName(forgottenDir, id))
+	// A tombstone under a bucket's default retention stays until its lock
+	// ends; it then hides a snapshot that no longer exists, which is harmless.
+	if err := r.Store.Delete(r.ctx, objectName(forgottenDir, id)); err != nil && !errors.Is(err, ErrRetained) {
+		return nil, err
+	}
+	return nil, nil
 }
 
 // SnapshotIDs lists the snapshots without reading them; forgotten ones

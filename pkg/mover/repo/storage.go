@@ -113,8 +113,8 @@ type Retainer interface {
 	// Retention returns an object's lock; a zero Until means none.
 	Retention(ctx context.Context, name string) (Retention, error)
 	// ExtendRetention sets an object's lock to r unless it already lasts
-	// at least as long.
-	ExtendRetention(ctx context.Context, name string, r Retention) error
+	// until minimum.
+	ExtendRetention(ctx context.Context, name string, minimum time.Time, r Retention) error
 }
 
 // ErrRetained means an object is locked and cannot be deleted yet.

@@ -58,6 +58,32 @@ func (r *Repo) newRewriter() *Writer {
 	return w
 }
 
+// AdoptOrphans makes the blobs of packs no index names (a backup
+// interrupted after storing them) part of this session: they are found by
+// dedup, and Finish writes them into this session's index. Each pack's
+// table is read from its end and checked against the pack's name. The
+// caller holds a shared lock, so prune cannot delete them meanwhile.
+func (w *Writer) AdoptOrphans() error {
+	for _, p := range w.r.orphans {
+		blobs, err := w.r.readPackTable(p)
+		if err != nil {
+			return fmt.Errorf("pack %s, which no index names: %w (prune removes such packs)", p.Short(), err)
+		}
+		w.mu.Lock()
+		w.r.mu.Lock()
+		for _, b := range blobs {
+			l := Location{Pack: p, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength, Compressed: b.Compressed}
+			w.written[b.ID] = l
+			if _, ok := w.r.index[b.ID]; !ok {
+				w.r.index[b.ID] = l
+			}
+		}
+		w.r.mu.Unlock()
+		w.mu.Unlock()
+	}
+	return nil
+}
+
 // BlobID is the ID of a blob with this plaintext (Repo.BlobID).
 func (w *Writer) BlobID(data []byte) ID { return w.r.BlobID(data) }
 
