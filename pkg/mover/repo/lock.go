@@ -46,9 +46,9 @@ type Lock struct {
 	mu      sync.Mutex
 	renewed time.Time
 	lost    bool
-	kind LockKind
-	stop chan struct{}
-	done sync.WaitGroup
+	kind    LockKind
+	stop    chan struct{}
+	done    sync.WaitGroup
 }
 
 // ErrLocked means a conflicting lock is held.

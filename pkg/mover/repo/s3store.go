@@ -641,4 +641,3 @@ func (s *S3Storage) window(ctx context.Context, k windowKey, wait bool) ([]byte,
 	}
 	return w.data, w.err
 }
-
