@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -32,8 +33,12 @@ type S3Options struct {
 	SecretKey          string
 }
 
+// s3Retries is how often minio-go retries a request that failed in a way
+// that may pass (with backoff, up to 1 s apart).
+const s3Retries = 5
+
 // S3Storage keeps a repository in an S3 bucket under a prefix, through
-// minio-go (which retries transient errors with backoff, up to 10 times).
+// minio-go (which retries transient errors with backoff, s3Retries times).
 //
 // What it relies on from the server: a PUT is atomic (an object appears
 // whole or not at all); reads, lists and deletes see every completed PUT
@@ -99,6 +104,11 @@ func NewS3Storage(location string, o S3Options) (*S3Storage, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A server that went away must fail a request in bounded time: a
+	// connection attempt to an address that drops packets gives up after
+	// 10 s (not the kernel's two minutes), and minio-go retries 5 times.
+	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	minio.MaxRetry = s3Retries
 	if u.Scheme == "https" {
 		tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.InsecureSkipVerify} //nolint:gosec // only when the user asked for it
 		if o.CAFile != "" {
