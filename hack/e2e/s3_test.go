@@ -250,6 +250,8 @@ spec: {target: {pvcName: data}, storage: %[3]s}
 	}
 	next := triggerBackup(t, ns, "offsite", "after-cut")
 	waitBackup(t, ns, next)
+	// keepLast 2: the second Backup goes, with its snapshot.
+	waitGone(t, ns, "backup", second)
 
 	// 9. Import after the operator's storage is lost, from the bucket.
 	want := map[string]string{}
