@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -30,7 +29,7 @@ func StartHostMinIO(dir string) (*HostMinIO, error) {
 	if _, err := BuildTool("minio"); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +48,7 @@ func (m *HostMinIO) Start() error {
 	if err != nil {
 		return err
 	}
-	consolePort, err := freePort()
+	consolePort, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -97,13 +96,4 @@ func (m *HostMinIO) MakeBucket(ctx context.Context, name string, objectLock bool
 		return err
 	}
 	return c.MakeBucket(ctx, name, minio.MakeBucketOptions{ObjectLocking: objectLock})
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

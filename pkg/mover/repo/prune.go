@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"strings"
 	"time"
 )
 
@@ -301,43 +300,28 @@ func (r *Repo) writeLiveIndex(live map[ID]bool, res *PruneResult) (usedPacks map
 // deleteUnusedPacks is the first half of step 5 of Prune: it deletes every
 // pack no index refers to (dead, rewritten, or left by a crashed backup),
 // counting them and their bytes in res. A locked pack is kept and counted
-// in res.Retained; an index kept for its own lock refers only to packs
-// locked at least as long, so those stay readable with it.
+// in res.Retained (reading the index ignores locations in packs that are
+// gone, so an index kept by its own lock may outlive them).
 func (r *Repo) deleteUnusedPacks(usedPacks map[ID]bool, res *PruneResult) error {
-	var unused []ObjectInfo
-	err := r.Store.List(r.ctx, packsDir, func(oi ObjectInfo) error {
-		parts := strings.Split(oi.Name, "/")
-		if len(parts) != 3 {
-			return nil
-		}
-		if id, err := ParseID(parts[2]); err == nil && !usedPacks[id] {
-			unused = append(unused, oi)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, oi := range unused {
-		deleted, err := r.deleteOrKeep(oi.Name, res)
-		if err != nil {
-			return err
-		}
-		if deleted {
-			res.BytesFreed += oi.Size
-			res.PacksDeleted++
-		}
+	return r.deleteUnused(packsDir, usedPacks, res, func() {
+		res.PacksDeleted++
 		CrashAt("prune-mid-pack-delete")
-	}
-	return nil
+	})
 }
 
 // deleteUnusedManifests is the second half of step 5 of Prune: it deletes
 // every manifest no remaining snapshot refers to, counting its bytes in res.
 func (r *Repo) deleteUnusedManifests(manifests map[ID]bool, res *PruneResult) error {
+	return r.deleteUnused(manifestsDir, manifests, res, func() {})
+}
+
+// deleteUnused deletes the content-addressed objects in dir that are not
+// in used, adding their bytes to res and calling deleted after each; locked
+// ones are kept and counted in res.Retained.
+func (r *Repo) deleteUnused(dir string, used map[ID]bool, res *PruneResult, deleted func()) error {
 	var unused []ObjectInfo
-	err := r.Store.List(r.ctx, manifestsDir, func(oi ObjectInfo) error {
-		if id, err := ParseID(path.Base(oi.Name)); err == nil && !manifests[id] {
+	err := r.Store.List(r.ctx, dir, func(oi ObjectInfo) error {
+		if id, err := ParseID(path.Base(oi.Name)); err == nil && !used[id] {
 			unused = append(unused, oi)
 		}
 		return nil
@@ -346,12 +330,13 @@ func (r *Repo) deleteUnusedManifests(manifests map[ID]bool, res *PruneResult) er
 		return err
 	}
 	for _, oi := range unused {
-		deleted, err := r.deleteOrKeep(oi.Name, res)
+		gone, err := r.deleteOrKeep(oi.Name, res)
 		if err != nil {
 			return err
 		}
-		if deleted {
+		if gone {
 			res.BytesFreed += oi.Size
+			deleted()
 		}
 	}
 	return nil
