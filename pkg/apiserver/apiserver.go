@@ -196,6 +196,11 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 		if ownClient, err = versioned.NewForConfig(c.GenericConfig.LoopbackClientConfig); err != nil {
 			return nil, err
 		}
+		if c.ExtraConfig.Controller.HookExecutor == nil {
+			if c.ExtraConfig.Controller.HookExecutor, err = controller.NewHookExecutor(c.ExtraConfig.KubeClientConfig); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// Shutdown stops the controllers (and releases the Lease) in a pre-shutdown
 	// hook, while the server still answers their last requests.

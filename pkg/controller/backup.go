@@ -57,6 +57,10 @@ func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, erro
 			return result{}, nil // re-created from a snapshot: the importer sets its status
 		}
 	}
+	if f := meta.FindStatusCondition(b.Status.Conditions, v1alpha1.ConditionFinishing); f != nil {
+		// Post hooks run; the outcome was decided before them.
+		return result{}, m.finishBackup(ctx, b, f.Reason, f.Message, nil)
+	}
 	targetNS, pvcName := b.Spec.Target.Namespace, b.Spec.Target.PVCName
 	name = moverJobName("backup", b, b.Status.JobName)
 	// expected: a Job created by an earlier sync whose status write was lost
@@ -109,6 +113,11 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 	}
 	if ok {
 		return result{after: 10 * time.Second}, m.setBackupPending(ctx, b, fmt.Sprintf("waiting: %s uses PersistentVolumeClaim %s/%s and goes first", busy, targetNS, pvcName))
+	}
+	// Pre hooks run while the Backup holds its claim, before the copy; each
+	// reconcile moves them one step (a command runs in a goroutine).
+	if done, err := m.runPreHooks(ctx, b); err != nil || !done {
+		return result{}, err
 	}
 	sec, err := m.securityFor(ctx, targetNS, pvcName, b.Spec.MoverSecurityContext, backupCaps)
 	if refused, ok := errors.AsType[*jobRefused](err); ok {
@@ -174,32 +183,23 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 	}
 	switch {
 	case done && summary != nil && validSnapshotID(summary.SnapshotID):
-		c := b.DeepCopy()
-		now := metav1.NewTime(m.opts.Now())
-		c.Status.Phase = v1alpha1.BackupPhaseCompleted
-		c.Status.CompletionTime = &now
-		c.Status.SnapshotID = summary.SnapshotID
-		c.Status.Node = node
-		c.Status.JobName = job.Name
-		c.Status.Stats = &v1alpha1.BackupStats{Files: summary.Files, Bytes: summary.Bytes, NewBytes: summary.NewBytes, StoredBytes: summary.StoredBytes}
-		c.Status.Progress = nil
-		c.Status.Message = fmt.Sprintf("snapshot %s stored: %d files, %d bytes, %d new", summary.SnapshotID[:12], summary.Files, summary.Bytes, summary.NewBytes)
-		meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionMoverBlocked)
-		meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue, Reason: "SnapshotStored", Message: c.Status.Message, ObservedGeneration: b.Generation})
-		if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
-			return result{}, err
+		msg := fmt.Sprintf("snapshot %s stored: %d files, %d bytes, %d new", summary.SnapshotID[:12], summary.Files, summary.Bytes, summary.NewBytes)
+		if summary.Vanished > 0 {
+			msg += fmt.Sprintf("; %d files vanished while the backup ran and are not in it", summary.Vanished)
 		}
-		m.recorder.Eventf(b, corev1.EventTypeNormal, "Completed", "Backup completed: %s", c.Status.Message)
-		backupsTotal.WithLabelValues("completed").Inc()
-		backupBytes.WithLabelValues("total").Add(float64(summary.Bytes))
-		backupBytes.WithLabelValues("new").Add(float64(summary.NewBytes))
-		if b.Status.StartTime != nil {
-			backupDuration.WithLabelValues(b.Namespace, b.Spec.PolicyName).Observe(now.Sub(b.Status.StartTime.Time).Seconds())
+		if summary.ChangedDuringRead > 0 {
+			msg += fmt.Sprintf("; %d files changed while they were read and are stored as read", summary.ChangedDuringRead)
 		}
-		if b.Spec.PolicyName != "" {
-			lastSuccess.WithLabelValues(b.Namespace, b.Spec.PolicyName).Set(float64(now.Unix()))
-		}
-		return result{}, nil
+		return result{}, m.finishBackup(ctx, b, reasonSnapshotStored, msg, func(s *v1alpha1.BackupStatus) {
+			s.SnapshotID = summary.SnapshotID
+			s.Node = node
+			s.JobName = job.Name
+			s.Stats = &v1alpha1.BackupStats{Files: summary.Files, Bytes: summary.Bytes, NewBytes: summary.NewBytes, StoredBytes: summary.StoredBytes,
+				Vanished: summary.Vanished, ChangedDuringRead: summary.ChangedDuringRead}
+			if s.StartTime == nil {
+				s.StartTime = ptr.To(metav1.NewTime(m.opts.Now()))
+			}
+		})
 	case done:
 		return result{}, m.failBackup(ctx, b, "NoSummary", "the data mover Job completed without reporting a valid snapshot ID; treating the backup as failed. Create a new Backup to retry")
 	case failed:
@@ -280,22 +280,37 @@ func (m *Manager) setBackupPending(ctx context.Context, b *v1alpha1.Backup, msg 
 	return err
 }
 
+// failBackup fails b (after its post hooks, when they are due).
 func (m *Manager) failBackup(ctx context.Context, b *v1alpha1.Backup, reason, msg string) error {
-	c := b.DeepCopy()
-	now := metav1.NewTime(m.opts.Now())
-	c.Status.Phase = v1alpha1.BackupPhaseFailed
-	c.Status.CompletionTime = &now
-	c.Status.Progress = nil
-	c.Status.Message = msg
-	meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionMoverBlocked)
-	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: b.Generation})
-	if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
-		return err
-	}
+	return m.finishBackup(ctx, b, reason, msg, nil)
+}
+
+// backupFailed reports a Backup that was failed.
+func (m *Manager) backupFailed(ctx context.Context, b *v1alpha1.Backup, reason, msg string) {
 	m.recorder.Event(b, corev1.EventTypeWarning, reason, msg)
 	backupsTotal.WithLabelValues("failed").Inc()
 	klog.FromContext(ctx).Info("Backup failed", "reason", reason, "message", msg)
-	return nil
+}
+
+// backupCompleted reports a Backup that was completed, from its status.
+func (m *Manager) backupCompleted(b *v1alpha1.Backup) {
+	m.recorder.Eventf(b, corev1.EventTypeNormal, "Completed", "Backup completed: %s", b.Status.Message)
+	backupsTotal.WithLabelValues("completed").Inc()
+	if st := b.Status.Stats; st != nil {
+		backupBytes.WithLabelValues("total").Add(float64(st.Bytes))
+		backupBytes.WithLabelValues("new").Add(float64(st.NewBytes))
+		if st.Vanished > 0 || st.ChangedDuringRead > 0 {
+			m.recorder.Eventf(b, corev1.EventTypeWarning, "FilesChangedDuringBackup",
+				"%d files vanished while the backup ran (not in the snapshot) and %d changed while they were read (stored as read): the claim was written during the copy; use hooks to make the snapshot consistent",
+				st.Vanished, st.ChangedDuringRead)
+		}
+	}
+	if b.Status.StartTime != nil && b.Status.CompletionTime != nil {
+		backupDuration.WithLabelValues(b.Namespace, b.Spec.PolicyName).Observe(b.Status.CompletionTime.Sub(b.Status.StartTime.Time).Seconds())
+	}
+	if b.Spec.PolicyName != "" && b.Status.CompletionTime != nil {
+		lastSuccess.WithLabelValues(b.Namespace, b.Spec.PolicyName).Set(float64(b.Status.CompletionTime.Unix()))
+	}
 }
 
 // finalizeBackup removes a deleted Backup's data from the repository (a prune
@@ -303,6 +318,9 @@ func (m *Manager) failBackup(ctx context.Context, b *v1alpha1.Backup, reason, ms
 func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (result, error) {
 	if !hasFinalizer(b, v1alpha1.DataFinalizer) {
 		return result{}, nil
+	}
+	if res, handled, err := m.hooksBeforeDelete(ctx, b); handled {
+		return res, err
 	}
 	targetNS := b.Spec.Target.Namespace
 	if b.Status.SnapshotID == "" {

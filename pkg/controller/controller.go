@@ -70,6 +70,10 @@ type Options struct {
 	// namespace without the pod-security.kubernetes.io/enforce label: the
 	// cluster's default (its AdmissionConfiguration). Default privileged.
 	PodSecurityDefault string
+	// HookExecutor runs hook commands in pods (pods/exec through the API
+	// server: NewHookExecutor). Without one, hook actions fail with a
+	// message saying so.
+	HookExecutor HookExecutor
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 }
@@ -116,6 +120,9 @@ type Manager struct {
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
 	checker     *safety.Checker
+	exec        HookExecutor
+	// hooks are the hook commands this Manager started.
+	hooks hookRuns
 
 	policies backuplisters.BackupPolicyLister
 	backups  backuplisters.BackupLister
@@ -159,7 +166,7 @@ func NewManager(opts Options, kube kubernetes.Interface, client versioned.Interf
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	addToScheme.Do(func() { utilruntime.Must(v1alpha1.AddToScheme(scheme.Scheme)) })
 	m := &Manager{
-		opts: opts, kube: kube, client: client, checker: checker, broadcaster: broadcaster,
+		opts: opts, kube: kube, client: client, checker: checker, broadcaster: broadcaster, exec: opts.HookExecutor,
 		recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "backup-operator"}),
 		policies: own.Backup().V1alpha1().BackupPolicies().Lister(),
 		backups:  own.Backup().V1alpha1().Backups().Lister(),
@@ -258,6 +265,7 @@ func (m *Manager) Run(ctx context.Context) {
 		m.backupQueue.ShutDown()
 		m.restoreQueue.ShutDown()
 		workers.Wait()
+		m.hooks.wg.Wait() // hook commands end with ctx
 		for _, h := range m.handlers {
 			_ = h.informer.RemoveEventHandler(h.registration)
 		}

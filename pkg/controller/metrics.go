@@ -37,6 +37,17 @@ var registerOnce sync.Once
 
 func registerMetrics() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(backupsTotal, restoresTotal, backupDuration, backupBytes, lastSuccess, missedSchedules, activeJobs)
+		legacyregistry.MustRegister(backupsTotal, restoresTotal, backupDuration, backupBytes, lastSuccess, missedSchedules, activeJobs, hookDuration, hookFailures)
 	})
 }
+
+// Hook metrics.
+var (
+	hookDuration = metrics.NewHistogramVec(&metrics.HistogramOpts{
+		Namespace: "backup_operator", Name: "hook_duration_seconds", Help: "Wall time of hook commands, by kind (Backup or RestoreJob), stage (pre or post) and phase (Succeeded, Failed, TimedOut).",
+		Buckets: metrics.ExponentialBuckets(0.1, 2, 16), StabilityLevel: metrics.ALPHA,
+	}, []string{"kind", "stage", "phase"})
+	hookFailures = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: "backup_operator", Name: "hook_failures_total", Help: "Hook actions that failed, timed out or were interrupted, by kind (Backup or RestoreJob) and stage (pre or post).", StabilityLevel: metrics.ALPHA,
+	}, []string{"kind", "stage"})
+)

@@ -213,10 +213,11 @@ func (m *Manager) createBackup(ctx context.Context, p *v1alpha1.BackupPolicy, na
 	b := &v1alpha1.Backup{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: map[string]string{v1alpha1.PolicyLabel: p.Name}, Annotations: annotations,
 			Finalizers: []string{v1alpha1.DataFinalizer}},
-		// The policy's whole storage: the API accepts the server's own
-		// Backups only when they carry exactly their policy's storage, whose
-		// Secrets the policy's author was checked for.
-		Spec: v1alpha1.BackupSpec{PolicyName: p.Name, Target: p.Spec.Target, Storage: *p.Spec.Storage.DeepCopy(), MoverSecurityContext: p.Spec.MoverSecurityContext},
+		// The policy's whole storage and hooks: the API accepts the server's
+		// own Backups only when they carry exactly their policy's storage and
+		// hooks, whose Secrets and pods/exec the policy's author was checked for.
+		Spec: v1alpha1.BackupSpec{PolicyName: p.Name, Target: p.Spec.Target, Storage: *p.Spec.Storage.DeepCopy(), MoverSecurityContext: p.Spec.MoverSecurityContext,
+			Hooks: p.Spec.Hooks.DeepCopy()},
 	}
 	_, err := m.client.BackupV1alpha1().Backups(p.Namespace).Create(ctx, b, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {

@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/mover/report"
 	"example.com/backup-operator/pkg/safety"
 )
 
@@ -219,9 +220,14 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 	done, failed, summary, pod, reason := m.jobOutcome(job)
 	switch {
 	case done && summary != nil:
-		err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+		hooks, postFailed, report, waiting, err := m.restorePostHooks(ctx, r, job, summary)
+		if err != nil || waiting {
+			return result{}, err
+		}
+		err = m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
 			now := metav1.NewTime(m.opts.Now())
 			s.Phase, s.CompletionTime, s.JobName, s.Progress = v1alpha1.RestorePhaseCompleted, &now, job.Name, nil
+			s.Hooks = hooks
 			s.Preview = &v1alpha1.RestorePreview{Creates: summary.Creates, Overwrites: summary.Overwrites, Deletes: summary.Deletes, Paths: summary.Paths, Truncated: summary.Truncated}
 			s.Stats = &v1alpha1.RestoreStats{Files: summary.Files, Bytes: summary.Bytes}
 			s.Verified = summary.Verified
@@ -237,9 +243,25 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 				s.Message += fmt.Sprintf("; %d files and directories now belong to the mover's user and group instead of their recorded owners (the namespace enforces Pod Security restricted, so the mover may not change owners)", summary.OwnersNotPreserved)
 			}
 			meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionMoverBlocked)
+			setHookFailed(&s.Conditions, hooks, r.Generation)
+			if postFailed != nil {
+				s.Phase = v1alpha1.RestorePhaseFailed
+				s.Message = "the data was restored and verified, but " + hookFailureMessage(postFailed) + "; the RestoreJob is Failed because the hook's onError is Fail"
+				meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: "PostHookFailed", Message: s.Message, ObservedGeneration: r.Generation})
+				return
+			}
+			if f := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionHookFailed); f != nil {
+				s.Message += "; " + f.Message
+			}
 			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue, Reason: "Restored", Message: s.Message, ObservedGeneration: r.Generation})
 		})
 		if err == nil {
+			report()
+		}
+		if err == nil && postFailed != nil {
+			restoresTotal.WithLabelValues("failed").Inc()
+			m.recorder.Event(r, corev1.EventTypeWarning, "PostHookFailed", hookFailureMessage(postFailed))
+		} else if err == nil {
 			restoresTotal.WithLabelValues("completed").Inc()
 			m.recorder.Event(r, corev1.EventTypeNormal, "Completed", "RestoreJob completed")
 			if summary.OwnersNotPreserved > 0 {
@@ -356,6 +378,9 @@ func (m *Manager) setRestoreStatus(ctx context.Context, r *v1alpha1.RestoreJob, 
 func (m *Manager) failRestore(ctx context.Context, r *v1alpha1.RestoreJob, checks []v1alpha1.RestoreCheck, reason, msg string) error {
 	err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
 		now := metav1.NewTime(m.opts.Now())
+		if h := r.Spec.Hooks; h != nil && len(h.Post) > 0 {
+			s.Hooks = skipHooks(s.Hooks, v1alpha1.HookStagePost, h.Post, "not run: the restore failed, and post hooks run only after the data is written", now)
+		}
 		s.Phase, s.CompletionTime, s.Message, s.Progress = v1alpha1.RestorePhaseFailed, &now, msg, nil
 		meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionMoverBlocked)
 		if checks != nil {
@@ -368,4 +393,39 @@ func (m *Manager) failRestore(ctx context.Context, r *v1alpha1.RestoreJob, check
 		m.recorder.Event(r, corev1.EventTypeWarning, reason, msg)
 	}
 	return err
+}
+
+// restorePostHooks runs r's post actions after its mover wrote the data
+// (none for a dry run: they are recorded Skipped). waiting: they are not all
+// done, and r's status says which one runs; otherwise hooks is the final
+// status.hooks, postFailed the failed action with onError Fail, if any, and
+// report emits their events once the status is stored.
+func (m *Manager) restorePostHooks(ctx context.Context, r *v1alpha1.RestoreJob, job *batchv1.Job, summary *report.Summary) (hooks []v1alpha1.HookStatus, postFailed *v1alpha1.HookStatus, report func(), waiting bool, err error) {
+	h := r.Spec.Hooks
+	if h == nil || len(h.Post) == 0 {
+		return r.Status.Hooks, nil, func() {}, false, nil
+	}
+	if r.Spec.DryRun {
+		return skipHooks(r.Status.Hooks, v1alpha1.HookStagePost, h.Post, "not run: a dry run writes nothing", metav1.NewTime(m.opts.Now())), nil, func() {}, false, nil
+	}
+	key := r.Namespace + "/" + r.Name
+	s := hookStage{owner: r, uid: r.UID, kind: "RestoreJob", namespace: r.Spec.Target.Namespace, claim: r.Spec.Target.PVCName,
+		stage: v1alpha1.HookStagePost, actions: h.Post, status: r.Status.Hooks, requeue: func() { m.restoreQueue.Add(key) }}
+	p := m.advanceHooks(s)
+	if p.done {
+		return p.status, p.failed, func() { m.reportHooks(s, p) }, false, nil
+	}
+	err = m.setRestoreStatus(ctx, r, func(st *v1alpha1.RestoreJobStatus) {
+		st.Phase, st.JobName, st.Progress, st.Hooks = v1alpha1.RestorePhaseRunning, job.Name, nil, p.status
+		st.Message = fmt.Sprintf("the data was restored (%d created, %d overwritten, %d deleted) and verified; running post hook %s", summary.Creates, summary.Overwrites, summary.Deletes, p.running)
+		setHookFailed(&st.Conditions, p.status, r.Generation)
+	})
+	if err != nil {
+		return nil, nil, nil, true, err
+	}
+	m.reportHooks(s, p)
+	if p.start != nil {
+		p.start(ctx)
+	}
+	return nil, nil, nil, true, nil
 }

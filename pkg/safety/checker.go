@@ -163,13 +163,38 @@ func (c *Checker) notReady() *Refusal {
 
 // allowed asks whether the requester may do verb on resource in namespace.
 func (c *Checker) allowed(ctx context.Context, u user.Info, verb, group, resource, namespace, name string) (bool, string, error) {
+	return c.allowedSub(ctx, u, verb, group, resource, "", namespace, name)
+}
+
+// allowedSub asks whether the requester may do verb on a subresource.
+func (c *Checker) allowedSub(ctx context.Context, u user.Info, verb, group, resource, subresource, namespace, name string) (bool, string, error) {
 	if c.Authorizer == nil || u == nil {
 		return false, "no requester to authorize", nil
 	}
 	decision, reason, err := c.Authorizer.Authorize(ctx, authorizer.AttributesRecord{
-		User: u, Verb: verb, Namespace: namespace, APIGroup: group, APIVersion: "*", Resource: resource, Name: name, ResourceRequest: true,
+		User: u, Verb: verb, Namespace: namespace, APIGroup: group, APIVersion: "*", Resource: resource, Subresource: subresource, Name: name, ResourceRequest: true,
 	})
 	return decision == authorizer.DecisionAllow, reason, err
+}
+
+// CheckExecAllowed refuses (403) an object whose hooks would run commands in
+// pods of namespace when the requester may not create pods/exec there
+// (`kubectl exec`): the operator runs hooks with its own right to exec, so
+// nobody may have it run a command they could not run themselves. The
+// requester's user, groups and extra are what the authorizer is asked about,
+// as for every other requester-aware check.
+func (c *Checker) CheckExecAllowed(ctx context.Context, u user.Info, namespace string, fld *field.Path) *Refusal {
+	ok, _, err := c.allowedSub(ctx, u, "create", "", "pods", "exec", namespace, "")
+	if err != nil {
+		return &Refusal{Code: http.StatusServiceUnavailable, Message: fmt.Sprintf("could not check your access to pods/exec in namespace %s: %v; retry", namespace, err)}
+	}
+	if !ok {
+		return &Refusal{Code: http.StatusForbidden, Field: fld, Message: fmt.Sprintf(
+			"%s: you (%s) may not create pods/exec in namespace %q, so you may not have the operator run hook commands in pods there; "+
+				"ask for it (a Role with apiGroups: [\"\"], resources: [pods/exec], verbs: [create]), or leave hooks out",
+			fld, requesterName(u), namespace)}
+	}
+	return nil
 }
 
 // CheckTargetReadable refuses (403) a BackupPolicy or Backup whose target PVC

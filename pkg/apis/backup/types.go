@@ -123,6 +123,7 @@ type BackupPolicySpec struct {
 	ConcurrencyPolicy       ConcurrencyPolicy
 	StartingDeadlineSeconds *int64
 	MoverSecurityContext    *MoverSecurityContext
+	Hooks                   *BackupHooks
 }
 
 // BackupPolicyStatus is the observed state of a BackupPolicy.
@@ -180,6 +181,7 @@ type BackupSpec struct {
 	Target               VolumeTarget
 	Storage              RepositoryStorage
 	MoverSecurityContext *MoverSecurityContext
+	Hooks                *BackupHooks
 }
 
 // BackupStats are the numbers the data mover reports for a finished backup.
@@ -188,6 +190,8 @@ type BackupStats struct {
 	Bytes       int64
 	NewBytes    int64
 	StoredBytes int64
+	Vanished          int64
+	ChangedDuringRead int64
 }
 
 // Progress is how far a running Job has got.
@@ -208,6 +212,7 @@ type BackupStatus struct {
 	LockedUntil        *metav1.Time
 	Stats              *BackupStats
 	Progress           *Progress
+	Hooks              []HookStatus
 	Conditions         []metav1.Condition
 	Message            string
 }
@@ -255,6 +260,7 @@ type RestoreJobSpec struct {
 	DryRun               bool
 	AllowInUse           bool
 	MoverSecurityContext *MoverSecurityContext
+	Hooks                *RestoreHooks
 }
 
 // MoverSecurityContext is the identity of a data mover that may not run as root.
@@ -298,6 +304,7 @@ type RestoreJobStatus struct {
 	Stats              *RestoreStats
 	Progress           *Progress
 	Verified           bool
+	Hooks              []HookStatus
 	Conditions         []metav1.Condition
 	Message            string
 }

@@ -34,6 +34,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 	// Group=backup.example.com, Version=v1alpha1
 	case v1alpha1.SchemeGroupVersion.WithKind("Backup"):
 		return &backupv1alpha1.BackupApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BackupHooks"):
+		return &backupv1alpha1.BackupHooksApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BackupPolicy"):
 		return &backupv1alpha1.BackupPolicyApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BackupPolicySpec"):
@@ -46,6 +48,12 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &backupv1alpha1.BackupStatsApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BackupStatus"):
 		return &backupv1alpha1.BackupStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("ExecHook"):
+		return &backupv1alpha1.ExecHookApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("HookAction"):
+		return &backupv1alpha1.HookActionApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("HookStatus"):
+		return &backupv1alpha1.HookStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Immutability"):
 		return &backupv1alpha1.ImmutabilityApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ImportStatus"):
@@ -64,6 +72,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &backupv1alpha1.RepositoryStorageApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RestoreCheck"):
 		return &backupv1alpha1.RestoreCheckApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("RestoreHooks"):
+		return &backupv1alpha1.RestoreHooksApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RestoreJob"):
 		return &backupv1alpha1.RestoreJobApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RestoreJobSpec"):

@@ -34,6 +34,7 @@ import (
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
 		v1alpha1.Backup{}.OpenAPIModelName():               schema_pkg_apis_backup_v1alpha1_Backup(ref),
+		v1alpha1.BackupHooks{}.OpenAPIModelName():          schema_pkg_apis_backup_v1alpha1_BackupHooks(ref),
 		v1alpha1.BackupList{}.OpenAPIModelName():           schema_pkg_apis_backup_v1alpha1_BackupList(ref),
 		v1alpha1.BackupPolicy{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_BackupPolicy(ref),
 		v1alpha1.BackupPolicyList{}.OpenAPIModelName():     schema_pkg_apis_backup_v1alpha1_BackupPolicyList(ref),
@@ -42,6 +43,9 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.BackupSpec{}.OpenAPIModelName():           schema_pkg_apis_backup_v1alpha1_BackupSpec(ref),
 		v1alpha1.BackupStats{}.OpenAPIModelName():          schema_pkg_apis_backup_v1alpha1_BackupStats(ref),
 		v1alpha1.BackupStatus{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_BackupStatus(ref),
+		v1alpha1.ExecHook{}.OpenAPIModelName():             schema_pkg_apis_backup_v1alpha1_ExecHook(ref),
+		v1alpha1.HookAction{}.OpenAPIModelName():           schema_pkg_apis_backup_v1alpha1_HookAction(ref),
+		v1alpha1.HookStatus{}.OpenAPIModelName():           schema_pkg_apis_backup_v1alpha1_HookStatus(ref),
 		v1alpha1.Immutability{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_Immutability(ref),
 		v1alpha1.ImportStatus{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_ImportStatus(ref),
 		v1alpha1.LocalSecretReference{}.OpenAPIModelName(): schema_pkg_apis_backup_v1alpha1_LocalSecretReference(ref),
@@ -51,6 +55,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.RepositoryEncryption{}.OpenAPIModelName(): schema_pkg_apis_backup_v1alpha1_RepositoryEncryption(ref),
 		v1alpha1.RepositoryStorage{}.OpenAPIModelName():    schema_pkg_apis_backup_v1alpha1_RepositoryStorage(ref),
 		v1alpha1.RestoreCheck{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_RestoreCheck(ref),
+		v1alpha1.RestoreHooks{}.OpenAPIModelName():         schema_pkg_apis_backup_v1alpha1_RestoreHooks(ref),
 		v1alpha1.RestoreJob{}.OpenAPIModelName():           schema_pkg_apis_backup_v1alpha1_RestoreJob(ref),
 		v1alpha1.RestoreJobList{}.OpenAPIModelName():       schema_pkg_apis_backup_v1alpha1_RestoreJobList(ref),
 		v1alpha1.RestoreJobSpec{}.OpenAPIModelName():       schema_pkg_apis_backup_v1alpha1_RestoreJobSpec(ref),
@@ -167,6 +172,63 @@ func schema_pkg_apis_backup_v1alpha1_Backup(ref common.ReferenceCallback) common
 		},
 		Dependencies: []string{
 			v1alpha1.BackupSpec{}.OpenAPIModelName(), v1alpha1.BackupStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_backup_v1alpha1_BackupHooks(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "BackupHooks are commands run in the workload's pods around the copy, to make a snapshot application-consistent (for a database: dump it into the claim, or hold it in backup mode). The order is: every pre action, one after the other; the data mover; every post action. Post actions run whenever the pre stage began, also when a pre action or the copy failed (like finally). Hooks run with the operator's permission to exec into pods: whoever sets them must be allowed to create pods/exec in the target's namespace, and a policy's Backups run its hooks on the authority of whoever last set the policy's hooks (or its target).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"pre": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "pre actions run before the data mover starts. A failed pre action with onError Fail fails the Backup with nothing copied.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.HookAction{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"post": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "post actions run after the data mover has finished (or was not started because a pre action failed).",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.HookAction{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.HookAction{}.OpenAPIModelName()},
 	}
 }
 
@@ -391,12 +453,18 @@ func schema_pkg_apis_backup_v1alpha1_BackupPolicySpec(ref common.ReferenceCallba
 							Ref:         ref(v1alpha1.MoverSecurityContext{}.OpenAPIModelName()),
 						},
 					},
+					"hooks": {
+						SchemaProps: spec.SchemaProps{
+							Description: "hooks are commands run in the workload's pods around each backup, to make its snapshot application-consistent. Copied into the Backups the policy creates. Whoever sets or changes them (or the target) must be allowed to create pods/exec in the target's namespace; the policy's Backups run them on that person's authority.",
+							Ref:         ref(v1alpha1.BackupHooks{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"schedule", "target", "retention"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.MoverSecurityContext{}.OpenAPIModelName(), v1alpha1.RepositoryStorage{}.OpenAPIModelName(), v1alpha1.RetentionPolicy{}.OpenAPIModelName(), v1alpha1.VolumeTarget{}.OpenAPIModelName()},
+			v1alpha1.BackupHooks{}.OpenAPIModelName(), v1alpha1.MoverSecurityContext{}.OpenAPIModelName(), v1alpha1.RepositoryStorage{}.OpenAPIModelName(), v1alpha1.RetentionPolicy{}.OpenAPIModelName(), v1alpha1.VolumeTarget{}.OpenAPIModelName()},
 	}
 }
 
@@ -540,11 +608,17 @@ func schema_pkg_apis_backup_v1alpha1_BackupSpec(ref common.ReferenceCallback) co
 							Ref:         ref(v1alpha1.MoverSecurityContext{}.OpenAPIModelName()),
 						},
 					},
+					"hooks": {
+						SchemaProps: spec.SchemaProps{
+							Description: "hooks are commands run in the workload's pods around the copy. Copied from the policy when the Backup names only its policy. The requester must be allowed to create pods/exec in the target's namespace; the Backups a policy creates itself carry exactly the policy's hooks, whose author was checked.",
+							Ref:         ref(v1alpha1.BackupHooks{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.MoverSecurityContext{}.OpenAPIModelName(), v1alpha1.RepositoryStorage{}.OpenAPIModelName(), v1alpha1.VolumeTarget{}.OpenAPIModelName()},
+			v1alpha1.BackupHooks{}.OpenAPIModelName(), v1alpha1.MoverSecurityContext{}.OpenAPIModelName(), v1alpha1.RepositoryStorage{}.OpenAPIModelName(), v1alpha1.VolumeTarget{}.OpenAPIModelName()},
 	}
 }
 
@@ -579,6 +653,20 @@ func schema_pkg_apis_backup_v1alpha1_BackupStats(ref common.ReferenceCallback) c
 					"storedBytes": {
 						SchemaProps: spec.SchemaProps{
 							Description: "storedBytes is what this backup added to the repository on disk (compressed new data plus metadata).",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"vanished": {
+						SchemaProps: spec.SchemaProps{
+							Description: "vanished is the number of files and directories that were deleted between the data mover listing them and reading them. They are not in the snapshot (nothing is recorded for data that was never read).",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"changedDuringRead": {
+						SchemaProps: spec.SchemaProps{
+							Description: "changedDuringRead is the number of files whose size or modification time changed while the data mover read them; they are stored as read, which may mix old and new content. A workload that writes during the backup needs hooks for a consistent snapshot.",
 							Type:        []string{"integer"},
 							Format:      "int64",
 						},
@@ -662,6 +750,24 @@ func schema_pkg_apis_backup_v1alpha1_BackupStatus(ref common.ReferenceCallback) 
 							Ref:         ref(v1alpha1.Progress{}.OpenAPIModelName()),
 						},
 					},
+					"hooks": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "hooks is the outcome of each hook action in each pod, in the order they ran. An action is recorded as Running before it is started, so a restart of the operator never runs it twice.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.HookStatus{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 					"conditions": {
 						VendorExtensible: spec.VendorExtensible{
 							Extensions: spec.Extensions{
@@ -672,7 +778,7 @@ func schema_pkg_apis_backup_v1alpha1_BackupStatus(ref common.ReferenceCallback) 
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "conditions: Completed or Failed, for `kubectl wait`.",
+							Description: "conditions: Completed or Failed, for `kubectl wait`; HookFailed when a hook action failed.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
@@ -694,7 +800,201 @@ func schema_pkg_apis_backup_v1alpha1_BackupStatus(ref common.ReferenceCallback) 
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.BackupStats{}.OpenAPIModelName(), v1alpha1.Progress{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			v1alpha1.BackupStats{}.OpenAPIModelName(), v1alpha1.HookStatus{}.OpenAPIModelName(), v1alpha1.Progress{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_backup_v1alpha1_ExecHook(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ExecHook runs a command in a container of a running pod, as `kubectl exec` does, through the Kubernetes API server.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"command": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "command is the program and its arguments (argv). There is no implicit shell: write [sh, -c, \"...\"] for shell syntax. The command must exit with 0 to succeed.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+					"container": {
+						SchemaProps: spec.SchemaProps{
+							Description: "container is the name of the container to run in. Defaults to the container of the pod that mounts the target claim (the only container, when the pod has one). A name that matches no container of a selected pod fails the action; no other container is picked instead.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"command"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_backup_v1alpha1_HookAction(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "HookAction is one command run in the pods of the workload around a backup or after a restore.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name identifies the action in status.hooks, events and metrics; unique within its list, a DNS label (lowercase letters, digits and '-', at most 63 characters).",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"exec": {
+						SchemaProps: spec.SchemaProps{
+							Description: "exec is the command to run.",
+							Ref:         ref(v1alpha1.ExecHook{}.OpenAPIModelName()),
+						},
+					},
+					"podSelector": {
+						SchemaProps: spec.SchemaProps{
+							Description: "podSelector selects the pods, in the target claim's namespace, to run in. Defaults to the running pods that mount the target claim. Only running pods that are not being deleted are used.",
+							Ref:         ref(v1.LabelSelector{}.OpenAPIModelName()),
+						},
+					},
+					"allPods": {
+						SchemaProps: spec.SchemaProps{
+							Description: "allPods runs the action in every selected pod. By default it runs in one pod per workload: among the selected pods with the same controller (a StatefulSet's or ReplicaSet's pods), the first by name, so a three-replica database is dumped once, not three times.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"timeout": {
+						SchemaProps: spec.SchemaProps{
+							Description: "timeout is how long the command may run, a duration with a unit such as \"30s\", \"5m\" or \"1h30m\" (at most 6h); a bare number is refused, because a unit left out is a mistake, not seconds. Defaults to \"60s\". An action that runs longer is abandoned (its connection is closed; the process may go on in the container) and counts as failed (TimedOut).",
+							Ref:         ref("k8s.io/apimachinery/pkg/util/intstr.IntOrString"),
+						},
+					},
+					"onError": {
+						SchemaProps: spec.SchemaProps{
+							Description: "onError is Fail or Continue. Defaults to Fail, except for a Backup's post actions, which default to Continue: the data is stored by then, and a failure is recorded without discarding it.\n\nPossible enum values:\n - `\"Continue\"` records the failure (status.hooks, an event, the HookFailed condition) and goes on.\n - `\"Fail\"` fails the Backup or RestoreJob. A failed pre action stops the backup before anything is copied (post actions still run).",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"Continue", "Fail"},
+						},
+					},
+					"whenNoPods": {
+						SchemaProps: spec.SchemaProps{
+							Description: "whenNoPods is Skip (default: the action is recorded as Skipped, say when the workload is scaled down) or Fail (counts as a failure, which onError then decides on).\n\nPossible enum values:\n - `\"Fail\"` treats the action as failed (its onError decides).\n - `\"Skip\"` skips the action and records it as Skipped: with no running pod the claim is quiet (the workload is scaled down), so there is nothing to quiesce.",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"Fail", "Skip"},
+						},
+					},
+				},
+				Required: []string{"name", "exec"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.ExecHook{}.OpenAPIModelName(), v1.LabelSelector{}.OpenAPIModelName(), "k8s.io/apimachinery/pkg/util/intstr.IntOrString"},
+	}
+}
+
+func schema_pkg_apis_backup_v1alpha1_HookStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "HookStatus is the outcome of one hook action in one pod.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"stage": {
+						SchemaProps: spec.SchemaProps{
+							Description: "stage is Pre or Post.\n\nPossible enum values:\n - `\"Post\"` runs after the data mover.\n - `\"Pre\"` runs before the data mover.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"Post", "Pre"},
+						},
+					},
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name of the action.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"pod": {
+						SchemaProps: spec.SchemaProps{
+							Description: "pod the command ran in, in the target's namespace; empty when no pod matched.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"container": {
+						SchemaProps: spec.SchemaProps{
+							Description: "container the command ran in.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"phase": {
+						SchemaProps: spec.SchemaProps{
+							Description: "phase is Running, Succeeded, Failed, TimedOut, Skipped or Unknown.\n\nPossible enum values:\n - `\"Failed\"` means the command exited with another code, or could not be run (no such container, the pod went away, no pod matched with whenNoPods Fail).\n - `\"Running\"` means the command was started (recorded before it was).\n - `\"Skipped\"` means the action did not run: no running pod matched (whenNoPods Skip), or a restore's post action after a dry run or a failed restore.\n - `\"Succeeded\"` means the command exited with 0.\n - `\"TimedOut\"` means the command ran longer than its timeout and was abandoned.\n - `\"Unknown\"` means the operator restarted while the command ran: its outcome is unknown, it counts as failed, and it was not run again.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"Failed", "Running", "Skipped", "Succeeded", "TimedOut", "Unknown"},
+						},
+					},
+					"exitCode": {
+						SchemaProps: spec.SchemaProps{
+							Description: "exitCode of the command, when it exited.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"startTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "startTime is when the command was started.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"completionTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "completionTime is when its outcome was recorded.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"stderr": {
+						SchemaProps: spec.SchemaProps{
+							Description: "stderr is the end of the command's standard error (at most 1024 bytes).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"message": {
+						SchemaProps: spec.SchemaProps{
+							Description: "message explains the outcome.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"stage", "name", "phase"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -995,6 +1295,42 @@ func schema_pkg_apis_backup_v1alpha1_RestoreCheck(ref common.ReferenceCallback) 
 	}
 }
 
+func schema_pkg_apis_backup_v1alpha1_RestoreHooks(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RestoreHooks are commands run in the workload's pods after a restore has written its data, for example to load a dump or restart a process. They do not run for a dry run or a failed restore. Whoever sets them must be allowed to create pods/exec in the target's namespace.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"post": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "post actions run, one after the other, after the data is written and verified; the RestoreJob completes after them.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.HookAction{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.HookAction{}.OpenAPIModelName()},
+	}
+}
+
 func schema_pkg_apis_backup_v1alpha1_RestoreJob(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -1152,12 +1488,18 @@ func schema_pkg_apis_backup_v1alpha1_RestoreJobSpec(ref common.ReferenceCallback
 							Ref:         ref(v1alpha1.MoverSecurityContext{}.OpenAPIModelName()),
 						},
 					},
+					"hooks": {
+						SchemaProps: spec.SchemaProps{
+							Description: "hooks are commands run in the workload's pods after the data is written, for example to load a dump. The requester must be allowed to create pods/exec in the target's namespace.",
+							Ref:         ref(v1alpha1.RestoreHooks{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"backupName", "target"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.MoverSecurityContext{}.OpenAPIModelName(), v1alpha1.RestoreTarget{}.OpenAPIModelName()},
+			v1alpha1.MoverSecurityContext{}.OpenAPIModelName(), v1alpha1.RestoreHooks{}.OpenAPIModelName(), v1alpha1.RestoreTarget{}.OpenAPIModelName()},
 	}
 }
 
@@ -1248,6 +1590,24 @@ func schema_pkg_apis_backup_v1alpha1_RestoreJobStatus(ref common.ReferenceCallba
 							Format:      "",
 						},
 					},
+					"hooks": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "hooks is the outcome of each post action in each pod, in the order they ran.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.HookStatus{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 					"conditions": {
 						VendorExtensible: spec.VendorExtensible{
 							Extensions: spec.Extensions{
@@ -1258,7 +1618,7 @@ func schema_pkg_apis_backup_v1alpha1_RestoreJobStatus(ref common.ReferenceCallba
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "conditions: Completed or Failed, for `kubectl wait`.",
+							Description: "conditions: Completed or Failed, for `kubectl wait`; HookFailed when a hook action failed.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
@@ -1280,7 +1640,7 @@ func schema_pkg_apis_backup_v1alpha1_RestoreJobStatus(ref common.ReferenceCallba
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Progress{}.OpenAPIModelName(), v1alpha1.RestoreCheck{}.OpenAPIModelName(), v1alpha1.RestorePreview{}.OpenAPIModelName(), v1alpha1.RestoreStats{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			v1alpha1.HookStatus{}.OpenAPIModelName(), v1alpha1.Progress{}.OpenAPIModelName(), v1alpha1.RestoreCheck{}.OpenAPIModelName(), v1alpha1.RestorePreview{}.OpenAPIModelName(), v1alpha1.RestoreStats{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 

@@ -46,6 +46,24 @@ func CheckSecrets(ctx context.Context, checker *safety.Checker, u user.Info, nam
 	return nil
 }
 
+// CheckHooks refuses (403) an object with hooks when the requester may not
+// create pods/exec in namespace (the target's, where the hooks' pods run).
+func CheckHooks(ctx context.Context, checker *safety.Checker, u user.Info, namespace string, hasHooks bool,
+	gr schema.GroupResource, kind schema.GroupKind, name string) error {
+	if checker == nil || !hasHooks {
+		return nil
+	}
+	if ref := checker.CheckExecAllowed(ctx, u, namespace, field.NewPath("spec", "hooks")); ref != nil {
+		return ref.Error(gr, kind, name)
+	}
+	return nil
+}
+
+// HasBackupHooks reports whether h has any action.
+func HasBackupHooks(h *backup.BackupHooks) bool {
+	return h != nil && len(h.Pre)+len(h.Post) > 0
+}
+
 // StorageWarnings are the warnings a repository earns on create and update:
 // an S3 repository whose certificate is not verified, or one that is not
 // encrypted, and a claim repository that is the claim it backs up.

@@ -5,6 +5,7 @@ package fuzzer
 
 import (
 	runtimeserializer "k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/randfill"
 
 	"example.com/backup-operator/pkg/apis/backup"
@@ -23,6 +24,19 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 			c.FillNoCustom(r)
 			if r.KeepFailed == nil {
 				r.KeepFailed = new(int32)
+			}
+		},
+		func(a *backup.HookAction, c randfill.Continue) {
+			c.FillNoCustom(a)
+			if a.Timeout == nil {
+				t := intstr.FromString("60s")
+				a.Timeout = &t
+			}
+			if a.OnError == "" {
+				a.OnError = backup.HookFail // a post action of a Backup would default to Continue; the fuzzer fills both lists alike
+			}
+			if a.WhenNoPods == "" {
+				a.WhenNoPods = backup.HookNoPodsSkip
 			}
 		},
 		func(s *backup.RestoreJobSpec, c randfill.Continue) {

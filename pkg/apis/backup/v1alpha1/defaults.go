@@ -1,6 +1,9 @@
 package v1alpha1
 
-import "k8s.io/apimachinery/pkg/runtime"
+import (
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
 
 func addDefaultingFuncs(scheme *runtime.Scheme) error {
 	return RegisterDefaults(scheme)
@@ -29,5 +32,37 @@ func SetDefaults_RetentionPolicy(obj *RetentionPolicy) {
 func SetDefaults_RestoreJobSpec(obj *RestoreJobSpec) {
 	if obj.Mode == "" {
 		obj.Mode = RestoreModeMerge
+	}
+}
+
+// DefaultHookTimeout is a hook action's timeout when it sets none.
+const DefaultHookTimeout = "60s"
+
+// SetDefaults_BackupHooks defaults each action; pre actions fail the Backup
+// by default, post actions continue (the data is stored by then).
+func SetDefaults_BackupHooks(obj *BackupHooks) {
+	defaultHookActions(obj.Pre, HookFail)
+	defaultHookActions(obj.Post, HookContinue)
+}
+
+// SetDefaults_RestoreHooks defaults each action; a failed post action fails
+// the RestoreJob by default.
+func SetDefaults_RestoreHooks(obj *RestoreHooks) {
+	defaultHookActions(obj.Post, HookFail)
+}
+
+func defaultHookActions(actions []HookAction, onError HookErrorMode) {
+	for i := range actions {
+		a := &actions[i]
+		if a.Timeout == nil {
+			t := intstr.FromString(DefaultHookTimeout)
+			a.Timeout = &t
+		}
+		if a.OnError == "" {
+			a.OnError = onError
+		}
+		if a.WhenNoPods == "" {
+			a.WhenNoPods = HookNoPodsSkip
+		}
 	}
 }

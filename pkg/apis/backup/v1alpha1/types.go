@@ -77,6 +77,15 @@ const (
 	// missing); the message carries the reason. The object fails when this
 	// lasts five minutes.
 	ConditionMoverBlocked = "MoverBlocked"
+	// ConditionHookFailed is True on a Backup or RestoreJob when a hook
+	// action failed, timed out or was interrupted, also when its onError is
+	// Continue; status.hooks has the details.
+	ConditionHookFailed = "HookFailed"
+	// ConditionFinishing is True on a Backup whose data mover has finished
+	// (or failed, or never started because a pre hook failed) while its post
+	// hook actions run; its reason and message are those of the phase the
+	// Backup takes once they are done.
+	ConditionFinishing = "Finishing"
 )
 
 // VolumeTarget names the PersistentVolumeClaim that is backed up.
@@ -315,6 +324,13 @@ type BackupPolicySpec struct {
 	// used.
 	// +optional
 	MoverSecurityContext *MoverSecurityContext `json:"moverSecurityContext,omitempty"`
+	// hooks are commands run in the workload's pods around each backup, to
+	// make its snapshot application-consistent. Copied into the Backups the
+	// policy creates. Whoever sets or changes them (or the target) must be
+	// allowed to create pods/exec in the target's namespace; the policy's
+	// Backups run them on that person's authority.
+	// +optional
+	Hooks *BackupHooks `json:"hooks,omitempty"`
 }
 
 // BackupPolicyStatus is the observed state of a BackupPolicy.
@@ -446,6 +462,13 @@ type BackupSpec struct {
 	// used.
 	// +optional
 	MoverSecurityContext *MoverSecurityContext `json:"moverSecurityContext,omitempty"`
+	// hooks are commands run in the workload's pods around the copy. Copied
+	// from the policy when the Backup names only its policy. The requester
+	// must be allowed to create pods/exec in the target's namespace; the
+	// Backups a policy creates itself carry exactly the policy's hooks,
+	// whose author was checked.
+	// +optional
+	Hooks *BackupHooks `json:"hooks,omitempty"`
 }
 
 // BackupStats are the numbers the data mover reports for a finished backup.
@@ -464,6 +487,17 @@ type BackupStats struct {
 	// (compressed new data plus metadata).
 	// +optional
 	StoredBytes int64 `json:"storedBytes,omitempty"`
+	// vanished is the number of files and directories that were deleted
+	// between the data mover listing them and reading them. They are not in
+	// the snapshot (nothing is recorded for data that was never read).
+	// +optional
+	Vanished int64 `json:"vanished,omitempty"`
+	// changedDuringRead is the number of files whose size or modification
+	// time changed while the data mover read them; they are stored as read,
+	// which may mix old and new content. A workload that writes during the
+	// backup needs hooks for a consistent snapshot.
+	// +optional
+	ChangedDuringRead int64 `json:"changedDuringRead,omitempty"`
 }
 
 // Progress is how far a running data mover has got.
@@ -513,7 +547,14 @@ type BackupStatus struct {
 	// few seconds. Cleared when the backup ends; stats then hold the totals.
 	// +optional
 	Progress *Progress `json:"progress,omitempty"`
-	// conditions: Completed or Failed, for `kubectl wait`.
+	// hooks is the outcome of each hook action in each pod, in the order
+	// they ran. An action is recorded as Running before it is started, so a
+	// restart of the operator never runs it twice.
+	// +optional
+	// +listType=atomic
+	Hooks []HookStatus `json:"hooks,omitempty"`
+	// conditions: Completed or Failed, for `kubectl wait`; HookFailed when a
+	// hook action failed.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -621,6 +662,11 @@ type RestoreJobSpec struct {
 	// used.
 	// +optional
 	MoverSecurityContext *MoverSecurityContext `json:"moverSecurityContext,omitempty"`
+	// hooks are commands run in the workload's pods after the data is
+	// written, for example to load a dump. The requester must be allowed
+	// to create pods/exec in the target's namespace.
+	// +optional
+	Hooks *RestoreHooks `json:"hooks,omitempty"`
 }
 
 // MoverSecurityContext is the identity of a data mover that may not run as root.
@@ -716,7 +762,13 @@ type RestoreJobStatus struct {
 	// verified is true when every restored byte matched its recorded hash.
 	// +optional
 	Verified bool `json:"verified,omitempty"`
-	// conditions: Completed or Failed, for `kubectl wait`.
+	// hooks is the outcome of each post action in each pod, in the order
+	// they ran.
+	// +optional
+	// +listType=atomic
+	Hooks []HookStatus `json:"hooks,omitempty"`
+	// conditions: Completed or Failed, for `kubectl wait`; HookFailed when a
+	// hook action failed.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -29,6 +29,8 @@ import (
 // Public to allow building arbitrary schemes.
 // All generated defaulters are covering - they call all nested defaulters.
 func RegisterDefaults(scheme *runtime.Scheme) error {
+	scheme.AddTypeDefaultingFunc(&Backup{}, func(obj interface{}) { SetObjectDefaults_Backup(obj.(*Backup)) })
+	scheme.AddTypeDefaultingFunc(&BackupList{}, func(obj interface{}) { SetObjectDefaults_BackupList(obj.(*BackupList)) })
 	scheme.AddTypeDefaultingFunc(&BackupPolicy{}, func(obj interface{}) { SetObjectDefaults_BackupPolicy(obj.(*BackupPolicy)) })
 	scheme.AddTypeDefaultingFunc(&BackupPolicyList{}, func(obj interface{}) { SetObjectDefaults_BackupPolicyList(obj.(*BackupPolicyList)) })
 	scheme.AddTypeDefaultingFunc(&RestoreJob{}, func(obj interface{}) { SetObjectDefaults_RestoreJob(obj.(*RestoreJob)) })
@@ -36,9 +38,25 @@ func RegisterDefaults(scheme *runtime.Scheme) error {
 	return nil
 }
 
+func SetObjectDefaults_Backup(in *Backup) {
+	if in.Spec.Hooks != nil {
+		SetDefaults_BackupHooks(in.Spec.Hooks)
+	}
+}
+
+func SetObjectDefaults_BackupList(in *BackupList) {
+	for i := range in.Items {
+		a := &in.Items[i]
+		SetObjectDefaults_Backup(a)
+	}
+}
+
 func SetObjectDefaults_BackupPolicy(in *BackupPolicy) {
 	SetDefaults_BackupPolicySpec(&in.Spec)
 	SetDefaults_RetentionPolicy(&in.Spec.Retention)
+	if in.Spec.Hooks != nil {
+		SetDefaults_BackupHooks(in.Spec.Hooks)
+	}
 }
 
 func SetObjectDefaults_BackupPolicyList(in *BackupPolicyList) {
@@ -50,6 +68,9 @@ func SetObjectDefaults_BackupPolicyList(in *BackupPolicyList) {
 
 func SetObjectDefaults_RestoreJob(in *RestoreJob) {
 	SetDefaults_RestoreJobSpec(&in.Spec)
+	if in.Spec.Hooks != nil {
+		SetDefaults_RestoreHooks(in.Spec.Hooks)
+	}
 }
 
 func SetObjectDefaults_RestoreJobList(in *RestoreJobList) {

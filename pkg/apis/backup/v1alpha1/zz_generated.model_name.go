@@ -27,6 +27,11 @@ func (in Backup) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in BackupHooks) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.BackupHooks"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in BackupList) OpenAPIModelName() string {
 	return "com.example.backup.v1alpha1.BackupList"
 }
@@ -64,6 +69,21 @@ func (in BackupStats) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in BackupStatus) OpenAPIModelName() string {
 	return "com.example.backup.v1alpha1.BackupStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ExecHook) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.ExecHook"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in HookAction) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.HookAction"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in HookStatus) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.HookStatus"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
@@ -109,6 +129,11 @@ func (in RepositoryStorage) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in RestoreCheck) OpenAPIModelName() string {
 	return "com.example.backup.v1alpha1.RestoreCheck"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RestoreHooks) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.RestoreHooks"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.

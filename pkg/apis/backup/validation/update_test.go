@@ -144,7 +144,7 @@ func TestEveryRestoreJobSpecFieldIsImmutable(t *testing.T) {
 // mutablePolicyFields lists it (and this test with it).
 func TestBackupPolicySpecFieldsMutableAsListed(t *testing.T) {
 	mutable := map[string]bool{"Schedule": true, "TimeZone": true, "Suspend": true, "Target": true, "Storage": true,
-		"Retention": true, "ConcurrencyPolicy": true, "StartingDeadlineSeconds": true, "MoverSecurityContext": true}
+		"Retention": true, "ConcurrencyPolicy": true, "StartingDeadlineSeconds": true, "MoverSecurityContext": true, "Hooks": true}
 	old := validPolicy()
 	old.ResourceVersion = "1"
 	for _, f := range specFields(reflect.TypeOf(old.Spec)) {

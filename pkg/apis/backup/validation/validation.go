@@ -94,6 +94,7 @@ func mutablePolicyFields(to, from *backup.BackupPolicySpec) {
 	to.ConcurrencyPolicy = from.ConcurrencyPolicy
 	to.StartingDeadlineSeconds = from.StartingDeadlineSeconds
 	to.MoverSecurityContext = from.MoverSecurityContext
+	to.Hooks = from.Hooks
 }
 
 // validateImmutable refuses a change of a whole (sub-)struct with the error of
@@ -161,6 +162,7 @@ func validateBackupPolicySpec(spec *backup.BackupPolicySpec, fld *field.Path) fi
 		allErrs = append(allErrs, field.Invalid(fld.Child("startingDeadlineSeconds"), *spec.StartingDeadlineSeconds,
 			"must be greater than 0; leave it unset to always start a missed run once"))
 	}
+	allErrs = append(allErrs, validateBackupHooks(spec.Hooks, fld.Child("hooks"))...)
 	return append(allErrs, validateMoverSecurityContext(spec.MoverSecurityContext, fld.Child("moverSecurityContext"))...)
 }
 
@@ -456,6 +458,7 @@ func ValidateBackup(b *backup.Backup) field.ErrorList {
 		allErrs = append(allErrs, validateVolumeTarget(&b.Spec.Target, fld.Child("target"))...)
 	}
 	allErrs = append(allErrs, validateMoverSecurityContext(b.Spec.MoverSecurityContext, fld.Child("moverSecurityContext"))...)
+	allErrs = append(allErrs, validateBackupHooks(b.Spec.Hooks, fld.Child("hooks"))...)
 	return append(allErrs, validateStorage(&b.Spec.Storage, fld.Child("storage"))...)
 }
 
@@ -484,6 +487,8 @@ func ValidateBackupStatusUpdate(b, old *backup.Backup) field.ErrorList {
 		allErrs = append(allErrs, validateNonNegative(s.Bytes, sf.Child("bytes"))...)
 		allErrs = append(allErrs, validateNonNegative(s.NewBytes, sf.Child("newBytes"))...)
 		allErrs = append(allErrs, validateNonNegative(s.StoredBytes, sf.Child("storedBytes"))...)
+		allErrs = append(allErrs, validateNonNegative(s.Vanished, sf.Child("vanished"))...)
+		allErrs = append(allErrs, validateNonNegative(s.ChangedDuringRead, sf.Child("changedDuringRead"))...)
 	}
 	return allErrs
 }
@@ -527,6 +532,7 @@ func ValidateRestoreJob(r *backup.RestoreJob) field.ErrorList {
 		allErrs = append(allErrs, field.NotSupported(fld.Child("mode"), r.Spec.Mode,
 			[]string{string(backup.RestoreModeMerge), string(backup.RestoreModeMirror)}))
 	}
+	allErrs = append(allErrs, validateRestoreHooks(r.Spec.Hooks, fld.Child("hooks"))...)
 	return append(allErrs, validateMoverSecurityContext(r.Spec.MoverSecurityContext, fld.Child("moverSecurityContext"))...)
 }
 

@@ -73,6 +73,9 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 		if b.Spec.MoverSecurityContext == nil {
 			b.Spec.MoverSecurityContext = p.Spec.MoverSecurityContext
 		}
+		if b.Spec.Hooks == nil {
+			b.Spec.Hooks = p.Spec.Hooks.DeepCopy()
+		}
 	}
 	if r.checker == nil {
 		return r.Store.Create(ctx, obj, createValidation, options)
@@ -91,14 +94,18 @@ func (r *REST) checkCreate(ctx context.Context, obj runtime.Object) error {
 	if ref := r.checker.CheckTargetReadable(ctx, u, b.Namespace, b.Spec.Target.Namespace, b.Spec.Target.PVCName, field.NewPath("spec", "target", "namespace")); ref != nil {
 		return ref.Error(backup.Resource("backups"), backup.Kind("Backup"), b.Name)
 	}
-	if len(registry.SecretRefs(&b.Spec.Storage, field.NewPath("spec", "storage"))) == 0 {
+	hasSecrets, hasHooks := len(registry.SecretRefs(&b.Spec.Storage, field.NewPath("spec", "storage"))) > 0, registry.HasBackupHooks(b.Spec.Hooks)
+	if !hasSecrets && !hasHooks {
 		return nil
 	}
 	if safety.IsServer(u) {
 		return r.checkServerBackup(ctx, b)
 	}
-	return registry.CheckSecrets(ctx, r.checker, u, registry.NamespaceOr(b.Spec.Target.Namespace, b.Namespace), &b.Spec.Storage,
-		backup.Resource("backups"), backup.Kind("Backup"), b.Name)
+	targetNS := registry.NamespaceOr(b.Spec.Target.Namespace, b.Namespace)
+	if err := registry.CheckSecrets(ctx, r.checker, u, targetNS, &b.Spec.Storage, backup.Resource("backups"), backup.Kind("Backup"), b.Name); err != nil {
+		return err
+	}
+	return registry.CheckHooks(ctx, r.checker, u, targetNS, hasHooks, backup.Resource("backups"), backup.Kind("Backup"), b.Name)
 }
 
 // checkServerBackup is the Secret rule for Backups that this server's own
@@ -106,11 +113,12 @@ func (r *REST) checkCreate(ctx context.Context, obj runtime.Object) error {
 // on-demand (trigger annotation) Backups and the Backups an import
 // re-creates. The server never asks whether it may get a Secret (the
 // operator reads no Secrets and has no permission to; the data mover's pod
-// mounts them). Such a Backup is accepted when it carries exactly the
-// storage and target namespace of the stored BackupPolicy it names: that
-// policy's author was checked for every one of those Secrets when setting
-// them (on create, and on every change of its target or storage), so the
-// Backup uses nothing its author could not read. Any other Backup from the
+// mounts them) or exec into pods. Such a Backup is accepted when it carries
+// exactly the storage, hooks (or none) and target namespace of the stored
+// BackupPolicy it names: that policy's author was checked for every one of
+// those Secrets, and for pods/exec, when setting them (on create, and on
+// every change of its target, storage or hooks), so the Backup uses nothing
+// its author could not use. Any other Backup from the
 // server's identity is refused (403), without asking the authorizer, which
 // would allow system:masters everything: the controllers create no other,
 // and one whose policy changed a moment ago is refused rather than carrying
@@ -128,12 +136,13 @@ func (r *REST) checkServerBackup(ctx context.Context, b *backup.Backup) error {
 		}
 	}
 	if p != nil && registry.SameStorage(&b.Spec.Storage, &p.Spec.Storage) &&
+		(!registry.HasBackupHooks(b.Spec.Hooks) || apiequality.Semantic.DeepEqual(b.Spec.Hooks, p.Spec.Hooks)) &&
 		registry.NamespaceOr(b.Spec.Target.Namespace, b.Namespace) == registry.NamespaceOr(p.Spec.Target.Namespace, p.Namespace) {
 		return nil
 	}
 	return apierrors.NewForbidden(backup.Resource("backups"), b.Name, fmt.Errorf(
-		"spec.storage: a Backup the server creates must carry the target namespace and storage of its BackupPolicy %q, whose author was checked for the Secrets they name; "+
-			"this one does not (the policy is gone or changed meanwhile), so its Secrets were checked for nobody. The policy's next run uses the policy as it is now", b.Spec.PolicyName))
+		"spec: a Backup the server creates must carry the target namespace, storage and hooks of its BackupPolicy %q, whose author was checked for the Secrets and the pods/exec they use; "+
+			"this one does not (the policy is gone or changed meanwhile), so they were checked for nobody. The policy's next run uses the policy as it is now", b.Spec.PolicyName))
 }
 
 // Delete refuses to delete a Backup that a Pending or Running RestoreJob is

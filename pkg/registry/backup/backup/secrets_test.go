@@ -97,7 +97,7 @@ func TestBackupSecretsNeedTheRequestersAccess(t *testing.T) {
 		}), false, false, `BackupPolicy "db"`},
 		{"the server's Backup in another namespace than its policy's target", server, fromPolicy(func(b *backup.Backup) {
 			b.Spec.Target.Namespace = "staging"
-		}), false, false, "target namespace and storage"},
+		}), false, false, "target namespace, storage and hooks"},
 		{"the server's Backup of a policy that is gone", server, fromPolicy(func(b *backup.Backup) { b.Spec.PolicyName = "gone" }), false, false, `BackupPolicy "gone"`},
 		{"the server's Backup without a policy", server, fromPolicy(func(b *backup.Backup) { b.Spec.PolicyName = "" }), false, false, "must carry"},
 		{"the server's name without its group is anybody", impostor, fromPolicy(nil), false, true, `may not get Secret "s3-credentials"`},

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"example.com/backup-operator/pkg/safety"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -46,15 +47,19 @@ func (r *REST) checkCreate(ctx context.Context, obj runtime.Object) error {
 	if err := r.checkTarget(ctx, p); err != nil {
 		return err
 	}
-	return r.checkSecrets(ctx, p)
+	if err := r.checkSecrets(ctx, p); err != nil {
+		return err
+	}
+	return r.checkHooks(ctx, p)
 }
 
 // Update applies the same checks to the updated policy: the target's when
 // the target changed, the Secrets' when the target or the storage changed
 // (the Secrets are the target namespace's, and a new location or target is
-// a new use of them). An update that changes neither (the schedule, the
-// trigger annotation, a label) uses the Secrets as their checked author set
-// them, and needs no access to them.
+// a new use of them), pods/exec when the target or the hooks changed. An
+// update that changes none of them (the schedule, the trigger annotation, a
+// label) uses the Secrets and hooks as their checked author set them, and
+// needs no access to them.
 func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, updateValidation rest.ValidateObjectUpdateFunc, forceAllowCreate bool, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
 	return r.Store.Update(ctx, name, objInfo, createValidation, func(ctx context.Context, obj, old runtime.Object) error {
 		if updateValidation != nil {
@@ -68,14 +73,31 @@ func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObje
 
 func (r *REST) checkUpdate(ctx context.Context, obj, old runtime.Object) error {
 	p, oldP := obj.(*backup.BackupPolicy), old.(*backup.BackupPolicy)
-	if p.Spec.Target != oldP.Spec.Target {
+	targetChanged := p.Spec.Target != oldP.Spec.Target
+	if targetChanged {
 		if err := r.checkTarget(ctx, p); err != nil {
 			return err
 		}
-	} else if registry.SameStorage(&p.Spec.Storage, &oldP.Spec.Storage) {
-		return nil
 	}
-	return r.checkSecrets(ctx, p)
+	if targetChanged || !registry.SameStorage(&p.Spec.Storage, &oldP.Spec.Storage) {
+		if err := r.checkSecrets(ctx, p); err != nil {
+			return err
+		}
+	}
+	// Hooks run on the authority of whoever last set them, or moved them
+	// to another target.
+	if targetChanged || !apiequality.Semantic.DeepEqual(p.Spec.Hooks, oldP.Spec.Hooks) {
+		return r.checkHooks(ctx, p)
+	}
+	return nil
+}
+
+// checkHooks: may the requester create pods/exec in the target's namespace,
+// where the hooks run?
+func (r *REST) checkHooks(ctx context.Context, p *backup.BackupPolicy) error {
+	u, _ := genericapirequest.UserFrom(ctx)
+	return registry.CheckHooks(ctx, r.checker, u, registry.NamespaceOr(p.Spec.Target.Namespace, p.Namespace), registry.HasBackupHooks(p.Spec.Hooks),
+		backup.Resource("backuppolicies"), backup.Kind("BackupPolicy"), p.Name)
 }
 
 // checkSecrets: may the requester get every Secret the storage names, in

@@ -52,7 +52,8 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 		if refusal != nil {
 			return refusal.Error(backup.Resource("restorejobs"), backup.Kind("RestoreJob"), rj.Name)
 		}
-		return nil
+		return registry.CheckHooks(ctx, r.checker, u, registry.NamespaceOr(rj.Spec.Target.Namespace, rj.Namespace), rj.Spec.Hooks != nil && len(rj.Spec.Hooks.Post) > 0,
+			backup.Resource("restorejobs"), backup.Kind("RestoreJob"), rj.Name)
 	}
 	return r.Store.Create(ctx, obj, registry.ThenCheck(createValidation, check), options)
 }

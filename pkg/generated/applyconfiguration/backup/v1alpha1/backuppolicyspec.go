@@ -62,6 +62,12 @@ type BackupPolicySpecApplyConfiguration struct {
 	// "privileged" or "baseline" the mover runs as root and this field is not
 	// used.
 	MoverSecurityContext *MoverSecurityContextApplyConfiguration `json:"moverSecurityContext,omitempty"`
+	// hooks are commands run in the workload's pods around each backup, to
+	// make its snapshot application-consistent. Copied into the Backups the
+	// policy creates. Whoever sets or changes them (or the target) must be
+	// allowed to create pods/exec in the target's namespace; the policy's
+	// Backups run them on that person's authority.
+	Hooks *BackupHooksApplyConfiguration `json:"hooks,omitempty"`
 }
 
 // BackupPolicySpecApplyConfiguration constructs a declarative configuration of the BackupPolicySpec type for use with
@@ -139,5 +145,13 @@ func (b *BackupPolicySpecApplyConfiguration) WithStartingDeadlineSeconds(value i
 // If called multiple times, the MoverSecurityContext field is set to the value of the last call.
 func (b *BackupPolicySpecApplyConfiguration) WithMoverSecurityContext(value *MoverSecurityContextApplyConfiguration) *BackupPolicySpecApplyConfiguration {
 	b.MoverSecurityContext = value
+	return b
+}
+
+// WithHooks sets the Hooks field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Hooks field is set to the value of the last call.
+func (b *BackupPolicySpecApplyConfiguration) WithHooks(value *BackupHooksApplyConfiguration) *BackupPolicySpecApplyConfiguration {
+	b.Hooks = value
 	return b
 }

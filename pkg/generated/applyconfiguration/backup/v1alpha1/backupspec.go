@@ -43,6 +43,12 @@ type BackupSpecApplyConfiguration struct {
 	// "privileged" or "baseline" the mover runs as root and this field is not
 	// used.
 	MoverSecurityContext *MoverSecurityContextApplyConfiguration `json:"moverSecurityContext,omitempty"`
+	// hooks are commands run in the workload's pods around the copy. Copied
+	// from the policy when the Backup names only its policy. The requester
+	// must be allowed to create pods/exec in the target's namespace; the
+	// Backups a policy creates itself carry exactly the policy's hooks,
+	// whose author was checked.
+	Hooks *BackupHooksApplyConfiguration `json:"hooks,omitempty"`
 }
 
 // BackupSpecApplyConfiguration constructs a declarative configuration of the BackupSpec type for use with
@@ -80,5 +86,13 @@ func (b *BackupSpecApplyConfiguration) WithStorage(value *RepositoryStorageApply
 // If called multiple times, the MoverSecurityContext field is set to the value of the last call.
 func (b *BackupSpecApplyConfiguration) WithMoverSecurityContext(value *MoverSecurityContextApplyConfiguration) *BackupSpecApplyConfiguration {
 	b.MoverSecurityContext = value
+	return b
+}
+
+// WithHooks sets the Hooks field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Hooks field is set to the value of the last call.
+func (b *BackupSpecApplyConfiguration) WithHooks(value *BackupHooksApplyConfiguration) *BackupSpecApplyConfiguration {
+	b.Hooks = value
 	return b
 }

@@ -33,6 +33,15 @@ type BackupStatsApplyConfiguration struct {
 	// storedBytes is what this backup added to the repository on disk
 	// (compressed new data plus metadata).
 	StoredBytes *int64 `json:"storedBytes,omitempty"`
+	// vanished is the number of files and directories that were deleted
+	// between the data mover listing them and reading them. They are not in
+	// the snapshot (nothing is recorded for data that was never read).
+	Vanished *int64 `json:"vanished,omitempty"`
+	// changedDuringRead is the number of files whose size or modification
+	// time changed while the data mover read them; they are stored as read,
+	// which may mix old and new content. A workload that writes during the
+	// backup needs hooks for a consistent snapshot.
+	ChangedDuringRead *int64 `json:"changedDuringRead,omitempty"`
 }
 
 // BackupStatsApplyConfiguration constructs a declarative configuration of the BackupStats type for use with
@@ -70,5 +79,21 @@ func (b *BackupStatsApplyConfiguration) WithNewBytes(value int64) *BackupStatsAp
 // If called multiple times, the StoredBytes field is set to the value of the last call.
 func (b *BackupStatsApplyConfiguration) WithStoredBytes(value int64) *BackupStatsApplyConfiguration {
 	b.StoredBytes = &value
+	return b
+}
+
+// WithVanished sets the Vanished field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Vanished field is set to the value of the last call.
+func (b *BackupStatsApplyConfiguration) WithVanished(value int64) *BackupStatsApplyConfiguration {
+	b.Vanished = &value
+	return b
+}
+
+// WithChangedDuringRead sets the ChangedDuringRead field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the ChangedDuringRead field is set to the value of the last call.
+func (b *BackupStatsApplyConfiguration) WithChangedDuringRead(value int64) *BackupStatsApplyConfiguration {
+	b.ChangedDuringRead = &value
 	return b
 }

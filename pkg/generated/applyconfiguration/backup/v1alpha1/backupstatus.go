@@ -54,7 +54,12 @@ type BackupStatusApplyConfiguration struct {
 	// progress of a Running Backup: the data mover's latest report, read every
 	// few seconds. Cleared when the backup ends; stats then hold the totals.
 	Progress *ProgressApplyConfiguration `json:"progress,omitempty"`
-	// conditions: Completed or Failed, for `kubectl wait`.
+	// hooks is the outcome of each hook action in each pod, in the order
+	// they ran. An action is recorded as Running before it is started, so a
+	// restart of the operator never runs it twice.
+	Hooks []HookStatusApplyConfiguration `json:"hooks,omitempty"`
+	// conditions: Completed or Failed, for `kubectl wait`; HookFailed when a
+	// hook action failed.
 	Conditions []metav1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// message is a human-readable explanation of the phase, and what to do
 	// about a failure.
@@ -144,6 +149,19 @@ func (b *BackupStatusApplyConfiguration) WithStats(value *BackupStatsApplyConfig
 // If called multiple times, the Progress field is set to the value of the last call.
 func (b *BackupStatusApplyConfiguration) WithProgress(value *ProgressApplyConfiguration) *BackupStatusApplyConfiguration {
 	b.Progress = value
+	return b
+}
+
+// WithHooks adds the given value to the Hooks field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Hooks field.
+func (b *BackupStatusApplyConfiguration) WithHooks(values ...*HookStatusApplyConfiguration) *BackupStatusApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithHooks")
+		}
+		b.Hooks = append(b.Hooks, *values[i])
+	}
 	return b
 }
 

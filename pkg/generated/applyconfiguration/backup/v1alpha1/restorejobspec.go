@@ -53,6 +53,10 @@ type RestoreJobSpecApplyConfiguration struct {
 	// "privileged" or "baseline" the mover runs as root and this field is not
 	// used.
 	MoverSecurityContext *MoverSecurityContextApplyConfiguration `json:"moverSecurityContext,omitempty"`
+	// hooks are commands run in the workload's pods after the data is
+	// written, for example to load a dump. The requester must be allowed
+	// to create pods/exec in the target's namespace.
+	Hooks *RestoreHooksApplyConfiguration `json:"hooks,omitempty"`
 }
 
 // RestoreJobSpecApplyConfiguration constructs a declarative configuration of the RestoreJobSpec type for use with
@@ -114,5 +118,13 @@ func (b *RestoreJobSpecApplyConfiguration) WithAllowInUse(value bool) *RestoreJo
 // If called multiple times, the MoverSecurityContext field is set to the value of the last call.
 func (b *RestoreJobSpecApplyConfiguration) WithMoverSecurityContext(value *MoverSecurityContextApplyConfiguration) *RestoreJobSpecApplyConfiguration {
 	b.MoverSecurityContext = value
+	return b
+}
+
+// WithHooks sets the Hooks field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Hooks field is set to the value of the last call.
+func (b *RestoreJobSpecApplyConfiguration) WithHooks(value *RestoreHooksApplyConfiguration) *RestoreJobSpecApplyConfiguration {
+	b.Hooks = value
 	return b
 }

@@ -51,7 +51,11 @@ type RestoreJobStatusApplyConfiguration struct {
 	Progress *ProgressApplyConfiguration `json:"progress,omitempty"`
 	// verified is true when every restored byte matched its recorded hash.
 	Verified *bool `json:"verified,omitempty"`
-	// conditions: Completed or Failed, for `kubectl wait`.
+	// hooks is the outcome of each post action in each pod, in the order
+	// they ran.
+	Hooks []HookStatusApplyConfiguration `json:"hooks,omitempty"`
+	// conditions: Completed or Failed, for `kubectl wait`; HookFailed when a
+	// hook action failed.
 	Conditions []metav1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// message is a human-readable explanation of the phase.
 	Message *string `json:"message,omitempty"`
@@ -145,6 +149,19 @@ func (b *RestoreJobStatusApplyConfiguration) WithProgress(value *ProgressApplyCo
 // If called multiple times, the Verified field is set to the value of the last call.
 func (b *RestoreJobStatusApplyConfiguration) WithVerified(value bool) *RestoreJobStatusApplyConfiguration {
 	b.Verified = &value
+	return b
+}
+
+// WithHooks adds the given value to the Hooks field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Hooks field.
+func (b *RestoreJobStatusApplyConfiguration) WithHooks(values ...*HookStatusApplyConfiguration) *RestoreJobStatusApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithHooks")
+		}
+		b.Hooks = append(b.Hooks, *values[i])
+	}
 	return b
 }
 

@@ -1,0 +1,217 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/safety"
+)
+
+// reasonSnapshotStored is the reason of a Backup that stored its snapshot.
+const reasonSnapshotStored = "SnapshotStored"
+
+// backupHookStage is a stage of b's hooks, run in the pods of its target's namespace.
+func (m *Manager) backupHookStage(b *v1alpha1.Backup, stage v1alpha1.HookStage) hookStage {
+	var actions []v1alpha1.HookAction
+	if h := b.Spec.Hooks; h != nil {
+		actions = h.Pre
+		if stage == v1alpha1.HookStagePost {
+			actions = h.Post
+		}
+	}
+	key := b.Namespace + "/" + b.Name
+	return hookStage{owner: b, uid: b.UID, kind: "Backup", namespace: b.Spec.Target.Namespace, claim: b.Spec.Target.PVCName,
+		stage: stage, actions: actions, status: b.Status.Hooks, requeue: func() { m.backupQueue.Add(key) }}
+}
+
+// postDue reports whether b's post actions must run before it takes a final
+// phase: it has some, and its pre stage began or its data mover was started.
+func postDue(b *v1alpha1.Backup) bool {
+	return b.Spec.Hooks != nil && len(b.Spec.Hooks.Post) > 0 &&
+		(hookStarted(b.Status.Hooks, v1alpha1.HookStagePre) || b.Status.JobName != "")
+}
+
+// stageFinished reports whether every action of a stage has an outcome.
+func stageFinished(status []v1alpha1.HookStatus, stage v1alpha1.HookStage, actions []v1alpha1.HookAction) bool {
+	for _, a := range actions {
+		found := false
+		for _, st := range status {
+			if st.Stage == stage && st.Name == a.Name {
+				found = true
+				if st.Phase == v1alpha1.HookPhaseRunning {
+					return false
+				}
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// runPreHooks advances b's pre stage. It returns done when every pre action
+// has its outcome and nothing is left to record; otherwise it has written
+// what changed (which wakes b again), failed b, or waits for a command.
+func (m *Manager) runPreHooks(ctx context.Context, b *v1alpha1.Backup) (done bool, err error) {
+	if b.Spec.Hooks == nil || len(b.Spec.Hooks.Pre) == 0 {
+		return true, nil
+	}
+	s := m.backupHookStage(b, v1alpha1.HookStagePre)
+	p := m.advanceHooks(s)
+	if p.failed != nil {
+		c := b.DeepCopy()
+		c.Status.Hooks = p.status
+		if err := m.finishBackup(ctx, c, "PreHookFailed", hookFailureMessage(p.failed)+"; nothing was copied", nil); err != nil {
+			return false, err
+		}
+		m.reportHooks(s, p)
+		return false, nil
+	}
+	if p.done && apiequality.Semantic.DeepEqual(p.status, b.Status.Hooks) {
+		return true, nil
+	}
+	c := b.DeepCopy()
+	c.Status.Hooks = p.status
+	c.Status.Phase = v1alpha1.BackupPhasePending
+	c.Status.ObservedGeneration = b.Generation
+	if p.running != "" {
+		c.Status.Message = fmt.Sprintf("running pre hook %s before the copy", p.running)
+	}
+	setHookFailed(&c.Status.Conditions, p.status, b.Generation)
+	if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+		return false, err
+	}
+	m.reportHooks(s, p)
+	if p.start != nil {
+		p.start(ctx)
+	}
+	return false, nil
+}
+
+// setHookFailed sets the HookFailed condition when an entry failed.
+func setHookFailed(conds *[]metav1.Condition, status []v1alpha1.HookStatus, generation int64) {
+	if c := hookFailedCondition(status, generation); c != nil {
+		meta.SetStatusCondition(conds, *c)
+	}
+}
+
+// finishBackup gives b its final phase: Completed when reason is
+// reasonSnapshotStored (set applies the mover's results to the status),
+// Failed otherwise. When b's post actions are due they run first: b is
+// marked Finishing with the outcome (so a restart finishes with the same
+// one), and finished by a later reconcile once they are done. A post action
+// with onError Fail that failed turns Completed into Failed; the snapshot
+// stays recorded, so deleting the Backup removes it.
+func (m *Manager) finishBackup(ctx context.Context, b *v1alpha1.Backup, reason, msg string, set func(*v1alpha1.BackupStatus)) error {
+	c := b.DeepCopy()
+	if set != nil {
+		set(&c.Status)
+	}
+	report := func() {}
+	if postDue(c) {
+		s := m.backupHookStage(c, v1alpha1.HookStagePost)
+		p := m.advanceHooks(s)
+		c.Status.Hooks = p.status
+		setHookFailed(&c.Status.Conditions, p.status, b.Generation)
+		if !p.done {
+			meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionFinishing, Status: metav1.ConditionTrue,
+				Reason: reason, Message: msg, ObservedGeneration: b.Generation})
+			c.Status.Progress = nil
+			c.Status.Message = fmt.Sprintf("%s; running post hook %s before finishing", msg, p.running)
+			if !apiequality.Semantic.DeepEqual(c.Status, b.Status) {
+				if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+					return err
+				}
+			}
+			m.reportHooks(s, p)
+			if p.start != nil {
+				p.start(ctx)
+			}
+			return nil
+		}
+		report = func() { m.reportHooks(s, p) }
+		if p.failed != nil && reason == reasonSnapshotStored {
+			reason = "PostHookFailed"
+			msg = fmt.Sprintf("snapshot %s is stored, but %s; the Backup is Failed because the hook's onError is Fail (deleting the Backup removes the snapshot)",
+				shortID(c.Status.SnapshotID), hookFailureMessage(p.failed))
+		}
+	}
+	meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionFinishing)
+	meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionMoverBlocked)
+	now := metav1.NewTime(m.opts.Now())
+	c.Status.CompletionTime = &now
+	c.Status.Progress = nil
+	if reason != reasonSnapshotStored {
+		c.Status.Phase = v1alpha1.BackupPhaseFailed
+		c.Status.Message = msg
+		meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: b.Generation})
+		if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		report()
+		m.backupFailed(ctx, b, reason, msg)
+		return nil
+	}
+	c.Status.Phase = v1alpha1.BackupPhaseCompleted
+	c.Status.Message = msg
+	if f := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionHookFailed); f != nil {
+		c.Status.Message += "; " + f.Message
+	}
+	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: b.Generation})
+	if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	report()
+	m.backupCompleted(c)
+	return nil
+}
+
+// hooksBeforeDelete runs a deleted Backup's post actions, when due, once
+// its pre commands have ended and its data mover is stopped, so that what a
+// pre action did (a database held in backup mode) is undone. handled: this
+// reconcile did some of that work, or waits for it.
+func (m *Manager) hooksBeforeDelete(ctx context.Context, b *v1alpha1.Backup) (res result, handled bool, err error) {
+	if !postDue(b) || stageFinished(b.Status.Hooks, v1alpha1.HookStagePost, b.Spec.Hooks.Post) {
+		return result{}, false, nil
+	}
+	write := func(s hookStage, p stageProgress) error {
+		c := b.DeepCopy()
+		c.Status.Hooks = p.status
+		setHookFailed(&c.Status.Conditions, p.status, b.Generation)
+		if !apiequality.Semantic.DeepEqual(c.Status, b.Status) {
+			if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+		}
+		m.reportHooks(s, p)
+		if p.start != nil {
+			p.start(ctx)
+		}
+		return nil
+	}
+	// Pre commands still running: collect them, start no new one.
+	pre := m.backupHookStage(b, v1alpha1.HookStagePre)
+	pre.collectOnly = true
+	if p := m.advanceHooks(pre); !p.done || !apiequality.Semantic.DeepEqual(p.status, b.Status.Hooks) {
+		return result{}, true, write(pre, p)
+	}
+	// The copy stops first (its pods gone: foreground).
+	job, err := m.liveJob(ctx, b, b.Spec.Target.Namespace, moverJobName("backup", b, b.Status.JobName), true)
+	if err == nil && !safety.JobFinished(job) {
+		if job.DeletionTimestamp == nil {
+			if err := m.deleteJob(ctx, job, metav1.DeletePropagationForeground); err != nil {
+				return result{}, true, err
+			}
+		}
+		return result{after: 2 * time.Second}, true, nil
+	}
+	post := m.backupHookStage(b, v1alpha1.HookStagePost)
+	return result{}, true, write(post, m.advanceHooks(post))
+}

@@ -1,0 +1,584 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+	utilexec "k8s.io/client-go/util/exec"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+)
+
+// HookExecutor runs a command in a container of a pod and returns when it
+// has exited (nil for exit code 0, an error carrying the code otherwise,
+// see utilexec.ExitError) or when ctx ends.
+type HookExecutor interface {
+	Exec(ctx context.Context, namespace, pod, container string, command []string, stdout, stderr io.Writer) error
+}
+
+// NewHookExecutor returns the executor that runs hooks through the
+// Kubernetes API server's pods/exec, as kubectl exec does: WebSocket first,
+// SPDY when the server does not upgrade to it.
+func NewHookExecutor(config *rest.Config) (HookExecutor, error) {
+	client, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	return &apiExecutor{config: config, client: client}, nil
+}
+
+type apiExecutor struct {
+	config *rest.Config
+	client kubernetes.Interface
+}
+
+func (e *apiExecutor) Exec(ctx context.Context, namespace, pod, container string, command []string, stdout, stderr io.Writer) error {
+	req := e.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: container, Command: command, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	ws, err := remotecommand.NewWebSocketExecutor(e.config, "GET", req.URL().String())
+	if err != nil {
+		return err
+	}
+	spdy, err := remotecommand.NewSPDYExecutor(e.config, "POST", req.URL())
+	if err != nil {
+		return err
+	}
+	ex, err := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
+	if err != nil {
+		return err
+	}
+	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
+}
+
+// stderrTailBytes bounds status.hooks[].stderr.
+const stderrTailBytes = 1024
+
+// tailWriter keeps the last n bytes written to it.
+type tailWriter struct {
+	mu  sync.Mutex
+	n   int
+	buf []byte
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	if len(w.buf) > w.n {
+		w.buf = append(w.buf[:0], w.buf[len(w.buf)-w.n:]...)
+	}
+	return len(p), nil
+}
+
+func (w *tailWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.ToValidUTF8(string(w.buf), "")
+}
+
+// hookRun is one hook action running in one pod, started by this Manager.
+type hookRun struct {
+	done     bool
+	exitCode *int32
+	stderr   string
+	err      error // the command could not be run, or its stream broke
+	timedOut bool
+	duration time.Duration
+}
+
+// hookRuns are the hook commands this Manager started, by hookKey. A command
+// recorded Running in an object's status that is not here was started by an
+// earlier process (or term of leadership): its outcome is unknown.
+type hookRuns struct {
+	mu   sync.Mutex
+	runs map[string]*hookRun
+	wg   sync.WaitGroup
+}
+
+func hookKey(uid types.UID, stage v1alpha1.HookStage, name, pod string) string {
+	return string(uid) + "/" + string(stage) + "/" + name + "/" + pod
+}
+
+func (h *hookRuns) get(key string) (hookRun, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r, ok := h.runs[key]
+	if !ok {
+		return hookRun{}, false
+	}
+	return *r, true
+}
+
+func (h *hookRuns) forget(keys []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, k := range keys {
+		if r, ok := h.runs[k]; ok && r.done {
+			delete(h.runs, k)
+		}
+	}
+}
+
+// hookStage is one stage (pre or post) of one object's hooks.
+type hookStage struct {
+	owner     runtime.Object // for events
+	uid       types.UID
+	kind      string // Backup or RestoreJob, for metrics
+	namespace string // of the pods: the target claim's
+	claim     string // the target claim, for the default pod selection
+	stage     v1alpha1.HookStage
+	actions   []v1alpha1.HookAction
+	status    []v1alpha1.HookStatus // the object's status.hooks
+	requeue   func()                // wakes the object when a command ends
+	// collectOnly records the outcome of commands that run, and starts no
+	// new action.
+	collectOnly bool
+}
+
+// stageProgress is how far a stage got in one reconcile.
+type stageProgress struct {
+	// status is the object's new status.hooks.
+	status []v1alpha1.HookStatus
+	// done: every action has an outcome, or a failed action with onError
+	// Fail stopped the stage (failed then names it).
+	done   bool
+	failed *v1alpha1.HookStatus
+	// running is the action being run, for the status message.
+	running string
+	// start launches the commands recorded Running in status; call it only
+	// after status was written, so a command is never run without a record.
+	start func(ctx context.Context)
+	// finished are the entries that reached an outcome in this reconcile:
+	// report them (events, metrics) after status was written.
+	finished []v1alpha1.HookStatus
+	keys     []string // of finished runs, forgotten after the write
+}
+
+// hookStarted reports whether any action of stage has a status entry.
+func hookStarted(status []v1alpha1.HookStatus, stage v1alpha1.HookStage) bool {
+	for _, s := range status {
+		if s.Stage == stage {
+			return true
+		}
+	}
+	return false
+}
+
+// hookFailedPhase: the outcomes that count as a failure.
+func hookFailedPhase(p v1alpha1.HookPhase) bool {
+	return p == v1alpha1.HookPhaseFailed || p == v1alpha1.HookPhaseTimedOut || p == v1alpha1.HookPhaseUnknown
+}
+
+// anyHookFailed reports whether any recorded action failed.
+func anyHookFailed(status []v1alpha1.HookStatus) bool {
+	for _, s := range status {
+		if hookFailedPhase(s.Phase) {
+			return true
+		}
+	}
+	return false
+}
+
+// advanceHooks moves a stage on: the actions run one after the other, each
+// in its pods at once. An action is recorded Running (with its pods) before
+// it is started, and its outcome recorded when its commands end; an entry
+// found Running that this Manager did not start is marked Unknown and not run
+// again. It never blocks: commands run in goroutines that wake the object.
+func (m *Manager) advanceHooks(s hookStage) stageProgress {
+	now := metav1.NewTime(m.opts.Now())
+	out := stageProgress{status: append([]v1alpha1.HookStatus(nil), s.status...)}
+	for i := range s.actions {
+		a := &s.actions[i]
+		var idx []int
+		for j, st := range out.status {
+			if st.Stage == s.stage && st.Name == a.Name {
+				idx = append(idx, j)
+			}
+		}
+		if len(idx) == 0 {
+			if s.collectOnly {
+				break
+			}
+			entries, toRun := m.startAction(s, a, now)
+			out.status = append(out.status, entries...)
+			if len(toRun) == 0 {
+				// Nothing to run (no pod, or no usable container): decided now.
+				out.finished = append(out.finished, entries...)
+				if f := firstFailed(entries); f != nil && a.OnError == v1alpha1.HookFail {
+					out.done, out.failed = true, f
+					return out
+				}
+				continue
+			}
+			out.running = a.Name
+			timeout := hookTimeout(a)
+			out.start = func(ctx context.Context) {
+				for _, st := range toRun {
+					m.runHook(ctx, s, a.Name, a.Exec.Command, st.Pod, st.Container, timeout)
+				}
+			}
+			return out
+		}
+		pending := false
+		for _, j := range idx {
+			st := &out.status[j]
+			if st.Phase != v1alpha1.HookPhaseRunning {
+				continue
+			}
+			key := hookKey(s.uid, s.stage, st.Name, st.Pod)
+			run, ok := m.hooks.get(key)
+			switch {
+			case !ok:
+				st.Phase, st.CompletionTime = v1alpha1.HookPhaseUnknown, &now
+				st.Message = "the operator restarted while this command ran, so its outcome is unknown; it was not run again, and counts as failed"
+				out.finished = append(out.finished, *st)
+			case !run.done:
+				pending = true
+			default:
+				recordRun(st, run, hookTimeout(a), now)
+				out.finished = append(out.finished, *st)
+				out.keys = append(out.keys, key)
+			}
+		}
+		if pending {
+			out.running = a.Name
+			return out
+		}
+		var entries []v1alpha1.HookStatus
+		for _, j := range idx {
+			entries = append(entries, out.status[j])
+		}
+		if f := firstFailed(entries); f != nil && a.OnError == v1alpha1.HookFail {
+			out.done, out.failed = true, f
+			return out
+		}
+	}
+	out.done = true
+	return out
+}
+
+func firstFailed(entries []v1alpha1.HookStatus) *v1alpha1.HookStatus {
+	for i := range entries {
+		if hookFailedPhase(entries[i].Phase) {
+			e := entries[i]
+			return &e
+		}
+	}
+	return nil
+}
+
+// recordRun writes a finished command's outcome into its status entry.
+func recordRun(st *v1alpha1.HookStatus, run hookRun, timeout time.Duration, now metav1.Time) {
+	st.CompletionTime = &now
+	st.Stderr = run.stderr
+	st.ExitCode = run.exitCode
+	took := run.duration.Round(100 * time.Millisecond)
+	switch {
+	case run.timedOut:
+		st.Phase = v1alpha1.HookPhaseTimedOut
+		st.Message = fmt.Sprintf("still running after %s (its timeout); abandoned: the connection was closed, and the command may still run in the container", timeout)
+	case run.exitCode != nil && *run.exitCode == 0:
+		st.Phase = v1alpha1.HookPhaseSucceeded
+		st.Message = fmt.Sprintf("exited with 0 after %s", took)
+	case run.exitCode != nil:
+		st.Phase = v1alpha1.HookPhaseFailed
+		st.Message = fmt.Sprintf("exited with %d after %s", *run.exitCode, took)
+	default:
+		st.Phase = v1alpha1.HookPhaseFailed
+		st.Message = fmt.Sprintf("could not be run: %v", run.err)
+	}
+}
+
+// startAction picks the pods and containers of an action and returns its
+// status entries: Running for each command to start (toRun), or an outcome
+// decided now (no pod matched; a container that does not exist).
+func (m *Manager) startAction(s hookStage, a *v1alpha1.HookAction, now metav1.Time) (entries, toRun []v1alpha1.HookStatus) {
+	pods, err := m.hookPods(s.namespace, s.claim, a)
+	if err != nil || len(pods) == 0 {
+		e := v1alpha1.HookStatus{Stage: s.stage, Name: a.Name, Phase: v1alpha1.HookPhaseSkipped, CompletionTime: &now}
+		which := fmt.Sprintf("no running pod in namespace %s mounts claim %s", s.namespace, s.claim)
+		if a.PodSelector != nil {
+			which = fmt.Sprintf("no running pod in namespace %s matches the podSelector", s.namespace)
+		}
+		if err != nil {
+			which = err.Error()
+		}
+		if a.WhenNoPods == v1alpha1.HookNoPodsFail {
+			e.Phase, e.Message = v1alpha1.HookPhaseFailed, which+" (whenNoPods: Fail)"
+		} else {
+			e.Message = which + ": skipped (whenNoPods: Skip; with no running pod the claim is quiet)"
+		}
+		return []v1alpha1.HookStatus{e}, nil
+	}
+	for _, pod := range pods {
+		e := v1alpha1.HookStatus{Stage: s.stage, Name: a.Name, Pod: pod.Name}
+		container, err := hookContainer(pod, s.claim, a.Exec.Container)
+		if err != nil {
+			e.Phase, e.CompletionTime, e.Message = v1alpha1.HookPhaseFailed, &now, err.Error()+"; nothing was run"
+			entries = append(entries, e)
+			continue
+		}
+		e.Container, e.Phase, e.StartTime = container, v1alpha1.HookPhaseRunning, &now
+		entries = append(entries, e)
+		toRun = append(toRun, e)
+	}
+	return entries, toRun
+}
+
+// hookPods are the running pods an action runs in: the selected ones (or
+// the ones that mount the claim), by name, and unless allPods one per
+// controller (a workload's first replica by name; a pod without a
+// controller is its own).
+func (m *Manager) hookPods(namespace, claim string, a *v1alpha1.HookAction) ([]*corev1.Pod, error) {
+	var pods []*corev1.Pod
+	if a.PodSelector == nil {
+		pods = m.checker.PodsUsing(namespace, claim)
+	} else {
+		sel, err := metav1.LabelSelectorAsSelector(a.PodSelector)
+		if err != nil {
+			return nil, fmt.Errorf("podSelector: %v", err)
+		}
+		if pods, err = m.pods.Pods(namespace).List(sel); err != nil {
+			return nil, err
+		}
+	}
+	var running []*corev1.Pod
+	for _, p := range pods {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && p.Labels[v1alpha1.ManagedByLabel] != v1alpha1.ManagedBy {
+			running = append(running, p)
+		}
+	}
+	sort.Slice(running, func(i, j int) bool { return running[i].Name < running[j].Name })
+	if a.AllPods {
+		return running, nil
+	}
+	seen := map[types.UID]bool{}
+	var out []*corev1.Pod
+	for _, p := range running {
+		if c := metav1.GetControllerOf(p); c != nil {
+			if seen[c.UID] {
+				continue
+			}
+			seen[c.UID] = true
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// hookContainer is the container an action runs in: the one it names (which
+// must exist), else the one container that mounts the claim, else the pod's
+// only container. Anything else is an error that says what to set.
+func hookContainer(pod *corev1.Pod, claim, name string) (string, error) {
+	var names []string
+	for _, c := range pod.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	if name != "" {
+		for _, n := range names {
+			if n == name {
+				return name, nil
+			}
+		}
+		return "", fmt.Errorf("pod %s has no container %q (its containers: %s); set exec.container to one of them", pod.Name, name, strings.Join(names, ", "))
+	}
+	volumes := map[string]bool{}
+	for _, v := range pod.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == claim {
+			volumes[v.Name] = true
+		}
+	}
+	var mounting []string
+	for _, c := range pod.Spec.Containers {
+		for _, vm := range c.VolumeMounts {
+			if volumes[vm.Name] {
+				mounting = append(mounting, c.Name)
+				break
+			}
+		}
+	}
+	switch {
+	case len(mounting) == 1:
+		return mounting[0], nil
+	case len(mounting) > 1:
+		return "", fmt.Errorf("containers %s of pod %s all mount claim %s; set exec.container to the one to run in", strings.Join(mounting, ", "), pod.Name, claim)
+	case len(names) == 1:
+		return names[0], nil
+	}
+	return "", fmt.Errorf("no container of pod %s mounts claim %s and it has several (%s); set exec.container", pod.Name, claim, strings.Join(names, ", "))
+}
+
+// hookTimeout is an action's timeout (validation has refused any but a
+// duration with a unit; unset means the default).
+func hookTimeout(a *v1alpha1.HookAction) time.Duration {
+	t := a.Timeout
+	if t == nil || t.Type != intstr.String {
+		return time.Minute
+	}
+	d, err := time.ParseDuration(t.StrVal)
+	if err != nil || d <= 0 {
+		return time.Minute
+	}
+	return d
+}
+
+// runHook starts one command in a goroutine, bounded by its timeout; when it
+// ends the object is woken. A command cut short because the Manager stops is
+// left Running in status: the next leader reports it as Unknown.
+func (m *Manager) runHook(ctx context.Context, s hookStage, name string, command []string, pod, container string, timeout time.Duration) {
+	key := hookKey(s.uid, s.stage, name, pod)
+	run := &hookRun{}
+	m.hooks.mu.Lock()
+	if m.hooks.runs == nil {
+		m.hooks.runs = map[string]*hookRun{}
+	}
+	m.hooks.runs[key] = run
+	m.hooks.mu.Unlock()
+	m.hooks.wg.Add(1)
+	go func() {
+		defer m.hooks.wg.Done()
+		if m.exec == nil {
+			m.hooks.mu.Lock()
+			*run = hookRun{done: true, err: errors.New("this server runs no hook executor")}
+			m.hooks.mu.Unlock()
+			s.requeue()
+			return
+		}
+		logger := klog.FromContext(ctx).WithValues("stage", s.stage, "pod", klog.KRef(s.namespace, pod), "container", container)
+		runCtx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		stderr := &tailWriter{n: stderrTailBytes}
+		start := time.Now()
+		err := m.exec.Exec(runCtx, s.namespace, pod, container, command, io.Discard, stderr)
+		took := time.Since(start)
+		if ctx.Err() != nil {
+			logger.Info("Hook command abandoned: the controllers are stopping")
+			return // not done: the next term reports it as Unknown
+		}
+		result := hookRun{done: true, stderr: stderr.String(), duration: took}
+		var exitErr utilexec.ExitError
+		switch {
+		case err == nil:
+			result.exitCode = ptr.To(int32(0))
+		case runCtx.Err() != nil:
+			result.timedOut = true
+		case errors.As(err, &exitErr) && exitErr.Exited():
+			result.exitCode = ptr.To(int32(exitErr.ExitStatus()))
+		default:
+			result.err = err
+		}
+		logger.V(2).Info("Hook command ended", "duration", took, "exitCode", result.exitCode, "timedOut", result.timedOut, "err", result.err)
+		m.hooks.mu.Lock()
+		*run = result
+		m.hooks.mu.Unlock()
+		s.requeue()
+	}()
+}
+
+// reportHooks emits an event and metrics per finished entry, once its
+// outcome is stored, and forgets the runs it came from.
+func (m *Manager) reportHooks(s hookStage, p stageProgress) {
+	for _, st := range p.finished {
+		where := "pod " + s.namespace + "/" + st.Pod
+		if st.Container != "" {
+			where += " (container " + st.Container + ")"
+		}
+		stage := strings.ToLower(string(st.Stage))
+		switch {
+		case st.Phase == v1alpha1.HookPhaseSucceeded:
+			m.recorder.Eventf(s.owner, corev1.EventTypeNormal, "HookSucceeded", "%s hook %s in %s %s", stage, st.Name, where, st.Message)
+		case st.Phase == v1alpha1.HookPhaseSkipped:
+			m.recorder.Eventf(s.owner, corev1.EventTypeNormal, "HookSkipped", "%s hook %s: %s", stage, st.Name, st.Message)
+		default:
+			msg := fmt.Sprintf("%s hook %s", stage, st.Name)
+			if st.Pod != "" {
+				msg += " in " + where
+			}
+			msg += ": " + st.Message
+			if st.Stderr != "" {
+				msg += "; stderr: " + lastLine(st.Stderr)
+			}
+			m.recorder.Event(s.owner, corev1.EventTypeWarning, "HookFailed", msg)
+			hookFailures.WithLabelValues(s.kind, stage).Inc()
+		}
+		if st.StartTime != nil && st.CompletionTime != nil && st.Phase != v1alpha1.HookPhaseUnknown {
+			hookDuration.WithLabelValues(s.kind, stage, string(st.Phase)).Observe(st.CompletionTime.Sub(st.StartTime.Time).Seconds())
+		}
+	}
+	m.hooks.forget(p.keys)
+}
+
+// hookFailureMessage describes the failed entry that stopped a stage: which
+// hook, where, its exit code and the end of its stderr.
+func hookFailureMessage(st *v1alpha1.HookStatus) string {
+	msg := fmt.Sprintf("%s hook %s", strings.ToLower(string(st.Stage)), st.Name)
+	if st.Pod != "" {
+		msg += " in pod " + st.Pod
+		if st.Container != "" {
+			msg += " (container " + st.Container + ")"
+		}
+	}
+	msg += " " + st.Message
+	if st.Stderr != "" {
+		msg += "; stderr: " + lastLine(st.Stderr)
+	}
+	return msg
+}
+
+// lastLine is the end of a command's stderr for a one-line message: its last
+// non-empty lines, at most 300 bytes.
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 300 {
+		s = "..." + strings.ToValidUTF8(s[len(s)-300:], "")
+	}
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
+}
+
+// hookFailedCondition sets or clears the HookFailed condition from status.hooks.
+func hookFailedCondition(status []v1alpha1.HookStatus, generation int64) *metav1.Condition {
+	for i := range status {
+		if hookFailedPhase(status[i].Phase) {
+			return &metav1.Condition{Type: v1alpha1.ConditionHookFailed, Status: metav1.ConditionTrue, Reason: "Hook" + string(status[i].Phase),
+				Message: hookFailureMessage(&status[i]), ObservedGeneration: generation}
+		}
+	}
+	return nil
+}
+
+// skipHooks records every action of a stage as Skipped, with why.
+func skipHooks(status []v1alpha1.HookStatus, stage v1alpha1.HookStage, actions []v1alpha1.HookAction, why string, now metav1.Time) []v1alpha1.HookStatus {
+	out := append([]v1alpha1.HookStatus(nil), status...)
+	for _, a := range actions {
+		found := false
+		for _, st := range out {
+			if st.Stage == stage && st.Name == a.Name {
+				found = true
+			}
+		}
+		if !found {
+			out = append(out, v1alpha1.HookStatus{Stage: stage, Name: a.Name, Phase: v1alpha1.HookPhaseSkipped, CompletionTime: &now, Message: why})
+		}
+	}
+	return out
+}
