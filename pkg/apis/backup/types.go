@@ -186,10 +186,10 @@ type BackupSpec struct {
 
 // BackupStats are the numbers the data mover reports for a finished backup.
 type BackupStats struct {
-	Files       int64
-	Bytes       int64
-	NewBytes    int64
-	StoredBytes int64
+	Files             int64
+	Bytes             int64
+	NewBytes          int64
+	StoredBytes       int64
 	Vanished          int64
 	ChangedDuringRead int64
 }
