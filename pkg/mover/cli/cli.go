@@ -128,7 +128,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			}
 			return out.result(map[string]string{"repository": o.repo, "id": r.Config.ID}, "initialized repository "+r.Config.ID+" at "+o.repo)
 		}},
-		backupCmd(ctx, o, out),
+		backupCmd(ctx, o, out, stderr),
 		restoreCmd(ctx, o, out, false),
 		restoreCmd(ctx, o, out, true),
 		verifyCmd(ctx, o, out),
@@ -204,14 +204,51 @@ func (p *printer) progress(pr report.Progress) {
 	fmt.Fprintln(p.w, string(data))
 }
 
+// writeSummary writes s as JSON to path, under 4000 bytes if it can: it
+// drops example paths of a backup first (their counts stay), then halves the
+// paths of a restore or diff (and sets Truncated).
 func writeSummary(path string, s report.Summary) error {
 	data, _ := json.Marshal(s)
+	for len(data) > 4000 && len(s.VanishedPaths)+len(s.ChangedPaths) > 0 {
+		if len(s.VanishedPaths) >= len(s.ChangedPaths) {
+			s.VanishedPaths = s.VanishedPaths[:len(s.VanishedPaths)-1]
+		} else {
+			s.ChangedPaths = s.ChangedPaths[:len(s.ChangedPaths)-1]
+		}
+		data, _ = json.Marshal(s)
+	}
 	for len(data) > 4000 && len(s.Paths) > 0 {
 		s.Paths = s.Paths[:len(s.Paths)/2]
 		s.Truncated = true
 		data, _ = json.Marshal(s)
 	}
 	return os.WriteFile(path, data, 0o644)
+}
+
+// warnChanges prints a warning line for the entries that vanished during a
+// backup and one for the files that changed while they were read, if any.
+func warnChanges(w io.Writer, vanished, changed int64) {
+	if vanished > 0 {
+		fmt.Fprintf(w, "warning: %s during the backup and %s not in the snapshot\n",
+			plural(vanished, "file vanished", "files vanished"), plural1(vanished, "is", "are"))
+	}
+	if changed > 0 {
+		fmt.Fprintf(w, "warning: %s while %s read; stored as read\n",
+			plural(changed, "file changed", "files changed"), plural1(changed, "it was", "they were"))
+	}
+}
+
+// plural is "n one" or "n many".
+func plural(n int64, one, many string) string {
+	return fmt.Sprintf("%d %s", n, plural1(n, one, many))
+}
+
+// plural1 is one when n is 1, else many.
+func plural1(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func truncate(s string, n int) string {
@@ -236,7 +273,7 @@ func parseTags(tags []string) (map[string]string, error) {
 	return m, nil
 }
 
-func backupCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
+func backupCmd(ctx context.Context, o *options, out *printer, stderr io.Writer) *cobra.Command {
 	c := &cobra.Command{Use: "backup", Short: "Store --source as a new snapshot (initialises an empty --repo); prints the snapshot id", Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			tags, err := parseTags(o.tags)
@@ -253,12 +290,15 @@ func backupCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 			}
 			defer r.Close()
 			start := time.Now()
-			snap, err := engine.Backup(ctx, r, engine.BackupOptions{Source: o.source, Tags: tags, ParentTag: o.parentTag, NoParent: o.noParent, Progress: out.progress})
+			res, err := engine.BackupWithResult(ctx, r, engine.BackupOptions{Source: o.source, Tags: tags, ParentTag: o.parentTag, NoParent: o.noParent, Progress: out.progress})
 			if err != nil {
 				return err
 			}
+			snap := res.Snapshot
 			s := report.Summary{Operation: "backup", SnapshotID: snap.ID.String(), Files: snap.Totals.Files, Bytes: snap.Totals.Bytes,
-				NewBytes: snap.Totals.NewBytes, StoredBytes: snap.Totals.StoredBytes, DurationSeconds: time.Since(start).Seconds()}
+				NewBytes: snap.Totals.NewBytes, StoredBytes: snap.Totals.StoredBytes, DurationSeconds: time.Since(start).Seconds(),
+				Vanished: res.Vanished, ChangedDuringRead: res.ChangedDuringRead, VanishedPaths: res.VanishedPaths, ChangedPaths: res.ChangedPaths}
+			warnChanges(stderr, res.Vanished, res.ChangedDuringRead)
 			if ro.Retention != nil {
 				until := ro.Retention.Until.UTC()
 				s.LockedUntil = &until

@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"example.com/backup-operator/pkg/mover/chunker"
 	"example.com/backup-operator/pkg/mover/repo"
@@ -74,7 +76,11 @@ type fileJob struct {
 	entry repo.Entry
 	root  string // the source directory; the file is root/entry.Path
 	err   error  // set before done.Done
-	done  sync.WaitGroup
+	// vanished: the entry was gone when read and is left out of the
+	// snapshot; changed: the file changed while read and is stored as read.
+	// Set before done.Done.
+	vanished, changed bool
+	done              sync.WaitGroup
 }
 
 // finish records a job's outcome.
@@ -116,14 +122,51 @@ func (f *fileCompressibility) record(shrank bool) {
 	}
 }
 
-// Backup stores Source as a new snapshot and returns it.
+// BackupResult is a completed backup: its snapshot, and what changed in the
+// source while it was read.
+type BackupResult struct {
+	Snapshot *repo.Snapshot
+	// Vanished counts the entries (files, symlinks, directories with their
+	// content) that were listed but gone when read: deleted, or a directory
+	// on their path replaced. They are not in the snapshot.
+	Vanished int64
+	// ChangedDuringRead counts the files whose size, modification time or
+	// inode after the read differed from their listing: they are stored as
+	// read, with the size read.
+	ChangedDuringRead int64
+	// VanishedPaths and ChangedPaths name up to MaxExamplePaths of each, in
+	// walk order, each cut to at most MaxExamplePathBytes.
+	VanishedPaths, ChangedPaths []string
+}
+
+// Bounds of BackupResult's path lists.
+const (
+	MaxExamplePaths     = 10
+	MaxExamplePathBytes = 256
+)
+
+// Backup stores Source as a new snapshot and returns it; BackupWithResult
+// also says what changed in the source while it was read.
+func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot, error) {
+	res, err := BackupWithResult(ctx, r, o)
+	if err != nil {
+		return nil, err
+	}
+	return res.Snapshot, nil
+}
+
+// BackupWithResult stores Source as a new snapshot.
+//
+// An entry that vanishes between the walk's listing and its read is left out
+// and counted; a file that changes while it is read is stored as read and
+// counted. A backup never records an entry it could not read.
 //
 // It takes the shared lock and picks the parent (lockForBackup, openParent),
 // runs the walk and the file pipeline (startProgress, startChunkWorkers,
 // startFileReaders, startWalk), writes the entries to the manifest in walk
 // order (collectEntries), and finally makes the data, the manifest and the
 // snapshot durable in that order (finishSnapshot).
-func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot, error) {
+func BackupWithResult(ctx context.Context, r *repo.Repo, o BackupOptions) (*BackupResult, error) {
 	start := time.Now()
 	lock, err := lockForBackup(ctx, r)
 	if err != nil {
@@ -169,7 +212,8 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 	small, large, waitReaders := startFileReaders(params, writer, &c, tasks, bufPool)
 	ordered, walkErr := startWalk(ctx, w, parentEntries, writer, int64(params.Min), small, large, &c)
 
-	totals, firstErr := collectEntries(ordered, mw, &c, cancel)
+	res := &BackupResult{}
+	totals, firstErr := collectEntries(ordered, mw, &c, cancel, res)
 	waitReaders()
 	stopProgress()
 	if err := <-walkErr; err != nil && firstErr == nil {
@@ -178,7 +222,12 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	return finishSnapshot(r, lock, o, start, parent, totals, writer, mw, &committed)
+	snap, err := finishSnapshot(r, lock, o, start, parent, totals, writer, mw, &committed)
+	if err != nil {
+		return nil, err
+	}
+	res.Snapshot = snap
+	return res, nil
 }
 
 // lockForBackup takes the shared repository lock and loads the index under
@@ -317,10 +366,11 @@ func startWalk(ctx context.Context, w *walker, parentEntries *repo.ManifestReade
 }
 
 // collectEntries waits for each job in walk order and adds its entry to the
-// manifest, counting the totals. At the first error it cancels the backup and
-// from then on only drains ordered, so the walk and the readers can end. It
-// returns once ordered is closed.
-func collectEntries(ordered <-chan *fileJob, mw *repo.ManifestWriter, c *counters, cancel context.CancelFunc) (repo.Totals, error) {
+// manifest, counting the totals, and in res the entries that vanished or
+// changed. At the first error it cancels the backup and from then on only
+// drains ordered, so the walk and the readers can end. It returns once
+// ordered is closed.
+func collectEntries(ordered <-chan *fileJob, mw *repo.ManifestWriter, c *counters, cancel context.CancelFunc, res *BackupResult) (repo.Totals, error) {
 	var totals repo.Totals
 	var firstErr error
 	for j := range ordered {
@@ -331,6 +381,15 @@ func collectEntries(ordered <-chan *fileJob, mw *repo.ManifestWriter, c *counter
 		}
 		if firstErr != nil {
 			continue
+		}
+		if j.vanished {
+			res.Vanished++
+			res.VanishedPaths = addExample(res.VanishedPaths, j.entry.Path)
+			continue
+		}
+		if j.changed {
+			res.ChangedDuringRead++
+			res.ChangedPaths = addExample(res.ChangedPaths, j.entry.Path)
 		}
 		switch j.entry.Type {
 		case repo.TypeFile:
@@ -348,6 +407,24 @@ func collectEntries(ordered <-chan *fileJob, mw *repo.ManifestWriter, c *counter
 		}
 	}
 	return totals, firstErr
+}
+
+// addExample appends path to a list of example paths, up to
+// MaxExamplePaths, cut to MaxExamplePathBytes (ending in "…" when cut, and
+// not inside a UTF-8 sequence).
+func addExample(list []string, path string) []string {
+	if len(list) >= MaxExamplePaths {
+		return list
+	}
+	if len(path) > MaxExamplePathBytes {
+		const ellipsis = "…"
+		n := MaxExamplePathBytes - len(ellipsis)
+		for n > 0 && !utf8.RuneStart(path[n]) {
+			n--
+		}
+		path = path[:n] + ellipsis
+	}
+	return append(list, path)
 }
 
 // finishSnapshot makes a completed backup durable, in an order that leaves
@@ -434,12 +511,36 @@ func walkForBackup(ctx context.Context, w *walker, parentManifest *repo.Manifest
 	if err := advance(); err != nil {
 		return err
 	}
+	send := func(j *fileJob) error {
+		select {
+		case ordered <- j:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	sendVanished := func(path string) error {
+		return send(&fileJob{entry: repo.Entry{Path: path}, vanished: true})
+	}
 	n := w.first()
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		typ, ok := entryType(n.info.Mode())
+		var target string
+		if typ == repo.TypeSymlink {
+			var err error
+			target, err = os.Readlink(w.abs(n.path))
+			if vanished(err) || errors.Is(err, syscall.EINVAL) { // EINVAL: no longer a symlink
+				if err := sendVanished(n.path); err != nil {
+					return err
+				}
+				ok = false
+			} else if err != nil {
+				return err
+			}
+		}
 		if ok {
 			st := n.stat
 			e := repo.Entry{Path: n.path, Type: typ, Mode: modeBits(n.info.Mode()), UID: st.Uid, GID: st.Gid,
@@ -448,10 +549,6 @@ func walkForBackup(ctx context.Context, w *walker, parentManifest *repo.Manifest
 			j.done.Add(1)
 			switch typ {
 			case repo.TypeSymlink:
-				target, err := os.Readlink(w.abs(n.path))
-				if err != nil {
-					return err
-				}
 				e.Target = target
 			case repo.TypeFile:
 				e.Size = n.info.Size()
@@ -488,16 +585,20 @@ func walkForBackup(ctx context.Context, w *walker, parentManifest *repo.Manifest
 			} else {
 				j.done.Done()
 			}
-			select {
-			case ordered <- j:
-			case <-ctx.Done():
-				return ctx.Err()
+			if err := send(j); err != nil {
+				return err
 			}
 		} else if n.info.IsDir() {
 			w.skip()
 		}
 		var err error
 		n, err = w.next()
+		// The entries that vanished before n, in walk order.
+		for _, path := range w.takeVanished() {
+			if err := sendVanished(path); err != nil {
+				return err
+			}
+		}
 		if err == io.EOF {
 			return nil
 		}
@@ -637,18 +738,33 @@ const smallReaders = 12
 // readSmallFile reads a file listed as smaller than one chunk, hashes and
 // stores it; one that grew past buf is handed to large.
 func readSmallFile(j *fileJob, buf []byte, w *repo.Writer, c *counters, large func(*fileJob) error) error {
-	f, err := os.Open(j.abs())
-	if errors.Is(err, os.ErrNotExist) {
-		// Deleted since it was listed: record it empty rather than fail the backup.
-		j.entry.Size = 0
+	if testHook != nil {
+		testHook("open", j.abs())
+	}
+	f, err := openNoFollow(j.abs())
+	if openVanished(err) {
+		j.vanished = true // deleted or replaced since it was listed
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	if testHook != nil {
+		testHook("read", j.abs())
+	}
 	n, err := io.ReadFull(f, buf)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	if err == nil && n < len(buf) {
+		j.changed, err = changedSinceListed(&j.entry, f, int64(n))
+	}
 	f.Close()
-	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+	if errors.Is(err, syscall.EISDIR) {
+		j.vanished = true // replaced by a directory
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("reading %s: %w", j.abs(), err)
 	}
 	if n == len(buf) {
@@ -668,18 +784,43 @@ func readSmallFile(j *fileJob, buf []byte, w *repo.Writer, c *counters, large fu
 	return nil
 }
 
+// openVanished reports whether an error opening a listed file says it is
+// gone: removed, a directory on its path replaced, or replaced by a symlink
+// (ELOOP from O_NOFOLLOW).
+func openVanished(err error) bool {
+	return vanished(err) || errors.Is(err, syscall.ELOOP)
+}
+
+// changedSinceListed reports whether the open file f, read to its end with
+// read bytes, is not what the walk listed in e: its size or modification
+// time differs, or it is another inode.
+func changedSinceListed(e *repo.Entry, f interface{ Stat() (os.FileInfo, error) }, read int64) (bool, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return read != e.Size || st.Size != e.Size || st.Mtim.Nano() != e.MTime || st.Ino != e.Inode, nil
+}
+
 // readLargeFile chunks one file and waits until all its chunks are stored.
 // cbuf is the chunker's buffer (nil: allocate one).
 func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask, pool *chunkBuffers) error {
+	if testHook != nil {
+		testHook("open", j.abs())
+	}
 	f, err := openFile(j.abs(), j.entry.Size)
-	if errors.Is(err, os.ErrNotExist) {
-		j.entry.Size = 0
+	if openVanished(err) {
+		j.vanished = true // deleted or replaced since it was listed
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if testHook != nil {
+		testHook("read", j.abs())
+	}
 	ch := chunker.New(f, p, cbuf)
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
@@ -694,6 +835,10 @@ func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunk
 		}
 		if err != nil {
 			wg.Wait()
+			if size == 0 && errors.Is(err, syscall.EISDIR) {
+				j.vanished = true // replaced by a directory
+				return nil
+			}
 			return fmt.Errorf("reading %s: %w", j.abs(), err)
 		}
 		size += int64(len(data))
@@ -709,12 +854,15 @@ func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunk
 	if e := failed.Load(); e != nil {
 		return *e
 	}
+	if j.changed, err = changedSinceListed(&j.entry, f, size); err != nil {
+		return err
+	}
 	ids = make([]repo.ID, len(slots))
 	for i, s := range slots {
 		ids[i] = *s
 	}
 	j.entry.Chunks = ids
-	j.entry.Size = size // the file may have changed size since it was listed
+	j.entry.Size = size // stored as read: the size may differ from the listing's
 	return nil
 }
 

@@ -41,15 +41,21 @@ type directChunk struct {
 	err error
 }
 
-// openFile opens path for a backup read: with O_DIRECT when the file is
-// large and the filesystem allows it.
-func openFile(path string, size int64) (io.ReadCloser, error) {
+// sourceFile is a file open for a backup read.
+type sourceFile interface {
+	io.ReadCloser
+	Stat() (os.FileInfo, error)
+}
+
+// openFile opens path for a backup read, not following a symlink: with
+// O_DIRECT when the file is large and the filesystem allows it.
+func openFile(path string, size int64) (sourceFile, error) {
 	if size < directMinSize {
-		return os.Open(path)
+		return openNoFollow(path)
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err == unix.EINVAL {
-		return os.Open(path) // no O_DIRECT on this filesystem (tmpfs, for one)
+		return openNoFollow(path) // no O_DIRECT on this filesystem (tmpfs, for one)
 	}
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
@@ -66,6 +72,11 @@ func openFile(path string, size int64) (io.ReadCloser, error) {
 	}
 	go d.readAhead()
 	return d, nil
+}
+
+// openNoFollow opens path to read; a symlink is refused (ELOOP).
+func openNoFollow(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 }
 
 func alignedBlock() []byte {
@@ -148,6 +159,9 @@ func (d *directReader) Read(p []byte) (int, error) {
 	d.cur = d.cur[n:]
 	return n, nil
 }
+
+// Stat is the file's fstat.
+func (d *directReader) Stat() (os.FileInfo, error) { return d.f.Stat() }
 
 func (d *directReader) Close() error {
 	close(d.quit)

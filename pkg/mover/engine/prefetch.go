@@ -29,6 +29,7 @@ type dirLoad struct {
 // prefetcher lists directories ahead of a walk, nearest in walk order first.
 type prefetcher struct {
 	root  string
+	hook  func(op, path string) // testHook or nil
 	mu    sync.Mutex
 	cond  *sync.Cond
 	queue loadQueue
@@ -40,8 +41,8 @@ type prefetcher struct {
 	wg     sync.WaitGroup
 }
 
-func newPrefetcher(root string) *prefetcher {
-	p := &prefetcher{root: root, slots: make(chan struct{}, prefetchAhead), stop: make(chan struct{})}
+func newPrefetcher(root string, hook func(op, path string)) *prefetcher {
+	p := &prefetcher{root: root, hook: hook, slots: make(chan struct{}, prefetchAhead), stop: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	for i := 0; i < prefetchWorkers; i++ {
 		p.wg.Add(1)
@@ -73,7 +74,7 @@ func (p *prefetcher) work() {
 			continue
 		}
 		d.byWorker = true
-		d.kids, d.err = listDir(filepath.Join(p.root, filepath.FromSlash(d.path)), true)
+		d.kids, d.err = listDir(filepath.Join(p.root, filepath.FromSlash(d.path)), true, p.hook)
 		close(d.done)
 	}
 }
@@ -104,7 +105,7 @@ func (p *prefetcher) schedule(parent string, kids []child) {
 // wait returns a directory's listing, loading it here if no worker has started.
 func (p *prefetcher) wait(d *dirLoad) ([]child, error) {
 	if d.claimed.CompareAndSwap(false, true) {
-		return listDir(filepath.Join(p.root, filepath.FromSlash(d.path)), true)
+		return listDir(filepath.Join(p.root, filepath.FromSlash(d.path)), true, p.hook)
 	}
 	<-d.done
 	if d.byWorker {

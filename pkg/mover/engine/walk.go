@@ -40,8 +40,19 @@ type walker struct {
 	// next call unless skip() is called first.
 	pending    *node
 	pendingDir *dirLoad
-	pf         *prefetcher
-	xattrs     bool
+	// pendingKids is the listing of pending when loaded is set: a walker
+	// that notes vanished entries lists a directory before it returns it.
+	pendingKids []child
+	loaded      bool
+	pf          *prefetcher
+	xattrs      bool
+	// noteVanished makes the walker go on past entries that vanish after
+	// they were listed, a directory with its content, and keep their paths
+	// for takeVanished. Without it, a directory that cannot be listed is an
+	// error and other vanished entries are skipped silently.
+	noteVanished  bool
+	vanishedPaths []string
+	hook          func(op, path string) // testHook, for the backup's walk
 }
 
 type dirFrame struct {
@@ -55,6 +66,20 @@ type child struct {
 	st     unix.Stat_t
 	xattrs []repo.Xattr
 	load   *dirLoad // set for directories while prefetching
+	gone   bool     // listed, but gone before its lstat
+}
+
+// testHook, set only by tests, is called with an absolute path at the points
+// where the backup's source may change under it: "list" before a directory
+// is opened to be listed, "lstat" before a listed name is lstat'ed, "open"
+// before a file is opened to be read and "read" once it is open.
+var testHook func(op, path string)
+
+// vanished reports whether err says that an entry listed earlier is gone:
+// removed (ENOENT), or a directory on its path replaced by something else
+// (ENOTDIR).
+func vanished(err error) bool {
+	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR)
 }
 
 // With xattrs, it reads the extended attributes of files and directories.
@@ -79,14 +104,16 @@ func newWalker(root string, xattrs bool) (*walker, error) {
 }
 
 // newPrefetchingWalker is newWalker with directories listed ahead by
-// background goroutines. Use it only where the walk's caller does not change
-// the tree (backup), and call close when done. It reads extended attributes.
+// background goroutines, for a backup. Use it only where the walk's caller
+// does not change the tree, and call close when done. It reads extended
+// attributes, and notes the entries that vanish (see takeVanished).
 func newPrefetchingWalker(root string) (*walker, error) {
 	w, err := newWalker(root, true)
 	if err != nil {
 		return nil, err
 	}
-	w.pf = newPrefetcher(root)
+	w.noteVanished, w.hook = true, testHook
+	w.pf = newPrefetcher(root, w.hook)
 	return w, nil
 }
 
@@ -105,7 +132,30 @@ func (w *walker) skip() {
 	if w.pendingDir != nil {
 		w.pf.discard(w.pendingDir)
 	}
-	w.pending, w.pendingDir = nil, nil
+	w.pending, w.pendingDir, w.pendingKids, w.loaded = nil, nil, nil, false
+}
+
+// takeVanished returns the paths of the entries that vanished after they
+// were listed, in walk order, since it was last called: each precedes the
+// node next returned last. They are noted only by a walker made by
+// newPrefetchingWalker.
+func (w *walker) takeVanished() []string {
+	v := w.vanishedPaths
+	w.vanishedPaths = nil
+	return v
+}
+
+// load lists the pending directory.
+func (w *walker) load() ([]child, error) {
+	if w.loaded {
+		return w.pendingKids, nil
+	}
+	d := w.pendingDir
+	w.pendingDir = nil
+	if d != nil {
+		return w.pf.wait(d)
+	}
+	return listDir(w.abs(w.pending.path), w.xattrs, w.hook)
 }
 
 func (w *walker) abs(rel string) string {
@@ -116,17 +166,13 @@ func (w *walker) abs(rel string) string {
 }
 
 // next returns the next node, or io.EOF. Entries that vanish between listing
-// and lstat are skipped (the tree may change while it is walked).
+// and lstat are skipped (the tree may change while it is walked); so are
+// directories that vanish before they are listed, when the walker notes
+// vanished entries.
 func (w *walker) next() (*node, error) {
 	if p := w.pending; p != nil {
-		var kids []child
-		var err error
-		if w.pendingDir != nil {
-			kids, err = w.pf.wait(w.pendingDir)
-		} else {
-			kids, err = listDir(w.abs(p.path), w.xattrs)
-		}
-		w.pending, w.pendingDir = nil, nil
+		kids, err := w.load()
+		w.pending, w.pendingDir, w.pendingKids, w.loaded = nil, nil, nil, false
 		if err != nil {
 			return nil, err
 		}
@@ -147,10 +193,30 @@ func (w *walker) next() (*node, error) {
 		if top.path != "." {
 			rel = top.path + "/" + k.name
 		}
+		if k.gone {
+			if w.noteVanished {
+				w.vanishedPaths = append(w.vanishedPaths, rel)
+			}
+			continue
+		}
 		si := &statInfo{name: k.name, st: k.st}
 		n := &node{path: rel, info: si, stat: &si.st, xattrs: k.xattrs}
 		if n.info.IsDir() {
 			w.pending, w.pendingDir = n, k.load
+			if w.noteVanished {
+				// List it now: if it is gone, it is left out with its content
+				// before its entry is returned.
+				kids, err := w.load()
+				if err != nil {
+					w.pending, w.pendingDir = nil, nil
+					if vanished(err) {
+						w.vanishedPaths = append(w.vanishedPaths, rel)
+						continue
+					}
+					return nil, err
+				}
+				w.pendingKids, w.loaded = kids, true
+			}
 		}
 		return n, nil
 	}
@@ -159,8 +225,12 @@ func (w *walker) next() (*node, error) {
 
 // listDir reads a directory's names, sorted, and lstats each relative to the
 // directory's descriptor (no path walk per entry); with xattrs, it also reads
-// the extended attributes of files and directories.
-func listDir(abs string, xattrs bool) ([]child, error) {
+// the extended attributes of files and directories. A name gone before its
+// lstat is marked gone. hook is testHook or nil.
+func listDir(abs string, xattrs bool, hook func(op, path string)) ([]child, error) {
+	if hook != nil {
+		hook("list", abs)
+	}
 	f, err := os.Open(abs)
 	if err != nil {
 		return nil, err
@@ -181,9 +251,12 @@ func listDir(abs string, xattrs bool) ([]child, error) {
 		for _, name := range names {
 			kids = append(kids, child{name: name})
 			k := &kids[len(kids)-1]
+			if hook != nil {
+				hook("lstat", filepath.Join(abs, name))
+			}
 			err := unix.Fstatat(int(fd), name, &k.st, unix.AT_SYMLINK_NOFOLLOW)
 			if err == unix.ENOENT {
-				kids = kids[:len(kids)-1]
+				k.gone = true
 				continue
 			}
 			if err != nil {
@@ -237,7 +310,8 @@ func xattrListSize(dirfd int, name string) (size int, ok bool) {
 
 // readXattrs returns the extended attributes of the entry at path, not
 // following a symlink, sorted by name; nil when it has none, when the
-// filesystem has none, or when the entry is gone (the walk then skips it).
+// filesystem has none, or when the entry is gone (its read then finds it
+// gone).
 func readXattrs(path string) ([]repo.Xattr, error) {
 	x, err := xattrsOf(func(b []byte) (int, error) { return unix.Llistxattr(path, b) },
 		func(name string, b []byte) (int, error) { return unix.Lgetxattr(path, name, b) })

@@ -16,6 +16,17 @@ type Summary struct {
 	NewBytes        int64   `json:"newBytes"`
 	StoredBytes     int64   `json:"storedBytes"`
 	DurationSeconds float64 `json:"durationSeconds"`
+	// Backup fields. Vanished counts entries (files, symlinks, directories
+	// with their content) that were listed but gone when read; they are not
+	// in the snapshot. ChangedDuringRead counts files whose size,
+	// modification time or inode changed between the listing and the end of
+	// their read; they are stored as read. VanishedPaths and ChangedPaths
+	// name up to 10 of each, at most 256 bytes each; the mover drops them
+	// first when the summary would not fit in 4 KiB.
+	Vanished          int64    `json:"vanished,omitempty"`
+	ChangedDuringRead int64    `json:"changedDuringRead,omitempty"`
+	VanishedPaths     []string `json:"vanishedPaths,omitempty"`
+	ChangedPaths      []string `json:"changedPaths,omitempty"`
 	// Restore and diff fields.
 	Creates    int64    `json:"creates,omitempty"`
 	Overwrites int64    `json:"overwrites,omitempty"`
