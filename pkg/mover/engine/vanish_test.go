@@ -179,10 +179,14 @@ func TestFileWhoseParentWasReplacedIsLeftOut(t *testing.T) {
 // (or replaced by a file) after its parent was listed and before it is
 // listed itself is left out with everything in it, and counted once.
 func TestDirectoryRemovedMidWalkIsLeftOutWithItsContent(t *testing.T) {
-	for _, replace := range []bool{false, true} {
+	outside := t.TempDir() // what a symlink put in d's place points at: never read
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("not in the tree"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, replace := range []string{"", "file", "symlink"} {
 		name := "removed"
-		if replace {
-			name = "replaced by a file"
+		if replace != "" {
+			name = "replaced by a " + replace
 		}
 		t.Run(name, func(t *testing.T) {
 			src := filepath.Join(t.TempDir(), "src")
@@ -195,8 +199,13 @@ func TestDirectoryRemovedMidWalkIsLeftOutWithItsContent(t *testing.T) {
 				if err := os.RemoveAll(d); err != nil {
 					t.Error(err)
 				}
-				if replace {
+				switch replace {
+				case "file":
 					if err := os.WriteFile(d, []byte("not a directory"), 0o644); err != nil {
+						t.Error(err)
+					}
+				case "symlink":
+					if err := os.Symlink(outside, d); err != nil {
 						t.Error(err)
 					}
 				}
@@ -213,7 +222,7 @@ func TestDirectoryRemovedMidWalkIsLeftOutWithItsContent(t *testing.T) {
 			if tot := res.Snapshot.Totals; tot.Files != 2 || tot.Dirs != 1 || tot.Symlinks != 0 {
 				t.Errorf("totals %+v, want 2 files and the root", tot)
 			}
-			if !replace {
+			if replace == "" {
 				dst := filepath.Join(t.TempDir(), "dst")
 				restore(t, r, res.Snapshot.ID, dst, Merge, false)
 				requireSameTree(t, describe(t, src), describe(t, dst))

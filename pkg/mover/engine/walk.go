@@ -209,7 +209,7 @@ func (w *walker) next() (*node, error) {
 				kids, err := w.load()
 				if err != nil {
 					w.pending, w.pendingDir = nil, nil
-					if vanished(err) {
+					if vanished(err) || errors.Is(err, unix.ELOOP) { // ELOOP: replaced by a symlink
 						w.vanishedPaths = append(w.vanishedPaths, rel)
 						continue
 					}
@@ -231,7 +231,9 @@ func listDir(abs string, xattrs bool, hook func(op, path string)) ([]child, erro
 	if hook != nil {
 		hook("list", abs)
 	}
-	f, err := os.Open(abs)
+	// O_NOFOLLOW: a directory replaced by a symlink after it was listed is
+	// not followed (ELOOP), so nothing outside the tree is ever read.
+	f, err := os.OpenFile(abs, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, err
 	}
