@@ -23,7 +23,11 @@ type ImageFile struct {
 // WriteImageArchive writes a docker-archive tarball (manifest.json, config,
 // one layer) holding files, the same format `docker save` writes and
 // `ctr images import` reads. No registry and no Docker engine are involved.
-func WriteImageArchive(out, repoTag string, files []ImageFile, entrypoint []string) error {
+// env is the image's environment; without it, PATH=/usr/local/bin:/usr/bin:/bin.
+func WriteImageArchive(out, repoTag string, files []ImageFile, entrypoint []string, env ...string) error {
+	if len(env) == 0 {
+		env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+	}
 	dir, err := os.MkdirTemp("", "image-")
 	if err != nil {
 		return err
@@ -76,7 +80,7 @@ func WriteImageArchive(out, repoTag string, files []ImageFile, entrypoint []stri
 		"architecture": "amd64",
 		"os":           "linux",
 		"created":      epoch.UTC().Format(time.RFC3339),
-		"config":       map[string]any{"Entrypoint": entrypoint, "Env": []string{"PATH=/usr/local/bin:/usr/bin:/bin"}},
+		"config":       map[string]any{"Entrypoint": entrypoint, "Env": env},
 		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{diffID}},
 	})
 	configName := fmt.Sprintf("%x.json", sha256.Sum256(config))

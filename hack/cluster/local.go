@@ -117,8 +117,9 @@ func (l *Local) Stop() {
 }
 
 // BuildImages writes image archives for the operator (both binaries), the
-// pod sandbox (pause), busybox, CoreDNS and MinIO into dir and returns their
-// paths. CoreDNS and MinIO are built from hack/tools once and cached.
+// pod sandbox (pause), busybox, CoreDNS, MinIO and PostgreSQL into dir and
+// returns their paths. CoreDNS and MinIO are built from hack/tools once and
+// cached; PostgreSQL comes from Debian's postgresql-15 (PostgresImageFiles).
 func BuildImages(dir string) ([]string, error) {
 	bin := filepath.Join(dir, "bin")
 	if err := BuildOperator(bin); err != nil {
@@ -163,5 +164,13 @@ func BuildImages(dir string) ([]string, error) {
 		}
 		paths = append(paths, p)
 	}
-	return paths, nil
+	pgFiles, pgEntrypoint, err := PostgresImageFiles(filepath.Join(dir, "postgres"))
+	if err != nil {
+		return nil, err
+	}
+	p := filepath.Join(dir, "postgres.tar")
+	if err := WriteImageArchive(p, PostgresImage, pgFiles, pgEntrypoint, PostgresEnv...); err != nil {
+		return nil, err
+	}
+	return append(paths, p), nil
 }
