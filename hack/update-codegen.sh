@@ -21,6 +21,7 @@ kube::codegen::gen_helpers \
     "$SCRIPT_ROOT/pkg/apis"
 
 kube::codegen::gen_openapi \
+    --extra-pkgs k8s.io/apimachinery/pkg/util/intstr \
     --output-dir "$SCRIPT_ROOT/pkg/generated/openapi" \
     --output-pkg "$THIS_PKG/pkg/generated/openapi" \
     --report-filename "$SCRIPT_ROOT/hack/api-rule-violations.list" \
