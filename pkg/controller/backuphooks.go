@@ -37,20 +37,26 @@ func postDue(b *v1alpha1.Backup) bool {
 		(hookStarted(b.Status.Hooks, v1alpha1.HookStagePre) || b.Status.JobName != "")
 }
 
-// stageFinished reports whether every action of a stage has an outcome.
+// stageFinished reports whether a stage is over: every action has an
+// outcome, or a failed action with onError Fail stopped the stage (the
+// actions after it never run), as advanceHooks decides.
 func stageFinished(status []v1alpha1.HookStatus, stage v1alpha1.HookStage, actions []v1alpha1.HookAction) bool {
 	for _, a := range actions {
-		found := false
+		found, failed := false, false
 		for _, st := range status {
 			if st.Stage == stage && st.Name == a.Name {
 				found = true
 				if st.Phase == v1alpha1.HookPhaseRunning {
 					return false
 				}
+				failed = failed || hookFailedPhase(st.Phase)
 			}
 		}
 		if !found {
 			return false
+		}
+		if failed && a.OnError == v1alpha1.HookFail {
+			return true
 		}
 	}
 	return true
@@ -85,8 +91,10 @@ func (m *Manager) runPreHooks(ctx context.Context, b *v1alpha1.Backup) (done boo
 		c.Status.Message = fmt.Sprintf("running pre hook %s before the copy", p.running)
 	}
 	setHookFailed(&c.Status.Conditions, p.status, b.Generation)
-	if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
-		return false, err
+	if !apiequality.Semantic.DeepEqual(c.Status, b.Status) {
+		if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+			return false, err
+		}
 	}
 	m.reportHooks(s, p)
 	if p.start != nil {
@@ -143,6 +151,8 @@ func (m *Manager) finishBackup(ctx context.Context, b *v1alpha1.Backup, reason, 
 				shortID(c.Status.SnapshotID), hookFailureMessage(p.failed))
 		}
 	}
+	// A failed pre action is recorded also when no post action ran.
+	setHookFailed(&c.Status.Conditions, c.Status.Hooks, b.Generation)
 	meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionFinishing)
 	meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionMoverBlocked)
 	now := metav1.NewTime(m.opts.Now())
