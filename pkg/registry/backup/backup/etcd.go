@@ -83,6 +83,16 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 	return r.Store.Create(ctx, obj, registry.ThenCheck(createValidation, r.checkCreate), options)
 }
 
+// Update checks an update that creates the Backup (server-side apply of a
+// new one) as Create does; an update of a stored Backup cannot change its
+// spec (validation refuses it).
+func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, updateValidation rest.ValidateObjectUpdateFunc, forceAllowCreate bool, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
+	if r.checker != nil {
+		createValidation = registry.ThenCheck(createValidation, r.checkCreate)
+	}
+	return r.Store.Update(ctx, name, objInfo, createValidation, updateValidation, forceAllowCreate, options)
+}
+
 // checkCreate is the requester-aware check of a new Backup: a target in
 // another namespace needs the requester's permission to read claims there,
 // and every Secret its storage names the requester's permission to get it

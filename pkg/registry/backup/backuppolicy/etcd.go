@@ -59,9 +59,10 @@ func (r *REST) checkCreate(ctx context.Context, obj runtime.Object) error {
 // a new use of them), pods/exec when the target or the hooks changed. An
 // update that changes none of them (the schedule, the trigger annotation, a
 // label) uses the Secrets and hooks as their checked author set them, and
-// needs no access to them.
+// needs no access to them. An update that creates the policy (server-side
+// apply of a new one) is checked as Create is.
 func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, updateValidation rest.ValidateObjectUpdateFunc, forceAllowCreate bool, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
-	return r.Store.Update(ctx, name, objInfo, createValidation, func(ctx context.Context, obj, old runtime.Object) error {
+	return r.Store.Update(ctx, name, objInfo, registry.ThenCheck(createValidation, r.checkCreate), func(ctx context.Context, obj, old runtime.Object) error {
 		if updateValidation != nil {
 			if err := updateValidation(ctx, obj, old); err != nil {
 				return err

@@ -40,22 +40,33 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 	if r.checker == nil {
 		return r.Store.Create(ctx, obj, createValidation, options)
 	}
-	check := func(ctx context.Context, obj runtime.Object) error {
-		rj := obj.(*backup.RestoreJob)
-		u, _ := genericapirequest.UserFrom(ctx)
-		_, refusal := r.checker.CheckRestore(ctx, u, safety.Restore{
-			Namespace: rj.Namespace, Name: rj.Name,
-			BackupNamespace: rj.Spec.BackupNamespace, BackupName: rj.Spec.BackupName,
-			TargetNamespace: rj.Spec.Target.Namespace, TargetPVC: rj.Spec.Target.PVCName,
-			NewPVC: rj.Spec.Target.NewPVC != nil, AllowInUse: rj.Spec.AllowInUse || rj.Spec.DryRun, // a dry run writes nothing
-		})
-		if refusal != nil {
-			return refusal.Error(backup.Resource("restorejobs"), backup.Kind("RestoreJob"), rj.Name)
-		}
-		return registry.CheckHooks(ctx, r.checker, u, registry.NamespaceOr(rj.Spec.Target.Namespace, rj.Namespace), rj.Spec.Hooks != nil && len(rj.Spec.Hooks.Post) > 0,
-			backup.Resource("restorejobs"), backup.Kind("RestoreJob"), rj.Name)
+	return r.Store.Create(ctx, obj, registry.ThenCheck(createValidation, r.checkCreate), options)
+}
+
+// Update checks an update that creates the RestoreJob (server-side apply of
+// a new one) as Create does; an update of a stored RestoreJob cannot change
+// its spec (validation refuses it).
+func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, updateValidation rest.ValidateObjectUpdateFunc, forceAllowCreate bool, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
+	if r.checker != nil {
+		createValidation = registry.ThenCheck(createValidation, r.checkCreate)
 	}
-	return r.Store.Create(ctx, obj, registry.ThenCheck(createValidation, check), options)
+	return r.Store.Update(ctx, name, objInfo, createValidation, updateValidation, forceAllowCreate, options)
+}
+
+func (r *REST) checkCreate(ctx context.Context, obj runtime.Object) error {
+	rj := obj.(*backup.RestoreJob)
+	u, _ := genericapirequest.UserFrom(ctx)
+	_, refusal := r.checker.CheckRestore(ctx, u, safety.Restore{
+		Namespace: rj.Namespace, Name: rj.Name,
+		BackupNamespace: rj.Spec.BackupNamespace, BackupName: rj.Spec.BackupName,
+		TargetNamespace: rj.Spec.Target.Namespace, TargetPVC: rj.Spec.Target.PVCName,
+		NewPVC: rj.Spec.Target.NewPVC != nil, AllowInUse: rj.Spec.AllowInUse || rj.Spec.DryRun, // a dry run writes nothing
+	})
+	if refusal != nil {
+		return refusal.Error(backup.Resource("restorejobs"), backup.Kind("RestoreJob"), rj.Name)
+	}
+	return registry.CheckHooks(ctx, r.checker, u, registry.NamespaceOr(rj.Spec.Target.Namespace, rj.Namespace), rj.Spec.Hooks != nil && len(rj.Spec.Hooks.Post) > 0,
+		backup.Resource("restorejobs"), backup.Kind("RestoreJob"), rj.Name)
 }
 
 // NewREST returns the storage of restorejobs and restorejobs/status. checker
