@@ -292,7 +292,7 @@ func recordRun(st *v1alpha1.HookStatus, run hookRun, timeout time.Duration, now 
 	st.CompletionTime = &now
 	st.Stderr = run.stderr
 	st.ExitCode = run.exitCode
-	took := run.duration.Round(100 * time.Millisecond)
+	took := run.duration.Round(time.Millisecond)
 	switch {
 	case run.timedOut:
 		st.Phase = v1alpha1.HookPhaseTimedOut
@@ -538,7 +538,7 @@ func hookFailureMessage(st *v1alpha1.HookStatus) string {
 			msg += " (container " + st.Container + ")"
 		}
 	}
-	msg += " " + st.Message
+	msg += ": " + st.Message
 	if st.Stderr != "" {
 		msg += "; stderr: " + lastLine(st.Stderr)
 	}
@@ -546,7 +546,7 @@ func hookFailureMessage(st *v1alpha1.HookStatus) string {
 }
 
 // lastLine is the end of a command's stderr for a one-line message: its last
-// non-empty lines, at most 300 bytes.
+// 300 bytes (after "..." when cut), line breaks shown as " | ".
 func lastLine(s string) string {
 	s = strings.TrimSpace(s)
 	if len(s) > 300 {
