@@ -906,6 +906,28 @@ func TestRestorePostHooks(t *testing.T) {
 			t.Errorf("events %s", ev)
 		}
 	})
+	t.Run("the Job's TTL ends while they run", func(t *testing.T) {
+		gate := make(chan struct{})
+		f := hookedRestore(t, false, execAction("load", v1alpha1.HookFail))
+		useExecutor(f, map[string]execBehavior{"load": {gate: gate}})
+		f.syncRestore("prod", "r")
+		job := f.onlyJob("prod")
+		f.finishJob(&job, restoreSummary)
+		f.syncRestore("prod", "r")
+		// The finished Job goes (ttlSecondsAfterFinished) while load runs.
+		if err := f.kube.BatchV1().Jobs("prod").Delete(context.Background(), job.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.jobInformerDelete(&job)
+		close(gate)
+		f.waitHookRuns()
+		f.syncRestore("prod", "r")
+		got := f.restore("prod", "r")
+		if got.Status.Phase != v1alpha1.RestorePhaseCompleted || hookPhases(got.Status.Hooks) != "Post/load@db-0=Succeeded" || got.Status.Stats == nil || !got.Status.Verified {
+			t.Errorf("phase %q hooks %q stats %+v verified %v message %q, want Completed from what status recorded",
+				got.Status.Phase, hookPhases(got.Status.Hooks), got.Status.Stats, got.Status.Verified, got.Status.Message)
+		}
+	})
 	t.Run("a failed one fails the restore", func(t *testing.T) {
 		f := hookedRestore(t, false, execAction("load", v1alpha1.HookFail), execAction("restart", v1alpha1.HookFail))
 		e := useExecutor(f, map[string]execBehavior{"load": {exit: 3, stderr: "pg_restore: error: could not open input file"}})

@@ -55,6 +55,13 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	if !apierrors.IsNotFound(err) {
 		return result{}, err
 	}
+	if r.Status.Phase == v1alpha1.RestorePhaseRunning && r.Status.JobName != "" && hookStarted(r.Status.Hooks, v1alpha1.HookStagePost) && r.Status.Stats != nil && r.Status.Preview != nil {
+		// The data was written and post hooks run; the finished Job's TTL
+		// ended meanwhile. What it did is in status.
+		pv, st := r.Status.Preview, r.Status.Stats
+		return m.completeRestore(ctx, r, r.Status.JobName, &report.Summary{Creates: pv.Creates, Overwrites: pv.Overwrites, Deletes: pv.Deletes, Paths: pv.Paths,
+			Truncated: pv.Truncated, Files: st.Files, Bytes: st.Bytes, Verified: r.Status.Verified})
+	}
 	if r.Status.Phase == v1alpha1.RestorePhaseRunning && r.Status.JobName != "" {
 		return result{}, m.failRestore(ctx, r, nil, "JobLost", fmt.Sprintf("the data mover Job %s/%s disappeared before it finished; check the claim, then create a new RestoreJob", targetNS, r.Status.JobName))
 	}
@@ -220,58 +227,7 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 	done, failed, summary, pod, reason := m.jobOutcome(job)
 	switch {
 	case done && summary != nil:
-		hooks, postFailed, report, waiting, err := m.restorePostHooks(ctx, r, job, summary)
-		if err != nil || waiting {
-			return result{}, err
-		}
-		err = m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
-			now := metav1.NewTime(m.opts.Now())
-			s.Phase, s.CompletionTime, s.JobName, s.Progress = v1alpha1.RestorePhaseCompleted, &now, job.Name, nil
-			s.Hooks = hooks
-			s.Preview = &v1alpha1.RestorePreview{Creates: summary.Creates, Overwrites: summary.Overwrites, Deletes: summary.Deletes, Paths: summary.Paths, Truncated: summary.Truncated}
-			s.Stats = &v1alpha1.RestoreStats{Files: summary.Files, Bytes: summary.Bytes}
-			s.Verified = summary.Verified
-			if r.Spec.DryRun {
-				s.Message = fmt.Sprintf("dry run: a restore would create %d, overwrite %d and delete %d files; nothing was written", summary.Creates, summary.Overwrites, summary.Deletes)
-			} else {
-				s.Message = fmt.Sprintf("restored and verified: %d created, %d overwritten, %d deleted, %d bytes written", summary.Creates, summary.Overwrites, summary.Deletes, summary.Bytes)
-			}
-			if summary.XattrsSkipped > 0 {
-				s.Message += fmt.Sprintf("; %d extended attributes could not be set on the target (%s): check that its filesystem supports them", summary.XattrsSkipped, summary.XattrWarning)
-			}
-			if summary.OwnersNotPreserved > 0 {
-				s.Message += fmt.Sprintf("; %d files and directories now belong to the mover's user and group instead of their recorded owners (the namespace enforces Pod Security restricted, so the mover may not change owners)", summary.OwnersNotPreserved)
-			}
-			meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionMoverBlocked)
-			setHookFailed(&s.Conditions, hooks, r.Generation)
-			if postFailed != nil {
-				s.Phase = v1alpha1.RestorePhaseFailed
-				s.Message = "the data was restored and verified, but " + hookFailureMessage(postFailed) + "; the RestoreJob is Failed because the hook's onError is Fail"
-				meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: "PostHookFailed", Message: s.Message, ObservedGeneration: r.Generation})
-				return
-			}
-			if f := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionHookFailed); f != nil {
-				s.Message += "; " + f.Message
-			}
-			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue, Reason: "Restored", Message: s.Message, ObservedGeneration: r.Generation})
-		})
-		if err == nil {
-			report()
-		}
-		if err == nil && postFailed != nil {
-			restoresTotal.WithLabelValues("failed").Inc()
-			m.recorder.Event(r, corev1.EventTypeWarning, "PostHookFailed", hookFailureMessage(postFailed))
-		} else if err == nil {
-			restoresTotal.WithLabelValues("completed").Inc()
-			m.recorder.Event(r, corev1.EventTypeNormal, "Completed", "RestoreJob completed")
-			if summary.OwnersNotPreserved > 0 {
-				m.recorder.Eventf(r, corev1.EventTypeWarning, "OwnersNotRestored", "%d files and directories did not get their recorded owners: the mover may not run as root in namespace %s", summary.OwnersNotPreserved, r.Spec.Target.Namespace)
-			}
-			if summary.XattrsSkipped > 0 {
-				m.recorder.Eventf(r, corev1.EventTypeWarning, "XattrsNotRestored", "%d extended attributes could not be set on the target: %s", summary.XattrsSkipped, summary.XattrWarning)
-			}
-		}
-		return result{}, err
+		return m.completeRestore(ctx, r, job.Name, summary)
 	case done:
 		return result{}, m.failRestore(ctx, r, nil, "NoSummary", fmt.Sprintf(
 			"the data mover Job %s/%s completed without reporting what it did; treating the restore as failed. Check the claim, then create a new RestoreJob", job.Namespace, job.Name))
@@ -319,6 +275,64 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 		}
 	})
 	return result{after: progressInterval}, err
+}
+
+// completeRestore finishes a RestoreJob whose mover wrote the data (its
+// summary): after its post hooks, Completed, or Failed when one with onError
+// Fail failed.
+func (m *Manager) completeRestore(ctx context.Context, r *v1alpha1.RestoreJob, jobName string, summary *report.Summary) (result, error) {
+	hooks, postFailed, report, waiting, err := m.restorePostHooks(ctx, r, jobName, summary)
+	if err != nil || waiting {
+		return result{}, err
+	}
+	err = m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+		now := metav1.NewTime(m.opts.Now())
+		s.Phase, s.CompletionTime, s.JobName, s.Progress = v1alpha1.RestorePhaseCompleted, &now, jobName, nil
+		s.Hooks = hooks
+		s.Preview = &v1alpha1.RestorePreview{Creates: summary.Creates, Overwrites: summary.Overwrites, Deletes: summary.Deletes, Paths: summary.Paths, Truncated: summary.Truncated}
+		s.Stats = &v1alpha1.RestoreStats{Files: summary.Files, Bytes: summary.Bytes}
+		s.Verified = summary.Verified
+		if r.Spec.DryRun {
+			s.Message = fmt.Sprintf("dry run: a restore would create %d, overwrite %d and delete %d files; nothing was written", summary.Creates, summary.Overwrites, summary.Deletes)
+		} else {
+			s.Message = fmt.Sprintf("restored and verified: %d created, %d overwritten, %d deleted, %d bytes written", summary.Creates, summary.Overwrites, summary.Deletes, summary.Bytes)
+		}
+		if summary.XattrsSkipped > 0 {
+			s.Message += fmt.Sprintf("; %d extended attributes could not be set on the target (%s): check that its filesystem supports them", summary.XattrsSkipped, summary.XattrWarning)
+		}
+		if summary.OwnersNotPreserved > 0 {
+			s.Message += fmt.Sprintf("; %d files and directories now belong to the mover's user and group instead of their recorded owners (the namespace enforces Pod Security restricted, so the mover may not change owners)", summary.OwnersNotPreserved)
+		}
+		meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionMoverBlocked)
+		setHookFailed(&s.Conditions, hooks, r.Generation)
+		if postFailed != nil {
+			s.Phase = v1alpha1.RestorePhaseFailed
+			s.Message = "the data was restored and verified, but " + hookFailureMessage(postFailed) + "; the RestoreJob is Failed because the hook's onError is Fail"
+			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: "PostHookFailed", Message: s.Message, ObservedGeneration: r.Generation})
+			return
+		}
+		if f := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionHookFailed); f != nil {
+			s.Message += "; " + f.Message
+		}
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionCompleted, Status: metav1.ConditionTrue, Reason: "Restored", Message: s.Message, ObservedGeneration: r.Generation})
+	})
+	if err == nil {
+		report()
+	}
+	if err == nil && postFailed != nil {
+		restoresTotal.WithLabelValues("failed").Inc()
+		m.recorder.Event(r, corev1.EventTypeWarning, "PostHookFailed", hookFailureMessage(postFailed))
+	} else if err == nil {
+		restoresTotal.WithLabelValues("completed").Inc()
+		m.recorder.Event(r, corev1.EventTypeNormal, "Completed", "RestoreJob completed")
+		if summary.OwnersNotPreserved > 0 {
+			m.recorder.Eventf(r, corev1.EventTypeWarning, "OwnersNotRestored", "%d files and directories did not get their recorded owners: the mover may not run as root in namespace %s", summary.OwnersNotPreserved, r.Spec.Target.Namespace)
+		}
+		if summary.XattrsSkipped > 0 {
+			m.recorder.Eventf(r, corev1.EventTypeWarning, "XattrsNotRestored", "%d extended attributes could not be set on the target: %s", summary.XattrsSkipped, summary.XattrWarning)
+		}
+	}
+	return result{}, err
 }
 
 // restoreRunningMessage is a running RestoreJob's status message.
@@ -400,7 +414,7 @@ func (m *Manager) failRestore(ctx context.Context, r *v1alpha1.RestoreJob, check
 // done, and r's status says which one runs; otherwise hooks is the final
 // status.hooks, postFailed the failed action with onError Fail, if any, and
 // report emits their events once the status is stored.
-func (m *Manager) restorePostHooks(ctx context.Context, r *v1alpha1.RestoreJob, job *batchv1.Job, summary *report.Summary) (hooks []v1alpha1.HookStatus, postFailed *v1alpha1.HookStatus, report func(), waiting bool, err error) {
+func (m *Manager) restorePostHooks(ctx context.Context, r *v1alpha1.RestoreJob, jobName string, summary *report.Summary) (hooks []v1alpha1.HookStatus, postFailed *v1alpha1.HookStatus, report func(), waiting bool, err error) {
 	h := r.Spec.Hooks
 	if h == nil || len(h.Post) == 0 {
 		return r.Status.Hooks, nil, func() {}, false, nil
@@ -416,7 +430,12 @@ func (m *Manager) restorePostHooks(ctx context.Context, r *v1alpha1.RestoreJob, 
 		return p.status, p.failed, func() { m.reportHooks(s, p) }, false, nil
 	}
 	err = m.setRestoreStatus(ctx, r, func(st *v1alpha1.RestoreJobStatus) {
-		st.Phase, st.JobName, st.Progress, st.Hooks = v1alpha1.RestorePhaseRunning, job.Name, nil, p.status
+		st.Phase, st.JobName, st.Progress, st.Hooks = v1alpha1.RestorePhaseRunning, jobName, nil, p.status
+		// What the mover did, so the hooks can finish from status alone
+		// when its Job is gone meanwhile (its TTL may be shorter than them).
+		st.Preview = &v1alpha1.RestorePreview{Creates: summary.Creates, Overwrites: summary.Overwrites, Deletes: summary.Deletes, Paths: summary.Paths, Truncated: summary.Truncated}
+		st.Stats = &v1alpha1.RestoreStats{Files: summary.Files, Bytes: summary.Bytes}
+		st.Verified = summary.Verified
 		st.Message = fmt.Sprintf("the data was restored (%d created, %d overwritten, %d deleted) and verified; running post hook %s", summary.Creates, summary.Overwrites, summary.Deletes, p.running)
 		setHookFailed(&st.Conditions, p.status, r.Generation)
 	})
