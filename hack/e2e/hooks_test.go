@@ -80,8 +80,14 @@ spec:
       volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
 `, ns, cluster.BusyboxImage))
 	kubectl(t, "-n", ns, "rollout", "status", "statefulset/app", "--timeout=180s")
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(inApp(t, ns, "test -x /bin/sh && echo ready || true"), "ready") && time.Now().Before(deadline) {
+	// The container links busybox's applets when it starts; wait for /bin/sh.
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if out, err := local.Kubectl(context.Background(), "-n", ns, "exec", "app-0", "-c", "app", "--", "/bin/busybox", "test", "-x", "/bin/sh"); err == nil {
+			break
+		} else if time.Now().Add(time.Second).After(deadline) {
+			t.Fatalf("/bin/sh did not appear in app-0: %v\n%s", err, out)
+		}
 		time.Sleep(time.Second)
 	}
 	inApp(t, ns, "mkdir -p /data/db && head -c 200000 /dev/urandom > /data/db/table && rm -f /data/order")

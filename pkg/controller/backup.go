@@ -143,7 +143,7 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 	if apierrors.IsForbidden(err) {
 		// A quota, a policy webhook, a terminating namespace: it may pass
 		// later, but a Backup waiting for it holds its claim, so not forever.
-		if m.opts.Now().Sub(b.CreationTimestamp.Time) >= moverPodCreateTimeout {
+		if m.opts.Now().Sub(readySince(b)) >= moverPodCreateTimeout {
 			return result{}, m.failBackup(ctx, b, "JobCreateRefused", fmt.Sprintf("the data mover Job could not be created for %s: %v. Fix the cause, then create a new Backup", moverPodCreateTimeout, err))
 		}
 		return result{after: 30 * time.Second}, m.setBackupPending(ctx, b, fmt.Sprintf("waiting: creating the data mover Job was refused (%v); retrying", err))
@@ -185,7 +185,7 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 	case done && summary != nil && validSnapshotID(summary.SnapshotID):
 		msg := fmt.Sprintf("snapshot %s stored: %d files, %d bytes, %d new", summary.SnapshotID[:12], summary.Files, summary.Bytes, summary.NewBytes)
 		if summary.Vanished > 0 {
-			msg += fmt.Sprintf("; %d files vanished while the backup ran and are not in it", summary.Vanished)
+			msg += fmt.Sprintf("; %d files or directories vanished while the backup ran and are not in it", summary.Vanished)
 		}
 		if summary.ChangedDuringRead > 0 {
 			msg += fmt.Sprintf("; %d files changed while they were read and are stored as read", summary.ChangedDuringRead)
@@ -251,6 +251,18 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 	return result{after: progressInterval}, nil
 }
 
+// readySince is when b became ready for its mover Job: its creation, or
+// when its last pre hook action ended.
+func readySince(b *v1alpha1.Backup) time.Time {
+	since := b.CreationTimestamp.Time
+	for _, st := range b.Status.Hooks {
+		if st.Stage == v1alpha1.HookStagePre && st.CompletionTime != nil && st.CompletionTime.After(since) {
+			since = st.CompletionTime.Time
+		}
+	}
+	return since
+}
+
 // backupRunningMessage is a running Backup's status message.
 const backupRunningMessage = "the data mover is copying the claim's files into the repository"
 
@@ -299,11 +311,6 @@ func (m *Manager) backupCompleted(b *v1alpha1.Backup) {
 	if st := b.Status.Stats; st != nil {
 		backupBytes.WithLabelValues("total").Add(float64(st.Bytes))
 		backupBytes.WithLabelValues("new").Add(float64(st.NewBytes))
-		if st.Vanished > 0 || st.ChangedDuringRead > 0 {
-			m.recorder.Eventf(b, corev1.EventTypeWarning, "FilesChangedDuringBackup",
-				"%d files vanished while the backup ran (not in the snapshot) and %d changed while they were read (stored as read): the claim was written during the copy; use hooks to make the snapshot consistent",
-				st.Vanished, st.ChangedDuringRead)
-		}
 	}
 	if b.Status.StartTime != nil && b.Status.CompletionTime != nil {
 		backupDuration.WithLabelValues(b.Namespace, b.Spec.PolicyName).Observe(b.Status.CompletionTime.Sub(b.Status.StartTime.Time).Seconds())
@@ -495,6 +502,7 @@ func (m *Manager) dataLeft(ctx context.Context, b *v1alpha1.Backup, why string) 
 }
 
 func (m *Manager) removeFinalizer(ctx context.Context, b *v1alpha1.Backup) error {
+	m.hooks.forgetOwner(b.UID)
 	c := b.DeepCopy()
 	var keep []string
 	for _, f := range c.Finalizers {

@@ -2,12 +2,16 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/safety"
@@ -25,42 +29,24 @@ func (m *Manager) backupHookStage(b *v1alpha1.Backup, stage v1alpha1.HookStage) 
 			actions = h.Post
 		}
 	}
-	key := b.Namespace + "/" + b.Name
 	return hookStage{owner: b, uid: b.UID, kind: "Backup", namespace: b.Spec.Target.Namespace, claim: b.Spec.Target.PVCName,
-		stage: stage, actions: actions, status: b.Status.Hooks, requeue: func() { m.backupQueue.Add(key) }}
+		stage: stage, actions: actions, status: b.Status.Hooks, wake: m.waker(m.backupQueue, b.Namespace+"/"+b.Name)}
+}
+
+// waker requeues key on q, at once or after a delay.
+func (m *Manager) waker(q workqueue.TypedRateLimitingInterface[string], key string) func(time.Duration) {
+	return func(after time.Duration) {
+		if after <= 0 {
+			q.Add(key)
+		} else {
+			q.AddAfter(key, after)
+		}
+	}
 }
 
 // postDue reports whether b's post actions must run before it takes a final
-// phase: it has some, and its pre stage began or its data mover was started.
-func postDue(b *v1alpha1.Backup) bool {
-	return b.Spec.Hooks != nil && len(b.Spec.Hooks.Post) > 0 &&
-		(hookStarted(b.Status.Hooks, v1alpha1.HookStagePre) || b.Status.JobName != "")
-}
-
-// stageFinished reports whether a stage is over: every action has an
-// outcome, or a failed action with onError Fail stopped the stage (the
-// actions after it never run), as advanceHooks decides.
-func stageFinished(status []v1alpha1.HookStatus, stage v1alpha1.HookStage, actions []v1alpha1.HookAction) bool {
-	for _, a := range actions {
-		found, failed := false, false
-		for _, st := range status {
-			if st.Stage == stage && st.Name == a.Name {
-				found = true
-				if st.Phase == v1alpha1.HookPhaseRunning {
-					return false
-				}
-				failed = failed || hookFailedPhase(st.Phase)
-			}
-		}
-		if !found {
-			return false
-		}
-		if failed && a.OnError == v1alpha1.HookFail {
-			return true
-		}
-	}
-	return true
-}
+// phase or goes (safety.PostHooksDue).
+func postDue(b *v1alpha1.Backup) bool { return safety.PostHooksDue(b) }
 
 // runPreHooks advances b's pre stage. It returns done when every pre action
 // has its outcome and nothing is left to record; otherwise it has written
@@ -87,7 +73,10 @@ func (m *Manager) runPreHooks(ctx context.Context, b *v1alpha1.Backup) (done boo
 	c.Status.Hooks = p.status
 	c.Status.Phase = v1alpha1.BackupPhasePending
 	c.Status.ObservedGeneration = b.Generation
-	if p.running != "" {
+	switch {
+	case p.waiting != "":
+		c.Status.Message = fmt.Sprintf("waiting to run pre hook %s: %s", p.running, p.waiting)
+	case p.running != "":
 		c.Status.Message = fmt.Sprintf("running pre hook %s before the copy", p.running)
 	}
 	setHookFailed(&c.Status.Conditions, p.status, b.Generation)
@@ -122,29 +111,55 @@ func (m *Manager) finishBackup(ctx context.Context, b *v1alpha1.Backup, reason, 
 	if set != nil {
 		set(&c.Status)
 	}
-	report := func() {}
+	finishing := metav1.Condition{Type: v1alpha1.ConditionFinishing, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: b.Generation}
+	// Pre commands still running end first (their outcome recorded): post
+	// never runs beside the pre it undoes.
+	pre := m.backupHookStage(c, v1alpha1.HookStagePre)
+	pre.collectOnly = true
+	pp := m.advanceHooks(pre)
+	c.Status.Hooks = pp.status
+	if !pp.done {
+		meta.SetStatusCondition(&c.Status.Conditions, finishing)
+		setHookFailed(&c.Status.Conditions, pp.status, b.Generation)
+		c.Status.Message = fmt.Sprintf("%s; waiting for pre hook %s to end before finishing", msg, pp.running)
+		if !apiequality.Semantic.DeepEqual(c.Status, b.Status) {
+			if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+		}
+		m.reportHooks(pre, pp)
+		if pp.start != nil {
+			pp.start(ctx)
+		}
+		return nil
+	}
+	report := func() { m.reportHooks(pre, pp) }
 	if postDue(c) {
 		s := m.backupHookStage(c, v1alpha1.HookStagePost)
 		p := m.advanceHooks(s)
 		c.Status.Hooks = p.status
 		setHookFailed(&c.Status.Conditions, p.status, b.Generation)
 		if !p.done {
-			meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionFinishing, Status: metav1.ConditionTrue,
-				Reason: reason, Message: msg, ObservedGeneration: b.Generation})
+			meta.SetStatusCondition(&c.Status.Conditions, finishing)
 			c.Status.Progress = nil
 			c.Status.Message = fmt.Sprintf("%s; running post hook %s before finishing", msg, p.running)
+			if p.waiting != "" {
+				c.Status.Message = fmt.Sprintf("%s; waiting to run post hook %s: %s", msg, p.running, p.waiting)
+			}
 			if !apiequality.Semantic.DeepEqual(c.Status, b.Status) {
 				if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
 					return err
 				}
 			}
+			report()
 			m.reportHooks(s, p)
 			if p.start != nil {
 				p.start(ctx)
 			}
 			return nil
 		}
-		report = func() { m.reportHooks(s, p) }
+		preReport := report
+		report = func() { preReport(); m.reportHooks(s, p) }
 		if p.failed != nil && reason == reasonSnapshotStored {
 			reason = "PostHookFailed"
 			msg = fmt.Sprintf("snapshot %s is stored, but %s; the Backup is Failed because the hook's onError is Fail (deleting the Backup removes the snapshot)",
@@ -167,6 +182,9 @@ func (m *Manager) finishBackup(ctx context.Context, b *v1alpha1.Backup, reason, 
 		}
 		report()
 		m.backupFailed(ctx, b, reason, msg)
+		if c.Status.SnapshotID != "" {
+			m.filesChanged(c)
+		}
 		return nil
 	}
 	c.Status.Phase = v1alpha1.BackupPhaseCompleted
@@ -180,7 +198,18 @@ func (m *Manager) finishBackup(ctx context.Context, b *v1alpha1.Backup, reason, 
 	}
 	report()
 	m.backupCompleted(c)
+	m.filesChanged(c)
 	return nil
+}
+
+// filesChanged warns about a stored snapshot whose files changed during the
+// copy (Completed, or Failed by a post hook).
+func (m *Manager) filesChanged(b *v1alpha1.Backup) {
+	if st := b.Status.Stats; st != nil && (st.Vanished > 0 || st.ChangedDuringRead > 0) {
+		m.recorder.Eventf(b, corev1.EventTypeWarning, "FilesChangedDuringBackup",
+			"%d files or directories vanished while the backup ran (not in the snapshot) and %d files changed while they were read (stored as read): the claim was written during the copy; use hooks to make the snapshot consistent",
+			st.Vanished, st.ChangedDuringRead)
+	}
 }
 
 // hooksBeforeDelete runs a deleted Backup's post actions, when due, once
@@ -188,7 +217,7 @@ func (m *Manager) finishBackup(ctx context.Context, b *v1alpha1.Backup, reason, 
 // pre action did (a database held in backup mode) is undone. handled: this
 // reconcile did some of that work, or waits for it.
 func (m *Manager) hooksBeforeDelete(ctx context.Context, b *v1alpha1.Backup) (res result, handled bool, err error) {
-	if !postDue(b) || stageFinished(b.Status.Hooks, v1alpha1.HookStagePost, b.Spec.Hooks.Post) {
+	if !postDue(b) || safety.HookStageFinished(b.Status.Hooks, v1alpha1.HookStagePost, b.Spec.Hooks.Post) {
 		return result{}, false, nil
 	}
 	write := func(s hookStage, p stageProgress) error {
@@ -214,6 +243,9 @@ func (m *Manager) hooksBeforeDelete(ctx context.Context, b *v1alpha1.Backup) (re
 	}
 	// The copy stops first (its pods gone: foreground).
 	job, err := m.liveJob(ctx, b, b.Spec.Target.Namespace, moverJobName("backup", b, b.Status.JobName), true)
+	if _, foreign := errors.AsType[*jobRefused](err); err != nil && !apierrors.IsNotFound(err) && !foreign {
+		return result{}, true, err
+	}
 	if err == nil && !safety.JobFinished(job) {
 		if job.DeletionTimestamp == nil {
 			if err := m.deleteJob(ctx, job, metav1.DeletePropagationForeground); err != nil {

@@ -25,6 +25,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/safety"
 )
 
 // HookExecutor runs a command in a container of a pod and returns when it
@@ -96,8 +97,11 @@ func (w *tailWriter) String() string {
 	return strings.ToValidUTF8(string(w.buf), "")
 }
 
-// hookRun is one hook action running in one pod, started by this Manager.
+// hookRun is one hook action in one pod that this Manager recorded Running:
+// first an intent (launch starts it), started once its record is stored.
 type hookRun struct {
+	launch   func(ctx context.Context)
+	started  bool
 	done     bool
 	exitCode *int32
 	stderr   string
@@ -139,6 +143,74 @@ func (h *hookRuns) forget(keys []string) {
 	}
 }
 
+// forgetOwner drops every run of an object that goes; a command still
+// running ends unrecorded.
+func (h *hookRuns) forgetOwner(uid types.UID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k := range h.runs {
+		if strings.HasPrefix(k, string(uid)+"/") {
+			delete(h.runs, k)
+		}
+	}
+}
+
+// running reports whether a command of the object that this Manager
+// started has not ended yet.
+func (h *hookRuns) running(uid types.UID) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, r := range h.runs {
+		if strings.HasPrefix(k, string(uid)+"/") && r.started && !r.done {
+			return true
+		}
+	}
+	return false
+}
+
+// intend registers a command about to be recorded Running; it is started
+// (launch) only after that record is stored. A command already started
+// under the key is kept: a reconcile on a stale cache may intend it again,
+// and its status write then conflicts.
+func (h *hookRuns) intend(key string, launch func(ctx context.Context)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r, ok := h.runs[key]; ok && r.started {
+		return
+	}
+	if h.runs == nil {
+		h.runs = map[string]*hookRun{}
+	}
+	h.runs[key] = &hookRun{launch: launch}
+}
+
+// launch starts an intended command, once.
+func (h *hookRuns) launch(ctx context.Context, key string) {
+	h.mu.Lock()
+	r, ok := h.runs[key]
+	if !ok || r.started {
+		h.mu.Unlock()
+		return
+	}
+	r.started = true
+	launch := r.launch
+	h.mu.Unlock()
+	launch(ctx)
+}
+
+// finish records a command's outcome, unless its object went meanwhile.
+func (h *hookRuns) finish(key string, result hookRun) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r, ok := h.runs[key]
+	if !ok {
+		return false
+	}
+	result.started, result.done = true, true
+	*r = result
+	return true
+}
+
 // hookStage is one stage (pre or post) of one object's hooks.
 type hookStage struct {
 	owner     runtime.Object // for events
@@ -148,8 +220,8 @@ type hookStage struct {
 	claim     string // the target claim, for the default pod selection
 	stage     v1alpha1.HookStage
 	actions   []v1alpha1.HookAction
-	status    []v1alpha1.HookStatus // the object's status.hooks
-	requeue   func()                // wakes the object when a command ends
+	status    []v1alpha1.HookStatus     // the object's status.hooks
+	wake      func(after time.Duration) // requeues the object
 	// collectOnly records the outcome of commands that run, and starts no
 	// new action.
 	collectOnly bool
@@ -165,6 +237,9 @@ type stageProgress struct {
 	failed *v1alpha1.HookStatus
 	// running is the action being run, for the status message.
 	running string
+	// waiting says why the running action has not started yet (a pod it
+	// would run in is being deleted); the object was requeued.
+	waiting string
 	// start launches the commands recorded Running in status; call it only
 	// after status was written, so a command is never run without a record.
 	start func(ctx context.Context)
@@ -185,9 +260,7 @@ func hookStarted(status []v1alpha1.HookStatus, stage v1alpha1.HookStage) bool {
 }
 
 // hookFailedPhase: the outcomes that count as a failure.
-func hookFailedPhase(p v1alpha1.HookPhase) bool {
-	return p == v1alpha1.HookPhaseFailed || p == v1alpha1.HookPhaseTimedOut || p == v1alpha1.HookPhaseUnknown
-}
+func hookFailedPhase(p v1alpha1.HookPhase) bool { return safety.HookFailedPhase(p) }
 
 // anyHookFailed reports whether any recorded action failed.
 func anyHookFailed(status []v1alpha1.HookStatus) bool {
@@ -219,11 +292,19 @@ func (m *Manager) advanceHooks(s hookStage) stageProgress {
 			if s.collectOnly {
 				break
 			}
-			entries, toRun := m.startAction(s, a, now)
+			entries, toRun, wait := m.startAction(s, a, now)
+			if wait != "" {
+				out.running, out.waiting = a.Name, wait
+				s.wake(5 * time.Second)
+				return out
+			}
 			out.status = append(out.status, entries...)
+			for _, e := range entries {
+				if e.Phase != v1alpha1.HookPhaseRunning {
+					out.finished = append(out.finished, e) // decided now: no pod, no such container
+				}
+			}
 			if len(toRun) == 0 {
-				// Nothing to run (no pod, or no usable container): decided now.
-				out.finished = append(out.finished, entries...)
 				if f := firstFailed(entries); f != nil && a.OnError == v1alpha1.HookFail {
 					out.done, out.failed = true, f
 					return out
@@ -232,14 +313,20 @@ func (m *Manager) advanceHooks(s hookStage) stageProgress {
 			}
 			out.running = a.Name
 			timeout := hookTimeout(a)
-			out.start = func(ctx context.Context) {
-				for _, st := range toRun {
-					m.runHook(ctx, s, a.Name, a.Exec.Command, st.Pod, st.Container, timeout)
-				}
+			var keys []string
+			for _, st := range toRun {
+				key := hookKey(s.uid, s.stage, a.Name, st.Pod)
+				pod, container := st.Pod, st.Container
+				m.hooks.intend(key, func(ctx context.Context) {
+					m.runHook(ctx, s, key, a.Exec.Command, pod, container, timeout)
+				})
+				keys = append(keys, key)
 			}
+			out.start = m.launcher(keys)
 			return out
 		}
 		pending := false
+		var relaunch []string
 		for _, j := range idx {
 			st := &out.status[j]
 			if st.Phase != v1alpha1.HookPhaseRunning {
@@ -250,8 +337,14 @@ func (m *Manager) advanceHooks(s hookStage) stageProgress {
 			switch {
 			case !ok:
 				st.Phase, st.CompletionTime = v1alpha1.HookPhaseUnknown, &now
-				st.Message = "the operator restarted while this command ran, so its outcome is unknown; it was not run again, and counts as failed"
+				st.Message = fmt.Sprintf("recorded as started, but the operator restarted or lost its leadership before it recorded the outcome: "+
+					"it was not run again, may still run in pod %s, and counts as failed", st.Pod)
 				out.finished = append(out.finished, *st)
+			case !run.started:
+				// Recorded Running by a status write whose answer was lost:
+				// this Manager never started it, so it starts now.
+				pending = true
+				relaunch = append(relaunch, key)
 			case !run.done:
 				pending = true
 			default:
@@ -262,6 +355,9 @@ func (m *Manager) advanceHooks(s hookStage) stageProgress {
 		}
 		if pending {
 			out.running = a.Name
+			if len(relaunch) > 0 {
+				out.start = m.launcher(relaunch)
+			}
 			return out
 		}
 		var entries []v1alpha1.HookStatus
@@ -275,6 +371,15 @@ func (m *Manager) advanceHooks(s hookStage) stageProgress {
 	}
 	out.done = true
 	return out
+}
+
+// launcher starts the intended commands of keys.
+func (m *Manager) launcher(keys []string) func(ctx context.Context) {
+	return func(ctx context.Context) {
+		for _, k := range keys {
+			m.hooks.launch(ctx, k)
+		}
+	}
 }
 
 func firstFailed(entries []v1alpha1.HookStatus) *v1alpha1.HookStatus {
@@ -293,10 +398,11 @@ func recordRun(st *v1alpha1.HookStatus, run hookRun, timeout time.Duration, now 
 	st.Stderr = run.stderr
 	st.ExitCode = run.exitCode
 	took := run.duration.Round(time.Millisecond)
+	st.Duration = &metav1.Duration{Duration: took}
 	switch {
 	case run.timedOut:
 		st.Phase = v1alpha1.HookPhaseTimedOut
-		st.Message = fmt.Sprintf("still running after %s (its timeout); abandoned: the connection was closed, and the command may still run in the container", timeout)
+		st.Message = fmt.Sprintf("still running after %s (its timeout); abandoned: the connection was closed, and the command may still run in the container. Raise timeout (at most 6h) if it needs longer", timeout)
 	case run.exitCode != nil && *run.exitCode == 0:
 		st.Phase = v1alpha1.HookPhaseSucceeded
 		st.Message = fmt.Sprintf("exited with 0 after %s", took)
@@ -305,30 +411,44 @@ func recordRun(st *v1alpha1.HookStatus, run hookRun, timeout time.Duration, now 
 		st.Message = fmt.Sprintf("exited with %d after %s", *run.exitCode, took)
 	default:
 		st.Phase = v1alpha1.HookPhaseFailed
-		st.Message = fmt.Sprintf("could not be run: %v", run.err)
+		st.Message = fmt.Sprintf("could not be run: %v; check that the pod runs and its container has the command", run.err)
 	}
 }
 
+// maxHookPods bounds the pods one action runs in (and so status.hooks).
+const maxHookPods = 20
+
 // startAction picks the pods and containers of an action and returns its
 // status entries: Running for each command to start (toRun), or an outcome
-// decided now (no pod matched; a container that does not exist).
-func (m *Manager) startAction(s hookStage, a *v1alpha1.HookAction, now metav1.Time) (entries, toRun []v1alpha1.HookStatus) {
-	pods, err := m.hookPods(s.namespace, s.claim, a)
+// decided now (no pod matched; a container that does not exist; too many
+// pods). wait, when set, says why the action cannot be decided yet: a pod it
+// would run in is being deleted, and may still write the claim.
+func (m *Manager) startAction(s hookStage, a *v1alpha1.HookAction, now metav1.Time) (entries, toRun []v1alpha1.HookStatus, wait string) {
+	pods, terminating, err := m.hookPods(s.namespace, s.claim, a)
+	if err == nil && len(pods) == 0 && len(terminating) > 0 {
+		return nil, nil, fmt.Sprintf("pod %s is being deleted; the action runs (or is skipped) once it has gone or runs again", strings.Join(terminating, ", "))
+	}
 	if err != nil || len(pods) == 0 {
 		e := v1alpha1.HookStatus{Stage: s.stage, Name: a.Name, Phase: v1alpha1.HookPhaseSkipped, CompletionTime: &now}
 		which := fmt.Sprintf("no running pod in namespace %s mounts claim %s", s.namespace, s.claim)
+		quiet := "with no running pod the claim is quiet"
 		if a.PodSelector != nil {
 			which = fmt.Sprintf("no running pod in namespace %s matches the podSelector", s.namespace)
+			quiet = "set whenNoPods: Fail if the action must run"
 		}
 		if err != nil {
 			which = err.Error()
 		}
 		if a.WhenNoPods == v1alpha1.HookNoPodsFail {
-			e.Phase, e.Message = v1alpha1.HookPhaseFailed, which+" (whenNoPods: Fail)"
+			e.Phase, e.Message = v1alpha1.HookPhaseFailed, which+" (whenNoPods: Fail); start the workload, or change podSelector"
 		} else {
-			e.Message = which + ": skipped (whenNoPods: Skip; with no running pod the claim is quiet)"
+			e.Message = which + ": skipped (whenNoPods: Skip; " + quiet + ")"
 		}
-		return []v1alpha1.HookStatus{e}, nil
+		return []v1alpha1.HookStatus{e}, nil, ""
+	}
+	if len(pods) > maxHookPods {
+		return []v1alpha1.HookStatus{{Stage: s.stage, Name: a.Name, Phase: v1alpha1.HookPhaseFailed, CompletionTime: &now, Message: fmt.Sprintf(
+			"%d pods match, and an action runs in at most %d; narrow podSelector, or leave allPods unset to run once per workload; nothing was run", len(pods), maxHookPods)}}, nil, ""
 	}
 	for _, pod := range pods {
 		e := v1alpha1.HookStatus{Stage: s.stage, Name: a.Name, Pod: pod.Name}
@@ -342,48 +462,56 @@ func (m *Manager) startAction(s hookStage, a *v1alpha1.HookAction, now metav1.Ti
 		entries = append(entries, e)
 		toRun = append(toRun, e)
 	}
-	return entries, toRun
+	return entries, toRun, ""
 }
 
 // hookPods are the running pods an action runs in: the selected ones (or
 // the ones that mount the claim), by name, and unless allPods one per
-// controller (a workload's first replica by name; a pod without a
-// controller is its own).
-func (m *Manager) hookPods(namespace, claim string, a *v1alpha1.HookAction) ([]*corev1.Pod, error) {
-	var pods []*corev1.Pod
+// workload (its first pod by name: a StatefulSet's, or a Deployment's across
+// its ReplicaSets; a pod without a controller is its own). terminating names
+// the matching pods that are being deleted while their containers may still
+// run; none of the operator's own mover pods is ever chosen.
+func (m *Manager) hookPods(namespace, claim string, a *v1alpha1.HookAction) (pods []*corev1.Pod, terminating []string, err error) {
+	var matched []*corev1.Pod
 	if a.PodSelector == nil {
-		pods = m.checker.PodsUsing(namespace, claim)
+		matched = m.checker.PodsUsing(namespace, claim)
 	} else {
 		sel, err := metav1.LabelSelectorAsSelector(a.PodSelector)
 		if err != nil {
-			return nil, fmt.Errorf("podSelector: %v", err)
+			return nil, nil, fmt.Errorf("podSelector: %v", err)
 		}
-		if pods, err = m.pods.Pods(namespace).List(sel); err != nil {
-			return nil, err
+		if matched, err = m.pods.Pods(namespace).List(sel); err != nil {
+			return nil, nil, err
 		}
 	}
 	var running []*corev1.Pod
-	for _, p := range pods {
-		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && p.Labels[v1alpha1.ManagedByLabel] != v1alpha1.ManagedBy {
+	for _, p := range matched {
+		switch {
+		case p.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy:
+		case p.Status.Phase != corev1.PodRunning:
+		case p.DeletionTimestamp != nil:
+			terminating = append(terminating, p.Name)
+		default:
 			running = append(running, p)
 		}
 	}
 	sort.Slice(running, func(i, j int) bool { return running[i].Name < running[j].Name })
+	sort.Strings(terminating)
 	if a.AllPods {
-		return running, nil
+		return running, terminating, nil
 	}
-	seen := map[types.UID]bool{}
-	var out []*corev1.Pod
+	seen := map[string]bool{}
 	for _, p := range running {
-		if c := metav1.GetControllerOf(p); c != nil {
-			if seen[c.UID] {
-				continue
-			}
-			seen[c.UID] = true
+		owner := m.checker.OwnerOf(p)
+		if owner == "" {
+			owner = "Pod " + p.Name
 		}
-		out = append(out, p)
+		if !seen[owner] {
+			seen[owner] = true
+			pods = append(pods, p)
+		}
 	}
-	return out, nil
+	return pods, terminating, nil
 }
 
 // hookContainer is the container an action runs in: the one it names (which
@@ -442,26 +570,16 @@ func hookTimeout(a *v1alpha1.HookAction) time.Duration {
 	return d
 }
 
-// runHook starts one command in a goroutine, bounded by its timeout; when it
-// ends the object is woken. A command cut short because the Manager stops is
-// left Running in status: the next leader reports it as Unknown.
-func (m *Manager) runHook(ctx context.Context, s hookStage, name string, command []string, pod, container string, timeout time.Duration) {
-	key := hookKey(s.uid, s.stage, name, pod)
-	run := &hookRun{}
-	m.hooks.mu.Lock()
-	if m.hooks.runs == nil {
-		m.hooks.runs = map[string]*hookRun{}
-	}
-	m.hooks.runs[key] = run
-	m.hooks.mu.Unlock()
+// runHook runs one command in a goroutine, bounded by its timeout, and
+// wakes the object when it ends. A command cut short because the Manager
+// stops is left Running in status: the next leader reports it as Unknown.
+func (m *Manager) runHook(ctx context.Context, s hookStage, key string, command []string, pod, container string, timeout time.Duration) {
 	m.hooks.wg.Add(1)
 	go func() {
 		defer m.hooks.wg.Done()
 		if m.exec == nil {
-			m.hooks.mu.Lock()
-			*run = hookRun{done: true, err: errors.New("this server runs no hook executor")}
-			m.hooks.mu.Unlock()
-			s.requeue()
+			m.hooks.finish(key, hookRun{err: errors.New("this server runs no hook executor")})
+			s.wake(0)
 			return
 		}
 		logger := klog.FromContext(ctx).WithValues("stage", s.stage, "pod", klog.KRef(s.namespace, pod), "container", container)
@@ -475,7 +593,7 @@ func (m *Manager) runHook(ctx context.Context, s hookStage, name string, command
 			logger.Info("Hook command abandoned: the controllers are stopping")
 			return // not done: the next term reports it as Unknown
 		}
-		result := hookRun{done: true, stderr: stderr.String(), duration: took}
+		result := hookRun{stderr: stderr.String(), duration: took}
 		var exitErr utilexec.ExitError
 		switch {
 		case err == nil:
@@ -488,10 +606,9 @@ func (m *Manager) runHook(ctx context.Context, s hookStage, name string, command
 			result.err = err
 		}
 		logger.V(2).Info("Hook command ended", "duration", took, "exitCode", result.exitCode, "timedOut", result.timedOut, "err", result.err)
-		m.hooks.mu.Lock()
-		*run = result
-		m.hooks.mu.Unlock()
-		s.requeue()
+		if m.hooks.finish(key, result) {
+			s.wake(0)
+		}
 	}()
 }
 
@@ -521,8 +638,8 @@ func (m *Manager) reportHooks(s hookStage, p stageProgress) {
 			m.recorder.Event(s.owner, corev1.EventTypeWarning, "HookFailed", msg)
 			hookFailures.WithLabelValues(s.kind, stage).Inc()
 		}
-		if st.StartTime != nil && st.CompletionTime != nil && st.Phase != v1alpha1.HookPhaseUnknown {
-			hookDuration.WithLabelValues(s.kind, stage, string(st.Phase)).Observe(st.CompletionTime.Sub(st.StartTime.Time).Seconds())
+		if st.Duration != nil {
+			hookDuration.WithLabelValues(s.kind, stage, string(st.Phase)).Observe(st.Duration.Seconds())
 		}
 	}
 	m.hooks.forget(p.keys)

@@ -365,6 +365,23 @@ func (m *Manager) finalizeRestore(ctx context.Context, r *v1alpha1.RestoreJob) (
 	case err != nil && !apierrors.IsNotFound(err) && !foreign:
 		return result{}, err
 	}
+	if h := r.Spec.Hooks; h != nil && len(h.Post) > 0 {
+		// A post command that runs ends (its timeout bounds it) and its
+		// outcome is recorded before the RestoreJob goes.
+		s := m.restoreHookStage(r)
+		s.collectOnly = true
+		if p := m.advanceHooks(s); !p.done || !apiequality.Semantic.DeepEqual(p.status, r.Status.Hooks) {
+			err := m.setRestoreStatus(ctx, r, func(st *v1alpha1.RestoreJobStatus) { st.Hooks = p.status })
+			if err == nil {
+				m.reportHooks(s, p)
+				if p.start != nil {
+					p.start(ctx)
+				}
+			}
+			return result{}, err
+		}
+	}
+	m.hooks.forgetOwner(r.UID)
 	c := r.DeepCopy()
 	c.Finalizers = nil
 	for _, f := range r.Finalizers {
@@ -409,6 +426,16 @@ func (m *Manager) failRestore(ctx context.Context, r *v1alpha1.RestoreJob, check
 	return err
 }
 
+// restoreHookStage is r's post stage, run in the pods of its target's namespace.
+func (m *Manager) restoreHookStage(r *v1alpha1.RestoreJob) hookStage {
+	var actions []v1alpha1.HookAction
+	if r.Spec.Hooks != nil {
+		actions = r.Spec.Hooks.Post
+	}
+	return hookStage{owner: r, uid: r.UID, kind: "RestoreJob", namespace: r.Spec.Target.Namespace, claim: r.Spec.Target.PVCName,
+		stage: v1alpha1.HookStagePost, actions: actions, status: r.Status.Hooks, wake: m.waker(m.restoreQueue, r.Namespace+"/"+r.Name)}
+}
+
 // restorePostHooks runs r's post actions after its mover wrote the data
 // (none for a dry run: they are recorded Skipped). waiting: they are not all
 // done, and r's status says which one runs; otherwise hooks is the final
@@ -422,9 +449,7 @@ func (m *Manager) restorePostHooks(ctx context.Context, r *v1alpha1.RestoreJob, 
 	if r.Spec.DryRun {
 		return skipHooks(r.Status.Hooks, v1alpha1.HookStagePost, h.Post, "not run: a dry run writes nothing", metav1.NewTime(m.opts.Now())), nil, func() {}, false, nil
 	}
-	key := r.Namespace + "/" + r.Name
-	s := hookStage{owner: r, uid: r.UID, kind: "RestoreJob", namespace: r.Spec.Target.Namespace, claim: r.Spec.Target.PVCName,
-		stage: v1alpha1.HookStagePost, actions: h.Post, status: r.Status.Hooks, requeue: func() { m.restoreQueue.Add(key) }}
+	s := m.restoreHookStage(r)
 	p := m.advanceHooks(s)
 	if p.done {
 		return p.status, p.failed, func() { m.reportHooks(s, p) }, false, nil
@@ -437,6 +462,9 @@ func (m *Manager) restorePostHooks(ctx context.Context, r *v1alpha1.RestoreJob, 
 		st.Stats = &v1alpha1.RestoreStats{Files: summary.Files, Bytes: summary.Bytes}
 		st.Verified = summary.Verified
 		st.Message = fmt.Sprintf("the data was restored (%d created, %d overwritten, %d deleted) and verified; running post hook %s", summary.Creates, summary.Overwrites, summary.Deletes, p.running)
+		if p.waiting != "" {
+			st.Message = fmt.Sprintf("the data was restored (%d created, %d overwritten, %d deleted) and verified; waiting to run post hook %s: %s", summary.Creates, summary.Overwrites, summary.Deletes, p.running, p.waiting)
+		}
 		setHookFailed(&st.Conditions, p.status, r.Generation)
 	})
 	if err != nil {

@@ -452,7 +452,7 @@ func (c *Checker) podsUsing(namespace, pvc string) []string {
 	var out []string
 	for _, pod := range c.PodsUsing(namespace, pvc) {
 		desc := "Pod " + namespace + "/" + pod.Name
-		if owner := c.ownerOf(pod); owner != "" {
+		if owner := c.OwnerOf(pod); owner != "" {
 			desc += " (" + owner + ")"
 		}
 		out = append(out, desc)
@@ -460,7 +460,9 @@ func (c *Checker) podsUsing(namespace, pvc string) []string {
 	return out
 }
 
-func (c *Checker) ownerOf(pod *corev1.Pod) string {
+// OwnerOf names the workload a pod belongs to ("Deployment ns/name", across
+// its ReplicaSets; "StatefulSet ns/name"), or "" for a pod without a controller.
+func (c *Checker) OwnerOf(pod *corev1.Pod) string {
 	ref := metav1.GetControllerOf(pod)
 	if ref == nil {
 		return ""
@@ -530,7 +532,7 @@ func (c *Checker) ActiveOnClaim(namespace, pvc string) []Owner {
 	if objs, err := c.Backups.ByIndex(ClaimIndex, key); err == nil {
 		for _, o := range objs {
 			b := o.(*v1alpha1.Backup)
-			if BackupActive(b) {
+			if BackupActive(b) || PostHooksPending(b) {
 				out = append(out, Owner{Kind: "Backup", Namespace: b.Namespace, Name: b.Name, Created: b.CreationTimestamp.Time,
 					Running: b.Status.Phase == v1alpha1.BackupPhaseRunning})
 			}

@@ -83,6 +83,7 @@ type HookStatus struct {
 	ExitCode       *int32
 	StartTime      *metav1.Time
 	CompletionTime *metav1.Time
+	Duration       *metav1.Duration
 	Stderr         string
 	Message        string
 }

@@ -875,7 +875,7 @@ func schema_pkg_apis_backup_v1alpha1_HookAction(ref common.ReferenceCallback) co
 					},
 					"allPods": {
 						SchemaProps: spec.SchemaProps{
-							Description: "allPods runs the action in every selected pod. By default it runs in one pod per workload: among the selected pods with the same controller (a StatefulSet's or ReplicaSet's pods), the first by name, so a three-replica database is dumped once, not three times.",
+							Description: "allPods runs the action in every selected pod (at most 20). By default it runs in one pod per workload: among the selected pods with the same owner (a StatefulSet, a Deployment across its ReplicaSets), the first by name, so a three-replica database is dumped once, not three times.",
 							Type:        []string{"boolean"},
 							Format:      "",
 						},
@@ -896,7 +896,7 @@ func schema_pkg_apis_backup_v1alpha1_HookAction(ref common.ReferenceCallback) co
 					},
 					"whenNoPods": {
 						SchemaProps: spec.SchemaProps{
-							Description: "whenNoPods is Skip (default: the action is recorded as Skipped, say when the workload is scaled down) or Fail (counts as a failure, which onError then decides on).\n\nPossible enum values:\n - `\"Fail\"` treats the action as failed (its onError decides).\n - `\"Skip\"` skips the action and records it as Skipped: with no running pod the claim is quiet (the workload is scaled down), so there is nothing to quiesce.",
+							Description: "whenNoPods is Skip or Fail: what the action does when no running pod matches. Skip records it as Skipped (with no running pod the claim is quiet, say the workload is scaled down); Fail counts as a failure, which onError then decides on. Defaults to Skip, except for a RestoreJob's post actions, which default to Fail: a restore whose load step did not run is not complete. While a matching pod is being deleted, the action waits for it to go.\n\nPossible enum values:\n - `\"Fail\"` treats the action as failed (its onError decides).\n - `\"Skip\"` skips the action and records it as Skipped: with no running pod the claim is quiet (the workload is scaled down), so there is nothing to quiesce.",
 							Type:        []string{"string"},
 							Format:      "",
 							Enum:        []interface{}{"Fail", "Skip"},
@@ -951,7 +951,7 @@ func schema_pkg_apis_backup_v1alpha1_HookStatus(ref common.ReferenceCallback) co
 					},
 					"phase": {
 						SchemaProps: spec.SchemaProps{
-							Description: "phase is Running, Succeeded, Failed, TimedOut, Skipped or Unknown.\n\nPossible enum values:\n - `\"Failed\"` means the command exited with another code, or could not be run (no such container, the pod went away, no pod matched with whenNoPods Fail).\n - `\"Running\"` means the command was started (recorded before it was).\n - `\"Skipped\"` means the action did not run: no running pod matched (whenNoPods Skip), or a restore's post action after a dry run or a failed restore.\n - `\"Succeeded\"` means the command exited with 0.\n - `\"TimedOut\"` means the command ran longer than its timeout and was abandoned.\n - `\"Unknown\"` means the operator restarted while the command ran: its outcome is unknown, it counts as failed, and it was not run again.",
+							Description: "phase is Running, Succeeded, Failed, TimedOut, Skipped or Unknown.\n\nPossible enum values:\n - `\"Failed\"` means the command exited with another code, or could not be run (no such container, the pod went away, no pod matched with whenNoPods Fail).\n - `\"Running\"` means the command was started (recorded before it was).\n - `\"Skipped\"` means the action did not run: no running pod matched (whenNoPods Skip), or a restore's post action after a dry run or a failed restore.\n - `\"Succeeded\"` means the command exited with 0.\n - `\"TimedOut\"` means the command ran longer than its timeout and was abandoned.\n - `\"Unknown\"` means the command was recorded as started, but the operator restarted (or lost its leadership) before it recorded the outcome: it counts as failed, it was not run again, and it may still run in the pod.",
 							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
@@ -977,6 +977,12 @@ func schema_pkg_apis_backup_v1alpha1_HookStatus(ref common.ReferenceCallback) co
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},
+					"duration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "duration is how long the command ran, until it exited or was abandoned.",
+							Ref:         ref(v1.Duration{}.OpenAPIModelName()),
+						},
+					},
 					"stderr": {
 						SchemaProps: spec.SchemaProps{
 							Description: "stderr is the end of the command's standard error (at most 1024 bytes).",
@@ -996,7 +1002,7 @@ func schema_pkg_apis_backup_v1alpha1_HookStatus(ref common.ReferenceCallback) co
 			},
 		},
 		Dependencies: []string{
-			v1.Time{}.OpenAPIModelName()},
+			v1.Duration{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 

@@ -39,19 +39,21 @@ func SetDefaults_RestoreJobSpec(obj *RestoreJobSpec) {
 const DefaultHookTimeout = "60s"
 
 // SetDefaults_BackupHooks defaults each action; pre actions fail the Backup
-// by default, post actions continue (the data is stored by then).
+// by default, post actions continue (the data is stored by then), and an
+// action with no running pod is skipped (the claim is quiet).
 func SetDefaults_BackupHooks(obj *BackupHooks) {
-	defaultHookActions(obj.Pre, HookFail)
-	defaultHookActions(obj.Post, HookContinue)
+	defaultHookActions(obj.Pre, HookFail, HookNoPodsSkip)
+	defaultHookActions(obj.Post, HookContinue, HookNoPodsSkip)
 }
 
-// SetDefaults_RestoreHooks defaults each action; a failed post action fails
-// the RestoreJob by default.
+// SetDefaults_RestoreHooks defaults each action: a post action that fails,
+// or finds no pod to run in, fails the RestoreJob (its data is written, but
+// a step such as loading a dump did not happen).
 func SetDefaults_RestoreHooks(obj *RestoreHooks) {
-	defaultHookActions(obj.Post, HookFail)
+	defaultHookActions(obj.Post, HookFail, HookNoPodsFail)
 }
 
-func defaultHookActions(actions []HookAction, onError HookErrorMode) {
+func defaultHookActions(actions []HookAction, onError HookErrorMode, noPods HookNoPodsMode) {
 	for i := range actions {
 		a := &actions[i]
 		if a.Timeout == nil {
@@ -62,7 +64,7 @@ func defaultHookActions(actions []HookAction, onError HookErrorMode) {
 			a.OnError = onError
 		}
 		if a.WhenNoPods == "" {
-			a.WhenNoPods = HookNoPodsSkip
+			a.WhenNoPods = noPods
 		}
 	}
 }

@@ -64,10 +64,11 @@ type HookAction struct {
 	// running pods that are not being deleted are used.
 	// +optional
 	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
-	// allPods runs the action in every selected pod. By default it runs in
-	// one pod per workload: among the selected pods with the same controller
-	// (a StatefulSet's or ReplicaSet's pods), the first by name, so a
-	// three-replica database is dumped once, not three times.
+	// allPods runs the action in every selected pod (at most 20). By
+	// default it runs in one pod per workload: among the selected pods with
+	// the same owner (a StatefulSet, a Deployment across its ReplicaSets),
+	// the first by name, so a three-replica database is dumped once, not
+	// three times.
 	// +optional
 	AllPods bool `json:"allPods,omitempty"`
 	// timeout is how long the command may run, a duration with a unit such
@@ -82,9 +83,13 @@ type HookAction struct {
 	// and a failure is recorded without discarding it.
 	// +optional
 	OnError HookErrorMode `json:"onError,omitempty"`
-	// whenNoPods is Skip (default: the action is recorded as Skipped, say
-	// when the workload is scaled down) or Fail (counts as a failure, which
-	// onError then decides on).
+	// whenNoPods is Skip or Fail: what the action does when no running pod
+	// matches. Skip records it as Skipped (with no running pod the claim is
+	// quiet, say the workload is scaled down); Fail counts as a failure,
+	// which onError then decides on. Defaults to Skip, except for a
+	// RestoreJob's post actions, which default to Fail: a restore whose load
+	// step did not run is not complete. While a matching pod is being
+	// deleted, the action waits for it to go.
 	// +optional
 	WhenNoPods HookNoPodsMode `json:"whenNoPods,omitempty"`
 }
@@ -157,8 +162,10 @@ const (
 	// (whenNoPods Skip), or a restore's post action after a dry run or a
 	// failed restore.
 	HookPhaseSkipped HookPhase = "Skipped"
-	// HookPhaseUnknown means the operator restarted while the command ran:
-	// its outcome is unknown, it counts as failed, and it was not run again.
+	// HookPhaseUnknown means the command was recorded as started, but the
+	// operator restarted (or lost its leadership) before it recorded the
+	// outcome: it counts as failed, it was not run again, and it may still
+	// run in the pod.
 	HookPhaseUnknown HookPhase = "Unknown"
 )
 
@@ -185,6 +192,9 @@ type HookStatus struct {
 	// completionTime is when its outcome was recorded.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// duration is how long the command ran, until it exited or was abandoned.
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
 	// stderr is the end of the command's standard error (at most 1024 bytes).
 	// +optional
 	Stderr string `json:"stderr,omitempty"`

@@ -134,3 +134,32 @@ func validateHookTimeout(t *intstr.IntOrString, fld *field.Path) field.ErrorList
 	}
 	return nil
 }
+
+// MaxHookStderrBytes bounds status.hooks[].stderr, as the controller writes it.
+const MaxHookStderrBytes = 1024
+
+// validateHookStatuses checks status.hooks as the controller writes it.
+func validateHookStatuses(hooks []backup.HookStatus, fld *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	for i := range hooks {
+		h, hf := &hooks[i], fld.Index(i)
+		switch h.Stage {
+		case backup.HookStagePre, backup.HookStagePost:
+		default:
+			allErrs = append(allErrs, field.NotSupported(hf.Child("stage"), h.Stage, []string{string(backup.HookStagePre), string(backup.HookStagePost)}))
+		}
+		switch h.Phase {
+		case backup.HookPhaseRunning, backup.HookPhaseSucceeded, backup.HookPhaseFailed, backup.HookPhaseTimedOut, backup.HookPhaseSkipped, backup.HookPhaseUnknown:
+		default:
+			allErrs = append(allErrs, field.NotSupported(hf.Child("phase"), h.Phase, []string{string(backup.HookPhaseRunning), string(backup.HookPhaseSucceeded),
+				string(backup.HookPhaseFailed), string(backup.HookPhaseTimedOut), string(backup.HookPhaseSkipped), string(backup.HookPhaseUnknown)}))
+		}
+		for _, msg := range validation.IsDNS1123Label(h.Name) {
+			allErrs = append(allErrs, field.Invalid(hf.Child("name"), h.Name, msg))
+		}
+		if len(h.Stderr) > MaxHookStderrBytes {
+			allErrs = append(allErrs, field.TooLong(hf.Child("stderr"), "", MaxHookStderrBytes))
+		}
+	}
+	return allErrs
+}

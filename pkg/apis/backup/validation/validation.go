@@ -490,7 +490,7 @@ func ValidateBackupStatusUpdate(b, old *backup.Backup) field.ErrorList {
 		allErrs = append(allErrs, validateNonNegative(s.Vanished, sf.Child("vanished"))...)
 		allErrs = append(allErrs, validateNonNegative(s.ChangedDuringRead, sf.Child("changedDuringRead"))...)
 	}
-	return allErrs
+	return append(allErrs, validateHookStatuses(b.Status.Hooks, fld.Child("hooks"))...)
 }
 
 // ValidateRestoreJob validates a new RestoreJob.
@@ -553,5 +553,5 @@ func ValidateRestoreJobStatusUpdate(r, old *backup.RestoreJob) field.ErrorList {
 		allErrs = append(allErrs, field.NotSupported(field.NewPath("status", "phase"), r.Status.Phase, []string{
 			string(backup.RestorePhasePending), string(backup.RestorePhaseRunning), string(backup.RestorePhaseCompleted), string(backup.RestorePhaseFailed)}))
 	}
-	return allErrs
+	return append(allErrs, validateHookStatuses(r.Status.Hooks, field.NewPath("status", "hooks"))...)
 }

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 
 	"example.com/backup-operator/pkg/apis/backup"
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	registry "example.com/backup-operator/pkg/registry/backup"
 )
 
@@ -53,6 +54,7 @@ func (*REST) Categories() []string { return []string{"backup-all"} }
 // spec of a Backup cannot change (validation refuses it).
 func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
 	b := obj.(*backup.Backup)
+	hooksFrom := "" // the policy whose hooks the Backup took
 	if b.Spec.PolicyName != "" && b.Spec.Target.PVCName == "" && r.policies != nil {
 		if b.Namespace == "" {
 			b.Namespace, _ = genericapirequest.NamespaceFrom(ctx)
@@ -73,14 +75,32 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 		if b.Spec.MoverSecurityContext == nil {
 			b.Spec.MoverSecurityContext = p.Spec.MoverSecurityContext
 		}
-		if b.Spec.Hooks == nil {
+		if b.Spec.Hooks == nil && p.Spec.Hooks != nil {
 			b.Spec.Hooks = p.Spec.Hooks.DeepCopy()
+			hooksFrom = p.Name
 		}
 	}
 	if r.checker == nil {
 		return r.Store.Create(ctx, obj, createValidation, options)
 	}
-	return r.Store.Create(ctx, obj, registry.ThenCheck(createValidation, r.checkCreate), options)
+	check := r.checkCreate
+	if hooksFrom != "" {
+		check = func(ctx context.Context, obj runtime.Object) error {
+			err := r.checkCreate(ctx, obj)
+			if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "pods/exec") {
+				who := "an unauthenticated requester"
+				if u, ok := genericapirequest.UserFrom(ctx); ok && u != nil {
+					who = u.GetName()
+				}
+				return apierrors.NewForbidden(backup.Resource("backups"), b.Name, fmt.Errorf(
+					"spec.hooks: you (%s) may not create pods/exec in namespace %q, where the hooks this Backup takes from BackupPolicy %q run commands. "+
+						"Annotate the policy with %s=<a new value> instead (its Backups run its hooks on the authority of whoever set them), "+
+						"or set spec.hooks: {} on this Backup to back up without them", who, registry.NamespaceOr(b.Spec.Target.Namespace, b.Namespace), hooksFrom, v1alpha1.TriggerAnnotation))
+			}
+			return err
+		}
+	}
+	return r.Store.Create(ctx, obj, registry.ThenCheck(createValidation, check), options)
 }
 
 // Update checks an update that creates the Backup (server-side apply of a

@@ -40,10 +40,11 @@ type HookActionApplyConfiguration struct {
 	// in. Defaults to the running pods that mount the target claim. Only
 	// running pods that are not being deleted are used.
 	PodSelector *v1.LabelSelectorApplyConfiguration `json:"podSelector,omitempty"`
-	// allPods runs the action in every selected pod. By default it runs in
-	// one pod per workload: among the selected pods with the same controller
-	// (a StatefulSet's or ReplicaSet's pods), the first by name, so a
-	// three-replica database is dumped once, not three times.
+	// allPods runs the action in every selected pod (at most 20). By
+	// default it runs in one pod per workload: among the selected pods with
+	// the same owner (a StatefulSet, a Deployment across its ReplicaSets),
+	// the first by name, so a three-replica database is dumped once, not
+	// three times.
 	AllPods *bool `json:"allPods,omitempty"`
 	// timeout is how long the command may run, a duration with a unit such
 	// as "30s", "5m" or "1h30m" (at most 6h); a bare number is refused,
@@ -55,9 +56,13 @@ type HookActionApplyConfiguration struct {
 	// post actions, which default to Continue: the data is stored by then,
 	// and a failure is recorded without discarding it.
 	OnError *backupv1alpha1.HookErrorMode `json:"onError,omitempty"`
-	// whenNoPods is Skip (default: the action is recorded as Skipped, say
-	// when the workload is scaled down) or Fail (counts as a failure, which
-	// onError then decides on).
+	// whenNoPods is Skip or Fail: what the action does when no running pod
+	// matches. Skip records it as Skipped (with no running pod the claim is
+	// quiet, say the workload is scaled down); Fail counts as a failure,
+	// which onError then decides on. Defaults to Skip, except for a
+	// RestoreJob's post actions, which default to Fail: a restore whose load
+	// step did not run is not complete. While a matching pod is being
+	// deleted, the action waits for it to go.
 	WhenNoPods *backupv1alpha1.HookNoPodsMode `json:"whenNoPods,omitempty"`
 }
 

@@ -44,6 +44,8 @@ type HookStatusApplyConfiguration struct {
 	StartTime *v1.Time `json:"startTime,omitempty"`
 	// completionTime is when its outcome was recorded.
 	CompletionTime *v1.Time `json:"completionTime,omitempty"`
+	// duration is how long the command ran, until it exited or was abandoned.
+	Duration *v1.Duration `json:"duration,omitempty"`
 	// stderr is the end of the command's standard error (at most 1024 bytes).
 	Stderr *string `json:"stderr,omitempty"`
 	// message explains the outcome.
@@ -117,6 +119,14 @@ func (b *HookStatusApplyConfiguration) WithStartTime(value v1.Time) *HookStatusA
 // If called multiple times, the CompletionTime field is set to the value of the last call.
 func (b *HookStatusApplyConfiguration) WithCompletionTime(value v1.Time) *HookStatusApplyConfiguration {
 	b.CompletionTime = &value
+	return b
+}
+
+// WithDuration sets the Duration field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Duration field is set to the value of the last call.
+func (b *HookStatusApplyConfiguration) WithDuration(value v1.Duration) *HookStatusApplyConfiguration {
+	b.Duration = &value
 	return b
 }
 
