@@ -10,15 +10,18 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	k8stesting "k8s.io/client-go/testing"
 	utilexec "k8s.io/client-go/util/exec"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/component-base/metrics/testutil"
 	"k8s.io/utils/ptr"
 
@@ -43,6 +46,7 @@ type execBehavior struct {
 	stderr string        // written before it exits
 	block  bool          // runs until its context ends (its timeout)
 	gate   chan struct{} // when set, runs until it is closed
+	delay  time.Duration // runs this long (after the gate)
 }
 
 // testExecutor is a HookExecutor that records every call, in order, and
@@ -68,6 +72,13 @@ func (e *testExecutor) Exec(ctx context.Context, namespace, pod, container strin
 	case b.gate != nil:
 		select {
 		case <-b.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if b.delay > 0 {
+		select {
+		case <-time.After(b.delay):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -1014,5 +1025,560 @@ func TestStderrTail(t *testing.T) {
 	_, _ = w.Write([]byte("xyz")) // keeps the last 4: one byte of é, then xyz
 	if got := w.String(); got != "xyz" {
 		t.Errorf("tail %q, want the broken rune dropped", got)
+	}
+}
+
+// deleteClaim removes a claim from the API and the cache, as if deleted.
+func (f *fixture) deleteClaim(ns, name string) {
+	f.t.Helper()
+	if err := f.kube.CoreV1().PersistentVolumeClaims(ns).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.kubeInf.Core().V1().PersistentVolumeClaims().Informer().GetIndexer().Delete(boundPVC(ns, name)); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// A failure that arrives while a pre command runs (the repository claim or
+// the target claim deleted) starts no post action beside it: the Backup is
+// Finishing with the failure's reason until the pre command has ended; then
+// its outcome is recorded, the post action runs, and the Backup is Failed
+// with the original reason.
+func TestFailureWhilePreHookRunsWaitsForIt(t *testing.T) {
+	for _, tc := range []struct{ name, claim, reason, msg string }{
+		{"repository claim deleted", "backup-repo", "RepositoryNotFound", "the repository PersistentVolumeClaim prod/backup-repo does not exist"},
+		{"target claim deleted", "data", "TargetNotFound", "PersistentVolumeClaim prod/data does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gate := make(chan struct{})
+			bk := hookedBackup([]v1alpha1.HookAction{execAction("a", v1alpha1.HookFail)}, []v1alpha1.HookAction{execAction("c", v1alpha1.HookContinue)})
+			f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"), runningPod("prod", "db-0"))
+			e := useExecutor(f, map[string]execBehavior{"a": {gate: gate}})
+			f.syncBackup("prod", "b")
+			waitFor(t, "a to be run", func() bool { return len(e.made()) == 1 })
+
+			f.deleteClaim("prod", tc.claim)
+			f.syncBackup("prod", "b")
+			got := f.backup("prod", "b")
+			fin := condition(got.Status.Conditions, v1alpha1.ConditionFinishing)
+			if p := hookPhases(got.Status.Hooks); p != "Pre/a@db-0=Running" || fin == nil || fin.Reason != tc.reason || got.Status.Phase == v1alpha1.BackupPhaseFailed {
+				t.Fatalf("after the failure: hooks %q phase %q Finishing %+v, want a still Running, no post action, Finishing (%s)", p, got.Status.Phase, fin, tc.reason)
+			}
+			if !strings.Contains(got.Status.Message, tc.msg) || !strings.Contains(got.Status.Message, "waiting for pre hook a to end") {
+				t.Errorf("message %q, want the failure and that it waits for a", got.Status.Message)
+			}
+			// Another sync while a runs writes nothing and starts nothing.
+			writes(f.client)
+			f.syncBackup("prod", "b")
+			if w := writes(f.client); len(w) != 0 {
+				t.Errorf("a sync while a runs wrote %q", w)
+			}
+			time.Sleep(50 * time.Millisecond)
+			if calls := e.made(); !slices.Equal(calls, []string{"prod/db-0[db] a"}) {
+				t.Fatalf("calls %q while a runs, want a alone", calls)
+			}
+
+			close(gate)
+			f.waitHookRuns()
+			f.syncBackup("prod", "b")
+			got = f.backup("prod", "b")
+			fin = condition(got.Status.Conditions, v1alpha1.ConditionFinishing)
+			if p := hookPhases(got.Status.Hooks); p != "Pre/a@db-0=Succeeded Post/c@db-0=Running" || fin == nil || fin.Reason != tc.reason || got.Status.Phase == v1alpha1.BackupPhaseFailed {
+				t.Fatalf("after a ended: hooks %q phase %q Finishing %+v, want a Succeeded, c Running, Finishing (%s)", p, got.Status.Phase, fin, tc.reason)
+			}
+			f.waitHookRuns()
+			f.syncBackup("prod", "b")
+			got = f.backup("prod", "b")
+			if got.Status.Phase != v1alpha1.BackupPhaseFailed || failedReason(got.Status.Conditions) != tc.reason ||
+				condition(got.Status.Conditions, v1alpha1.ConditionFinishing) != nil || !strings.Contains(got.Status.Message, tc.msg) {
+				t.Errorf("phase %q reason %q conditions %+v message %q, want Failed: %s", got.Status.Phase, failedReason(got.Status.Conditions), got.Status.Conditions, got.Status.Message, tc.reason)
+			}
+			if p := hookPhases(got.Status.Hooks); p != "Pre/a@db-0=Succeeded Post/c@db-0=Succeeded" {
+				t.Errorf("status.hooks %q", p)
+			}
+			if calls := e.made(); !slices.Equal(calls, []string{"prod/db-0[db] a", "prod/db-0[db] c"}) {
+				t.Errorf("calls %q, want a then c", calls)
+			}
+			if n := jobCreates(f); n != 0 {
+				t.Errorf("%d Jobs created", n)
+			}
+		})
+	}
+}
+
+// An action this Manager recorded Running, whose status write was stored
+// but whose answer was lost (so its commands were never started), is
+// started by the next sync, once, and ends with its outcome, not Unknown.
+// An entry Running that a previous Manager started is Unknown: not run
+// again, and it may still run in its pod.
+func TestHookRecordedButNotStarted(t *testing.T) {
+	t.Run("recorded by this Manager", func(t *testing.T) {
+		gate := make(chan struct{})
+		f := newFixture(t, hookedBackup([]v1alpha1.HookAction{execAction("a", v1alpha1.HookFail)}, nil), boundPVC("prod", "data"), boundPVC("prod", "backup-repo"), runningPod("prod", "db-0"))
+		e := useExecutor(f, map[string]execBehavior{"a": {gate: gate}})
+		// What runPreHooks does, up to a status write whose answer is lost:
+		// the entry is stored Running, and its commands are not started.
+		b := f.backup("prod", "b")
+		p := f.m.advanceHooks(f.m.backupHookStage(b, v1alpha1.HookStagePre))
+		if got := hookPhases(p.status); got != "Pre/a@db-0=Running" || p.start == nil {
+			t.Fatalf("advanceHooks: %q (start %v), want a Running", got, p.start != nil)
+		}
+		c := b.DeepCopy()
+		c.Status.Hooks, c.Status.Phase = p.status, v1alpha1.BackupPhasePending
+		if _, err := f.client.BackupV1alpha1().Backups("prod").UpdateStatus(context.Background(), c, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.resync()
+
+		f.syncBackup("prod", "b")
+		if got := hookPhases(f.backup("prod", "b").Status.Hooks); got != "Pre/a@db-0=Running" {
+			t.Fatalf("after the next sync: %q, want a Running (started now)", got)
+		}
+		waitFor(t, "a to be run", func() bool { return len(e.made()) == 1 })
+		f.syncBackup("prod", "b")
+		close(gate)
+		f.waitHookRuns()
+		f.syncBackup("prod", "b")
+		got := f.backup("prod", "b")
+		if p := hookPhases(got.Status.Hooks); p != "Pre/a@db-0=Succeeded" || got.Status.Hooks[0].ExitCode == nil || *got.Status.Hooks[0].ExitCode != 0 {
+			t.Fatalf("status.hooks %q %+v, want a Succeeded with exit code 0", p, got.Status.Hooks)
+		}
+		if calls := e.made(); !slices.Equal(calls, []string{"prod/db-0[db] a"}) {
+			t.Errorf("calls %q, want a once", calls)
+		}
+		for i := 0; i < 3 && len(f.jobs("prod")) == 0; i++ {
+			f.syncBackup("prod", "b")
+		}
+		if got := f.backup("prod", "b"); got.Status.Phase != v1alpha1.BackupPhaseRunning || len(f.jobs("prod")) != 1 {
+			t.Errorf("phase %q with %d Jobs, want the copy started", got.Status.Phase, len(f.jobs("prod")))
+		}
+	})
+	t.Run("started by a previous Manager", func(t *testing.T) {
+		bk := hookedBackup([]v1alpha1.HookAction{execAction("a", v1alpha1.HookFail)}, nil)
+		started := metav1.NewTime(time.Date(2026, 11, 30, 2, 0, 5, 0, time.UTC))
+		bk.Status = v1alpha1.BackupStatus{Phase: v1alpha1.BackupPhasePending,
+			Hooks: []v1alpha1.HookStatus{{Stage: v1alpha1.HookStagePre, Name: "a", Pod: "db-0", Container: "db", Phase: v1alpha1.HookPhaseRunning, StartTime: &started}}}
+		f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"), runningPod("prod", "db-0"))
+		e := useExecutor(f, nil)
+		f.syncBackup("prod", "b")
+		f.waitHookRuns()
+		got := f.backup("prod", "b")
+		if p := hookPhases(got.Status.Hooks); p != "Pre/a@db-0=Unknown" {
+			t.Fatalf("status.hooks %q, want a Unknown", p)
+		}
+		if msg := got.Status.Hooks[0].Message; !strings.Contains(msg, "was not run again") || !strings.Contains(msg, "may still run in pod db-0") {
+			t.Errorf("message %q, want that it was not run again and may still run in pod db-0", msg)
+		}
+		if got.Status.Phase != v1alpha1.BackupPhaseFailed || failedReason(got.Status.Conditions) != "PreHookFailed" {
+			t.Errorf("phase %q reason %q, want Failed: PreHookFailed", got.Status.Phase, failedReason(got.Status.Conditions))
+		}
+		if calls := e.made(); len(calls) != 0 {
+			t.Errorf("calls %q", calls)
+		}
+	})
+}
+
+// An action runs once per workload: the pods of a Deployment's two
+// ReplicaSets (a rollout) are one workload, and the action runs in the
+// first of them by name.
+func TestHookRunsOncePerDeployment(t *testing.T) {
+	rs := func(name string) *appsv1.ReplicaSet {
+		return &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: name, UID: types.UID("rs-" + name),
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: "deployment-web", Controller: ptr.To(true)}}}}
+	}
+	f := newFixture(t, hookedBackup([]v1alpha1.HookAction{execAction("a", v1alpha1.HookFail)}, nil), boundPVC("prod", "data"), boundPVC("prod", "backup-repo"),
+		controlledBy(runningPod("prod", "web-7f9c-x2"), "ReplicaSet", "web-7f9c"), controlledBy(runningPod("prod", "web-5d4b-k8"), "ReplicaSet", "web-5d4b"))
+	replicaSets := f.kubeInf.Apps().V1().ReplicaSets()
+	for _, r := range []*appsv1.ReplicaSet{rs("web-7f9c"), rs("web-5d4b")} {
+		if err := f.kube.Tracker().Add(r); err != nil {
+			t.Fatal(err)
+		}
+		if err := replicaSets.Informer().GetIndexer().Add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.m.checker.ReplicaSets = replicaSets.Lister()
+	e := useExecutor(f, nil)
+	f.syncBackup("prod", "b")
+	f.waitHookRuns()
+	if calls := e.made(); !slices.Equal(calls, []string{"prod/web-5d4b-k8[db] a"}) {
+		t.Errorf("calls %q, want one, in the first pod by name", calls)
+	}
+	if p := hookPhases(f.backup("prod", "b").Status.Hooks); p != "Pre/a@web-5d4b-k8=Running" {
+		t.Errorf("status.hooks %q", p)
+	}
+}
+
+// laterQueue records the keys added with a delay.
+type laterQueue struct {
+	workqueue.TypedRateLimitingInterface[string]
+	mu    sync.Mutex
+	later []string
+}
+
+func (q *laterQueue) AddAfter(key string, d time.Duration) {
+	q.mu.Lock()
+	q.later = append(q.later, fmt.Sprintf("%s after %s", key, d))
+	q.mu.Unlock()
+	q.TypedRateLimitingInterface.AddAfter(key, d)
+}
+
+func (q *laterQueue) added() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.later)
+}
+
+// An action whose only matching pod is being deleted (its containers may
+// still write the claim) waits: nothing is recorded, the Backup's message
+// names the pod, and the Backup is requeued. Once the pod has gone the
+// action is Skipped (no running pod) and the copy starts.
+func TestHookWaitsForAPodBeingDeleted(t *testing.T) {
+	going := runningPod("prod", "db-0")
+	going.DeletionTimestamp = ptr.To(metav1.NewTime(time.Date(2026, 11, 30, 2, 0, 20, 0, time.UTC)))
+	f := newFixture(t, hookedBackup([]v1alpha1.HookAction{execAction("a", v1alpha1.HookFail)}, nil), boundPVC("prod", "data"), boundPVC("prod", "backup-repo"), going)
+	q := &laterQueue{TypedRateLimitingInterface: f.m.backupQueue}
+	f.m.backupQueue = q
+	e := useExecutor(f, nil)
+
+	f.syncBackup("prod", "b")
+	got := f.backup("prod", "b")
+	if len(got.Status.Hooks) != 0 || got.Status.Phase != v1alpha1.BackupPhasePending {
+		t.Fatalf("hooks %q phase %q, want nothing recorded while db-0 is being deleted, Pending", hookPhases(got.Status.Hooks), got.Status.Phase)
+	}
+	if msg := got.Status.Message; !strings.Contains(msg, "waiting to run pre hook a") || !strings.Contains(msg, "pod db-0 is being deleted") {
+		t.Errorf("message %q, want that a waits for pod db-0", msg)
+	}
+	if later := q.added(); len(later) != 1 || !strings.HasPrefix(later[0], "prod/b after ") {
+		t.Errorf("requeued %q, want prod/b after a delay", later)
+	}
+	if len(f.jobs("prod")) != 0 || len(e.made()) != 0 {
+		t.Fatalf("%d Jobs, calls %q while db-0 is being deleted", len(f.jobs("prod")), e.made())
+	}
+
+	if err := f.kubeInf.Core().V1().Pods().Informer().GetIndexer().Delete(going); err != nil {
+		t.Fatal(err)
+	}
+	f.syncBackup("prod", "b")
+	if p := hookPhases(f.backup("prod", "b").Status.Hooks); p != "Pre/a=Skipped" {
+		t.Fatalf("status.hooks %q after the pod went, want a Skipped", p)
+	}
+	f.syncBackup("prod", "b")
+	if len(f.jobs("prod")) != 1 || len(e.made()) != 0 {
+		t.Errorf("%d Jobs, calls %q: want the copy started without a", len(f.jobs("prod")), e.made())
+	}
+}
+
+// An action matching more than 20 pods (allPods) runs nowhere: one Failed
+// entry says how many matched and what to do.
+func TestHookInTooManyPods(t *testing.T) {
+	a := execAction("a", v1alpha1.HookFail)
+	a.AllPods = true
+	objs := []runtime.Object{hookedBackup([]v1alpha1.HookAction{a}, nil), boundPVC("prod", "data"), boundPVC("prod", "backup-repo")}
+	for i := 0; i < 21; i++ {
+		objs = append(objs, runningPod("prod", fmt.Sprintf("db-%02d", i)))
+	}
+	f := newFixture(t, objs...)
+	e := useExecutor(f, nil)
+	f.syncBackup("prod", "b")
+	f.waitHookRuns()
+	got := f.backup("prod", "b")
+	if p := hookPhases(got.Status.Hooks); p != "Pre/a=Failed" {
+		t.Fatalf("status.hooks %q, want one entry, Failed", p)
+	}
+	for _, want := range []string{"21 pods match", "at most 20", "narrow podSelector", "nothing was run"} {
+		if !strings.Contains(got.Status.Hooks[0].Message, want) {
+			t.Errorf("message %q lacks %q", got.Status.Hooks[0].Message, want)
+		}
+	}
+	if calls := e.made(); len(calls) != 0 {
+		t.Errorf("%d calls, want none", len(calls))
+	}
+	if got.Status.Phase != v1alpha1.BackupPhaseFailed || failedReason(got.Status.Conditions) != "PreHookFailed" {
+		t.Errorf("phase %q reason %q, want Failed: PreHookFailed", got.Status.Phase, failedReason(got.Status.Conditions))
+	}
+}
+
+// Post actions undo what a pre command did: when the only pre action
+// failed without running anything (no such container; no pod with
+// whenNoPods Fail) and no Job was started, they do not run, and the Backup
+// fails (PreHookFailed) at once.
+func TestNoPostHookWhenNoPreCommandRan(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(a *v1alpha1.HookAction)
+		entry  string
+	}{
+		{"no such container", func(a *v1alpha1.HookAction) { a.Exec.Container = "postgres" }, "Pre/a@db-0=Failed"},
+		{"no pod", func(a *v1alpha1.HookAction) {
+			a.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "nothing"}}
+			a.WhenNoPods = v1alpha1.HookNoPodsFail
+		}, "Pre/a=Failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := execAction("a", v1alpha1.HookFail)
+			tc.mutate(&a)
+			bk := hookedBackup([]v1alpha1.HookAction{a}, []v1alpha1.HookAction{execAction("c", v1alpha1.HookContinue)})
+			f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"), runningPod("prod", "db-0"))
+			e := useExecutor(f, nil)
+			f.syncBackup("prod", "b")
+			f.waitHookRuns()
+			f.syncBackup("prod", "b")
+			f.waitHookRuns()
+			got := f.backup("prod", "b")
+			if p := hookPhases(got.Status.Hooks); p != tc.entry {
+				t.Errorf("status.hooks %q, want %s and no post action", p, tc.entry)
+			}
+			if got.Status.Phase != v1alpha1.BackupPhaseFailed || failedReason(got.Status.Conditions) != "PreHookFailed" ||
+				condition(got.Status.Conditions, v1alpha1.ConditionFinishing) != nil {
+				t.Errorf("phase %q reason %q conditions %+v, want Failed: PreHookFailed", got.Status.Phase, failedReason(got.Status.Conditions), got.Status.Conditions)
+			}
+			if calls := e.made(); len(calls) != 0 {
+				t.Errorf("calls %q, want none", calls)
+			}
+		})
+	}
+}
+
+// A deleted Backup whose post actions run still holds its claim: a newer
+// Backup of the claim waits until they are done, then starts.
+func TestDeletedBackupHoldsItsClaimWhilePostHooksRun(t *testing.T) {
+	gate := make(chan struct{})
+	bk := hookedBackup([]v1alpha1.HookAction{execAction("a", v1alpha1.HookFail)}, []v1alpha1.HookAction{execAction("c", v1alpha1.HookContinue)})
+	ended := metav1.NewTime(bk.CreationTimestamp.Add(10 * time.Second))
+	bk.Status = v1alpha1.BackupStatus{Phase: v1alpha1.BackupPhasePending, Hooks: []v1alpha1.HookStatus{{Stage: v1alpha1.HookStagePre, Name: "a", Pod: "db-0", Container: "db",
+		Phase: v1alpha1.HookPhaseSucceeded, ExitCode: ptr.To[int32](0), StartTime: &ended, CompletionTime: &ended}}}
+	bk.DeletionTimestamp = ptr.To(metav1.NewTime(bk.CreationTimestamp.Add(20 * time.Second)))
+	newer := newBackup("prod", "b2", "uid-2", "prod")
+	newer.CreationTimestamp = metav1.NewTime(bk.CreationTimestamp.Add(time.Minute))
+	f := newFixture(t, bk, newer, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"), runningPod("prod", "db-0"))
+	e := useExecutor(f, map[string]execBehavior{"c": {gate: gate}})
+
+	f.syncBackup("prod", "b")
+	if p := hookPhases(f.backup("prod", "b").Status.Hooks); p != "Pre/a@db-0=Succeeded Post/c@db-0=Running" {
+		t.Fatalf("deleted Backup: hooks %q, want c Running", p)
+	}
+	f.syncBackup("prod", "b2")
+	got := f.backup("prod", "b2")
+	if got.Status.Phase != v1alpha1.BackupPhasePending || !strings.Contains(got.Status.Message, "Backup prod/b uses PersistentVolumeClaim prod/data") || len(f.jobs("prod")) != 0 {
+		t.Fatalf("newer Backup: phase %q message %q, %d Jobs; want it to wait for the deleted one", got.Status.Phase, got.Status.Message, len(f.jobs("prod")))
+	}
+
+	close(gate)
+	f.waitHookRuns()
+	f.syncBackup("prod", "b")
+	if p := hookPhases(f.backup("prod", "b").Status.Hooks); p != "Pre/a@db-0=Succeeded Post/c@db-0=Succeeded" {
+		t.Fatalf("deleted Backup: hooks %q, want c Succeeded", p)
+	}
+	f.syncBackup("prod", "b2")
+	if got := f.backup("prod", "b2"); got.Status.Phase != v1alpha1.BackupPhaseRunning || len(f.jobs("prod")) != 1 {
+		t.Errorf("newer Backup: phase %q message %q, %d Jobs; want it started", got.Status.Phase, got.Status.Message, len(f.jobs("prod")))
+	}
+	if calls := e.made(); !slices.Equal(calls, []string{"prod/db-0[db] c"}) {
+		t.Errorf("calls %q", calls)
+	}
+}
+
+// A RestoreJob's post action as the API server defaults it (whenNoPods
+// Fail, onError Fail) that finds no pod fails the RestoreJob
+// (PostHookFailed): the data is written, but the step did not run.
+func TestRestorePostHookWithoutAPodFails(t *testing.T) {
+	hooks := &v1alpha1.RestoreHooks{Post: []v1alpha1.HookAction{{Name: "load", Exec: &v1alpha1.ExecHook{Command: []string{"load"}},
+		PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "loader"}}}}}
+	v1alpha1.SetDefaults_RestoreHooks(hooks)
+	f := hookedRestore(t, false, hooks.Post...)
+	e := useExecutor(f, nil)
+	f.syncRestore("prod", "r")
+	job := f.onlyJob("prod")
+	f.finishJob(&job, restoreSummary)
+	f.syncRestore("prod", "r")
+	f.waitHookRuns()
+	got := f.restore("prod", "r")
+	if got.Status.Phase != v1alpha1.RestorePhaseFailed || failedReason(got.Status.Conditions) != "PostHookFailed" {
+		t.Fatalf("phase %q reason %q hooks %q, want Failed: PostHookFailed", got.Status.Phase, failedReason(got.Status.Conditions), hookPhases(got.Status.Hooks))
+	}
+	if p := hookPhases(got.Status.Hooks); p != "Post/load=Failed" || !strings.Contains(got.Status.Hooks[0].Message, "whenNoPods: Fail") {
+		t.Errorf("status.hooks %q %+v, want load Failed (whenNoPods: Fail)", p, got.Status.Hooks)
+	}
+	if !strings.Contains(got.Status.Message, "no running pod in namespace prod matches the podSelector") {
+		t.Errorf("message %q", got.Status.Message)
+	}
+	if calls := e.made(); len(calls) != 0 {
+		t.Errorf("calls %q", calls)
+	}
+}
+
+// The grace period for a refused Job create counts from when the Backup
+// was ready for its Job, the end of its pre actions: a Backup created ten
+// minutes ago whose pre action ended a minute ago waits, and fails once
+// the period has passed since that end.
+func TestJobCreateGraceCountsFromThePreHooks(t *testing.T) {
+	bk := hookedBackup([]v1alpha1.HookAction{execAction("a", v1alpha1.HookFail)}, nil)
+	ended := metav1.NewTime(bk.CreationTimestamp.Add(9 * time.Minute))
+	started := metav1.NewTime(ended.Add(-30 * time.Second))
+	bk.Status = v1alpha1.BackupStatus{Phase: v1alpha1.BackupPhasePending, Hooks: []v1alpha1.HookStatus{{Stage: v1alpha1.HookStagePre, Name: "a", Pod: "db-0", Container: "db",
+		Phase: v1alpha1.HookPhaseSucceeded, ExitCode: ptr.To[int32](0), StartTime: &started, CompletionTime: &ended}}}
+	f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"), runningPod("prod", "db-0"))
+	e := useExecutor(f, nil)
+	f.kube.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x", fmt.Errorf("exceeded quota: jobs"))
+	})
+	f.now = bk.CreationTimestamp.Add(10 * time.Minute)
+	if res := f.syncBackup("prod", "b"); res.after == 0 {
+		t.Error("no retry scheduled")
+	}
+	if got := f.backup("prod", "b"); got.Status.Phase != v1alpha1.BackupPhasePending || !strings.Contains(got.Status.Message, "exceeded quota") {
+		t.Fatalf("phase %q reason %q message %q, want Pending with the refusal", got.Status.Phase, failedReason(got.Status.Conditions), got.Status.Message)
+	}
+	f.now = ended.Add(moverPodCreateTimeout + time.Second)
+	f.syncBackup("prod", "b")
+	if got := f.backup("prod", "b"); got.Status.Phase != v1alpha1.BackupPhaseFailed || failedReason(got.Status.Conditions) != "JobCreateRefused" {
+		t.Errorf("phase %q reason %q, want Failed: JobCreateRefused", got.Status.Phase, failedReason(got.Status.Conditions))
+	}
+	if calls := e.made(); len(calls) != 0 {
+		t.Errorf("calls %q: the pre action ran again", calls)
+	}
+}
+
+// readySince is a Backup's creation, or the latest end of a pre action.
+func TestReadySince(t *testing.T) {
+	created := time.Date(2026, 11, 30, 2, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *metav1.Time { return ptr.To(metav1.NewTime(created.Add(d))) }
+	for _, tc := range []struct {
+		name  string
+		hooks []v1alpha1.HookStatus
+		want  time.Time
+	}{
+		{"no hooks", nil, created},
+		{"pre ended", []v1alpha1.HookStatus{{Stage: v1alpha1.HookStagePre, Name: "a", CompletionTime: at(2 * time.Minute)},
+			{Stage: v1alpha1.HookStagePre, Name: "b", CompletionTime: at(5 * time.Minute)}, {Stage: v1alpha1.HookStagePre, Name: "c", CompletionTime: at(3 * time.Minute)}}, created.Add(5 * time.Minute)},
+		{"post ends do not count", []v1alpha1.HookStatus{{Stage: v1alpha1.HookStagePre, Name: "a", CompletionTime: at(time.Minute)},
+			{Stage: v1alpha1.HookStagePost, Name: "c", CompletionTime: at(9 * time.Minute)}}, created.Add(time.Minute)},
+		{"a running pre action", []v1alpha1.HookStatus{{Stage: v1alpha1.HookStagePre, Name: "a", StartTime: at(time.Minute), Phase: v1alpha1.HookPhaseRunning}}, created},
+		{"an end before the creation (clock skew)", []v1alpha1.HookStatus{{Stage: v1alpha1.HookStagePre, Name: "a", CompletionTime: at(-time.Minute)}}, created},
+	} {
+		b := newBackup("prod", "b", "uid-1", "prod")
+		b.Status.Hooks = tc.hooks
+		if got := readySince(b); !got.Equal(tc.want) {
+			t.Errorf("%s: readySince = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// An action in two pods, one of which lacks the named container: that
+// pod's Failed entry is reported (a HookFailed event, the failure metric)
+// once, like any failure, while the command runs in the other pod.
+func TestHookFailedInOnePodIsReported(t *testing.T) {
+	a := execAction("a", v1alpha1.HookFail)
+	a.AllPods, a.Exec.Container = true, "db"
+	other := runningPod("prod", "db-1")
+	other.Spec.Containers = []corev1.Container{{Name: "agent", VolumeMounts: other.Spec.Containers[0].VolumeMounts}}
+	f := newFixture(t, hookedBackup([]v1alpha1.HookAction{a}, nil), boundPVC("prod", "data"), boundPVC("prod", "backup-repo"), runningPod("prod", "db-0"), other)
+	e := useExecutor(f, nil)
+	before := hookFailureCount(t, "Backup", "pre")
+	f.syncBackup("prod", "b")
+	if p := hookPhases(f.backup("prod", "b").Status.Hooks); p != "Pre/a@db-0=Running Pre/a@db-1=Failed" {
+		t.Fatalf("status.hooks %q, want a Running in db-0 and Failed in db-1", p)
+	}
+	f.waitHookRuns()
+	for i := 0; i < 3; i++ {
+		f.syncBackup("prod", "b")
+	}
+	got := f.backup("prod", "b")
+	if p := hookPhases(got.Status.Hooks); p != "Pre/a@db-0=Succeeded Pre/a@db-1=Failed" {
+		t.Errorf("status.hooks %q", p)
+	}
+	if got.Status.Phase != v1alpha1.BackupPhaseFailed || failedReason(got.Status.Conditions) != "PreHookFailed" {
+		t.Errorf("phase %q reason %q, want Failed: PreHookFailed", got.Status.Phase, failedReason(got.Status.Conditions))
+	}
+	ev := f.drainEvents()
+	if n := countContaining(ev, `Warning HookFailed pre hook a in pod prod/db-1: pod db-1 has no container "db"`); n != 1 {
+		t.Errorf("%d HookFailed events for db-1, want 1: %q", n, ev)
+	}
+	if after := hookFailureCount(t, "Backup", "pre"); after != before+1 {
+		t.Errorf("backup_operator_hook_failures_total{kind=Backup,stage=pre} went from %v to %v, want one more", before, after)
+	}
+	if calls := e.made(); !slices.Equal(calls, []string{"prod/db-0[db] a"}) {
+		t.Errorf("calls %q", calls)
+	}
+}
+
+// status.hooks[].duration is how long the command ran (its own time, not
+// the controller's clock), and the duration metric observes it.
+func TestHookDuration(t *testing.T) {
+	f := newFixture(t, hookedBackup([]v1alpha1.HookAction{execAction("a", v1alpha1.HookFail)}, nil), boundPVC("prod", "data"), boundPVC("prod", "backup-repo"), runningPod("prod", "db-0"))
+	useExecutor(f, map[string]execBehavior{"a": {delay: 200 * time.Millisecond}})
+	h := hookDuration.WithLabelValues("Backup", "pre", string(v1alpha1.HookPhaseSucceeded))
+	count0, err := testutil.GetHistogramMetricCount(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum0, err := testutil.GetHistogramMetricValue(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.syncBackup("prod", "b")
+	f.waitHookRuns()
+	f.syncBackup("prod", "b")
+	got := f.backup("prod", "b")
+	if p := hookPhases(got.Status.Hooks); p != "Pre/a@db-0=Succeeded" {
+		t.Fatalf("status.hooks %q", p)
+	}
+	st := got.Status.Hooks[0]
+	if st.Duration == nil || st.Duration.Duration < 200*time.Millisecond || st.Duration.Duration > 10*time.Second {
+		t.Fatalf("duration %v, want the command's 200ms or a little more", st.Duration)
+	}
+	count1, _ := testutil.GetHistogramMetricCount(h)
+	sum1, _ := testutil.GetHistogramMetricValue(h)
+	if count1 != count0+1 {
+		t.Errorf("hook_duration_seconds observed %d times, want once", count1-count0)
+	}
+	if d := sum1 - sum0; d < 0.2 || d-st.Duration.Seconds() > 1e-6 || st.Duration.Seconds()-d > 1e-6 {
+		t.Errorf("hook_duration_seconds observed %vs, want status.hooks[0].duration (%s)", d, st.Duration.Duration)
+	}
+}
+
+// A RestoreJob deleted while its post command runs keeps its finalizer
+// until the command has ended and its outcome is in status.hooks; then the
+// finalizer goes.
+func TestDeletedRestoreRecordsItsRunningPostHook(t *testing.T) {
+	gate := make(chan struct{})
+	f := hookedRestore(t, false, execAction("load", v1alpha1.HookFail))
+	e := useExecutor(f, map[string]execBehavior{"load": {gate: gate}})
+	f.syncRestore("prod", "r")
+	job := f.onlyJob("prod")
+	f.finishJob(&job, restoreSummary)
+	f.syncRestore("prod", "r")
+	waitFor(t, "load to be run", func() bool { return len(e.made()) == 1 })
+	r := f.restore("prod", "r")
+	if hookPhases(r.Status.Hooks) != "Post/load@db-0=Running" || !hasFinalizer(r, v1alpha1.MoverFinalizer) {
+		t.Fatalf("hooks %q finalizers %q, want load Running and the finalizer", hookPhases(r.Status.Hooks), r.Finalizers)
+	}
+	r.DeletionTimestamp = ptr.To(metav1.NewTime(f.now))
+	if _, err := f.client.BackupV1alpha1().RestoreJobs("prod").Update(context.Background(), r, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.resync()
+
+	for i := 0; i < 2; i++ {
+		f.syncRestore("prod", "r")
+		if got := f.restore("prod", "r"); !hasFinalizer(got, v1alpha1.MoverFinalizer) || hookPhases(got.Status.Hooks) != "Post/load@db-0=Running" {
+			t.Fatalf("while load runs: finalizers %q hooks %q, want the finalizer kept", got.Finalizers, hookPhases(got.Status.Hooks))
+		}
+	}
+	close(gate)
+	f.waitHookRuns()
+	for i := 0; i < 3 && hasFinalizer(f.restore("prod", "r"), v1alpha1.MoverFinalizer); i++ {
+		f.syncRestore("prod", "r")
+	}
+	got := f.restore("prod", "r")
+	if hasFinalizer(got, v1alpha1.MoverFinalizer) {
+		t.Errorf("the finalizer stayed after load ended; hooks %q", hookPhases(got.Status.Hooks))
+	}
+	if p := hookPhases(got.Status.Hooks); p != "Post/load@db-0=Succeeded" || got.Status.Hooks[0].ExitCode == nil {
+		t.Errorf("status.hooks %q %+v, want load's outcome recorded", p, got.Status.Hooks)
+	}
+	if calls := e.made(); !slices.Equal(calls, []string{"prod/db-0[db] load"}) {
+		t.Errorf("calls %q", calls)
 	}
 }

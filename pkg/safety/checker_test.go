@@ -306,3 +306,68 @@ func TestIsServer(t *testing.T) {
 		}
 	}
 }
+
+// hookBackup is a Backup of claim ns/data with one post action, created at
+// minute min.
+func hookBackup(name string, min int) *v1alpha1.Backup {
+	b := bk("ns", name, v1alpha1.BackupPhasePending, 0, "data")
+	b.CreationTimestamp = metav1.NewTime(time.Date(2026, 11, 30, 2, min, 0, 0, time.UTC))
+	b.Spec.Hooks = &v1alpha1.BackupHooks{
+		Pre:  []v1alpha1.HookAction{{Name: "quiesce", Exec: &v1alpha1.ExecHook{Command: []string{"quiesce"}}, OnError: v1alpha1.HookFail}},
+		Post: []v1alpha1.HookAction{{Name: "resume", Exec: &v1alpha1.ExecHook{Command: []string{"resume"}}, OnError: v1alpha1.HookContinue}},
+	}
+	return b
+}
+
+// A deleted Backup whose post actions are due and not finished still holds
+// its claim: what its pre actions did (a database held in backup mode) is
+// not undone yet, so a newer Backup or RestoreJob waits. Once its post
+// actions have their outcome, or when none is due, it holds nothing.
+func TestDeletedBackupHoldsItsClaimUntilItsPostHooks(t *testing.T) {
+	started := metav1.NewTime(time.Date(2026, 11, 30, 2, 1, 5, 0, time.UTC))
+	deleting := hookBackup("deleting", 1)
+	deleting.DeletionTimestamp = &started
+	deleting.Status.Hooks = []v1alpha1.HookStatus{{Stage: v1alpha1.HookStagePre, Name: "quiesce", Pod: "db-0", Phase: v1alpha1.HookPhaseSucceeded, StartTime: &started, CompletionTime: &started}}
+	newer := bk("ns", "newer", "", 0, "data")
+	newer.CreationTimestamp = metav1.NewTime(time.Date(2026, 11, 30, 2, 2, 0, 0, time.UTC))
+	self := Owner{Kind: "Backup", Namespace: "ns", Name: "newer", Created: newer.CreationTimestamp.Time}
+
+	for _, tc := range []struct {
+		name   string
+		mutate func(b *v1alpha1.Backup)
+		held   bool
+	}{
+		{"post not started", func(b *v1alpha1.Backup) {}, true},
+		{"post running", func(b *v1alpha1.Backup) {
+			b.Status.Hooks = append(b.Status.Hooks, v1alpha1.HookStatus{Stage: v1alpha1.HookStagePost, Name: "resume", Pod: "db-0", Phase: v1alpha1.HookPhaseRunning, StartTime: &started})
+		}, true},
+		{"post due from its Job alone", func(b *v1alpha1.Backup) { b.Status.Hooks, b.Status.JobName = nil, "backup-deleting-x" }, true},
+		{"post finished", func(b *v1alpha1.Backup) {
+			b.Status.Hooks = append(b.Status.Hooks, v1alpha1.HookStatus{Stage: v1alpha1.HookStagePost, Name: "resume", Pod: "db-0", Phase: v1alpha1.HookPhaseFailed, StartTime: &started, CompletionTime: &started})
+		}, false},
+		{"no pre command ran and no Job", func(b *v1alpha1.Backup) {
+			b.Status.Hooks = []v1alpha1.HookStatus{{Stage: v1alpha1.HookStagePre, Name: "quiesce", Phase: v1alpha1.HookPhaseSkipped, CompletionTime: &started}}
+		}, false},
+		{"no post actions", func(b *v1alpha1.Backup) { b.Spec.Hooks.Post = nil }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := deleting.DeepCopy()
+			tc.mutate(b)
+			c := checker(b, newer)
+			want := "[Backup ns/newer]"
+			if tc.held {
+				want = "[Backup ns/deleting Backup ns/newer]"
+			}
+			if got := fmt.Sprint(c.ActiveOnClaim("ns", "data")); got != want {
+				t.Errorf("active on the claim: %s, want %s", got, want)
+			}
+			o, busy := c.BusyFor(self, "ns", "data")
+			if tc.held && (!busy || o.Name != "deleting") {
+				t.Errorf("a newer Backup goes first (busy %v with %s), want it to wait for the deleted one", busy, o)
+			}
+			if !tc.held && busy {
+				t.Errorf("a newer Backup waits for %s", o)
+			}
+		})
+	}
+}

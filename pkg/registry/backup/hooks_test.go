@@ -563,3 +563,51 @@ func TestCheckExecAllowedFailsSafe(t *testing.T) {
 		t.Errorf("refusal %+v, want 403 for a request without a user", ref)
 	}
 }
+
+// A Backup that names only its policy takes the policy's hooks; refused
+// for pods/exec, the answer names the policy and says what to do instead
+// (the policy's trigger annotation, or spec.hooks: {}). With spec.hooks: {}
+// the Backup runs no hooks and is accepted without pods/exec. A Backup's
+// own hooks are refused without a word about the policy.
+func TestPolicyHooksRefusalSaysWhatToDo(t *testing.T) {
+	s := newHookStores(t)
+	if _, err := s.policies.Create(as(alice), hookedPolicy(), nil, &metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.az.questions()
+	onDemand := func(name string, h *backup.BackupHooks) *backup.Backup {
+		return &backup.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: name}, Spec: backup.BackupSpec{PolicyName: "db", Hooks: h}}
+	}
+
+	_, err := s.backups.Create(as(bob), onDemand("before-upgrade", nil), nil, &metav1.CreateOptions{})
+	wantExecRefused(t, err, "bob", "prod")
+	for _, want := range []string{`takes from BackupPolicy "db"`, "Annotate the policy with " + v1alpha1.TriggerAnnotation + "=", "set spec.hooks: {} on this Backup"} {
+		if err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal lacks %q: %v", want, err)
+		}
+	}
+	if s.mem.get(t, "backups", "before-upgrade") != nil {
+		t.Error("the refused Backup was stored")
+	}
+	s.az.questions()
+
+	obj, err := s.backups.Create(as(bob), onDemand("no-hooks", &backup.BackupHooks{}), nil, &metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("spec.hooks: {} refused: %v", err)
+	}
+	if q := s.az.questions(); len(q) != 0 {
+		t.Errorf("pods/exec questions %q for a Backup without hooks", q)
+	}
+	if h := obj.(*backup.Backup).Spec.Hooks; h == nil || len(h.Pre) != 0 || len(h.Post) != 0 {
+		t.Errorf("hooks %+v, want none (not the policy's)", h)
+	}
+	if stored, ok := s.mem.get(t, "backups", "no-hooks").(*backup.Backup); !ok || stored.Spec.Hooks == nil || len(stored.Spec.Hooks.Pre)+len(stored.Spec.Hooks.Post) != 0 {
+		t.Errorf("stored %+v, want the Backup without hooks", stored)
+	}
+
+	_, err = s.backups.Create(as(bob), hookedBackup("own"), nil, &metav1.CreateOptions{})
+	wantExecRefused(t, err, "bob", "prod")
+	if err != nil && strings.Contains(err.Error(), "BackupPolicy") {
+		t.Errorf("the refusal of a Backup's own hooks names the policy: %v", err)
+	}
+}

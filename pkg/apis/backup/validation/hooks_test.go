@@ -6,10 +6,12 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"example.com/backup-operator/pkg/apis/backup"
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 )
 
 // validAction is a hook action as the API server holds it after defaulting.
@@ -227,5 +229,112 @@ func TestHookTimeoutValue(t *testing.T) {
 		if got := HookTimeout(&backup.HookAction{Timeout: tc.t}).String(); got != tc.want {
 			t.Errorf("HookTimeout(%v) = %s, want %s", tc.t, got, tc.want)
 		}
+	}
+}
+
+// status.hooks is validated on /status writes of Backups and RestoreJobs,
+// as the controller writes it: a known stage and phase, a DNS label for a
+// name, and at most 1024 bytes of stderr; each error names its entry.
+func TestHookStatusValidation(t *testing.T) {
+	good := backup.HookStatus{Stage: backup.HookStagePre, Name: "dump", Pod: "db-0", Container: "db", Phase: backup.HookPhaseSucceeded}
+	for _, tc := range []struct {
+		name   string
+		mutate func(h *backup.HookStatus)
+		field  string // below the entry; "" means valid
+		typ    field.ErrorType
+	}{
+		{"valid", func(h *backup.HookStatus) {}, "", ""},
+		{"post, Running", func(h *backup.HookStatus) { h.Stage, h.Phase = backup.HookStagePost, backup.HookPhaseRunning }, "", ""},
+		{"every outcome: Unknown", func(h *backup.HookStatus) { h.Phase = backup.HookPhaseUnknown }, "", ""},
+		{"stderr of 1024 bytes", func(h *backup.HookStatus) { h.Stderr = strings.Repeat("e", 1024) }, "", ""},
+		{"bad phase", func(h *backup.HookStatus) { h.Phase = "Done" }, "phase", field.ErrorTypeNotSupported},
+		{"no phase", func(h *backup.HookStatus) { h.Phase = "" }, "phase", field.ErrorTypeNotSupported},
+		{"bad stage", func(h *backup.HookStatus) { h.Stage = "During" }, "stage", field.ErrorTypeNotSupported},
+		{"stderr of 1025 bytes", func(h *backup.HookStatus) { h.Stderr = strings.Repeat("e", 1025) }, "stderr", field.ErrorTypeTooLong},
+		{"bad name", func(h *backup.HookStatus) { h.Name = "Dump_DB" }, "name", field.ErrorTypeInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := good
+			tc.mutate(&bad)
+			want := func(t *testing.T, errs field.ErrorList) {
+				t.Helper()
+				if tc.field == "" {
+					if len(errs) != 0 {
+						t.Errorf("unexpected errors: %v", errs)
+					}
+					return
+				}
+				if f := "status.hooks[1]." + tc.field; len(errs) != 1 || errs[0].Field != f || errs[0].Type != tc.typ {
+					t.Errorf("want one %s error on %s, got %v", tc.typ, f, errs)
+				}
+			}
+			oldB := hookedBackup(nil)
+			oldB.ResourceVersion = "1"
+			b := oldB.DeepCopy()
+			b.Status.Hooks = []backup.HookStatus{good, bad}
+			want(t, ValidateBackupStatusUpdate(b, oldB))
+
+			oldR := hookedRestore(nil)
+			oldR.ResourceVersion = "1"
+			r := oldR.DeepCopy()
+			r.Status.Hooks = []backup.HookStatus{good, bad}
+			want(t, ValidateRestoreJobStatusUpdate(r, oldR))
+		})
+	}
+}
+
+// Defaulting (the scheme's, as the API server applies it): a Backup's (and
+// a policy's) pre actions fail it and post actions continue, both skipped
+// without a pod; a RestoreJob's post actions fail it, also when no pod
+// matches. Values set are kept.
+func TestHookDefaults(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.RegisterDefaults(scheme); err != nil {
+		t.Fatal(err)
+	}
+	action := func(name string) v1alpha1.HookAction {
+		return v1alpha1.HookAction{Name: name, Exec: &v1alpha1.ExecHook{Command: []string{name}}}
+	}
+	type defaults struct {
+		OnError    v1alpha1.HookErrorMode
+		WhenNoPods v1alpha1.HookNoPodsMode
+		Timeout    string
+	}
+	got := func(a v1alpha1.HookAction) defaults {
+		d := defaults{OnError: a.OnError, WhenNoPods: a.WhenNoPods}
+		if a.Timeout != nil {
+			d.Timeout = a.Timeout.String()
+		}
+		return d
+	}
+
+	r := &v1alpha1.RestoreJob{Spec: v1alpha1.RestoreJobSpec{Hooks: &v1alpha1.RestoreHooks{Post: []v1alpha1.HookAction{action("load")}}}}
+	scheme.Default(r)
+	if d := got(r.Spec.Hooks.Post[0]); d != (defaults{v1alpha1.HookFail, v1alpha1.HookNoPodsFail, "60s"}) {
+		t.Errorf("RestoreJob post action defaulted to %+v, want onError Fail, whenNoPods Fail, 60s", d)
+	}
+
+	b := &v1alpha1.Backup{Spec: v1alpha1.BackupSpec{Hooks: &v1alpha1.BackupHooks{Pre: []v1alpha1.HookAction{action("quiesce")}, Post: []v1alpha1.HookAction{action("resume")}}}}
+	scheme.Default(b)
+	if d := got(b.Spec.Hooks.Pre[0]); d != (defaults{v1alpha1.HookFail, v1alpha1.HookNoPodsSkip, "60s"}) {
+		t.Errorf("Backup pre action defaulted to %+v, want onError Fail, whenNoPods Skip", d)
+	}
+	if d := got(b.Spec.Hooks.Post[0]); d != (defaults{v1alpha1.HookContinue, v1alpha1.HookNoPodsSkip, "60s"}) {
+		t.Errorf("Backup post action defaulted to %+v, want onError Continue, whenNoPods Skip", d)
+	}
+
+	p := &v1alpha1.BackupPolicy{Spec: v1alpha1.BackupPolicySpec{Hooks: &v1alpha1.BackupHooks{Pre: []v1alpha1.HookAction{action("quiesce")}, Post: []v1alpha1.HookAction{action("resume")}}}}
+	scheme.Default(p)
+	if pre, post := got(p.Spec.Hooks.Pre[0]), got(p.Spec.Hooks.Post[0]); pre.OnError != v1alpha1.HookFail || pre.WhenNoPods != v1alpha1.HookNoPodsSkip ||
+		post.OnError != v1alpha1.HookContinue || post.WhenNoPods != v1alpha1.HookNoPodsSkip {
+		t.Errorf("BackupPolicy actions defaulted to pre %+v, post %+v", pre, post)
+	}
+
+	set := action("load")
+	set.OnError, set.WhenNoPods = v1alpha1.HookContinue, v1alpha1.HookNoPodsSkip
+	r = &v1alpha1.RestoreJob{Spec: v1alpha1.RestoreJobSpec{Hooks: &v1alpha1.RestoreHooks{Post: []v1alpha1.HookAction{set}}}}
+	scheme.Default(r)
+	if d := got(r.Spec.Hooks.Post[0]); d.OnError != v1alpha1.HookContinue || d.WhenNoPods != v1alpha1.HookNoPodsSkip {
+		t.Errorf("values set were changed: %+v", d)
 	}
 }
