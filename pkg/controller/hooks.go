@@ -184,6 +184,15 @@ func (h *hookRuns) intend(key string, launch func(ctx context.Context)) {
 	h.runs[key] = &hookRun{launch: launch}
 }
 
+// drop forgets an intended command that will not start.
+func (h *hookRuns) drop(key string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r, ok := h.runs[key]; ok && !r.started {
+		delete(h.runs, key)
+	}
+}
+
 // launch starts an intended command, once.
 func (h *hookRuns) launch(ctx context.Context, key string) {
 	h.mu.Lock()
@@ -340,6 +349,13 @@ func (m *Manager) advanceHooks(s hookStage) stageProgress {
 				st.Message = fmt.Sprintf("recorded as started, but the operator restarted or lost its leadership before it recorded the outcome: "+
 					"it was not run again, may still run in pod %s, and counts as failed", st.Pod)
 				out.finished = append(out.finished, *st)
+			case !run.started && s.collectOnly:
+				// Recorded Running by a status write whose answer was lost,
+				// and the object is failing or going: it never runs.
+				m.hooks.drop(key)
+				st.Phase, st.StartTime, st.CompletionTime = v1alpha1.HookPhaseSkipped, nil, &now
+				st.Message = "not started: the object was failing or being deleted before this command started"
+				out.finished = append(out.finished, *st)
 			case !run.started:
 				// Recorded Running by a status write whose answer was lost:
 				// this Manager never started it, so it starts now.
@@ -447,8 +463,12 @@ func (m *Manager) startAction(s hookStage, a *v1alpha1.HookAction, now metav1.Ti
 		return []v1alpha1.HookStatus{e}, nil, ""
 	}
 	if len(pods) > maxHookPods {
+		advice := "narrow podSelector"
+		if a.AllPods {
+			advice += ", or leave allPods unset to run once per workload"
+		}
 		return []v1alpha1.HookStatus{{Stage: s.stage, Name: a.Name, Phase: v1alpha1.HookPhaseFailed, CompletionTime: &now, Message: fmt.Sprintf(
-			"%d pods match, and an action runs in at most %d; narrow podSelector, or leave allPods unset to run once per workload; nothing was run", len(pods), maxHookPods)}}, nil, ""
+			"%d pods match, and an action runs in at most %d; %s; nothing was run", len(pods), maxHookPods, advice)}}, nil, ""
 	}
 	for _, pod := range pods {
 		e := v1alpha1.HookStatus{Stage: s.stage, Name: a.Name, Pod: pod.Name}
@@ -490,7 +510,12 @@ func (m *Manager) hookPods(namespace, claim string, a *v1alpha1.HookAction) (pod
 		case p.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy:
 		case p.Status.Phase != corev1.PodRunning:
 		case p.DeletionTimestamp != nil:
-			terminating = append(terminating, p.Name)
+			// Waited for until its grace period is over (deletionTimestamp)
+			// and a minute more; a pod left after that is on a node that
+			// does not answer, and is not waited for.
+			if m.opts.Now().Before(p.DeletionTimestamp.Add(time.Minute)) {
+				terminating = append(terminating, p.Name)
+			}
 		default:
 			running = append(running, p)
 		}

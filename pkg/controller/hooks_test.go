@@ -1582,3 +1582,51 @@ func TestDeletedRestoreRecordsItsRunningPostHook(t *testing.T) {
 		t.Errorf("calls %q", calls)
 	}
 }
+
+// A pod whose grace period ended more than a minute ago (its node does not
+// answer) is not waited for: the action is decided without it.
+func TestHookDoesNotWaitForAPodStuckTerminating(t *testing.T) {
+	stuck := runningPod("prod", "db-0")
+	stuck.DeletionTimestamp = ptr.To(metav1.NewTime(time.Date(2026, 11, 30, 1, 58, 0, 0, time.UTC)))
+	f := newFixture(t, hookedBackup([]v1alpha1.HookAction{execAction("a", v1alpha1.HookFail)}, nil), boundPVC("prod", "data"), boundPVC("prod", "backup-repo"), stuck)
+	e := useExecutor(f, nil)
+	f.syncBackup("prod", "b")
+	if p := hookPhases(f.backup("prod", "b").Status.Hooks); p != "Pre/a=Skipped" {
+		t.Fatalf("status.hooks %q, want a Skipped: db-0's grace period ended 2.5 minutes ago", p)
+	}
+	if len(e.made()) != 0 {
+		t.Errorf("calls %q", e.made())
+	}
+}
+
+// An action recorded Running whose commands were never started (the answer
+// to that status write was lost) does not start once the Backup is failing:
+// it is recorded Skipped, and with no pre command started no post runs.
+func TestHookRecordedButNotStartedWhileFailing(t *testing.T) {
+	bk := hookedBackup([]v1alpha1.HookAction{execAction("a", v1alpha1.HookFail)}, []v1alpha1.HookAction{execAction("c", v1alpha1.HookContinue)})
+	f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"), runningPod("prod", "db-0"))
+	e := useExecutor(f, nil)
+	b := f.backup("prod", "b")
+	p := f.m.advanceHooks(f.m.backupHookStage(b, v1alpha1.HookStagePre))
+	c := b.DeepCopy()
+	c.Status.Hooks, c.Status.Phase = p.status, v1alpha1.BackupPhasePending
+	if _, err := f.client.BackupV1alpha1().Backups("prod").UpdateStatus(context.Background(), c, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.resync()
+	f.deleteClaim("prod", "backup-repo")
+	for i := 0; i < 3; i++ {
+		f.syncBackup("prod", "b")
+	}
+	f.waitHookRuns()
+	got := f.backup("prod", "b")
+	if ph := hookPhases(got.Status.Hooks); ph != "Pre/a@db-0=Skipped" || got.Status.Hooks[0].StartTime != nil {
+		t.Errorf("status.hooks %q %+v, want a Skipped without a start time", ph, got.Status.Hooks)
+	}
+	if got.Status.Phase != v1alpha1.BackupPhaseFailed || failedReason(got.Status.Conditions) != "RepositoryNotFound" {
+		t.Errorf("phase %q reason %q, want Failed: RepositoryNotFound", got.Status.Phase, failedReason(got.Status.Conditions))
+	}
+	if calls := e.made(); len(calls) != 0 {
+		t.Errorf("calls %q, want none (neither a nor c)", calls)
+	}
+}
