@@ -46,8 +46,9 @@ func inApp(t *testing.T, ns, script string) string {
 // what the pre action wrote in the snapshot and what the post action wrote
 // not), a failing pre action (nothing copied, post still runs, the hook's
 // stderr in the message), a timeout, post after a failed copy, a container
-// name that matches nothing, a bare-number timeout (422) and a requester
-// without pods/exec (403).
+// name that matches nothing, an operator restart during a pre command (not
+// run again, post once), a bare-number timeout (422) and a requester without
+// pods/exec (403).
 func TestHooks(t *testing.T) {
 	ns := "e2e-hooks"
 	namespace(t, ns)
@@ -178,7 +179,30 @@ spec: {backupName: ordered, target: {pvcName: data}, dryRun: true}
 		t.Errorf("message %q does not name the missing container and the pod's containers", msg)
 	}
 
-	// 6. A bare number as timeout: 422 with the field path; nothing stored.
+	// 6. The operator restarts while a pre command runs: the command is not
+	// run again (its outcome is Unknown, which fails the Backup), and post
+	// runs exactly once.
+	inApp(t, ns, "rm -f /data/pre-runs /data/post-runs")
+	hookBackup(t, ns, "restarted", "backup-repo", `{pre: [{name: hold, exec: {command: [sh, -c, "echo run >> /data/pre-runs; sleep 15"]}, timeout: 2m}],
+  post: [{name: release, exec: {command: [sh, -c, "echo run >> /data/post-runs"]}}]}`)
+	deadline = time.Now().Add(time.Minute)
+	for kubectl(t, "-n", ns, "get", "backup", "restarted", "-o", "jsonpath={.status.hooks[0].phase}") != "Running" {
+		if time.Now().After(deadline) {
+			t.Fatal("the pre hook of Backup restarted never ran")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	restartOperator(t, false)
+	waitFor(t, ns, "backup", "restarted", "Failed")
+	time.Sleep(3 * time.Second) // a second post run would show now
+	if got := inApp(t, ns, "cat /data/pre-runs /data/post-runs"); got != "run\nrun\n" {
+		t.Errorf("pre-runs and post-runs hold %q, want one run each", got)
+	}
+	if h := hookStatuses(t, ns, "backup", "restarted"); len(h) != 2 || h[0]["phase"] != "Unknown" || h[1]["phase"] != "Succeeded" {
+		t.Errorf("status.hooks after the restart: %v, want hold Unknown and release Succeeded", h)
+	}
+
+	// 7. A bare number as timeout: 422 with the field path; nothing stored.
 	out, err := cluster.KubectlStdin(context.Background(), local.AdminKubeconfig, fmt.Sprintf(`apiVersion: backup.example.com/v1alpha1
 kind: Backup
 metadata: {name: bare-timeout, namespace: %s}
@@ -188,7 +212,7 @@ spec: {target: {pvcName: data}, hooks: {pre: [{name: x, exec: {command: ["true"]
 		t.Errorf("a bare-number timeout was not refused with its field path: %v\n%s", err, out)
 	}
 
-	// 7. A requester without pods/exec may not set hooks (403), and may
+	// 8. A requester without pods/exec may not set hooks (403), and may
 	// create the same Backup without them.
 	kubectl(t, "-n", ns, "create", "role", "backup-creator", "--verb=get,list,create", "--resource=backups.backup.example.com,backuppolicies.backup.example.com")
 	kubectl(t, "-n", ns, "create", "rolebinding", "backup-creator", "--role=backup-creator", "--user=bob")
