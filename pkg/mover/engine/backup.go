@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/sys/unix"
+
 	"example.com/backup-operator/pkg/mover/chunker"
 	"example.com/backup-operator/pkg/mover/repo"
 	"example.com/backup-operator/pkg/mover/report"
@@ -71,16 +73,31 @@ func reportProgress(ctx context.Context, c *counters, fn func(report.Progress)) 
 
 // fileJob is one manifest entry on its way through the pipeline; entries are
 // written to the manifest in walk order, whatever order workers finish in.
-// Many wait in the in-order window, so a job holds no more than its entry.
+// Many wait in the in-order window, so a job holds no more than its entry
+// and, for a file to read, what its read checks.
 type fileJob struct {
-	entry repo.Entry
-	root  string // the source directory; the file is root/entry.Path
-	err   error  // set before done.Done
+	entry  repo.Entry
+	root   string     // the source directory; the file is root/entry.Path
+	listed listedFile // of a file to read
+	err    error      // set before done.Done
 	// vanished: the entry was gone when read and is left out of the
 	// snapshot; changed: the file changed while read and is stored as read.
 	// Set before done.Done.
 	vanished, changed bool
 	done              sync.WaitGroup
+}
+
+// listedFile is what the walk's lstat said of a regular file that is to be
+// read: the read opens only this inode (see openListed), and counts the file
+// as changed when its fstat after the read shows another status change time.
+type listedFile struct {
+	dev, ino uint64
+	ctime    int64 // nanoseconds since the Unix epoch
+}
+
+// is reports whether st is the listed file, and still a regular file.
+func (l listedFile) is(st *unix.Stat_t) bool {
+	return st.Mode&unix.S_IFMT == unix.S_IFREG && uint64(st.Dev) == l.dev && st.Ino == l.ino
 }
 
 // finish records a job's outcome.
@@ -128,11 +145,15 @@ type BackupResult struct {
 	Snapshot *repo.Snapshot
 	// Vanished counts the entries (files, symlinks, directories with their
 	// content) that were listed but gone when read: deleted, or a directory
-	// on their path replaced. They are not in the snapshot.
+	// on their path replaced, or, for a file, replaced by another file
+	// (renamed over it) or by a FIFO, socket, device or directory. They are
+	// not in the snapshot.
 	Vanished int64
 	// ChangedDuringRead counts the files whose size, modification time or
-	// inode after the read differed from their listing: they are stored as
-	// read, with the size read.
+	// status change time (ctime) after the read differed from their listing,
+	// or whose bytes read differed from the listed size: they are stored as
+	// read, with the size read, and the next backup reads them again. A
+	// chmod, chown or new hard link during the read changes the ctime too.
 	ChangedDuringRead int64
 	// VanishedPaths and ChangedPaths name up to MaxExamplePaths of each, in
 	// walk order, each cut to at most MaxExamplePathBytes.
@@ -390,6 +411,10 @@ func collectEntries(ordered <-chan *fileJob, mw *repo.ManifestWriter, c *counter
 		if j.changed {
 			res.ChangedDuringRead++
 			res.ChangedPaths = addExample(res.ChangedPaths, j.entry.Path)
+			// No inode (never 0 on disk): the next backup cannot take the
+			// file for unchanged and reuse what was read here, even if the
+			// writer put its size and mtime back (rsync --inplace, touch -r).
+			j.entry.Inode = 0
 		}
 		switch j.entry.Type {
 		case repo.TypeFile:
@@ -553,6 +578,7 @@ func walkForBackup(ctx context.Context, w *walker, parentManifest *repo.Manifest
 			case repo.TypeFile:
 				e.Size = n.info.Size()
 				e.Inode = st.Ino
+				j.listed = listedFile{dev: uint64(st.Dev), ino: st.Ino, ctime: st.Ctim.Nano()}
 				if st.Nlink > 1 {
 					e.LinkGroup = st.Dev<<40 ^ st.Ino // inode numbers are never 0
 				}
@@ -741,7 +767,7 @@ func readSmallFile(j *fileJob, buf []byte, w *repo.Writer, c *counters, large fu
 	if testHook != nil {
 		testHook("open", j.abs())
 	}
-	f, err := openNoFollow(j.abs())
+	f, err := openNoFollow(j.abs(), j.listed)
 	if openVanished(err) {
 		j.vanished = true // deleted or replaced since it was listed
 		return nil
@@ -757,13 +783,9 @@ func readSmallFile(j *fileJob, buf []byte, w *repo.Writer, c *counters, large fu
 		err = nil
 	}
 	if err == nil && n < len(buf) {
-		j.changed, err = changedSinceListed(&j.entry, f, int64(n))
+		j.changed, err = changedSinceListed(j, f, int64(n))
 	}
 	f.Close()
-	if errors.Is(err, syscall.EISDIR) {
-		j.vanished = true // replaced by a directory
-		return nil
-	}
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", j.abs(), err)
 	}
@@ -785,22 +807,25 @@ func readSmallFile(j *fileJob, buf []byte, w *repo.Writer, c *counters, large fu
 }
 
 // openVanished reports whether an error opening a listed file says it is
-// gone: removed, a directory on its path replaced, or replaced by a symlink
-// (ELOOP from O_NOFOLLOW).
+// gone: removed, a directory on its path replaced, replaced by a symlink
+// (ELOOP from O_NOFOLLOW), or replaced by anything but the listed regular
+// file (errNotListed).
 func openVanished(err error) bool {
-	return vanished(err) || errors.Is(err, syscall.ELOOP)
+	return vanished(err) || errors.Is(err, syscall.ELOOP) || errors.Is(err, errNotListed)
 }
 
 // changedSinceListed reports whether the open file f, read to its end with
-// read bytes, is not what the walk listed in e: its size or modification
-// time differs, or it is another inode.
-func changedSinceListed(e *repo.Entry, f interface{ Stat() (os.FileInfo, error) }, read int64) (bool, error) {
+// read bytes, is not what the walk listed for j: its size, modification time
+// or status change time differs, or it is another inode.
+func changedSinceListed(j *fileJob, f interface{ Stat() (os.FileInfo, error) }, read int64) (bool, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return false, err
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	return read != e.Size || st.Size != e.Size || st.Mtim.Nano() != e.MTime || st.Ino != e.Inode, nil
+	e := &j.entry
+	return read != e.Size || st.Size != e.Size || st.Mtim.Nano() != e.MTime ||
+		uint64(st.Dev) != j.listed.dev || st.Ino != j.listed.ino || st.Ctim.Nano() != j.listed.ctime, nil
 }
 
 // readLargeFile chunks one file and waits until all its chunks are stored.
@@ -809,7 +834,7 @@ func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunk
 	if testHook != nil {
 		testHook("open", j.abs())
 	}
-	f, err := openFile(j.abs(), j.entry.Size)
+	f, err := openFile(j.abs(), j.entry.Size, j.listed)
 	if openVanished(err) {
 		j.vanished = true // deleted or replaced since it was listed
 		return nil
@@ -835,10 +860,6 @@ func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunk
 		}
 		if err != nil {
 			wg.Wait()
-			if size == 0 && errors.Is(err, syscall.EISDIR) {
-				j.vanished = true // replaced by a directory
-				return nil
-			}
 			return fmt.Errorf("reading %s: %w", j.abs(), err)
 		}
 		size += int64(len(data))
@@ -854,7 +875,7 @@ func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunk
 	if e := failed.Load(); e != nil {
 		return *e
 	}
-	if j.changed, err = changedSinceListed(&j.entry, f, size); err != nil {
+	if j.changed, err = changedSinceListed(j, f, size); err != nil {
 		return err
 	}
 	ids = make([]repo.ID, len(slots))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -47,15 +48,16 @@ type sourceFile interface {
 	Stat() (os.FileInfo, error)
 }
 
-// openFile opens path for a backup read, not following a symlink: with
-// O_DIRECT when the file is large and the filesystem allows it.
-func openFile(path string, size int64) (sourceFile, error) {
+// openFile opens the regular file the walk listed as l at path, for a backup
+// read: with O_DIRECT when the file is large and the filesystem allows it.
+// See openListed for what it refuses.
+func openFile(path string, size int64, l listedFile) (sourceFile, error) {
 	if size < directMinSize {
-		return openNoFollow(path)
+		return openNoFollow(path, l)
 	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	fd, err := openListed(path, unix.O_DIRECT, l)
 	if err == unix.EINVAL {
-		return openNoFollow(path) // no O_DIRECT on this filesystem (tmpfs, for one)
+		return openNoFollow(path, l) // no O_DIRECT on this filesystem (tmpfs, for one)
 	}
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
@@ -74,9 +76,79 @@ func openFile(path string, size int64) (sourceFile, error) {
 	return d, nil
 }
 
-// openNoFollow opens path to read; a symlink is refused (ELOOP).
-func openNoFollow(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+// openNoFollow opens the regular file the walk listed as l at path, through
+// the page cache. See openListed for what it refuses.
+func openNoFollow(path string, l listedFile) (*os.File, error) {
+	fd, err := openListed(path, 0, l)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// errNotListed says that a path no longer names the regular file the walk
+// listed there: another file was renamed over it, or a FIFO, socket, device
+// or directory took its place.
+var errNotListed = errors.New("no longer the file that was listed")
+
+// leaseWait bounds the retries of an open refused because another process
+// holds a lease on the file; the kernel revokes a lease whose holder does not
+// release it within /proc/sys/fs/lease-break-time (45 seconds by default).
+const leaseWait = time.Minute
+
+// openListed opens path read-only with extra flags (O_DIRECT) and returns the
+// descriptor only if it is the regular file l. It does not follow a symlink
+// (ELOOP). It opens with O_NONBLOCK, so that a FIFO put in the file's place
+// does not wait for a writer (nor a device for its carrier), and fstats the
+// descriptor: anything but a regular file, or another inode, is errNotListed.
+// A socket cannot be opened at all (ENXIO); that too is errNotListed when an
+// lstat shows the path is no longer the listed file. O_NONBLOCK is cleared
+// before the descriptor is returned.
+func openListed(path string, flags int, l listedFile) (int, error) {
+	var fd int
+	var err error
+	deadline := time.Now().Add(leaseWait)
+	for {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|flags, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		// EWOULDBLOCK: another process holds a lease on the file. Without
+		// O_NONBLOCK the open would wait while the lease is broken; the
+		// break has begun, so try again until it is over.
+		if err == unix.EWOULDBLOCK && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		break
+	}
+	if err == unix.ENXIO {
+		var st unix.Stat_t
+		if lerr := unix.Lstat(path, &st); vanished(lerr) || lerr == nil && !l.is(&st) {
+			return -1, errNotListed
+		}
+	}
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if !l.is(&st) {
+		unix.Close(fd)
+		return -1, errNotListed
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err == nil {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 func alignedBlock() []byte {

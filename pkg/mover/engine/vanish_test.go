@@ -5,12 +5,14 @@ import (
 	"context"
 	"io"
 	"math/rand"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -357,5 +359,231 @@ func TestVanishedPathsAreBounded(t *testing.T) {
 		if len(p) > MaxExamplePathBytes || !utf8.ValidString(p) || !strings.HasSuffix(p, "…") {
 			t.Errorf("path %q (%d bytes) not cut to %d valid bytes ending in …", p, len(p), MaxExamplePathBytes)
 		}
+	}
+}
+
+// sizes of the files the replacement tests use: one read whole by
+// readSmallFile, one chunked by readLargeFile, one read with O_DIRECT where
+// the filesystem allows it.
+var readerSizes = []struct {
+	name string
+	size int
+}{{"small", 20}, {"large", 600 << 10}, {"direct", directMinSize + 12345}}
+
+// TestFileReplacedByRenameIsLeftOut: a file that another file is renamed
+// over between the listing and the read is gone: it is left out and counted,
+// not stored with the new file's content under the listed file's metadata
+// and hard-link group. Its hard link b keeps the listed content, alone, and
+// the unrelated c is untouched.
+func TestFileReplacedByRenameIsLeftOut(t *testing.T) {
+	for _, tc := range readerSizes {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			src := filepath.Join(dir, "src")
+			listed, other := randomText(10, tc.size), randomText(11, tc.size)
+			writeFiles(t, src, map[string]string{"a": listed, "c": other})
+			a := filepath.Join(src, "a")
+			if err := os.Link(a, filepath.Join(src, "b")); err != nil {
+				t.Fatal(err)
+			}
+			want := describe(t, src)
+			onceAt(t, "open", a, func() {
+				// Outside the tree, on the same filesystem.
+				tmp := filepath.Join(dir, "new")
+				if err := os.WriteFile(tmp, []byte("the new a, written by mv new a"), 0o600); err != nil {
+					t.Error(err)
+				}
+				if err := os.Rename(tmp, a); err != nil {
+					t.Error(err)
+				}
+			})
+			r := newRepo(t)
+			res := backupResult(t, r, src)
+			if res.Vanished != 1 || !reflect.DeepEqual(res.VanishedPaths, []string{"a"}) {
+				t.Errorf("vanished %d %q, want 1 [a]", res.Vanished, res.VanishedPaths)
+			}
+			// The rename took a link from b's inode, which changed its
+			// ctime: b counts as changed if it was read after that.
+			if res.ChangedDuringRead > 1 || res.ChangedDuringRead == 1 && !reflect.DeepEqual(res.ChangedPaths, []string{"b"}) {
+				t.Errorf("changed during read %d %q, want none or [b]", res.ChangedDuringRead, res.ChangedPaths)
+			}
+			got := sortedPaths(entries(t, r, res.Snapshot))
+			if w := []string{".", "b", "c"}; !reflect.DeepEqual(got, w) {
+				t.Errorf("snapshot holds %q, want %q", got, w)
+			}
+			dst := filepath.Join(t.TempDir(), "dst")
+			restore(t, r, res.Snapshot.ID, dst, Merge, false)
+			restored := describe(t, dst)
+			for _, p := range []string{"b", "c"} {
+				// b was listed as a's second link; alone now, it is restored
+				// alone.
+				w := strings.TrimSuffix(want[p], " hardlink-of=a")
+				if restored[p] != w {
+					t.Errorf("%s restored as\n  %s\nwant\n  %s", p, restored[p], w)
+				}
+			}
+			if _, ok := restored["a"]; ok {
+				t.Errorf("a restored: %s", restored["a"])
+			}
+		})
+	}
+}
+
+// TestFileReplacedByFIFOIsLeftOut: a listed file replaced by a FIFO (or a
+// socket) before it is opened is left out and counted; the backup does not
+// wait for a writer.
+func TestFileReplacedByFIFOIsLeftOut(t *testing.T) {
+	for _, by := range []string{"FIFO", "socket"} {
+		for _, tc := range readerSizes {
+			t.Run(by+" "+tc.name, func(t *testing.T) {
+				src := filepath.Join(t.TempDir(), "src")
+				writeFiles(t, src, map[string]string{"a": "kept", "p": randomText(12, tc.size), "z": "kept too"})
+				p := filepath.Join(src, "p")
+				if by == "socket" && len(p) >= 100 {
+					t.Skip("path too long for a socket address")
+				}
+				onceAt(t, "open", p, func() {
+					if err := os.Remove(p); err != nil {
+						t.Error(err)
+					}
+					if by == "FIFO" {
+						if err := syscall.Mkfifo(p, 0o644); err != nil {
+							t.Error(err)
+						}
+						return
+					}
+					ln, err := net.Listen("unix", p)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					t.Cleanup(func() { ln.Close() })
+				})
+				r := newRepo(t)
+				type outcome struct {
+					res *BackupResult
+					err error
+				}
+				done := make(chan outcome, 1)
+				go func() {
+					res, err := BackupWithResult(context.Background(), r, BackupOptions{Source: src})
+					done <- outcome{res, err}
+				}()
+				var o outcome
+				select {
+				case o = <-done:
+				case <-time.After(30 * time.Second):
+					t.Errorf("the backup still runs after 30s")
+					// Let each open that waits for a writer return, until
+					// the backup ends.
+					tick := time.NewTicker(50 * time.Millisecond)
+				wait:
+					for {
+						select {
+						case o = <-done:
+							break wait
+						case <-tick.C:
+							unblockFIFO(p)
+						}
+					}
+					tick.Stop()
+				}
+				if o.err != nil {
+					t.Fatal(o.err)
+				}
+				res := o.res
+				if res.Vanished != 1 || !reflect.DeepEqual(res.VanishedPaths, []string{"p"}) {
+					t.Errorf("vanished %d %q, want 1 [p]", res.Vanished, res.VanishedPaths)
+				}
+				got := sortedPaths(entries(t, r, res.Snapshot))
+				if want := []string{".", "a", "z"}; !reflect.DeepEqual(got, want) {
+					t.Errorf("snapshot holds %q, want %q", got, want)
+				}
+			})
+		}
+	}
+}
+
+// TestFileRewrittenInPlaceWithItsMtimeRestoredIsCounted: a file rewritten in
+// place at the same size while it is read, its mtime then set back (rsync
+// --inplace, cp -p, touch -r), has a new status change time: it is counted
+// as changed, stored as read with its listed metadata, and read again by the
+// next backup, although its size, mtime and inode are as listed.
+func TestFileRewrittenInPlaceWithItsMtimeRestoredIsCounted(t *testing.T) {
+	for _, tc := range readerSizes {
+		t.Run(tc.name, func(t *testing.T) {
+			src := filepath.Join(t.TempDir(), "src")
+			writeFiles(t, src, map[string]string{"base/16384": randomText(13, tc.size), "other": "unchanged"})
+			victim := filepath.Join(src, "base", "16384")
+			var listed syscall.Stat_t
+			if err := syscall.Lstat(victim, &listed); err != nil {
+				t.Fatal(err)
+			}
+			mtime := time.Unix(0, listed.Mtim.Nano())
+			onceAt(t, "read", victim, func() {
+				f, err := os.OpenFile(victim, os.O_WRONLY, 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, err = f.WriteAt([]byte(randomText(14, tc.size)), 0)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					t.Error(err)
+				}
+				// touch -d: the old mtime back. The kernel's clock for
+				// ctime is coarse; set it again until it shows.
+				for {
+					if err := os.Chtimes(victim, mtime, mtime); err != nil {
+						t.Error(err)
+						return
+					}
+					var st syscall.Stat_t
+					if err := syscall.Lstat(victim, &st); err != nil {
+						t.Error(err)
+						return
+					}
+					if st.Ctim != listed.Ctim {
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+			})
+			r := newRepo(t)
+			res := backupResult(t, r, src)
+			if res.ChangedDuringRead != 1 || !reflect.DeepEqual(res.ChangedPaths, []string{"base/16384"}) {
+				t.Errorf("changed during read %d %q, want 1 [base/16384]", res.ChangedDuringRead, res.ChangedPaths)
+			}
+			if res.Vanished != 0 {
+				t.Errorf("vanished %d %q, want 0", res.Vanished, res.VanishedPaths)
+			}
+			var now syscall.Stat_t
+			if err := syscall.Lstat(victim, &now); err != nil {
+				t.Fatal(err)
+			}
+			if now.Size != listed.Size || now.Mtim != listed.Mtim || now.Ino != listed.Ino {
+				t.Fatalf("size, mtime or inode not as listed: %+v, listed %+v", now, listed)
+			}
+			e := entries(t, r, res.Snapshot)["base/16384"]
+			if e == nil {
+				t.Fatal("the changed file is not in the snapshot")
+			}
+			if e.MTime != listed.Mtim.Nano() || e.Size != listed.Size {
+				t.Errorf("recorded mtime %d size %d, want the listed %d %d", e.MTime, e.Size, listed.Mtim.Nano(), listed.Size)
+			}
+			// The next backup reads it again rather than reuse this read.
+			opened := 0
+			testHook = func(op, p string) {
+				if op == "open" && p == victim {
+					opened++
+				}
+			}
+			again := backupResult(t, r, src)
+			if opened != 1 || again.ChangedDuringRead != 0 {
+				t.Errorf("second backup opened the file %d times and counted %d changed; want 1 and 0", opened, again.ChangedDuringRead)
+			}
+		})
 	}
 }
