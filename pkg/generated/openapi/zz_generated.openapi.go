@@ -668,7 +668,7 @@ func schema_pkg_apis_backup_v1alpha1_BackupStats(ref common.ReferenceCallback) c
 					},
 					"changedDuringRead": {
 						SchemaProps: spec.SchemaProps{
-							Description: "changedDuringRead is the number of files whose size or modification time changed while the data mover read them; they are stored as read, which may mix old and new content. A workload that writes during the backup needs hooks for a consistent snapshot.",
+							Description: "changedDuringRead is the number of files whose size, modification or change time changed while the data mover read them; they are stored as read, which may mix old and new content (the next backup reads them again). A file replaced by another one (renamed over it) counts as vanished. A workload that writes during the backup needs hooks for a consistent snapshot.",
 							Type:        []string{"integer"},
 							Format:      "int64",
 						},

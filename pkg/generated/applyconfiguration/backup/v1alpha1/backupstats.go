@@ -37,10 +37,12 @@ type BackupStatsApplyConfiguration struct {
 	// between the data mover listing them and reading them. They are not in
 	// the snapshot (nothing is recorded for data that was never read).
 	Vanished *int64 `json:"vanished,omitempty"`
-	// changedDuringRead is the number of files whose size or modification
-	// time changed while the data mover read them; they are stored as read,
-	// which may mix old and new content. A workload that writes during the
-	// backup needs hooks for a consistent snapshot.
+	// changedDuringRead is the number of files whose size, modification or
+	// change time changed while the data mover read them; they are stored as
+	// read, which may mix old and new content (the next backup reads them
+	// again). A file replaced by another one (renamed over it) counts as
+	// vanished. A workload that writes during the backup needs hooks for a
+	// consistent snapshot.
 	ChangedDuringRead *int64 `json:"changedDuringRead,omitempty"`
 }
 
