@@ -114,6 +114,13 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 	if ok {
 		return result{after: 10 * time.Second}, m.setBackupPending(ctx, b, fmt.Sprintf("waiting: %s uses PersistentVolumeClaim %s/%s and goes first", busy, targetNS, pvcName))
 	}
+	// A mover slot first (it is held through the pre hooks and the copy),
+	// then the pre hooks, then the Job.
+	if !preRunning(b) && !m.holdsSlot(b.UID) {
+		if res, queued, err := m.queueBackup(ctx, b, targetNS, pvcName); queued || err != nil {
+			return res, err
+		}
+	}
 	// Pre hooks run while the Backup holds its claim, before the copy; each
 	// reconcile moves them one step (a command runs in a goroutine).
 	if done, err := m.runPreHooks(ctx, b); err != nil || !done {
@@ -168,6 +175,7 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 		c.Status.StartTime = &now
 	}
 	c.Status.Message = backupRunningMessage
+	meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionQueued)
 	if sec.level == psaapi.LevelRestricted {
 		c.Status.Message += fmt.Sprintf(" as user %d (namespace %s enforces Pod Security restricted: files that user cannot read fail the backup)", *sec.pod.RunAsUser, targetNS)
 	}
@@ -249,6 +257,44 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 		}
 	}
 	return result{after: progressInterval}, nil
+}
+
+// queueBackup asks for b's mover slot. Without one, b waits: phase Pending
+// with the condition Queued (and an event when it starts waiting), unless
+// it has waited past its policy's startingDeadlineSeconds, which fails it as
+// a missed run. queued: b waits (or was failed); nothing else to do now.
+func (m *Manager) queueBackup(ctx context.Context, b *v1alpha1.Backup, targetNS, pvcName string) (result, bool, error) {
+	ok, why := m.admit(slotRequest{kind: slotBackup, owner: b.UID, at: backupDueAt(b), name: b.Namespace + "/" + b.Name,
+		node: m.nodeOfRunningUser(targetNS, pvcName)})
+	if ok {
+		return result{}, false, nil
+	}
+	if b.Spec.PolicyName != "" {
+		if p, err := m.policies.BackupPolicies(b.Namespace).Get(b.Spec.PolicyName); err == nil && p.Spec.StartingDeadlineSeconds != nil {
+			deadline := backupDueAt(b).Add(time.Duration(*p.Spec.StartingDeadlineSeconds) * time.Second)
+			if m.opts.Now().After(deadline) {
+				missedSchedules.WithLabelValues(b.Namespace, b.Spec.PolicyName, "queued").Inc()
+				return result{}, true, m.failBackup(ctx, b, "MissedStartingDeadline", fmt.Sprintf(
+					"waited for a data mover slot (%s) past the policy's startingDeadlineSeconds (%ds after %s) and was not started; the policy's next run goes ahead. Raise --max-movers, or spread the policies' schedules",
+					why, *p.Spec.StartingDeadlineSeconds, backupDueAt(b).UTC().Format(time.RFC3339)))
+			}
+		}
+	}
+	c := b.DeepCopy()
+	c.Status.Phase = v1alpha1.BackupPhasePending
+	c.Status.Message = "queued: " + why + "; queued Backups start in the order of their scheduled time"
+	isNew := !meta.IsStatusConditionTrue(b.Status.Conditions, v1alpha1.ConditionQueued)
+	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionQueued, Status: metav1.ConditionTrue, Reason: "MoverLimit",
+		Message: why, ObservedGeneration: b.Generation})
+	if !apiequality.Semantic.DeepEqual(c.Status, b.Status) {
+		if _, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{}); err != nil {
+			return result{}, true, err
+		}
+	}
+	if isNew {
+		m.recorder.Event(b, corev1.EventTypeNormal, "Queued", "Waiting for a data mover slot: "+why)
+	}
+	return result{after: 10 * time.Second}, true, nil
 }
 
 // readySince is when b became ready for its mover Job: its creation, or
@@ -382,6 +428,12 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 		if refused, ok := errors.AsType[*jobRefused](err); ok {
 			m.pruneRefused(b, refused)
 			return result{after: time.Minute}, nil
+		}
+		// A mover slot; prunes go before every queued Backup.
+		if !m.holdsSlot(b.UID) {
+			if ok, _ := m.admit(slotRequest{kind: slotPriority, owner: b.UID, name: b.Namespace + "/" + b.Name, node: m.nodeOfRunningUser(targetNS, b.Spec.Target.PVCName)}); !ok {
+				return result{after: 5 * time.Second}, nil
+			}
 		}
 		if err != nil {
 			return result{}, err

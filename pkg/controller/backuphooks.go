@@ -73,6 +73,7 @@ func (m *Manager) runPreHooks(ctx context.Context, b *v1alpha1.Backup) (done boo
 	c.Status.Hooks = p.status
 	c.Status.Phase = v1alpha1.BackupPhasePending
 	c.Status.ObservedGeneration = b.Generation
+	meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionQueued)
 	switch {
 	case p.waiting != "":
 		c.Status.Message = fmt.Sprintf("waiting to run pre hook %s: %s", p.running, p.waiting)
@@ -170,6 +171,8 @@ func (m *Manager) finishBackup(ctx context.Context, b *v1alpha1.Backup, reason, 
 	setHookFailed(&c.Status.Conditions, c.Status.Hooks, b.Generation)
 	meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionFinishing)
 	meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionMoverBlocked)
+	meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionQueued)
+	m.releaseSlot(b.UID)
 	now := metav1.NewTime(m.opts.Now())
 	c.Status.CompletionTime = &now
 	c.Status.Progress = nil

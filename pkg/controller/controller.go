@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	kubeinformers "k8s.io/client-go/informers"
@@ -70,6 +71,13 @@ type Options struct {
 	// namespace without the pod-security.kubernetes.io/enforce label: the
 	// cluster's default (its AdmissionConfiguration). Default privileged.
 	PodSecurityDefault string
+	// MaxMovers is how many data mover Jobs run at once in the cluster;
+	// more wait (condition Queued). Default 20.
+	MaxMovers int
+	// MaxMoversPerNode is how many data mover Jobs run at once on one node
+	// (a Job whose node is not known yet counts against MaxMovers only).
+	// Default 4.
+	MaxMoversPerNode int
 	// HookExecutor runs hook commands in pods (pods/exec through the API
 	// server: NewHookExecutor). Without one, hook actions fail with a
 	// message saying so.
@@ -108,6 +116,12 @@ func (o Options) Defaulted() Options {
 	if o.PodSecurityDefault == "" {
 		o.PodSecurityDefault = "privileged"
 	}
+	if o.MaxMovers == 0 {
+		o.MaxMovers = 20
+	}
+	if o.MaxMoversPerNode == 0 {
+		o.MaxMoversPerNode = 4
+	}
 	return o
 }
 
@@ -123,6 +137,11 @@ type Manager struct {
 	exec        HookExecutor
 	// hooks are the hook commands this Manager started.
 	hooks hookRuns
+	// slots are the data mover slots granted and not yet seen in use.
+	slots struct {
+		mu       sync.Mutex
+		reserved map[types.UID]slotReservation
+	}
 
 	policies backuplisters.BackupPolicyLister
 	backups  backuplisters.BackupLister

@@ -149,6 +149,20 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	if err != nil {
 		return result{}, err
 	}
+	// A mover slot; restores go before every queued Backup.
+	if !m.holdsSlot(r.UID) {
+		if ok, why := m.admit(slotRequest{kind: slotPriority, owner: r.UID, name: r.Namespace + "/" + r.Name, node: m.nodeOfRunningUser(targetNS, r.Spec.Target.PVCName)}); !ok {
+			isNew := !meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionQueued)
+			err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+				s.Phase, s.Checks, s.Message = v1alpha1.RestorePhasePending, statusChecks, "queued: "+why+"; restores start before queued Backups"
+				meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionQueued, Status: metav1.ConditionTrue, Reason: "MoverLimit", Message: why, ObservedGeneration: r.Generation})
+			})
+			if err == nil && isNew {
+				m.recorder.Event(r, corev1.EventTypeNormal, "Queued", "Waiting for a data mover slot: "+why)
+			}
+			return result{after: 5 * time.Second}, err
+		}
+	}
 	spec := jobSpec{kind: "restore", namespace: targetNS, name: name, owner: r, ownerKind: "RestoreJob", repo: b.Spec.Storage,
 		targetPVC: r.Spec.Target.PVCName, nodeName: m.nodeOfRunningUser(targetNS, r.Spec.Target.PVCName), security: sec,
 		args: []string{op, "--snapshot", b.Status.SnapshotID, "--target", "/target",
@@ -175,6 +189,7 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 		m.recorder.Eventf(r, corev1.EventTypeNormal, "Started", "Safety checks passed; started data mover Job %s/%s (%s)", targetNS, job.Name, op)
 	}
 	return result{}, m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+		meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionQueued)
 		s.Phase, s.Checks, s.JobName = v1alpha1.RestorePhaseRunning, statusChecks, job.Name
 		s.ObservedGeneration = r.Generation
 		if s.StartTime == nil {

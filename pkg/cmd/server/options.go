@@ -80,6 +80,8 @@ type Options struct {
 	MoverMemoryLimit     string
 	PruneLockWait        time.Duration
 	PodSecurityDefault   string
+	MaxMovers            int
+	MaxMoversPerNode     int
 
 	// LeaderElection is the Lease the controllers run under; an empty
 	// namespace means ServiceNamespace. Config fills in the identity.
@@ -115,6 +117,7 @@ func NewOptions() *Options {
 	o.MoverMemoryLimit = d.MoverLimits.Memory().String()
 	o.PruneLockWait = d.LockWait
 	o.PodSecurityDefault = d.PodSecurityDefault
+	o.MaxMovers, o.MaxMoversPerNode = d.MaxMovers, d.MaxMoversPerNode
 	o.LeaderElection = controller.LeaderElection{Name: "backup-apiserver-controllers",
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
 	if img := os.Getenv("MOVER_IMAGE"); img != "" {
@@ -156,6 +159,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.MoverMemoryRequest, "mover-memory-request", o.MoverMemoryRequest, "Memory request of the data mover container; 0 sets none.")
 	fs.StringVar(&o.MoverMemoryLimit, "mover-memory-limit", o.MoverMemoryLimit, "Memory limit of the data mover container; 0 sets none.")
 	fs.DurationVar(&o.PruneLockWait, "prune-lock-wait", o.PruneLockWait, "How long a prune Job waits for the repository's exclusive lock while backups and restores hold it shared.")
+	fs.IntVar(&o.MaxMovers, "max-movers", o.MaxMovers,
+		"How many data mover Jobs (backups, restores, prunes) run at once in the cluster; more Backups wait as Pending with the condition Queued, in the order of their scheduled time, and restores and prunes go before them.")
+	fs.IntVar(&o.MaxMoversPerNode, "max-movers-per-node", o.MaxMoversPerNode,
+		"How many data mover Jobs run at once on one node; a Job whose node is not known yet counts against --max-movers only.")
 	fs.StringVar(&o.PodSecurityDefault, "pod-security-default-level", o.PodSecurityDefault,
 		"The Pod Security level the data mover follows in a namespace without the pod-security.kubernetes.io/enforce label: the cluster's default enforce level (privileged, baseline or restricted).")
 	fs.DurationVar(&o.LeaderElection.LeaseDuration, "leader-elect-lease-duration", o.LeaderElection.LeaseDuration,
@@ -203,6 +210,12 @@ func (o *Options) validateControllers() []error {
 	var errs []error
 	if o.ControllerWorkers < 1 {
 		errs = append(errs, fmt.Errorf("--controller-workers is %d; it must be at least 1", o.ControllerWorkers))
+	}
+	if o.MaxMovers < 1 {
+		errs = append(errs, fmt.Errorf("--max-movers is %d; it must be at least 1", o.MaxMovers))
+	}
+	if o.MaxMoversPerNode < 1 {
+		errs = append(errs, fmt.Errorf("--max-movers-per-node is %d; it must be at least 1", o.MaxMoversPerNode))
 	}
 	for _, d := range []struct {
 		flag  string
@@ -260,6 +273,7 @@ func (o *Options) validateControllers() []error {
 func (o *Options) controllerOptions() (controller.Options, error) {
 	opts := controller.Options{MoverImage: o.MoverImage, Workers: o.ControllerWorkers, JobDeadline: o.MoverJobDeadline,
 		JobBackoffLimit: o.MoverJobBackoffLimit, JobTTL: o.MoverJobTTL, LockWait: o.PruneLockWait, PodSecurityDefault: o.PodSecurityDefault,
+		MaxMovers: o.MaxMovers, MaxMoversPerNode: o.MaxMoversPerNode,
 		MoverRequests: corev1.ResourceList{}, MoverLimits: corev1.ResourceList{}}
 	if opts.JobBackoffLimit == 0 {
 		opts.JobBackoffLimit = -1 // controller.Options: negative asks for no retries, zero for the default

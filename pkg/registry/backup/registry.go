@@ -141,6 +141,15 @@ func Bytes(n int64) string {
 	return fmt.Sprintf("%.1f%ci", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
+// PhaseCell is a phase column's cell: the phase, with "(Queued)" while the
+// object waits for a data mover slot.
+func PhaseCell(phase string, conditions []metav1.Condition) string {
+	if phase == "Pending" && meta.IsStatusConditionTrue(conditions, v1alpha1.ConditionQueued) {
+		return "Pending(Queued)"
+	}
+	return OrNone(phase)
+}
+
 // OrNone returns s, or "<none>" when s is empty.
 func OrNone(s string) string {
 	if s == "" {

@@ -3,6 +3,7 @@ package backup
 import (
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
@@ -33,6 +34,19 @@ func TestOwnedFields(t *testing.T) {
 		}
 		if want := fieldpath.NewSet(tc.want...); !tc.set.Equals(want) {
 			t.Errorf("%s reset fields = %s, want %s", tc.name, tc.set, want)
+		}
+	}
+}
+
+func TestPhaseCellShowsQueued(t *testing.T) {
+	queued := []metav1.Condition{{Type: "Queued", Status: metav1.ConditionTrue}}
+	for _, c := range []struct {
+		phase string
+		conds []metav1.Condition
+		want  string
+	}{{"Pending", queued, "Pending(Queued)"}, {"Pending", nil, "Pending"}, {"Running", queued, "Running"}, {"", nil, "<none>"}} {
+		if got := PhaseCell(c.phase, c.conds); got != c.want {
+			t.Errorf("PhaseCell(%q, %v) = %q, want %q", c.phase, c.conds, got, c.want)
 		}
 	}
 }

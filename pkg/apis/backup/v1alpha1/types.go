@@ -86,6 +86,12 @@ const (
 	// hook actions run; its reason and message are those of the phase the
 	// Backup takes once they are done.
 	ConditionFinishing = "Finishing"
+	// ConditionQueued is True on a Backup or RestoreJob (phase Pending) that
+	// waits for one of the limited data mover slots (--max-movers,
+	// --max-movers-per-node); the message says how many run. Queued Backups
+	// start in the order of their scheduled time; RestoreJobs and prunes go
+	// before them.
+	ConditionQueued = "Queued"
 )
 
 // VolumeTarget names the PersistentVolumeClaim that is backed up.

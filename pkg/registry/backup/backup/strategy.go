@@ -192,7 +192,7 @@ var tableConvertor = registry.TableConvertor[*backup.Backup]{
 		registry.NameColumn,
 		{Name: "Policy", Type: "string", Description: "The BackupPolicy that created the backup, if any."},
 		{Name: "PVC", Type: "string", Description: "The PVC backed up, as namespace/name."},
-		{Name: "Phase", Type: "string", Description: "Pending, Running, Completed or Failed."},
+		{Name: "Phase", Type: "string", Description: "Pending, Running, Completed or Failed; Pending(Queued) while it waits for a data mover slot."},
 		{Name: "Size", Type: "string", Description: "Total size of the files in the snapshot."},
 		{Name: "Duration", Type: "string", Description: "How long the backup ran (so far)."},
 		registry.AgeColumn,
@@ -206,7 +206,7 @@ var tableConvertor = registry.TableConvertor[*backup.Backup]{
 		return []interface{}{
 			registry.OrNone(b.Spec.PolicyName),
 			registry.NamespaceOr(b.Spec.Target.Namespace, b.Namespace) + "/" + b.Spec.Target.PVCName,
-			registry.OrNone(string(b.Status.Phase)),
+			registry.PhaseCell(string(b.Status.Phase), b.Status.Conditions),
 			registry.BytesOrPercent(size, b.Status.Progress),
 			runDuration(b.Status.StartTime, b.Status.CompletionTime),
 			registry.Age(b.CreationTimestamp),

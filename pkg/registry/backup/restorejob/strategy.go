@@ -132,7 +132,7 @@ var tableConvertor = registry.TableConvertor[*backup.RestoreJob]{
 		{Name: "Backup", Type: "string", Description: "The Backup restored."},
 		{Name: "Target", Type: "string", Description: "The PVC restored into, as namespace/name."},
 		{Name: "Mode", Type: "string", Description: "Merge or Mirror; (dry run) when only previewing."},
-		{Name: "Phase", Type: "string", Description: "Pending, Running, Completed or Failed."},
+		{Name: "Phase", Type: "string", Description: "Pending, Running, Completed or Failed; Pending(Queued) while it waits for a data mover slot."},
 		{Name: "Written", Type: "string", Description: "Bytes written by the restore; the percentage done while it runs."},
 		registry.AgeColumn,
 	},
@@ -149,7 +149,7 @@ var tableConvertor = registry.TableConvertor[*backup.RestoreJob]{
 			r.Spec.BackupName,
 			registry.NamespaceOr(r.Spec.Target.Namespace, r.Namespace) + "/" + r.Spec.Target.PVCName,
 			mode,
-			registry.OrNone(string(r.Status.Phase)),
+			registry.PhaseCell(string(r.Status.Phase), r.Status.Conditions),
 			registry.BytesOrPercent(written, r.Status.Progress),
 			registry.Age(r.CreationTimestamp),
 		}
