@@ -121,7 +121,9 @@ spec:
 	if len(edges) != 2*n {
 		t.Fatalf("hook log has %d lines, want %d", len(edges), 2*n)
 	}
-	sort.Slice(edges, func(i, j int) bool { return edges[i].at < edges[j].at || edges[i].at == edges[j].at && edges[i].delta < edges[j].delta })
+	sort.Slice(edges, func(i, j int) bool {
+		return edges[i].at < edges[j].at || edges[i].at == edges[j].at && edges[i].delta < edges[j].delta
+	})
 	most, cur := 0, 0
 	for _, e := range edges {
 		cur += e.delta
