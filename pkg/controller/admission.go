@@ -2,10 +2,12 @@ package controller
 
 import (
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,9 +22,11 @@ import (
 // RestoreJob and a prune take one for their Job. A Backup that finds no slot
 // waits in phase Pending with the condition Queued, and the queued Backups
 // start in the order of their scheduled time (creation time for on-demand
-// ones). Restores and prunes wait too, but go before every queued Backup: a
-// slot that frees up while one waits is theirs, so a queue of backups never
-// starves a restore.
+// ones). A RestoreJob that finds no slot waits with the condition Queued too,
+// and goes before every queued Backup: a slot that frees up while one waits
+// is its, so a queue of backups never starves a restore. A prune takes a
+// slot that is free when it asks, without a place in the queue (it is
+// deferrable). Import Jobs (a listing) are counted, not limited.
 
 // slotKind is what asks for a mover slot.
 type slotKind int
@@ -47,6 +51,7 @@ type slotRequest struct {
 // does not show yet (or, for a Backup, that runs its pre hooks first).
 type slotReservation struct {
 	node  string
+	kind  string // the kind label of the Job it is for: backup, restore, prune
 	until time.Time
 }
 
@@ -72,10 +77,13 @@ func (m *Manager) slotsInUse(owner types.UID) (total int, perNode map[string]int
 	}
 	jobs, _ := m.jobs.List(labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedBy}))
 	for _, j := range jobs {
+		uid := types.UID(j.Labels[v1alpha1.OwnerUIDLabel])
+		if r, ok := m.slots.reserved[uid]; ok && r.kind == j.Labels[v1alpha1.JobKindLabel] {
+			delete(m.slots.reserved, uid) // the Job counts from now on (or has ended)
+		}
 		if safety.JobFinished(j) {
 			continue
 		}
-		uid := types.UID(j.Labels[v1alpha1.OwnerUIDLabel])
 		if uid == "" {
 			uid = j.UID
 		}
@@ -118,9 +126,9 @@ func (m *Manager) jobNode(j *batchv1.Job) string {
 	if n := j.Spec.Template.Spec.NodeName; n != "" {
 		return n
 	}
-	pods, _ := m.pods.Pods(j.Namespace).List(labels.SelectorFromSet(labels.Set{"job-name": j.Name}))
+	pods, _ := m.pods.Pods(j.Namespace).List(labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(j.UID)}))
 	for _, p := range pods {
-		if p.Spec.NodeName != "" && p.DeletionTimestamp == nil {
+		if p.Spec.NodeName != "" && p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
 			return p.Spec.NodeName
 		}
 	}
@@ -146,7 +154,9 @@ func (m *Manager) releaseSlot(owner types.UID) {
 // cluster or on its node, or requests that go first take the free ones.
 // Backups go first among themselves by scheduled time: the queued Backups
 // (condition Queued) with an earlier time are served before req.
-func (m *Manager) admit(req slotRequest) (bool, string) {
+// The reason admit gives is stable (no counts), so a waiting object's
+// status is written once, not at every turn of the queue.
+func (m *Manager) admit(req slotRequest, kind string) (bool, string) {
 	m.slots.mu.Lock()
 	defer m.slots.mu.Unlock()
 	if m.slots.reserved == nil {
@@ -154,44 +164,82 @@ func (m *Manager) admit(req slotRequest) (bool, string) {
 	}
 	total, perNode := m.slotsInUse(req.owner)
 	max, maxNode := m.opts.MaxMovers, m.opts.MaxMoversPerNode
-	if req.node != "" && perNode[req.node] >= maxNode {
-		return false, fmt.Sprintf("%d data movers run on node %s, the most one node runs at once (--max-movers-per-node)", perNode[req.node], req.node)
+	full := func(node string) bool { return node != "" && perNode[node] >= maxNode }
+	if full(req.node) {
+		return false, fmt.Sprintf("node %s runs its most data movers at once (--max-movers-per-node %d)", req.node, maxNode)
 	}
 	ahead := 0
 	if req.kind == slotBackup {
 		ahead = m.priorityWaiting()
+		// Earlier queued Backups go first, unless their node is full: a
+		// slot they cannot use is not kept from this one.
 		for _, q := range m.queuedBackups() {
-			if q.owner != req.owner && (q.at.Before(req.at) || q.at.Equal(req.at) && q.name < req.name) {
+			if q.owner != req.owner && q.goesBefore(req) && !full(q.node) {
 				ahead++
 			}
 		}
 	}
 	if total+ahead >= max {
-		msg := fmt.Sprintf("%d of %d data movers run in the cluster (--max-movers)", total, max)
-		if ahead > 0 {
-			msg += fmt.Sprintf(", and %d waiting go first", ahead)
+		if ahead > 0 && total < max {
+			return false, fmt.Sprintf("the free data mover slots (--max-movers %d) go to requests ahead of this one", max)
 		}
-		return false, msg
+		return false, fmt.Sprintf("the cluster runs its most data movers at once (--max-movers %d)", max)
 	}
-	m.slots.reserved[req.owner] = slotReservation{node: req.node, until: m.opts.Now().Add(reservationTTL)}
+	m.slots.reserved[req.owner] = slotReservation{node: req.node, kind: kind, until: m.opts.Now().Add(reservationTTL)}
 	return true, ""
 }
 
-// queuedBackups are the Backups waiting for a slot, in the order they go.
+// goesBefore orders queued Backups: by scheduled time, then by a hash of
+// name and time, so that with a thousand policies due at 02:00 the same
+// ones are not last every night.
+func (q slotRequest) goesBefore(r slotRequest) bool {
+	if !q.at.Equal(r.at) {
+		return q.at.Before(r.at)
+	}
+	hq, hr := tieBreak(q), tieBreak(r)
+	if hq != hr {
+		return hq < hr
+	}
+	return q.name < r.name
+}
+
+func tieBreak(q slotRequest) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(q.name))
+	h.Write([]byte(q.at.UTC().Format(time.RFC3339)))
+	return h.Sum64()
+}
+
+// wakeQueue requeues the objects that wait for a slot when one frees: every
+// waiting RestoreJob, and the first queued Backups (as many as there are
+// slots), in order.
+func (m *Manager) wakeQueue() {
+	restores, _ := m.restores.List(labels.Everything())
+	for _, r := range restores {
+		if r.DeletionTimestamp == nil && r.Status.Phase == v1alpha1.RestorePhasePending && meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionQueued) {
+			m.restoreQueue.Add(r.Namespace + "/" + r.Name)
+		}
+	}
+	queued := m.queuedBackups()
+	sort.Slice(queued, func(i, j int) bool { return queued[i].goesBefore(queued[j]) })
+	for i, q := range queued {
+		if i >= m.opts.MaxMovers {
+			break
+		}
+		m.backupQueue.Add(q.name)
+	}
+}
+
+// queuedBackups are the Backups waiting for a slot (in no order).
 func (m *Manager) queuedBackups() []slotRequest {
 	backups, _ := m.backups.List(labels.Everything())
 	var out []slotRequest
 	for _, b := range backups {
 		if b.DeletionTimestamp == nil && b.Status.Phase == v1alpha1.BackupPhasePending && meta.IsStatusConditionTrue(b.Status.Conditions, v1alpha1.ConditionQueued) {
-			out = append(out, slotRequest{kind: slotBackup, owner: b.UID, at: backupDueAt(b), name: b.Namespace + "/" + b.Name})
+			out = append(out, slotRequest{kind: slotBackup, owner: b.UID, at: backupDueAt(b), name: b.Namespace + "/" + b.Name,
+				node: m.nodeOfRunningUser(b.Spec.Target.Namespace, b.Spec.Target.PVCName)})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].at.Equal(out[j].at) {
-			return out[i].at.Before(out[j].at)
-		}
-		return out[i].name < out[j].name
-	})
 	return out
 }
 
@@ -201,8 +249,7 @@ func (m *Manager) priorityWaiting() int {
 	restores, _ := m.restores.List(labels.Everything())
 	n := 0
 	for _, r := range restores {
-		if r.DeletionTimestamp == nil && r.Status.Phase != v1alpha1.RestorePhaseCompleted && r.Status.Phase != v1alpha1.RestorePhaseFailed &&
-			meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionQueued) {
+		if r.DeletionTimestamp == nil && r.Status.Phase == v1alpha1.RestorePhasePending && meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionQueued) {
 			n++
 		}
 	}

@@ -46,8 +46,8 @@ func TestMoverLimitQueuesBackups(t *testing.T) {
 		t.Fatalf("Jobs: a %d, b %d, c %d; want the first two started", len(f.jobs("a")), len(f.jobs("b")), len(f.jobs("c")))
 	}
 	c := f.backup("c", "b")
-	if !queued(c) || !strings.Contains(c.Status.Message, "2 of 2 data movers run") {
-		t.Fatalf("c: phase %q conditions %+v message %q, want Pending and Queued, saying 2 of 2 run", c.Status.Phase, c.Status.Conditions, c.Status.Message)
+	if !queued(c) || !strings.Contains(c.Status.Message, "the cluster runs its most data movers at once (--max-movers 2)") {
+		t.Fatalf("c: phase %q conditions %+v message %q, want Pending and Queued, saying the cluster is at its limit", c.Status.Phase, c.Status.Conditions, c.Status.Message)
 	}
 	if ev := strings.Join(f.drainEvents(), "\n"); !strings.Contains(ev, "Normal Queued Waiting for a data mover slot") {
 		t.Errorf("no Queued event: %s", ev)
@@ -91,8 +91,8 @@ func TestQueuedBackupsStartInScheduledOrder(t *testing.T) {
 	if !queued(f.backup("late", "b")) || len(f.jobs("late")) != 0 {
 		t.Errorf("late started before early; message %q", f.backup("late", "b").Status.Message)
 	}
-	if msg := f.backup("late", "b").Status.Message; !strings.Contains(msg, "1 waiting go first") {
-		t.Errorf("late's message %q does not say one goes first", msg)
+	if msg := f.backup("late", "b").Status.Message; !strings.Contains(msg, "go to requests ahead of this one") {
+		t.Errorf("late's message %q does not say others go first", msg)
 	}
 	f.syncBackup("early", "b")
 	if len(f.jobs("early")) != 1 {
@@ -118,7 +118,7 @@ func TestMoverLimitPerNode(t *testing.T) {
 	if len(f.jobs("a")) != 1 || len(f.jobs("b")) != 0 || len(f.jobs("c")) != 1 {
 		t.Fatalf("Jobs: a %d, b %d, c %d; want a and c started, b waiting for node n1", len(f.jobs("a")), len(f.jobs("b")), len(f.jobs("c")))
 	}
-	if msg := f.backup("b", "b").Status.Message; !strings.Contains(msg, "on node n1") {
+	if msg := f.backup("b", "b").Status.Message; !strings.Contains(msg, "node n1 runs its most data movers") {
 		t.Errorf("b's message %q does not name the node", msg)
 	}
 }
@@ -164,7 +164,7 @@ func TestQueuedBackupPastItsDeadlineIsMissed(t *testing.T) {
 	if got.Status.Phase != v1alpha1.BackupPhaseFailed || failedReason(got.Status.Conditions) != "MissedStartingDeadline" {
 		t.Fatalf("phase %q reason %q message %q, want Failed: MissedStartingDeadline", got.Status.Phase, failedReason(got.Status.Conditions), got.Status.Message)
 	}
-	if !strings.Contains(got.Status.Message, "startingDeadlineSeconds (20s") || len(f.jobs("late")) != 0 {
+	if !strings.Contains(got.Status.Message, "not started by 2026-11-30T02:00:20Z") || len(f.jobs("late")) != 0 {
 		t.Errorf("message %q, %d Jobs", got.Status.Message, len(f.jobs("late")))
 	}
 }
@@ -182,5 +182,110 @@ func TestGrantedSlotCountsBeforeTheCacheShowsTheJob(t *testing.T) {
 	f.syncBackup("b", "b")
 	if len(f.jobs("b")) != 0 || !queued(f.backup("b", "b")) {
 		t.Errorf("b started while a held the only slot (its Job not yet cached)")
+	}
+}
+
+// A scheduled Backup past its deadline is not started late even when a slot
+// is free; an on-demand one (no scheduled time) has no deadline.
+func TestLateBackupIsMissedEvenWithAFreeSlot(t *testing.T) {
+	p := &v1alpha1.BackupPolicy{}
+	p.Namespace, p.Name = "late", "p"
+	p.Spec.StartingDeadlineSeconds = ptr.To(int64(20))
+	late := scheduledBackup("late", t0)
+	late[0].(*v1alpha1.Backup).Spec.PolicyName = "p"
+	onDemand := newBackup("late", "now", "uid-now", "late")
+	onDemand.Spec.PolicyName = "p"
+	onDemand.Annotations = map[string]string{v1alpha1.TriggerAnnotation: "x"}
+	f := newFixture(t, objects(late, []runtime.Object{p})...)
+	f.syncBackup("late", "b")
+	if got := f.backup("late", "b"); failedReason(got.Status.Conditions) != "MissedStartingDeadline" || len(f.jobs("late")) != 0 {
+		t.Fatalf("phase %q reason %q with %d Jobs, want a missed run", got.Status.Phase, failedReason(got.Status.Conditions), len(f.jobs("late")))
+	}
+	f2 := newFixture(t, onDemand, p, boundPVC("late", "data"), boundPVC("late", "backup-repo"))
+	f2.syncBackup("late", "now")
+	if got := f2.backup("late", "now"); got.Status.Phase != v1alpha1.BackupPhaseRunning {
+		t.Errorf("the on-demand Backup: phase %q message %q, want Running", got.Status.Phase, got.Status.Message)
+	}
+}
+
+// A queued Backup whose node is full does not keep a free slot from a later
+// Backup on another node.
+func TestQueuedBackupOnAFullNodeDoesNotBlockOthers(t *testing.T) {
+	podOn := func(ns, node string) runtime.Object {
+		p := runningPod(ns, "db-0")
+		p.Spec.NodeName = node
+		return p
+	}
+	f := newFixture(t, objects(scheduledBackup("a", t0), []runtime.Object{podOn("a", "n1")},
+		scheduledBackup("b", t0.Add(time.Second)), []runtime.Object{podOn("b", "n1")},
+		scheduledBackup("d", t0.Add(2*time.Second)), []runtime.Object{podOn("d", "n2")})...)
+	f.m.opts.MaxMovers, f.m.opts.MaxMoversPerNode = 3, 1
+	f.syncBackup("a", "b")
+	f.syncBackup("b", "b")
+	if !queued(f.backup("b", "b")) {
+		t.Fatal("b should wait for node n1")
+	}
+	f.syncBackup("d", "b")
+	if len(f.jobs("d")) != 1 {
+		t.Errorf("d on node n2 waits behind b, which cannot use a slot: %q", f.backup("d", "b").Status.Message)
+	}
+}
+
+// The queue moving does not rewrite a waiting Backup's status.
+func TestQueuedStatusIsStable(t *testing.T) {
+	f := newFixture(t, objects(scheduledBackup("a", t0), scheduledBackup("b", t0.Add(time.Second)), scheduledBackup("c", t0.Add(2*time.Second)))...)
+	f.m.opts.MaxMovers = 1
+	for _, ns := range []string{"a", "b", "c"} {
+		f.syncBackup(ns, "b")
+	}
+	f.finishJob(ptr.To(f.jobs("a")[0]), summaryA)
+	f.syncBackup("a", "b")
+	f.syncBackup("b", "b") // b starts; c moves up the queue
+	if len(f.jobs("b")) != 1 {
+		t.Fatal("b did not start")
+	}
+	writes(f.client)
+	f.syncBackup("c", "b")
+	if w := writes(f.client); len(w) != 0 {
+		t.Errorf("c's status was rewritten as the queue moved: %q", w)
+	}
+}
+
+// A restore of a claim whose Backup waits in the queue goes ahead of it.
+func TestRestoreIsNotBlockedByAQueuedBackupOfItsClaim(t *testing.T) {
+	bk := completedBackup("r", "done", 1000)
+	nightly := newBackup("r", "nightly", "uid-nightly", "r")
+	f := newFixture(t, objects(scheduledBackup("a", t0), []runtime.Object{bk, nightly, newRestore("r", "r", "done", "data"), claimOf("r", "data", "1Gi"), boundPVC("r", "backup-repo")})...)
+	f.m.opts.MaxMovers = 2
+	f.syncBackup("a", "b")
+	// A second mover runs elsewhere, so nightly waits.
+	f.m.opts.MaxMovers = 1
+	f.syncBackup("r", "nightly")
+	if !queued(f.backup("r", "nightly")) {
+		t.Fatal("nightly should be queued")
+	}
+	f.m.opts.MaxMovers = 2
+	f.syncRestore("r", "r")
+	if r := f.restore("r", "r"); r.Status.Phase != v1alpha1.RestorePhaseRunning {
+		t.Errorf("restore: phase %q message %q, want Running ahead of the queued nightly Backup of its claim", r.Status.Phase, r.Status.Message)
+	}
+}
+
+// A restore's slot is released as soon as its Job shows in the cache, so a
+// finished restore does not keep the slot.
+func TestReservationEndsWithItsJob(t *testing.T) {
+	bk := completedBackup("r", "done", 1000)
+	f := newFixture(t, objects(scheduledBackup("q", t0), []runtime.Object{bk, newRestore("r", "r", "done", "data"), claimOf("r", "data", "1Gi"), boundPVC("r", "backup-repo")})...)
+	f.m.opts.MaxMovers = 1
+	f.syncRestore("r", "r")
+	job := f.onlyJob("r")
+	f.finishJob(&job, restoreSummary)
+	f.syncRestore("r", "r")
+	if r := f.restore("r", "r"); r.Status.Phase != v1alpha1.RestorePhaseCompleted {
+		t.Fatalf("restore %q", r.Status.Phase)
+	}
+	f.syncBackup("q", "b")
+	if len(f.jobs("q")) != 1 {
+		t.Errorf("the Backup waits for a slot the finished restore still held: %q", f.backup("q", "b").Status.Message)
 	}
 }

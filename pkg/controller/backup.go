@@ -63,6 +63,16 @@ func (m *Manager) syncBackup(ctx context.Context, ns, name string) (result, erro
 	}
 	targetNS, pvcName := b.Spec.Target.Namespace, b.Spec.Target.PVCName
 	name = moverJobName("backup", b, b.Status.JobName)
+	if meta.IsStatusConditionTrue(b.Status.Conditions, v1alpha1.ConditionQueued) && b.Status.JobName == "" && !m.holdsSlot(b.UID) {
+		// Queued: ask for a slot before anything that reads the API server
+		// (a queue of a thousand Backups polls here). A Job an earlier sync
+		// made shows in the cache and takes the normal path.
+		if _, err := m.jobs.Jobs(targetNS).Get(name); apierrors.IsNotFound(err) {
+			if res, queued, err := m.queueBackup(ctx, b, targetNS, pvcName); queued || err != nil {
+				return res, err
+			}
+		}
+	}
 	// expected: a Job created by an earlier sync whose status write was lost
 	// must be found in the API even when the cache lags.
 	job, err := m.liveJob(ctx, b, targetNS, name, true)
@@ -223,6 +233,7 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 	if c.Status.Phase != v1alpha1.BackupPhaseRunning {
 		// The Job of an earlier sync whose status write was lost.
 		c.Status.Phase, c.Status.JobName, c.Status.Message = v1alpha1.BackupPhaseRunning, job.Name, backupRunningMessage
+		meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionQueued)
 		c.Status.LockedUntil = jobLockedUntil(job)
 		if c.Status.StartTime == nil {
 			c.Status.StartTime = ptr.To(metav1.NewTime(m.opts.Now()))
@@ -259,26 +270,25 @@ func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job 
 	return result{after: progressInterval}, nil
 }
 
-// queueBackup asks for b's mover slot. Without one, b waits: phase Pending
-// with the condition Queued (and an event when it starts waiting), unless
-// it has waited past its policy's startingDeadlineSeconds, which fails it as
-// a missed run. queued: b waits (or was failed); nothing else to do now.
+// queueBackup asks for b's mover slot. A scheduled Backup whose policy's
+// startingDeadlineSeconds has passed is failed as a missed run instead of
+// starting late. Without a slot, b waits: phase Pending with the condition
+// Queued (one event when it starts waiting); a freed slot wakes the first
+// waiters (wakeQueue), and a long poll is the safety net. queued: b waits
+// (or was failed); nothing else to do now.
 func (m *Manager) queueBackup(ctx context.Context, b *v1alpha1.Backup, targetNS, pvcName string) (result, bool, error) {
+	deadline, hasDeadline := m.startingDeadline(b)
+	if hasDeadline && m.opts.Now().After(deadline) {
+		missedSchedules.WithLabelValues(b.Namespace, b.Spec.PolicyName, "queued").Inc()
+		return result{}, true, m.failBackup(ctx, b, "MissedStartingDeadline", fmt.Sprintf(
+			"not started by %s, its policy's startingDeadlineSeconds after its scheduled time %s, because all data mover slots were in use; "+
+				"it was not run late, and the policy's next run goes ahead. Raise --max-movers, or spread the policies' schedules",
+			deadline.UTC().Format(time.RFC3339), backupDueAt(b).UTC().Format(time.RFC3339)))
+	}
 	ok, why := m.admit(slotRequest{kind: slotBackup, owner: b.UID, at: backupDueAt(b), name: b.Namespace + "/" + b.Name,
-		node: m.nodeOfRunningUser(targetNS, pvcName)})
+		node: m.nodeOfRunningUser(targetNS, pvcName)}, "backup")
 	if ok {
 		return result{}, false, nil
-	}
-	if b.Spec.PolicyName != "" {
-		if p, err := m.policies.BackupPolicies(b.Namespace).Get(b.Spec.PolicyName); err == nil && p.Spec.StartingDeadlineSeconds != nil {
-			deadline := backupDueAt(b).Add(time.Duration(*p.Spec.StartingDeadlineSeconds) * time.Second)
-			if m.opts.Now().After(deadline) {
-				missedSchedules.WithLabelValues(b.Namespace, b.Spec.PolicyName, "queued").Inc()
-				return result{}, true, m.failBackup(ctx, b, "MissedStartingDeadline", fmt.Sprintf(
-					"waited for a data mover slot (%s) past the policy's startingDeadlineSeconds (%ds after %s) and was not started; the policy's next run goes ahead. Raise --max-movers, or spread the policies' schedules",
-					why, *p.Spec.StartingDeadlineSeconds, backupDueAt(b).UTC().Format(time.RFC3339)))
-			}
-		}
 	}
 	c := b.DeepCopy()
 	c.Status.Phase = v1alpha1.BackupPhasePending
@@ -294,7 +304,31 @@ func (m *Manager) queueBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 	if isNew {
 		m.recorder.Event(b, corev1.EventTypeNormal, "Queued", "Waiting for a data mover slot: "+why)
 	}
-	return result{after: 10 * time.Second}, true, nil
+	after := queuedPoll
+	if hasDeadline {
+		if d := deadline.Sub(m.opts.Now()) + time.Second; d < after {
+			after = d
+		}
+	}
+	return result{after: after}, true, nil
+}
+
+// queuedPoll is how often a queued object asks again without being woken.
+const queuedPoll = time.Minute
+
+// startingDeadline is when a scheduled Backup must have started: its
+// scheduled time plus its policy's startingDeadlineSeconds. On-demand
+// Backups (no scheduled time) and policies without a deadline have none.
+func (m *Manager) startingDeadline(b *v1alpha1.Backup) (time.Time, bool) {
+	at, err := time.Parse(time.RFC3339, b.Annotations[v1alpha1.ScheduledTimeAnnotation])
+	if err != nil || b.Spec.PolicyName == "" || b.Annotations[v1alpha1.TriggerAnnotation] != "" {
+		return time.Time{}, false
+	}
+	p, err := m.policies.BackupPolicies(b.Namespace).Get(b.Spec.PolicyName)
+	if err != nil || p.Spec.StartingDeadlineSeconds == nil {
+		return time.Time{}, false
+	}
+	return at.Add(time.Duration(*p.Spec.StartingDeadlineSeconds) * time.Second), true
 }
 
 // readySince is when b became ready for its mover Job: its creation, or
@@ -328,12 +362,13 @@ func validSnapshotID(id string) bool {
 }
 
 func (m *Manager) setBackupPending(ctx context.Context, b *v1alpha1.Backup, msg string) error {
-	if b.Status.Phase == v1alpha1.BackupPhasePending && b.Status.Message == msg {
+	if b.Status.Phase == v1alpha1.BackupPhasePending && b.Status.Message == msg && meta.FindStatusCondition(b.Status.Conditions, v1alpha1.ConditionQueued) == nil {
 		return nil
 	}
 	c := b.DeepCopy()
 	c.Status.Phase = v1alpha1.BackupPhasePending
 	c.Status.Message = msg
+	meta.RemoveStatusCondition(&c.Status.Conditions, v1alpha1.ConditionQueued)
 	_, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
 	return err
 }
@@ -429,14 +464,15 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 			m.pruneRefused(b, refused)
 			return result{after: time.Minute}, nil
 		}
-		// A mover slot; prunes go before every queued Backup.
-		if !m.holdsSlot(b.UID) {
-			if ok, _ := m.admit(slotRequest{kind: slotPriority, owner: b.UID, name: b.Namespace + "/" + b.Name, node: m.nodeOfRunningUser(targetNS, b.Spec.Target.PVCName)}); !ok {
-				return result{after: 5 * time.Second}, nil
-			}
-		}
 		if err != nil {
 			return result{}, err
+		}
+		// A mover slot, if one is free now (a prune has no place in the
+		// queue: it can wait). Its Job is not pinned to a node.
+		if !m.holdsSlot(b.UID) {
+			if ok, _ := m.admit(slotRequest{kind: slotPriority, owner: b.UID, name: b.Namespace + "/" + b.Name}, "prune"); !ok {
+				return result{after: 10 * time.Second}, nil
+			}
 		}
 		_, created, err := m.ensureJob(ctx, b, m.moverJob(jobSpec{kind: "prune", namespace: targetNS, name: name, owner: b, ownerKind: "Backup", security: sec,
 			repo: b.Spec.Storage, args: []string{"prune", "--forget", b.Status.SnapshotID, "--lock-wait", m.opts.LockWait.String(), "--summary-file", "/dev/termination-log"}}))

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -244,6 +245,21 @@ func NewManager(opts Options, kube kubernetes.Interface, client versioned.Interf
 		}
 	}
 	m.addHandler(ji, cache.ResourceEventHandlerFuncs{AddFunc: jobOwner, UpdateFunc: func(_, n interface{}) { jobOwner(n) }, DeleteFunc: jobOwner})
+	// A mover Job that ends frees a slot: wake the first waiters.
+	m.addHandler(ji, cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(o, n interface{}) {
+			oj, ok1 := o.(*batchv1.Job)
+			nj, ok2 := n.(*batchv1.Job)
+			if ok1 && ok2 && nj.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy && !safety.JobFinished(oj) && safety.JobFinished(nj) {
+				m.wakeQueue()
+			}
+		},
+		DeleteFunc: func(obj interface{}) {
+			if j, ok := obj.(*batchv1.Job); !ok || j.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy {
+				m.wakeQueue()
+			}
+		},
+	})
 	m.synced = append(m.synced, pi.HasSynced, bi.HasSynced, ri.HasSynced, ji.HasSynced,
 		kubeInformers.Core().V1().Pods().Informer().HasSynced, kubeInformers.Core().V1().PersistentVolumeClaims().Informer().HasSynced)
 	return m

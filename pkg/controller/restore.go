@@ -107,6 +107,7 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 			// Another Backup or RestoreJob of the claim goes first; nothing is written meanwhile.
 			return result{after: 10 * time.Second}, m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
 				s.Phase, s.Checks, s.Message = v1alpha1.RestorePhasePending, statusChecks, "waiting: "+refusal.Message
+				meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionQueued)
 			})
 		}
 		return result{}, m.failRestore(ctx, r, statusChecks, "SafetyCheckFailed", "refused right before restoring: "+refusal.Message+"; nothing was written")
@@ -151,7 +152,7 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	}
 	// A mover slot; restores go before every queued Backup.
 	if !m.holdsSlot(r.UID) {
-		if ok, why := m.admit(slotRequest{kind: slotPriority, owner: r.UID, name: r.Namespace + "/" + r.Name, node: m.nodeOfRunningUser(targetNS, r.Spec.Target.PVCName)}); !ok {
+		if ok, why := m.admit(slotRequest{kind: slotPriority, owner: r.UID, name: r.Namespace + "/" + r.Name, node: m.nodeOfRunningUser(targetNS, r.Spec.Target.PVCName)}, "restore"); !ok {
 			isNew := !meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionQueued)
 			err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
 				s.Phase, s.Checks, s.Message = v1alpha1.RestorePhasePending, statusChecks, "queued: "+why+"; restores start before queued Backups"
@@ -160,7 +161,7 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 			if err == nil && isNew {
 				m.recorder.Event(r, corev1.EventTypeNormal, "Queued", "Waiting for a data mover slot: "+why)
 			}
-			return result{after: 5 * time.Second}, err
+			return result{after: queuedPoll}, err
 		}
 	}
 	spec := jobSpec{kind: "restore", namespace: targetNS, name: name, owner: r, ownerKind: "RestoreJob", repo: b.Spec.Storage,
@@ -180,6 +181,7 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 		}
 		return result{after: 30 * time.Second}, m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
 			s.Phase, s.Checks, s.Message = v1alpha1.RestorePhasePending, statusChecks, fmt.Sprintf("waiting: creating the data mover Job was refused (%v); retrying", err)
+			meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionQueued)
 		})
 	}
 	if err != nil {
@@ -277,6 +279,7 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 		if s.Phase != v1alpha1.RestorePhaseRunning {
 			// The Job of an earlier sync whose status write was lost.
 			s.Phase, s.JobName, s.Message = v1alpha1.RestorePhaseRunning, job.Name, restoreRunningMessage(r.Spec.DryRun)
+			meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionQueued)
 			if s.StartTime == nil {
 				s.StartTime = ptr.To(metav1.NewTime(m.opts.Now()))
 			}
@@ -429,6 +432,7 @@ func (m *Manager) failRestore(ctx context.Context, r *v1alpha1.RestoreJob, check
 		}
 		s.Phase, s.CompletionTime, s.Message, s.Progress = v1alpha1.RestorePhaseFailed, &now, msg, nil
 		meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionMoverBlocked)
+		meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionQueued)
 		if checks != nil {
 			s.Checks = checks
 		}

@@ -8,6 +8,7 @@ package safety
 import (
 	"context"
 	"fmt"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"net/http"
 	"sort"
 	"strings"
@@ -532,7 +533,11 @@ func (c *Checker) ActiveOnClaim(namespace, pvc string) []Owner {
 	if objs, err := c.Backups.ByIndex(ClaimIndex, key); err == nil {
 		for _, o := range objs {
 			b := o.(*v1alpha1.Backup)
-			if BackupActive(b) || PostHooksPending(b) {
+			// A Backup queued for a mover slot does not hold its claim yet:
+			// a restore of the claim goes ahead of it (the Backup then waits
+			// for the restore on the claim).
+			queued := b.Status.Phase == v1alpha1.BackupPhasePending && meta.IsStatusConditionTrue(b.Status.Conditions, v1alpha1.ConditionQueued)
+			if BackupActive(b) && !queued || PostHooksPending(b) {
 				out = append(out, Owner{Kind: "Backup", Namespace: b.Namespace, Name: b.Name, Created: b.CreationTimestamp.Time,
 					Running: b.Status.Phase == v1alpha1.BackupPhaseRunning})
 			}
