@@ -1,4 +1,4 @@
-// Command mover benchmarks backup-mover against restic and tar|zstd on the same
+// Command mover benchmarks backup-mover against restic, borg, rsync and tar|zstd on the same
 // data in one run (on a directory, and on S3 against restic on the same
 // MinIO server; and backup-mover encrypted against unencrypted): full backup, no-change backup, backup after changing 1% of
 // the files and appending to the large file, and full restore. It prints wall
@@ -57,10 +57,16 @@ func main() {
 }
 
 func run(work string, small, bigMiB, textMiB int) error {
-	if _, err := exec.LookPath("restic"); err != nil {
-		fmt.Println("installing restic (Debian package) ...")
-		if out, err := exec.Command("bash", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic zstd").CombinedOutput(); err != nil {
-			return fmt.Errorf("installing restic: %v\n%s", err, out)
+	var missing []string
+	for pkg, cmd := range map[string]string{"restic": "restic", "zstd": "zstd", "borgbackup": "borg", "rsync": "rsync"} {
+		if _, err := exec.LookPath(cmd); err != nil {
+			missing = append(missing, pkg)
+		}
+	}
+	if len(missing) > 0 {
+		fmt.Printf("installing %v (Debian packages) ...\n", missing)
+		if out, err := exec.Command("bash", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "+strings.Join(missing, " ")).CombinedOutput(); err != nil {
+			return fmt.Errorf("installing %v: %v\n%s", missing, err, out)
 		}
 	}
 	bin := filepath.Join(work, "bin")
@@ -82,6 +88,12 @@ func run(work string, small, bigMiB, textMiB int) error {
 		return err
 	}
 	os.Setenv("RESTIC_PASSWORD", "bench")
+	// borg keeps its files cache (what makes an unchanged tree fast) under
+	// its base directory: a fresh one on the benchmark's filesystem.
+	os.RemoveAll(filepath.Join(runs, "borg-home"))
+	os.Setenv("BORG_BASE_DIR", filepath.Join(runs, "borg-home"))
+	os.Setenv("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes")
+	os.Setenv("BORG_RELOCATED_REPO_ACCESS_IS_OK", "yes")
 	passwordFile := filepath.Join(work, "password")
 	if err := os.WriteFile(passwordFile, []byte("bench"), 0o600); err != nil {
 		return err
@@ -148,6 +160,28 @@ func run(work string, small, bigMiB, textMiB int) error {
 			backup:   func(src, repo string) []string { return []string{"restic", "backup", "-q", "--repo", repo, src} },
 			restore: func(repo, dst string) []string {
 				return []string{"restic", "restore", "-q", "--repo", repo, "latest", "--target", dst}
+			},
+		},
+		{
+			// borg with zstd level 3, unencrypted like the other directory rows.
+			name: "borg",
+			init: func(repo string) []string { return []string{"borg", "init", "--encryption=none", repo} },
+			backup: func(src, repo string) []string {
+				return []string{"bash", "-c", fmt.Sprintf("cd %s && borg create --compression zstd,3 %s::'{now:%%Y-%%m-%%dT%%H:%%M:%%S.%%f}' .", src, repo)}
+			},
+			restore: func(repo, dst string) []string {
+				return []string{"bash", "-c", fmt.Sprintf("mkdir -p %s && cd %s && borg extract %s::$(borg list --last 1 --short %s)", dst, dst, repo, repo)}
+			},
+		},
+		{
+			// A plain copy: the floor for walking an unchanged tree.
+			name: "rsync -a",
+			init: func(repo string) []string { return []string{"mkdir", "-p", repo} },
+			backup: func(src, repo string) []string {
+				return []string{"rsync", "-a", "--delete", src + "/", repo + "/"}
+			},
+			restore: func(repo, dst string) []string {
+				return []string{"rsync", "-a", repo + "/", dst + "/"}
 			},
 		},
 		{
@@ -469,6 +503,8 @@ func report(tools []tool, scenarios []string, res map[string]map[string]measurem
 	table("On a directory (a PVC)", []string{"backup-mover", "restic", "tar | zstd"}, scenarios, res, sizes)
 	table("S3 (MinIO on loopback, data on the same disk)", []string{"backup-mover S3", "restic S3"}, scenarios, res, sizes)
 	table("Encryption (directory)", []string{"backup-mover encrypted", "backup-mover"}, scenarios, res, sizes)
+	table("Against borg (zstd,3) and rsync -a (directory)", []string{"backup-mover", "borg", "rsync -a"}, scenarios, res, sizes)
+	table("Against rsync -a (directory)", []string{"backup-mover", "rsync -a"}, scenarios, res, sizes)
 }
 
 // table prints the named tools side by side; the last column is the first
