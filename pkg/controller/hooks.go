@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/httpstream"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -25,6 +24,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/apis/backup/validation"
 	"example.com/backup-operator/pkg/safety"
 )
 
@@ -268,19 +268,6 @@ func hookStarted(status []v1alpha1.HookStatus, stage v1alpha1.HookStage) bool {
 	return false
 }
 
-// hookFailedPhase: the outcomes that count as a failure.
-func hookFailedPhase(p v1alpha1.HookPhase) bool { return safety.HookFailedPhase(p) }
-
-// anyHookFailed reports whether any recorded action failed.
-func anyHookFailed(status []v1alpha1.HookStatus) bool {
-	for _, s := range status {
-		if hookFailedPhase(s.Phase) {
-			return true
-		}
-	}
-	return false
-}
-
 // advanceHooks moves a stage on: the actions run one after the other, each
 // in its pods at once. An action is recorded Running (with its pods) before
 // it is started, and its outcome recorded when its commands end; an entry
@@ -400,7 +387,7 @@ func (m *Manager) launcher(keys []string) func(ctx context.Context) {
 
 func firstFailed(entries []v1alpha1.HookStatus) *v1alpha1.HookStatus {
 	for i := range entries {
-		if hookFailedPhase(entries[i].Phase) {
+		if safety.HookFailedPhase(entries[i].Phase) {
 			e := entries[i]
 			return &e
 		}
@@ -581,19 +568,8 @@ func hookContainer(pod *corev1.Pod, claim, name string) (string, error) {
 	return "", fmt.Errorf("no container of pod %s mounts claim %s and it has several (%s); set exec.container", pod.Name, claim, strings.Join(names, ", "))
 }
 
-// hookTimeout is an action's timeout (validation has refused any but a
-// duration with a unit; unset means the default).
-func hookTimeout(a *v1alpha1.HookAction) time.Duration {
-	t := a.Timeout
-	if t == nil || t.Type != intstr.String {
-		return time.Minute
-	}
-	d, err := time.ParseDuration(t.StrVal)
-	if err != nil || d <= 0 {
-		return time.Minute
-	}
-	return d
-}
+// hookTimeout is an action's timeout (validation.HookTimeout).
+func hookTimeout(a *v1alpha1.HookAction) time.Duration { return validation.HookTimeout(a.Timeout) }
 
 // runHook runs one command in a goroutine, bounded by its timeout, and
 // wakes the object when it ends. A command cut short because the Manager
@@ -700,7 +676,7 @@ func lastLine(s string) string {
 // hookFailedCondition sets or clears the HookFailed condition from status.hooks.
 func hookFailedCondition(status []v1alpha1.HookStatus, generation int64) *metav1.Condition {
 	for i := range status {
-		if hookFailedPhase(status[i].Phase) {
+		if safety.HookFailedPhase(status[i].Phase) {
 			return &metav1.Condition{Type: v1alpha1.ConditionHookFailed, Status: metav1.ConditionTrue, Reason: "Hook" + string(status[i].Phase),
 				Message: hookFailureMessage(&status[i]), ObservedGeneration: generation}
 		}

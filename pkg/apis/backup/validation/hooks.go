@@ -23,12 +23,13 @@ const MaxHookTimeout = 6 * time.Hour
 const MaxHookCommandBytes = 16 * 1024
 
 // HookTimeout is a hook action's timeout: its timeout field (a duration with
-// a unit), or 60s when unset. Validation has refused anything else.
-func HookTimeout(a *backup.HookAction) time.Duration {
-	if a.Timeout == nil || a.Timeout.Type != intstr.String {
+// a unit), or 60s when unset. Validation has refused anything else. It
+// reads either version's field (the same type).
+func HookTimeout(t *intstr.IntOrString) time.Duration {
+	if t == nil || t.Type != intstr.String {
 		return time.Minute
 	}
-	d, err := time.ParseDuration(a.Timeout.StrVal)
+	d, err := time.ParseDuration(t.StrVal)
 	if err != nil || d <= 0 {
 		return time.Minute
 	}

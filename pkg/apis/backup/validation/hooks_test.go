@@ -226,7 +226,7 @@ func TestHookTimeoutValue(t *testing.T) {
 		{timeout(intstr.FromString("0s")), "1m0s"},
 		{timeout(intstr.FromString("soon")), "1m0s"},
 	} {
-		if got := HookTimeout(&backup.HookAction{Timeout: tc.t}).String(); got != tc.want {
+		if got := HookTimeout(tc.t).String(); got != tc.want {
 			t.Errorf("HookTimeout(%v) = %s, want %s", tc.t, got, tc.want)
 		}
 	}
