@@ -51,6 +51,12 @@ down: ## Tear down a cluster left running by `make run DETACH=1`
 test-e2e: cluster-tools ## End-to-end tests on a fresh local cluster (started and stopped by the suite)
 	$(GO) test -tags e2e -timeout 40m -v -count=1 ./hack/e2e/
 
+# Not part of .ci/run (about 40 minutes for three rounds); CHAOS_ROUNDS and
+# CHAOS_SEED choose the rounds and the random points.
+.PHONY: test-chaos
+test-chaos: cluster-tools ## Fault injection on a fresh local cluster: mover, operator, kube-apiserver and kubelet killed, full repositories; 3 rounds
+	$(GO) test -tags 'e2e chaos' -timeout 120m -v -count=1 -run TestChaos ./hack/e2e/
+
 .PHONY: kube-binaries
 kube-binaries: ## Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy (cached outside the tree)
 	hack/build-kube.sh

@@ -262,3 +262,18 @@ func KubectlStdin(ctx context.Context, kubeconfig, stdin string, args ...string)
 	}
 	return out, nil
 }
+
+// RestartAPIServer stops kube-apiserver (SIGTERM, as a rolling restart
+// does) and starts it again, then waits until it is ready.
+func (cp *ControlPlane) RestartAPIServer() error {
+	if cp.apiserver == nil {
+		return fmt.Errorf("kube-apiserver was not started by this process")
+	}
+	if err := cp.apiserver.Restart(false); err != nil {
+		return err
+	}
+	if err := cp.waitReady(2 * time.Minute); err != nil {
+		return fmt.Errorf("%w\nkube-apiserver log:\n%s", err, cp.apiserver.Tail(30))
+	}
+	return nil
+}

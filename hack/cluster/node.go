@@ -366,3 +366,16 @@ func removeNetwork(since time.Time) {
 		os.Remove(p)
 	}
 }
+
+// RestartKubelet kills the kubelet (SIGKILL: pods keep running in
+// containerd, as on a real node whose kubelet crashes) and starts it again,
+// then waits until the node is Ready.
+func (n *Node) RestartKubelet(ctx context.Context) error {
+	if err := n.kubelet.Restart(true); err != nil {
+		return err
+	}
+	if err := n.waitReady(ctx, 3*time.Minute); err != nil {
+		return fmt.Errorf("%w\nkubelet log:\n%s", err, n.kubelet.Tail(20))
+	}
+	return nil
+}

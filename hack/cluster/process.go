@@ -16,6 +16,9 @@ import (
 type Process struct {
 	Name    string
 	LogFile string
+	bin     string
+	args    []string
+	env     []string
 	cmd     *exec.Cmd
 	done    chan struct{}
 	err     error
@@ -27,26 +30,45 @@ func StartProcess(logDir, name, bin string, args []string, env []string) (*Proce
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(logDir, name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p := &Process{Name: name, LogFile: filepath.Join(logDir, name+".log"), bin: bin, args: args, env: env}
+	return p, p.start()
+}
+
+func (p *Process) start() error {
+	logFile, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(p.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), p.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+		return fmt.Errorf("starting %s: %w", p.Name, err)
 	}
-	p := &Process{Name: name, LogFile: logPath, cmd: cmd, done: make(chan struct{})}
+	done := make(chan struct{})
+	p.cmd, p.done = cmd, done
 	go func() {
 		p.err = cmd.Wait()
 		logFile.Close()
-		close(p.done)
+		close(done)
 	}()
-	return p, nil
+	return nil
+}
+
+// Restart stops the process (SIGKILL with kill, else SIGTERM with a grace
+// period) and starts it again with the same arguments, appending to its log.
+func (p *Process) Restart(kill bool) error {
+	if kill {
+		if !p.Exited() {
+			_ = syscall.Kill(-p.PID(), syscall.SIGKILL)
+			<-p.done
+		}
+	} else {
+		p.Stop(30 * time.Second)
+	}
+	return p.start()
 }
 
 // PID is the process id.

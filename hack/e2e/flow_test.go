@@ -288,6 +288,12 @@ spec: {schedule: "0 0 1 1 *", target: {pvcName: data}, retention: {keepLast: 2}}
 // with the namespace's repository claim at /repo, and returns its output.
 func runMover(t *testing.T, ns, name string, args ...string) string {
 	t.Helper()
+	return runMoverOn(t, ns, name, "backup-repo", args...)
+}
+
+// runMoverOn is runMover with the repository claim named.
+func runMoverOn(t *testing.T, ns, name, claim string, args ...string) string {
+	t.Helper()
 	quoted, _ := json.Marshal(append([]string{"/backup-mover"}, args...))
 	apply(t, fmt.Sprintf(`apiVersion: batch/v1
 kind: Job
@@ -303,8 +309,8 @@ spec:
         imagePullPolicy: Never
         command: %s
         volumeMounts: [{name: repo, mountPath: /repo}]
-      volumes: [{name: repo, persistentVolumeClaim: {claimName: backup-repo}}]
-`, name, ns, cluster.OperatorImage, quoted))
+      volumes: [{name: repo, persistentVolumeClaim: {claimName: %s}}]
+`, name, ns, cluster.OperatorImage, quoted, claim))
 	_, err := local.Kubectl(context.Background(), "-n", ns, "wait", "--for=condition=Complete", "job/"+name, "--timeout=180s")
 	logs, _ := local.Kubectl(context.Background(), "-n", ns, "logs", "job/"+name)
 	if err != nil {
@@ -387,8 +393,9 @@ spec: {target: {pvcName: data}, storage: {pvcName: missing-repo}}
 		t.Errorf("no event for the failure: %q", events)
 	}
 	metrics := operatorMetrics(t)
-	if !strings.Contains(metrics, `backup_operator_backups_total{result="failed"}`) {
-		t.Errorf("metric backup_operator_backups_total{result=\"failed\"} missing")
+	// A Backup without a policy counts under policy "".
+	if want := `backup_operator_backups_total{namespace="` + ns + `",policy="",result="failed"} 1`; !strings.Contains(metrics, want) {
+		t.Errorf("metric %s missing", want)
 	}
 }
 
