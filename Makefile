@@ -87,3 +87,7 @@ clean: ## Remove build output
 .PHONY: bench-mover
 bench-mover: ## Benchmark backup-mover against restic and tar|zstd on a ~2 GiB dataset
 	$(GO) run ./hack/bench/mover
+
+.PHONY: bench-mover-scale
+bench-mover-scale: ## backup-mover vs. restic on 1,000,000 small files and one 20 GiB file, with peak memory against files, directory width and repository size
+	$(GO) run ./hack/bench/mover -million -huge-gib 20

@@ -49,7 +49,24 @@ func main() {
 	bigMiB := flag.Int("big-mib", 1024, "size of the incompressible file")
 	textMiB := flag.Int("text-mib", 512, "size of the compressible file")
 	flag.StringVar(&only, "only", "", "comma-separated tools to run (default all), e.g. \"backup-mover S3,restic S3\"")
+	var scale scaleOptions
+	million := flag.Bool("million", false, "instead of the standard cases: a tree of -files small files, backup-mover against restic (make bench-mover-scale)")
+	flag.IntVar(&scale.files, "files", 1000000, "files of the -million tree")
+	flag.IntVar(&scale.width, "width", 100, "entries to a directory in the -million trees")
+	flag.BoolVar(&scale.growth, "growth", true, "with -million: also peak memory against files (a tenth and three tenths of -files), one wide directory, and repository size, prune included")
+	flag.IntVar(&scale.hugeGB, "huge-gib", 0, "instead of the standard cases: one incompressible file of this many GiB, backup-mover against restic (less when the disk is short; deleted after)")
+	flag.BoolVar(&scale.generateOnly, "generate-only", false, "with -million: write the trees and stop (they are kept for later runs)")
 	flag.Parse()
+	if *million || scale.hugeGB > 0 {
+		if !*million {
+			scale.files = 0
+		}
+		if err := runScale(*work, scale); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-mover:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*work, *small, *bigMiB, *textMiB); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-mover:", err)
 		os.Exit(1)
