@@ -381,14 +381,14 @@ func (m *Manager) failBackup(ctx context.Context, b *v1alpha1.Backup, reason, ms
 // backupFailed reports a Backup that was failed.
 func (m *Manager) backupFailed(ctx context.Context, b *v1alpha1.Backup, reason, msg string) {
 	m.recorder.Event(b, corev1.EventTypeWarning, reason, msg)
-	backupsTotal.WithLabelValues("failed").Inc()
+	backupsTotal.WithLabelValues(b.Namespace, b.Spec.PolicyName, "failed").Inc()
 	klog.FromContext(ctx).Info("Backup failed", "reason", reason, "message", msg)
 }
 
 // backupCompleted reports a Backup that was completed, from its status.
 func (m *Manager) backupCompleted(b *v1alpha1.Backup) {
 	m.recorder.Eventf(b, corev1.EventTypeNormal, "Completed", "Backup completed: %s", b.Status.Message)
-	backupsTotal.WithLabelValues("completed").Inc()
+	backupsTotal.WithLabelValues(b.Namespace, b.Spec.PolicyName, "completed").Inc()
 	if st := b.Status.Stats; st != nil {
 		backupBytes.WithLabelValues("total").Add(float64(st.Bytes))
 		backupBytes.WithLabelValues("new").Add(float64(st.NewBytes))

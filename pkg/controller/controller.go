@@ -247,13 +247,7 @@ func NewManager(opts Options, kube kubernetes.Interface, client versioned.Interf
 	m.addHandler(ji, cache.ResourceEventHandlerFuncs{AddFunc: jobOwner, UpdateFunc: func(_, n interface{}) { jobOwner(n) }, DeleteFunc: jobOwner})
 	// A mover Job that ends frees a slot: wake the first waiters.
 	m.addHandler(ji, cache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(o, n interface{}) {
-			oj, ok1 := o.(*batchv1.Job)
-			nj, ok2 := n.(*batchv1.Job)
-			if ok1 && ok2 && nj.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy && !safety.JobFinished(oj) && safety.JobFinished(nj) {
-				m.wakeQueue()
-			}
-		},
+		UpdateFunc: m.jobUpdated,
 		DeleteFunc: func(obj interface{}) {
 			if j, ok := obj.(*batchv1.Job); !ok || j.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy {
 				m.wakeQueue()
@@ -263,6 +257,17 @@ func NewManager(opts Options, kube kubernetes.Interface, client versioned.Interf
 	m.synced = append(m.synced, pi.HasSynced, bi.HasSynced, ri.HasSynced, ji.HasSynced,
 		kubeInformers.Core().V1().Pods().Informer().HasSynced, kubeInformers.Core().V1().PersistentVolumeClaims().Informer().HasSynced)
 	return m
+}
+
+// jobUpdated sees a mover Job end: its slot is free, so the first waiters
+// are woken, and a prune is counted (once per Job: on this update only).
+func (m *Manager) jobUpdated(o, n interface{}) {
+	oj, ok1 := o.(*batchv1.Job)
+	nj, ok2 := n.(*batchv1.Job)
+	if ok1 && ok2 && nj.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy && !safety.JobFinished(oj) && safety.JobFinished(nj) {
+		m.wakeQueue()
+		m.countPrune(nj)
+	}
 }
 
 // addHandler adds h to inf and remembers it for removal when Run returns.
@@ -305,6 +310,7 @@ func (m *Manager) Run(ctx context.Context) {
 			_ = h.informer.RemoveEventHandler(h.registration)
 		}
 		m.broadcaster.Shutdown()
+		resetPolicyGauges()
 		logger.Info("Controllers stopped")
 	}()
 	if !cache.WaitForCacheSync(ctx.Done(), m.synced...) {

@@ -27,10 +27,11 @@ const maxCatchUp = 10000
 
 func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, error) {
 	p, err := m.policies.BackupPolicies(ns).Get(name)
-	if apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) || err == nil && p.DeletionTimestamp != nil {
+		forgetPolicyMetrics(ns, name)
 		return result{}, nil
 	}
-	if err != nil || p.DeletionTimestamp != nil {
+	if err != nil {
 		return result{}, err
 	}
 	status := p.Status.DeepCopy()
@@ -73,6 +74,7 @@ func (m *Manager) syncPolicy(ctx context.Context, ns, name string) (result, erro
 	m.applyRetention(ctx, p, owned)
 
 	next := observePolicy(p, status, owned, active, sched, now)
+	observePolicyMetrics(p, status, sched, now)
 	if err := m.writePolicyStatus(ctx, p, status); err != nil {
 		return result{}, err
 	}

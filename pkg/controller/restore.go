@@ -338,10 +338,10 @@ func (m *Manager) completeRestore(ctx context.Context, r *v1alpha1.RestoreJob, j
 		report()
 	}
 	if err == nil && postFailed != nil {
-		restoresTotal.WithLabelValues("failed").Inc()
+		restoresTotal.WithLabelValues(r.Namespace, "failed").Inc()
 		m.recorder.Event(r, corev1.EventTypeWarning, "PostHookFailed", hookFailureMessage(postFailed))
 	} else if err == nil {
-		restoresTotal.WithLabelValues("completed").Inc()
+		restoresTotal.WithLabelValues(r.Namespace, "completed").Inc()
 		m.recorder.Event(r, corev1.EventTypeNormal, "Completed", "RestoreJob completed")
 		if summary.OwnersNotPreserved > 0 {
 			m.recorder.Eventf(r, corev1.EventTypeWarning, "OwnersNotRestored", "%d files and directories did not get their recorded owners: the mover may not run as root in namespace %s", summary.OwnersNotPreserved, r.Spec.Target.Namespace)
@@ -439,7 +439,7 @@ func (m *Manager) failRestore(ctx context.Context, r *v1alpha1.RestoreJob, check
 		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: r.Generation})
 	})
 	if err == nil {
-		restoresTotal.WithLabelValues("failed").Inc()
+		restoresTotal.WithLabelValues(r.Namespace, "failed").Inc()
 		m.recorder.Event(r, corev1.EventTypeWarning, reason, msg)
 	}
 	return err
