@@ -139,3 +139,73 @@ func (c *Chunker) cut(data []byte) int {
 	}
 	return n
 }
+
+// Splitter cuts a stream into the same chunks as Chunker, but reads each
+// chunk straight into a buffer the caller passes, a step at a time: it keeps
+// no window of its own, only the bytes it read past the last cut (at most
+// one step), and moves no more than those between chunks.
+type Splitter struct {
+	r     io.Reader
+	p     Params
+	maskS uint64
+	maskL uint64
+	step  int
+	carry []byte
+	eof   bool
+}
+
+// NewSplitter returns a splitter over r.
+func NewSplitter(r io.Reader, p Params) *Splitter {
+	b := bits.TrailingZeros(uint(p.Avg))
+	step := min(p.Min, 256<<10)
+	return &Splitter{r: r, p: p, step: step, maskS: spreadMask(b + 2), maskL: spreadMask(b - 2), carry: make([]byte, 0, step)}
+}
+
+// Next reads the next chunk into buf, whose capacity must be at least
+// Params.Max, and returns it (a prefix of buf), or io.EOF after the last one.
+func (s *Splitter) Next(buf []byte) ([]byte, error) {
+	if cap(buf) < s.p.Max {
+		return nil, errors.New("chunker: Splitter.Next needs a buffer of Params.Max bytes")
+	}
+	b := append(buf[:0], s.carry...)
+	s.carry = s.carry[:0]
+	var h uint64
+	i := s.p.Min
+	cut := -1
+	for cut < 0 {
+		// Scan what is there; the masks and limits are Chunker.cut's.
+		limit := min(len(b), s.p.Max)
+		for ; i < limit; i++ {
+			h = (h << 1) + gear[b[i]]
+			mask := s.maskL
+			if i < s.p.Avg {
+				mask = s.maskS
+			}
+			if h&mask == 0 {
+				cut = i + 1
+				break
+			}
+		}
+		switch {
+		case cut >= 0:
+		case len(b) >= s.p.Max:
+			cut = s.p.Max
+		case s.eof:
+			cut = len(b)
+		default:
+			want := min(s.step, s.p.Max-len(b))
+			n, err := s.r.Read(b[len(b) : len(b)+want])
+			b = b[:len(b)+n]
+			if err == io.EOF {
+				s.eof = true
+			} else if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if cut == 0 {
+		return nil, io.EOF
+	}
+	s.carry = append(s.carry, b[cut:]...)
+	return b[:cut], nil
+}

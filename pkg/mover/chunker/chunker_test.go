@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand"
 	"testing"
+	"testing/iotest"
 )
 
 func chunks(t testing.TB, data []byte) [][32]byte {
@@ -99,4 +100,57 @@ func BenchmarkChunker(b *testing.B) {
 			}
 		}
 	}
+}
+
+// The Splitter cuts where the Chunker cuts, whatever the reader's read sizes.
+func TestSplitterMatchesChunker(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	for _, size := range []int{0, 1, 100, DefaultParams.Min, DefaultParams.Min + 1, DefaultParams.Avg, DefaultParams.Max, DefaultParams.Max + 1, 40 << 20} {
+		data := make([]byte, size)
+		rng.Read(data)
+		if size == 40<<20 {
+			// A long run of one byte: chunks at the maximum size.
+			for i := 10 << 20; i < 30<<20; i++ {
+				data[i] = 7
+			}
+		}
+		want := chunks(t, data)
+		sp := NewSplitter(iotest.OneByteReader(bytes.NewReader(data)), DefaultParams)
+		if size > 1<<20 {
+			sp = NewSplitter(&ragged{r: bytes.NewReader(data), rng: rng}, DefaultParams)
+		}
+		buf := make([]byte, DefaultParams.Max)
+		var got [][32]byte
+		for {
+			b, err := sp.Next(buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, sha256.Sum256(b))
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d bytes: the splitter cut %d chunks, the chunker %d", size, len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("%d bytes: chunk %d differs", size, i)
+			}
+		}
+	}
+}
+
+// ragged reads short, by random amounts.
+type ragged struct {
+	r   io.Reader
+	rng *rand.Rand
+}
+
+func (r *ragged) Read(p []byte) (int, error) {
+	if n := 1 + r.rng.Intn(300<<10); n < len(p) {
+		p = p[:n]
+	}
+	return r.r.Read(p)
 }

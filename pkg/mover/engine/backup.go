@@ -308,7 +308,9 @@ func startChunkWorkers(n int, writer *repo.Writer, c *counters, bufPool *chunkBu
 	if workers <= 0 {
 		workers = repo.CPUs
 	}
-	tasks = make(chan chunkTask, workers)
+	// Unbuffered: a chunk waits in its reader until a worker is free, so at
+	// most one chunk per reader and one per worker are in memory.
+	tasks = make(chan chunkTask)
 	var taskWG sync.WaitGroup
 	for i := 0; i < workers; i++ {
 		taskWG.Add(1)
@@ -333,7 +335,8 @@ func startChunkWorkers(n int, writer *repo.Writer, c *counters, bufPool *chunkBu
 // and large. Small files (one chunk) are read, hashed and stored by many
 // goroutines at once, so the disk's latency for one file overlaps the others.
 // Large files are cut into chunks by two readers that hand the chunks to the
-// chunk workers on tasks. Each reader finishes its job with the outcome. wait
+// chunk workers on tasks; each reader reads into one buffer of the largest
+// chunk size, taken when it gets its first large file. Each reader finishes its job with the outcome. wait
 // returns once both channels are closed and every reader has ended.
 func startFileReaders(params chunker.Params, writer *repo.Writer, c *counters, tasks chan<- chunkTask, bufPool *chunkBuffers) (small, large chan *fileJob, wait func()) {
 	small = make(chan *fileJob, 256)
@@ -346,7 +349,9 @@ func startFileReaders(params chunker.Params, writer *repo.Writer, c *counters, t
 			buf := make([]byte, params.Min+1)
 			for j := range small {
 				j.finish(readSmallFile(j, buf, writer, c, func(j *fileJob) error {
-					return readLargeFile(j, params, nil, tasks, bufPool)
+					fill, err := readLargeFile(j, params, bufPool.get(params.Max), tasks, bufPool)
+					bufPool.put(fill)
+					return err
 				}))
 			}
 		}()
@@ -355,13 +360,16 @@ func startFileReaders(params chunker.Params, writer *repo.Writer, c *counters, t
 		readerWG.Add(1)
 		go func() {
 			defer readerWG.Done()
-			var cbuf []byte // allocated by the first large file: a no-change backup never needs it
+			var fill *[]byte // taken by the first large file: a no-change backup never needs it
 			for j := range large {
-				if cbuf == nil {
-					cbuf = make([]byte, chunker.BufferSize(params))
+				if fill == nil {
+					fill = bufPool.get(params.Max)
 				}
-				j.finish(readLargeFile(j, params, cbuf, tasks, bufPool))
+				var err error
+				fill, err = readLargeFile(j, params, fill, tasks, bufPool)
+				j.finish(err)
 			}
+			bufPool.put(fill)
 		}()
 	}
 	return small, large, readerWG.Wait
@@ -710,9 +718,10 @@ func allStored(w *repo.Writer, ids []repo.ID) bool {
 	return true
 }
 
-// chunkBuffers recycles chunk copies in power-of-two size classes, so a
+// chunkBuffers recycles chunk buffers in power-of-two size classes, so a
 // chunk of 1 MiB holds 1 MiB and not the largest chunk size. Each class keeps
-// a few free buffers; the rest go back to the garbage collector.
+// two free buffers (the chunks in flight are bounded by the readers and
+// workers); the rest go back to the garbage collector.
 type chunkBuffers struct {
 	classes [32]chan *[]byte
 }
@@ -720,7 +729,7 @@ type chunkBuffers struct {
 func newChunkBuffers() *chunkBuffers {
 	b := &chunkBuffers{}
 	for i := range b.classes {
-		b.classes[i] = make(chan *[]byte, 4)
+		b.classes[i] = make(chan *[]byte, 2)
 	}
 	return b
 }
@@ -828,25 +837,28 @@ func changedSinceListed(j *fileJob, f interface{ Stat() (os.FileInfo, error) }, 
 		uint64(st.Dev) != j.listed.dev || st.Ino != j.listed.ino || st.Ctim.Nano() != j.listed.ctime, nil
 }
 
-// readLargeFile chunks one file and waits until all its chunks are stored.
-// cbuf is the chunker's buffer (nil: allocate one).
-func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunkTask, pool *chunkBuffers) error {
+// readLargeFile cuts one file into chunks and waits until all its chunks are
+// stored. Each chunk is read into fill (of the largest chunk size): a chunk
+// of more than half that goes to the workers in fill itself, and the next is
+// read into a fresh buffer; a smaller one is copied into a buffer of its size
+// class. It returns the buffer to read the next file into.
+func readLargeFile(j *fileJob, p chunker.Params, fill *[]byte, tasks chan<- chunkTask, pool *chunkBuffers) (*[]byte, error) {
 	if testHook != nil {
 		testHook("open", j.abs())
 	}
 	f, err := openFile(j.abs(), j.entry.Size, j.listed)
 	if openVanished(err) {
 		j.vanished = true // deleted or replaced since it was listed
-		return nil
+		return fill, nil
 	}
 	if err != nil {
-		return err
+		return fill, err
 	}
 	defer f.Close()
 	if testHook != nil {
 		testHook("read", j.abs())
 	}
-	ch := chunker.New(f, p, cbuf)
+	sp := chunker.NewSplitter(f, p)
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
 	var ids []repo.ID
@@ -854,29 +866,33 @@ func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunk
 	var size int64
 	comp := &fileCompressibility{}
 	for {
-		data, err := ch.Next()
+		data, err := sp.Next(*fill)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			wg.Wait()
-			return fmt.Errorf("reading %s: %w", j.abs(), err)
+			return fill, fmt.Errorf("reading %s: %w", j.abs(), err)
 		}
 		size += int64(len(data))
-		buf := pool.get(len(data))
-		copied := (*buf)[:len(data)]
-		copy(copied, data)
+		var buf *[]byte
+		if pool.class(len(data)) == pool.class(p.Max) {
+			buf, fill = fill, pool.get(p.Max)
+		} else {
+			buf = pool.get(len(data))
+			data = (*buf)[:copy((*buf)[:len(data)], data)]
+		}
 		slot := new(repo.ID)
 		slots = append(slots, slot)
 		wg.Add(1)
-		tasks <- chunkTask{data: copied, buf: buf, out: slot, wg: &wg, err: &failed, file: comp, index: len(slots) - 1}
+		tasks <- chunkTask{data: data, buf: buf, out: slot, wg: &wg, err: &failed, file: comp, index: len(slots) - 1}
 	}
 	wg.Wait()
 	if e := failed.Load(); e != nil {
-		return *e
+		return fill, *e
 	}
 	if j.changed, err = changedSinceListed(j, f, size); err != nil {
-		return err
+		return fill, err
 	}
 	ids = make([]repo.ID, len(slots))
 	for i, s := range slots {
@@ -884,7 +900,7 @@ func readLargeFile(j *fileJob, p chunker.Params, cbuf []byte, tasks chan<- chunk
 	}
 	j.entry.Chunks = ids
 	j.entry.Size = size // stored as read: the size may differ from the listing's
-	return nil
+	return fill, nil
 }
 
 // scanTotals counts files and bytes ahead of the backup, for progress.

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 )
 
 // The repository's metadata (pack tables, index files and manifest entries)
@@ -133,46 +132,44 @@ func (d *recDecoder) blobTable() []indexBlob {
 
 // DecodeIndex parses the plaintext (decompressed) form of an index file.
 func DecodeIndex(data []byte) (map[ID]Location, error) {
+	out := make(map[ID]Location)
+	err := decodeIndex(data, func(id ID, l Location) { out[id] = l })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// decodeIndex calls add for each blob of an index file's plaintext, and
+// fails on a malformed one (after calling add for the blobs before the
+// damage).
+func decodeIndex(data []byte, add func(ID, Location)) error {
 	if !bytes.HasPrefix(data, indexMagic) {
-		return nil, errors.New("decoding index: not an index file of this format")
+		return errors.New("decoding index: not an index file of this format")
 	}
 	d := recDecoder{b: data[len(indexMagic):]}
 	n := d.uvarint()
-	out := make(map[ID]Location)
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		pack := d.id()
 		for _, b := range d.blobTable() {
-			out[b.ID] = Location{Pack: pack, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength, Compressed: b.Compressed}
+			add(b.ID, Location{Pack: pack, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength, Compressed: b.Compressed})
 		}
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}
 	if d.err != nil {
-		return nil, fmt.Errorf("decoding index: %w", d.err)
+		return fmt.Errorf("decoding index: %w", d.err)
 	}
-	return out, nil
+	return nil
 }
 
 func encodeIndex(locs map[ID]Location) []byte {
-	byPack := map[ID][]indexBlob{}
+	x := newBlobIndex()
 	for id, l := range locs {
-		byPack[l.Pack] = append(byPack[l.Pack], indexBlob{ID: id, Offset: l.Offset, Length: l.Length, RawLength: l.RawLength, Compressed: l.Compressed})
+		x.put(id, l)
 	}
-	packs := make([]ID, 0, len(byPack))
-	for p := range byPack {
-		packs = append(packs, p)
-	}
-	sort.Slice(packs, func(i, j int) bool { return bytes.Compare(packs[i][:], packs[j][:]) < 0 })
-	out := append([]byte(nil), indexMagic...)
-	out = binary.AppendUvarint(out, uint64(len(packs)))
-	for _, p := range packs {
-		blobs := byPack[p]
-		sort.Slice(blobs, func(i, j int) bool { return blobs[i].Offset < blobs[j].Offset })
-		out = append(out, p[:]...)
-		out = appendBlobTable(out, blobs)
-	}
-	return out
+	return x.encode()
 }
 
 // Entry types as stored.

@@ -204,7 +204,7 @@ func (r *Repo) packUsage(live map[ID]bool) (packLive, packDead map[ID]int) {
 	r.mu.RLock()
 	packLive = map[ID]int{}
 	packDead = map[ID]int{}
-	for id, loc := range r.index {
+	for id, loc := range r.index.all {
 		if live[id] {
 			packLive[loc.Pack]++
 		} else {
@@ -266,20 +266,20 @@ func (r *Repo) writeLiveIndex(live map[ID]bool, res *PruneResult) (usedPacks map
 	if err != nil {
 		return nil, err
 	}
-	liveLocs := map[ID]Location{}
+	liveLocs := newBlobIndex()
 	usedPacks = map[ID]bool{}
 	r.mu.RLock()
 	for id := range live {
-		loc := r.index[id]
-		liveLocs[id] = loc
+		loc, _ := r.index.get(id)
+		liveLocs.put(id, loc)
 		usedPacks[loc.Pack] = true
 	}
-	res.BlobsDeleted = len(r.index) - len(live)
+	res.BlobsDeleted = r.index.len() - len(live)
 	r.mu.RUnlock()
 	var newIndex ID
-	if len(liveLocs) > 0 {
+	if liveLocs.len() > 0 {
 		var err error
-		if newIndex, _, err = r.writeIndex(liveLocs); err != nil {
+		if newIndex, _, err = r.writeBlobIndex(liveLocs); err != nil {
 			return nil, err
 		}
 	}

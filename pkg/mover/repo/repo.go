@@ -56,7 +56,7 @@ type Repo struct {
 	retention *Retention
 
 	mu    sync.RWMutex
-	index map[ID]Location
+	index *blobIndex
 	// orphans are packs no index names, found by the last LoadIndex.
 	orphans []ID
 }
@@ -160,7 +160,7 @@ func OpenStorage(ctx context.Context, st Storage, o Options) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Repo{Store: st, Config: c, ctx: ctx, index: map[ID]Location{}, retention: o.Retention}
+	r := &Repo{Store: st, Config: c, ctx: ctx, index: newBlobIndex(), retention: o.Retention}
 	if fst, ok := st.(*FileStorage); ok {
 		r.Dir = fst.Dir
 	}
@@ -272,18 +272,21 @@ func (r *Repo) LoadIndex() error {
 	for _, p := range packs {
 		exists[p] = true
 	}
-	index := map[ID]Location{}
+	// Drop the old index first: while it is read again, only one is held.
+	r.mu.Lock()
+	r.index = newBlobIndex()
+	r.mu.Unlock()
+	index := newBlobIndex()
 	indexed := map[ID]bool{}
 	for _, id := range ids {
-		locs, err := r.readIndexFile(id)
-		if err != nil {
-			return err
-		}
-		for b, l := range locs {
+		err := r.readIndexFile(id, func(b ID, l Location) {
 			if exists[l.Pack] {
-				index[b] = l
+				index.put(b, l)
 				indexed[l.Pack] = true
 			}
+		})
+		if err != nil {
+			return err
 		}
 	}
 	r.orphans = r.orphans[:0]
@@ -298,24 +301,35 @@ func (r *Repo) LoadIndex() error {
 	return nil
 }
 
-func (r *Repo) readIndexFile(id ID) (map[ID]Location, error) {
+// readIndexFile calls add for each blob of an index file (until the damage,
+// in a damaged one: the caller drops what it added then).
+func (r *Repo) readIndexFile(id ID, add func(ID, Location)) error {
 	data, err := r.readVerified(indexDir, id)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if data, err = r.open(data, aadIndex); err != nil {
-		return nil, fmt.Errorf("index %s: %w", id.Short(), err)
+		return fmt.Errorf("index %s: %w", id.Short(), err)
 	}
 	plain, err := zstdDecoder.DecodeAll(data, nil)
 	if err != nil {
-		return nil, fmt.Errorf("index %s is damaged: %w", id.Short(), err)
+		return fmt.Errorf("index %s is damaged: %w", id.Short(), err)
 	}
-	return DecodeIndex(plain)
+	return decodeIndex(plain, add)
 }
 
 // writeIndex stores an index of locs and returns its ID and stored size.
 func (r *Repo) writeIndex(locs map[ID]Location) (ID, int, error) {
-	data := r.seal(compressAll(encodeIndex(locs)), aadIndex)
+	x := newBlobIndex()
+	for id, l := range locs {
+		x.put(id, l)
+	}
+	return r.writeBlobIndex(x)
+}
+
+// writeBlobIndex stores an index of x and returns its ID and stored size.
+func (r *Repo) writeBlobIndex(x *blobIndex) (ID, int, error) {
+	data := r.seal(compressAll(x.encode()), aadIndex)
 	id, err := r.writeContentAddressed(indexDir, data)
 	return id, len(data), err
 }
@@ -324,15 +338,14 @@ func (r *Repo) writeIndex(locs map[ID]Location) (ID, int, error) {
 func (r *Repo) Lookup(id ID) (Location, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	l, ok := r.index[id]
-	return l, ok
+	return r.index.get(id)
 }
 
 // BlobCount is the number of blobs in the loaded index.
 func (r *Repo) BlobCount() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return len(r.index)
+	return r.index.len()
 }
 
 // ReadBlob returns a blob's plaintext, verified against its ID. buf is reused when large enough.

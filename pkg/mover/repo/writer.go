@@ -18,10 +18,12 @@ import (
 type Writer struct {
 	r *Repo
 
-	mu      sync.Mutex
-	pack    *openPack
-	seen    map[ID]bool
-	written map[ID]Location
+	mu   sync.Mutex
+	pack *openPack
+	// pending are the blobs placed in packs not yet complete; written
+	// those in complete packs, where the session's index will say.
+	pending map[ID]struct{}
+	written *blobIndex
 	err     error
 	rewrite bool
 
@@ -47,7 +49,7 @@ const flushSlots = 4
 
 // NewWriter starts a session.
 func (r *Repo) NewWriter() *Writer {
-	return &Writer{r: r, seen: map[ID]bool{}, written: map[ID]Location{}, slots: make(chan struct{}, flushSlots)}
+	return &Writer{r: r, pending: map[ID]struct{}{}, written: newBlobIndex(), slots: make(chan struct{}, flushSlots)}
 }
 
 // newRewriter starts a session that stores blobs again even when the index
@@ -73,9 +75,9 @@ func (w *Writer) AdoptOrphans() error {
 		w.r.mu.Lock()
 		for _, b := range blobs {
 			l := Location{Pack: p, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength, Compressed: b.Compressed}
-			w.written[b.ID] = l
-			if _, ok := w.r.index[b.ID]; !ok {
-				w.r.index[b.ID] = l
+			w.written.put(b.ID, l)
+			if !w.r.index.has(b.ID) {
+				w.r.index.put(b.ID, l)
 			}
 		}
 		w.r.mu.Unlock()
@@ -96,7 +98,15 @@ func (w *Writer) Has(id ID) bool {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.seen[id]
+	return w.storedLocked(id)
+}
+
+// storedLocked reports whether this session stores the blob.
+func (w *Writer) storedLocked(id ID) bool {
+	if _, ok := w.pending[id]; ok {
+		return true
+	}
+	return w.written.has(id)
 }
 
 // Add stores plain under id (its SHA-256) unless it is already stored.
@@ -119,7 +129,7 @@ func (w *Writer) Add(id ID, plain []byte, tryCompress bool) (bool, error) {
 		}
 	}
 	w.mu.Lock()
-	if w.err != nil || w.seen[id] {
+	if w.err != nil || w.storedLocked(id) {
 		err := w.err
 		w.mu.Unlock()
 		return compressed, err
@@ -135,7 +145,7 @@ func (w *Writer) Add(id ID, plain []byte, tryCompress bool) (bool, error) {
 	off := p.size
 	p.size += int64(len(stored))
 	p.blobs = append(p.blobs, indexBlob{ID: id, Offset: off, Length: uint32(len(stored)), RawLength: uint32(len(plain)), Compressed: compressed})
-	w.seen[id] = true
+	w.pending[id] = struct{}{}
 	p.writing.Add(1)
 	var full *openPack
 	if p.size >= int64(w.r.Config.PackSize) {
@@ -212,7 +222,8 @@ func (w *Writer) flush(p *openPack) {
 		}
 		w.StoredBytes.Add(p.size)
 		for _, b := range p.blobs {
-			w.written[b.ID] = Location{Pack: id, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength, Compressed: b.Compressed}
+			w.written.put(b.ID, Location{Pack: id, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength, Compressed: b.Compressed})
+			delete(w.pending, b.ID)
 		}
 	}()
 }
@@ -229,18 +240,24 @@ func (w *Writer) Finish() error {
 	if w.err != nil {
 		return w.err
 	}
-	if len(w.written) == 0 {
+	if w.written.len() == 0 {
 		return nil
 	}
-	_, n, err := w.r.writeIndex(w.written)
+	_, n, err := w.r.writeBlobIndex(w.written)
 	if err != nil {
 		return fmt.Errorf("writing index: %w", err)
 	}
 	w.StoredBytes.Add(int64(n))
 	w.r.mu.Lock()
-	for id, l := range w.written {
-		w.r.index[id] = l
+	if w.r.index.len() == 0 {
+		// A first backup: its index is the repository's, not a copy.
+		w.r.index = w.written
+	} else {
+		for id, l := range w.written.all {
+			w.r.index.put(id, l)
+		}
 	}
+	w.written = newBlobIndex()
 	w.r.mu.Unlock()
 	return nil
 }
