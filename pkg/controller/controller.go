@@ -265,8 +265,8 @@ func (m *Manager) jobUpdated(o, n interface{}) {
 	oj, ok1 := o.(*batchv1.Job)
 	nj, ok2 := n.(*batchv1.Job)
 	if ok1 && ok2 && nj.Labels[v1alpha1.ManagedByLabel] == v1alpha1.ManagedBy && !safety.JobFinished(oj) && safety.JobFinished(nj) {
+		m.countPrune(nj) // first: its Backup, which names the policy, goes soon after
 		m.wakeQueue()
-		m.countPrune(nj)
 	}
 }
 
