@@ -27,7 +27,7 @@ import (
 type options struct {
 	repo, source, target, snapshot, summaryFile, mode, parentTag string
 	jsonOut, dryRun, noParent                                    bool
-	forget, tags                                                 []string
+	forget, tags, paths                                          []string
 
 	// Where the repository is and how to open it.
 	s3                     repo.S3Options
@@ -331,6 +331,9 @@ func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra
 			if mode != "" && mode != engine.Merge && mode != engine.Mirror {
 				return usageError{fmt.Errorf("unknown restore mode %q: use merge or mirror", mode)}
 			}
+			if err := engine.CheckPaths(o.paths); err != nil {
+				return usageError{fmt.Errorf("--path: %w", err)}
+			}
 			r, err := o.open(ctx)
 			if err != nil {
 				return err
@@ -342,7 +345,7 @@ func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra
 			}
 			start := time.Now()
 			res, err := engine.Restore(ctx, r, engine.RestoreOptions{Snapshot: id, Target: o.target,
-				Mode: mode, DryRun: diff || o.dryRun, Progress: out.progress})
+				Mode: mode, DryRun: diff || o.dryRun, Paths: o.paths, Progress: out.progress})
 			if err != nil {
 				return err
 			}
@@ -364,6 +367,9 @@ func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra
 				verb = "would change"
 			}
 			fmt.Fprintf(&b, "%s %d created, %d overwritten, %d deleted, %d unchanged", verb, res.Creates, res.Overwrites, res.Deletes, res.Unchanged)
+			if len(res.Selection) > 0 {
+				fmt.Fprintf(&b, " at or beneath %s", strings.Join(res.Selection, ", "))
+			}
 			for _, p := range res.Paths {
 				b.WriteString("\n" + p)
 			}
@@ -378,6 +384,7 @@ func restoreCmd(ctx context.Context, o *options, out *printer, diff bool) *cobra
 	c.Flags().StringVar(&o.snapshot, "snapshot", "", "snapshot id (a unique prefix of 8+ digits, or latest) (required)")
 	c.Flags().StringVar(&o.target, "target", "", "directory to restore into (required)")
 	c.Flags().StringVar(&o.mode, "mode", "merge", "merge (overwrite what differs, keep the rest) or mirror (also delete what the snapshot lacks)")
+	c.Flags().StringArrayVar(&o.paths, "path", nil, "restore only this file or directory of the snapshot, relative to its root, to the same path beneath --target (repeatable; mirror deletes only beneath the paths; default: everything)")
 	if !diff {
 		c.Flags().BoolVar(&o.dryRun, "dry-run", false, "report what would change and touch nothing (same as diff)")
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,15 @@ type RestoreOptions struct {
 	Mode     RestoreMode
 	// DryRun computes the changes and touches nothing.
 	DryRun bool
+	// Paths limits the restore to these files and directories of the
+	// snapshot (see CheckPaths), each restored to the same path beneath
+	// Target with everything beneath it; empty: everything. Mirror deletes
+	// only beneath them, and the result counts and lists only what changes
+	// beneath them, plus the missing parent directories created to reach
+	// them (with the snapshot's metadata). Existing parents, the target's top
+	// directory among them, are left as they are. A path the snapshot does
+	// not hold is an error before anything is written.
+	Paths []string
 	// MaxPaths bounds the changed paths listed in the result (0: 1000).
 	MaxPaths int
 	Progress func(report.Progress)
@@ -45,13 +55,15 @@ type RestoreOptions struct {
 
 // RestoreResult describes what a restore changed (or, for a dry run, would change).
 type RestoreResult struct {
-	Snapshot   string `json:"snapshot"`
-	Mode       string `json:"mode"`
-	DryRun     bool   `json:"dryRun"`
-	Creates    int64  `json:"creates"`
-	Overwrites int64  `json:"overwrites"`
-	Deletes    int64  `json:"deletes"`
-	Unchanged  int64  `json:"unchanged"`
+	Snapshot string `json:"snapshot"`
+	Mode     string `json:"mode"`
+	DryRun   bool   `json:"dryRun"`
+	// Selection is RestoreOptions.Paths in walk order; empty: everything.
+	Selection  []string `json:"selection,omitempty"`
+	Creates    int64    `json:"creates"`
+	Overwrites int64    `json:"overwrites"`
+	Deletes    int64    `json:"deletes"`
+	Unchanged  int64    `json:"unchanged"`
 	// Paths lists changes as "+ path" (create), "~ path" (overwrite) and
 	// "- path" (delete), in walk order, up to MaxPaths.
 	Paths     []string `json:"paths"`
@@ -91,26 +103,30 @@ func (res *RestoreResult) note(kind byte, path string, max int) {
 }
 
 type restorer struct {
-	r       *repo.Repo
-	o       RestoreOptions
-	root    string
-	rootFD  int
-	asRoot  bool
-	uid     int // the mover's effective user and group
-	gid     int
-	res     *RestoreResult
-	max     int
-	c       counters
-	zeros   []byte
-	dirs    []dirMeta // directories whose metadata is applied last, children first
-	links   []*repo.Entry
-	groups  map[uint64]string // hard-link group → first restored path
-	files   chan fileWrite
-	wg      sync.WaitGroup
-	errOnce sync.Once
-	err     error
-	failed  atomic.Bool
-	mu      sync.Mutex
+	r      *repo.Repo
+	o      RestoreOptions
+	root   string
+	rootFD int
+	asRoot bool
+	uid    int // the mover's effective user and group
+	gid    int
+	res    *RestoreResult
+	max    int
+	sel    *selection // nil: everything
+	// rootCreated: the target's top directory did not exist before this
+	// restore, so it takes the snapshot's metadata even when paths are selected.
+	rootCreated bool
+	c           counters
+	zeros       []byte
+	dirs        []dirMeta // directories whose metadata is applied last, children first
+	links       []*repo.Entry
+	groups      map[uint64]string // hard-link group → first restored path
+	files       chan fileWrite
+	wg          sync.WaitGroup
+	errOnce     sync.Once
+	err         error
+	failed      atomic.Bool
+	mu          sync.Mutex
 }
 
 // fileWrite is one file for the writers; replace is set when a file exists
@@ -136,6 +152,10 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 	if o.Mode != Merge && o.Mode != Mirror {
 		return nil, fmt.Errorf("unknown restore mode %q: use merge or mirror", o.Mode)
 	}
+	sel, err := newSelection(o.Paths)
+	if err != nil {
+		return nil, err
+	}
 	lock, err := r.LockContext(ctx, repo.Shared, 10*time.Minute)
 	if err != nil {
 		return nil, err
@@ -148,25 +168,43 @@ func Restore(ctx context.Context, r *repo.Repo, o RestoreOptions) (*RestoreResul
 	if err != nil {
 		return nil, err
 	}
+	filesTotal, bytesTotal := snap.Totals.Files, snap.Totals.Bytes
+	if sel != nil {
+		// Before anything is written: every path is in the snapshot, and
+		// the target has no file where one of their parents must go.
+		if filesTotal, bytesTotal, err = scanSelection(r, snap, sel); err != nil {
+			return nil, err
+		}
+		if err := sel.checkTargetAncestors(o.Target); err != nil {
+			return nil, err
+		}
+	}
 	manifest, err := r.OpenManifest(snap.Manifest)
 	if err != nil {
 		return nil, err
 	}
 	defer manifest.Close()
 
+	rootCreated := false
 	if !o.DryRun {
+		if _, err := os.Lstat(o.Target); errors.Is(err, os.ErrNotExist) {
+			rootCreated = true
+		}
 		if err := os.MkdirAll(o.Target, 0o755); err != nil {
 			return nil, err
 		}
 	}
 	res := &RestoreResult{Snapshot: snap.ID.String(), Mode: string(o.Mode), DryRun: o.DryRun, Paths: []string{}}
 	rs := &restorer{r: r, o: o, root: o.Target, asRoot: os.Geteuid() == 0, uid: os.Geteuid(), gid: os.Getegid(), res: res, max: o.MaxPaths,
-		zeros: make([]byte, r.Config.Chunker.Max), groups: map[uint64]string{}, rootFD: -1}
+		zeros: make([]byte, r.Config.Chunker.Max), groups: map[uint64]string{}, rootFD: -1, sel: sel, rootCreated: rootCreated}
+	if sel != nil {
+		res.Selection = sel.sorted()
+	}
 	if rs.max == 0 {
 		rs.max = 1000
 	}
-	rs.c.bytesTotal.Store(snap.Totals.Bytes)
-	rs.c.filesTotal.Store(snap.Totals.Files)
+	rs.c.bytesTotal.Store(bytesTotal)
+	rs.c.filesTotal.Store(filesTotal)
 	if fd, err := unix.Open(o.Target, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
 		rs.rootFD = fd
 		defer unix.Close(fd)
@@ -205,7 +243,73 @@ func (rs *restorer) fail(err error) {
 	rs.errOnce.Do(func() { rs.err = err; rs.failed.Store(true) })
 }
 
-// run walks the manifest beside the target, both in walk order.
+// scanSelection reads the manifest as far as the selection reaches, before
+// a restore of selected paths writes anything: it fails naming every
+// selected path the snapshot does not hold, and otherwise returns the files
+// and bytes at and beneath the selected paths (the restore's totals). No
+// file content is read.
+func scanSelection(r *repo.Repo, snap *repo.Snapshot, sel *selection) (files, bytes int64, err error) {
+	m, err := r.OpenManifest(snap.Manifest)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer m.Close()
+	found := map[string]bool{}
+scan:
+	for {
+		e, err := m.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		switch sel.classify(e.Path) {
+		case selected:
+			found[e.Path] = found[e.Path] || sel.paths[e.Path]
+			if e.Type == repo.TypeFile {
+				files++
+				bytes += e.Size
+			}
+		case past:
+			break scan
+		}
+	}
+	var missing []string
+	for _, p := range sel.sorted() {
+		if !found[p] {
+			missing = append(missing, fmt.Sprintf("%q", p))
+		}
+	}
+	if len(missing) > 0 {
+		return 0, 0, fmt.Errorf("snapshot %s holds no %s; nothing was written. Its paths are listed by backup-mover ls --snapshot %s",
+			snap.ID.Short(), strings.Join(missing, ", "), snap.ID.Short())
+	}
+	return files, bytes, nil
+}
+
+// nextEntry returns the next manifest entry a restore handles, with its
+// class: with a selection, only selected paths and their parents; entries
+// outside it are passed over (their content is never read), and the
+// manifest is not read past the last selected path.
+func (rs *restorer) nextEntry(manifest *repo.ManifestReader) (*repo.Entry, pathClass, error) {
+	for {
+		m, err := manifest.Next()
+		if err != nil || rs.sel == nil {
+			return m, selected, err
+		}
+		switch c := rs.sel.classify(m.Path); c {
+		case selected, ancestor:
+			return m, c, nil
+		case past:
+			return nil, past, io.EOF
+		}
+	}
+}
+
+// run walks the manifest beside the target, both in walk order. With a
+// selection, the target's directories outside it are not entered, and
+// nothing outside it is compared, written or deleted.
 func (rs *restorer) run(ctx context.Context, manifest *repo.ManifestReader) error {
 	var tw *walker
 	var t *node
@@ -217,13 +321,27 @@ func (rs *restorer) run(ctx context.Context, manifest *repo.ManifestReader) erro
 		tw, t = w, w.first()
 	}
 	nextT := func() error {
-		n, err := tw.next()
-		if err == io.EOF {
-			t = nil
-			return nil
+		for {
+			n, err := tw.next()
+			if err == io.EOF {
+				t = nil
+				return nil
+			}
+			if err == nil && rs.sel != nil {
+				switch rs.sel.classify(n.path) {
+				case outside:
+					if n.info.IsDir() {
+						tw.skip()
+					}
+					continue
+				case past:
+					t = nil
+					return nil
+				}
+			}
+			t = n
+			return err
 		}
-		t = n
-		return err
 	}
 	for {
 		if ctx.Err() != nil {
@@ -232,7 +350,7 @@ func (rs *restorer) run(ctx context.Context, manifest *repo.ManifestReader) erro
 		if rs.failed.Load() {
 			return nil // the worker's error is returned by Restore
 		}
-		m, err := manifest.Next()
+		m, class, err := rs.nextEntry(manifest)
 		if err == io.EOF {
 			m = nil
 		} else if err != nil {
@@ -262,7 +380,12 @@ func (rs *restorer) run(ctx context.Context, manifest *repo.ManifestReader) erro
 		if t != nil && t.path == m.Path {
 			existing = t
 		}
-		descend, err := rs.apply(m, existing)
+		var descend bool
+		if class == ancestor {
+			descend, err = rs.applyAncestor(m, existing)
+		} else {
+			descend, err = rs.apply(m, existing)
+		}
 		if err != nil {
 			return err
 		}
@@ -369,6 +492,36 @@ func (rs *restorer) apply(m *repo.Entry, existing *node) (bool, error) {
 		rs.files <- fileWrite{entry: m, replace: existing != nil}
 		return false, nil
 	}
+}
+
+// applyAncestor handles a directory that holds a selected path. It is not
+// selected itself: an existing one is entered and left as it is, metadata
+// included; a missing one is created (and listed as created), with the
+// snapshot's metadata. It reports whether the walk should descend.
+func (rs *restorer) applyAncestor(m *repo.Entry, existing *node) (bool, error) {
+	if existing != nil {
+		if !existing.info.IsDir() {
+			// checkTargetAncestors refused this before anything was written;
+			// the target changed since.
+			return false, fmt.Errorf("the target has no directory at %q, which holds selected paths: move or remove what is there, or restore %q instead", m.Path, m.Path)
+		}
+		if m.Path == "." && rs.rootCreated && !rs.o.DryRun {
+			rs.dirs = append(rs.dirs, dirMeta{path: m.Path, entry: *m})
+		}
+		return true, nil
+	}
+	if m.Path == "." {
+		return false, nil // a dry run into a target that does not exist
+	}
+	rs.res.note('+', m.Path, rs.max)
+	if rs.o.DryRun {
+		return false, nil
+	}
+	if err := rs.at(m.Path, func(dirfd int, base string) error { return unix.Mkdirat(dirfd, base, 0o700) }); err != nil {
+		return false, err
+	}
+	rs.dirs = append(rs.dirs, dirMeta{path: m.Path, entry: *m})
+	return false, nil
 }
 
 // same reports whether the target entry already equals the snapshot entry,
