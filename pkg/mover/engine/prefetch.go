@@ -86,7 +86,7 @@ func (p *prefetcher) schedule(parent string, kids []child) {
 	added := false
 	for i := range kids {
 		k := &kids[i]
-		if k.st.Mode&0o170000 != 0o040000 {
+		if k.st.mode&0o170000 != 0o040000 {
 			continue
 		}
 		path := k.name

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -63,7 +64,7 @@ type dirFrame struct {
 // child is one entry of a listed directory.
 type child struct {
 	name   string
-	st     unix.Stat_t
+	st     lstat
 	xattrs []repo.Xattr
 	load   *dirLoad // set for directories while prefetching
 	gone   bool     // listed, but gone before its lstat
@@ -199,7 +200,7 @@ func (w *walker) next() (*node, error) {
 			}
 			continue
 		}
-		si := &statInfo{name: k.name, st: k.st}
+		si := &statInfo{name: k.name, st: k.st.full()}
 		n := &node{path: rel, info: si, stat: &si.st, xattrs: k.xattrs}
 		if n.info.IsDir() {
 			w.pending, w.pendingDir = n, k.load
@@ -256,7 +257,8 @@ func listDir(abs string, xattrs bool, hook func(op, path string)) ([]child, erro
 			if hook != nil {
 				hook("lstat", filepath.Join(abs, name))
 			}
-			err := unix.Fstatat(int(fd), name, &k.st, unix.AT_SYMLINK_NOFOLLOW)
+			var st unix.Stat_t
+			err := unix.Fstatat(int(fd), name, &st, unix.AT_SYMLINK_NOFOLLOW)
 			if err == unix.ENOENT {
 				k.gone = true
 				continue
@@ -265,7 +267,8 @@ func listDir(abs string, xattrs bool, hook func(op, path string)) ([]child, erro
 				listErr = &os.PathError{Op: "lstat", Path: filepath.Join(abs, name), Err: err}
 				return
 			}
-			if t := k.st.Mode & unix.S_IFMT; !xattrs || t != unix.S_IFREG && t != unix.S_IFDIR {
+			k.st = compactStat(&st)
+			if t := k.st.mode & unix.S_IFMT; !xattrs || t != unix.S_IFREG && t != unix.S_IFDIR {
 				continue
 			}
 			// Most entries have no attributes: ask relative to the directory
@@ -377,6 +380,33 @@ func xattrCall(buf []byte, call func([]byte) (int, error)) ([]byte, error) {
 		buf = make([]byte, size+64)
 	}
 }
+
+// lstat is what the walk keeps of an entry's lstat until it gets to the
+// entry: a listing holds one per entry, so a directory of 100,000 entries
+// costs 56 bytes each here rather than a unix.Stat_t's 144.
+type lstat struct {
+	dev, ino       uint64
+	size           int64
+	mtime, ctime   int64 // nanoseconds since the Unix epoch
+	mode, uid, gid uint32
+	nlink          uint32 // at most math.MaxUint32
+}
+
+func compactStat(st *unix.Stat_t) lstat {
+	return lstat{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
+		mode: st.Mode, uid: st.Uid, gid: st.Gid, nlink: uint32(min(uint64(st.Nlink), math.MaxUint32))}
+}
+
+// full is the unix.Stat_t of the fields kept (the others are zero).
+func (l lstat) full() unix.Stat_t {
+	st := unix.Stat_t{Dev: l.dev, Ino: l.ino, Size: l.size, Mtim: unix.NsecToTimespec(l.mtime), Ctim: unix.NsecToTimespec(l.ctime),
+		Mode: l.mode, Uid: l.uid, Gid: l.gid}
+	setNlink(&st.Nlink, l.nlink)
+	return st
+}
+
+// setNlink sets a Stat_t's Nlink, whose type differs between architectures.
+func setNlink[T ~uint32 | ~uint64](dst *T, n uint32) { *dst = T(n) }
 
 // statInfo is an os.FileInfo for an lstat result.
 type statInfo struct {
