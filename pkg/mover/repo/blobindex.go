@@ -72,13 +72,20 @@ func (x *blobIndex) all(yield func(ID, Location) bool) {
 	}
 }
 
-// encode is the index file's plaintext (see encodeIndex). It groups the
-// blobs by pack through one array of IDs (32 bytes a blob) rather than a
-// table of Locations.
-func (x *blobIndex) encode() []byte {
+// encode is the index file's plaintext (see encodeIndex).
+func (x *blobIndex) encode() []byte { return x.encodeWhere(nil) }
+
+// encodeWhere is the plaintext of an index file of the blobs keep accepts
+// (all with keep nil). It groups the blobs by pack through one array of IDs
+// (32 bytes a blob) rather than a table of Locations.
+func (x *blobIndex) encodeWhere(keep func(ID) bool) []byte {
 	start := make([]int, len(x.packs)+1)
-	for _, p := range x.m {
-		start[p.pack+1]++
+	kept := 0
+	for id, p := range x.m {
+		if keep == nil || keep(id) {
+			start[p.pack+1]++
+			kept++
+		}
 	}
 	used := 0
 	for i := range x.packs {
@@ -87,11 +94,13 @@ func (x *blobIndex) encode() []byte {
 		}
 		start[i+1] += start[i]
 	}
-	ids := make([]ID, len(x.m))
+	ids := make([]ID, kept)
 	next := slices.Clone(start[:len(x.packs)])
 	for id, p := range x.m {
-		ids[next[p.pack]] = id
-		next[p.pack]++
+		if keep == nil || keep(id) {
+			ids[next[p.pack]] = id
+			next[p.pack]++
+		}
 	}
 	order := make([]uint32, 0, used)
 	for i := range x.packs {
@@ -100,7 +109,7 @@ func (x *blobIndex) encode() []byte {
 		}
 	}
 	sort.Slice(order, func(i, j int) bool { return bytes.Compare(x.packs[order[i]][:], x.packs[order[j]][:]) < 0 })
-	out := make([]byte, 0, len(indexMagic)+binary.MaxVarintLen64+len(order)*40+len(x.m)*48)
+	out := make([]byte, 0, len(indexMagic)+binary.MaxVarintLen64+len(order)*40+kept*48)
 	out = append(out, indexMagic...)
 	out = binary.AppendUvarint(out, uint64(len(order)))
 	var blobs []indexBlob

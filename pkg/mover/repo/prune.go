@@ -266,20 +266,24 @@ func (r *Repo) writeLiveIndex(live map[ID]bool, res *PruneResult) (usedPacks map
 	if err != nil {
 		return nil, err
 	}
-	liveLocs := newBlobIndex()
+	// The new index is encoded from the loaded one, and the loaded one
+	// then loses its dead blobs: no second index of the live blobs is held.
 	usedPacks = map[ID]bool{}
 	r.mu.RLock()
 	for id := range live {
 		loc, _ := r.index.get(id)
-		liveLocs.put(id, loc)
 		usedPacks[loc.Pack] = true
 	}
 	res.BlobsDeleted = r.index.len() - len(live)
+	var plain []byte
+	if len(live) > 0 {
+		plain = r.index.encodeWhere(func(id ID) bool { return live[id] })
+	}
 	r.mu.RUnlock()
 	var newIndex ID
-	if liveLocs.len() > 0 {
+	if plain != nil {
 		var err error
-		if newIndex, _, err = r.writeBlobIndex(liveLocs); err != nil {
+		if newIndex, _, err = r.writeIndexPlain(plain); err != nil {
 			return nil, err
 		}
 	}
@@ -292,7 +296,11 @@ func (r *Repo) writeLiveIndex(live map[ID]bool, res *PruneResult) (usedPacks map
 		}
 	}
 	r.mu.Lock()
-	r.index = liveLocs
+	for id := range r.index.m {
+		if !live[id] {
+			delete(r.index.m, id)
+		}
+	}
 	r.mu.Unlock()
 	return usedPacks, nil
 }

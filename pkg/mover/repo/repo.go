@@ -328,8 +328,12 @@ func (r *Repo) writeIndex(locs map[ID]Location) (ID, int, error) {
 }
 
 // writeBlobIndex stores an index of x and returns its ID and stored size.
-func (r *Repo) writeBlobIndex(x *blobIndex) (ID, int, error) {
-	data := r.seal(compressAll(x.encode()), aadIndex)
+func (r *Repo) writeBlobIndex(x *blobIndex) (ID, int, error) { return r.writeIndexPlain(x.encode()) }
+
+// writeIndexPlain stores an index file of this plaintext and returns its ID
+// and stored size.
+func (r *Repo) writeIndexPlain(plain []byte) (ID, int, error) {
+	data := r.seal(compressAll(plain), aadIndex)
 	id, err := r.writeContentAddressed(indexDir, data)
 	return id, len(data), err
 }
