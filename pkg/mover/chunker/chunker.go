@@ -175,15 +175,17 @@ func (s *Splitter) Next(buf []byte) ([]byte, error) {
 	for cut < 0 {
 		// Scan what is there; the masks and limits are Chunker.cut's.
 		limit := min(len(b), s.p.Max)
-		for ; i < limit; i++ {
+		for normal := min(limit, s.p.Avg); i < normal; i++ {
 			h = (h << 1) + gear[b[i]]
-			mask := s.maskL
-			if i < s.p.Avg {
-				mask = s.maskS
-			}
-			if h&mask == 0 {
+			if h&s.maskS == 0 {
 				cut = i + 1
 				break
+			}
+		}
+		for ; cut < 0 && i < limit; i++ {
+			h = (h << 1) + gear[b[i]]
+			if h&s.maskL == 0 {
+				cut = i + 1
 			}
 		}
 		switch {
