@@ -86,6 +86,10 @@ deploy: ## Apply artifacts/deploy to the cluster KUBECONFIG points at (kind)
 clean: ## Remove build output
 	rm -rf _output
 
+.PHONY: bench-controller
+bench-controller: cluster-tools ## 1,000 BackupPolicies vs. 1,000 CronJobs firing in the same minute on a fresh local cluster (N=…, STORED=…)
+	$(GO) run ./hack/bench/controller -n $(or $(N),1000) -stored $(or $(STORED),10000)
+
 .PHONY: bench-mover
 bench-mover: ## Benchmark backup-mover against restic and tar|zstd on a ~2 GiB dataset
 	$(GO) run ./hack/bench/mover

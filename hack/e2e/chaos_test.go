@@ -210,6 +210,7 @@ spec: {schedule: "0 0 1 1 *", target: {pvcName: small}, storage: {pvcName: %[2]s
 	// The small claim's data: 24 MiB, of which a third changes per backup.
 	runPod(t, c.ns, c.name("fill-small"), `for i in $(seq 1 24); do head -c 1048576 /dev/urandom > /small/f$i; done`, "small")
 	c.backup("p")
+	c.backup("s")
 }
 
 // churn rewrites mib of the files backed up, so the next backup has work.

@@ -147,6 +147,9 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 		nodeName: m.nodeOfRunningUser(targetNS, pvcName), security: sec,
 		args: []string{"backup", "--source", "/source", "--summary-file", "/dev/termination-log",
 			"--tag", "backup=" + b.Namespace + "/" + b.Name, "--tag", "pvc=" + targetNS + "/" + pvcName, "--tag", "policy=" + b.Spec.PolicyName,
+			// One snapshot per Backup: a retried pod whose predecessor
+			// published one (killed before it reported) ends with that one.
+			"--tag", "backup-uid=" + string(b.UID),
 			"--parent-tag", "pvc"}}
 	var lockedUntil *metav1.Time
 	if im := b.Spec.Storage.Immutability; im != nil && b.Spec.Storage.S3 != nil {

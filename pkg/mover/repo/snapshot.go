@@ -40,15 +40,75 @@ type Snapshot struct {
 	ID ID `json:"-"`
 }
 
-// SaveSnapshot publishes a snapshot and returns it with its ID set.
+// OnceTag names what a snapshot is the backup of (the operator sets it to
+// the Backup object's UID): a repository keeps one snapshot per value. A
+// backup run again after its first attempt published its snapshot (a mover
+// killed before it could report, a pod deleted while its container still
+// ran) ends with that snapshot rather than a second one.
+const OnceTag = "backup-uid"
+
+// SaveSnapshot publishes a snapshot and returns it with its ID set. When the
+// snapshot carries OnceTag and the repository already holds a snapshot with
+// the same value, nothing is written and s becomes that snapshot.
 func (r *Repo) SaveSnapshot(s *Snapshot) error {
+	once := s.Tags[OnceTag]
+	if once != "" {
+		prev, err := r.snapshotsTagged(OnceTag, once)
+		if err != nil {
+			return err
+		}
+		if len(prev) > 0 {
+			*s = *prev[0]
+			return nil
+		}
+		if betweenLookAndWrite != nil {
+			betweenLookAndWrite()
+		}
+	}
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
 	}
 	id, err := r.writeContentAddressed(snapshotsDir, r.seal(data, aadSnapshot))
 	s.ID = id
-	return err
+	if err != nil || once == "" {
+		return err
+	}
+	// Two attempts that published at the same moment both see both: the
+	// snapshot with the smaller ID stays, and the other attempt forgets its
+	// own and ends with the one that stays. (An attempt that looked before
+	// the other published keeps its own; the repository then holds two.)
+	all, err := r.snapshotsTagged(OnceTag, once)
+	if err != nil {
+		return err
+	}
+	if len(all) > 1 && all[0].ID != id {
+		if _, err := r.forgetSnapshot(id); err != nil {
+			return err
+		}
+		*s = *all[0]
+	}
+	return nil
+}
+
+// betweenLookAndWrite lets a test publish a competing snapshot at the worst moment.
+var betweenLookAndWrite func()
+
+// snapshotsTagged returns the snapshots whose tag key has value, smallest
+// ID first.
+func (r *Repo) snapshotsTagged(key, value string) ([]*Snapshot, error) {
+	snaps, err := r.Snapshots()
+	if err != nil {
+		return nil, err
+	}
+	var out []*Snapshot
+	for _, s := range snaps {
+		if s.Tags[key] == value {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID.String() < out[j].ID.String() })
+	return out, nil
 }
 
 // LoadSnapshot reads and verifies one snapshot.
