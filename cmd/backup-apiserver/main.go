@@ -10,7 +10,7 @@ import (
 	"k8s.io/apiserver/pkg/util/compatibility"
 	"k8s.io/component-base/cli"
 	_ "k8s.io/component-base/metrics/prometheus/restclient" // rest_client_* metrics: the requests the controllers send
-	_ "time/tzdata" // IANA zones for spec.timeZone, also in images without /usr/share/zoneinfo
+	_ "time/tzdata"                                         // IANA zones for spec.timeZone, also in images without /usr/share/zoneinfo
 
 	"example.com/backup-operator/pkg/cmd/server"
 )
