@@ -166,8 +166,7 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 	}
 	spec := jobSpec{kind: "restore", namespace: targetNS, name: name, owner: r, ownerKind: "RestoreJob", repo: b.Spec.Storage,
 		targetPVC: r.Spec.Target.PVCName, nodeName: m.nodeOfRunningUser(targetNS, r.Spec.Target.PVCName), security: sec,
-		args: []string{op, "--snapshot", b.Status.SnapshotID, "--target", "/target",
-			"--mode", strings.ToLower(string(r.Spec.Mode)), "--summary-file", "/dev/termination-log"}}
+		args: restoreArgs(op, b.Status.SnapshotID, r.Spec.Mode, r.Spec.Paths)}
 	job, created, err := m.ensureJob(ctx, r, m.moverJob(spec))
 	if refused, ok := errors.AsType[*jobRefused](err); ok {
 		return result{}, m.failRestore(ctx, r, statusChecks, refused.reason, refused.msg+"; nothing was written")
@@ -198,8 +197,38 @@ func (m *Manager) syncRestore(ctx context.Context, ns, name string) (result, err
 			now := metav1.NewTime(m.opts.Now())
 			s.StartTime = &now
 		}
-		s.Message = restoreRunningMessage(r.Spec.DryRun)
+		s.Message = restoreRunningMessage(r.Spec.DryRun, r.Spec.Paths)
 	})
+}
+
+// restoreArgs is the restore (or, for a dry run, diff) command of the data
+// mover. Each path goes in one --path=VALUE argument: a path that begins
+// with "-" stays a value, never a flag.
+func restoreArgs(op, snapshotID string, mode v1alpha1.RestoreMode, paths []string) []string {
+	args := []string{op, "--snapshot", snapshotID, "--target", "/target",
+		"--mode", strings.ToLower(string(mode)), "--summary-file", "/dev/termination-log"}
+	for _, p := range paths {
+		args = append(args, "--path="+p)
+	}
+	return args
+}
+
+// selectionNote names a restore's spec.paths for its messages: "" for a
+// restore of everything.
+func selectionNote(paths []string) string {
+	if len(paths) == 0 {
+		return ""
+	}
+	const max = 5
+	quoted := make([]string, 0, max)
+	for i, p := range paths {
+		if i == max {
+			quoted = append(quoted, fmt.Sprintf("and %d more", len(paths)-max))
+			break
+		}
+		quoted = append(quoted, fmt.Sprintf("%q", p))
+	}
+	return " (only spec.paths: " + strings.Join(quoted, ", ") + ")"
 }
 
 // ensureNewPVC creates the restore's target claim and reports whether it is Bound.
@@ -278,7 +307,7 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 	err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
 		if s.Phase != v1alpha1.RestorePhaseRunning {
 			// The Job of an earlier sync whose status write was lost.
-			s.Phase, s.JobName, s.Message = v1alpha1.RestorePhaseRunning, job.Name, restoreRunningMessage(r.Spec.DryRun)
+			s.Phase, s.JobName, s.Message = v1alpha1.RestorePhaseRunning, job.Name, restoreRunningMessage(r.Spec.DryRun, r.Spec.Paths)
 			meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionQueued)
 			if s.StartTime == nil {
 				s.StartTime = ptr.To(metav1.NewTime(m.opts.Now()))
@@ -289,7 +318,7 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 		}
 		if meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionMoverBlocked) != nil && (pod != nil || job.Status.Active > 0) {
 			meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionMoverBlocked)
-			s.Message = restoreRunningMessage(r.Spec.DryRun)
+			s.Message = restoreRunningMessage(r.Spec.DryRun, r.Spec.Paths)
 		}
 	})
 	return result{after: progressInterval}, err
@@ -311,9 +340,9 @@ func (m *Manager) completeRestore(ctx context.Context, r *v1alpha1.RestoreJob, j
 		s.Stats = &v1alpha1.RestoreStats{Files: summary.Files, Bytes: summary.Bytes}
 		s.Verified = summary.Verified
 		if r.Spec.DryRun {
-			s.Message = fmt.Sprintf("dry run: a restore would create %d, overwrite %d and delete %d files; nothing was written", summary.Creates, summary.Overwrites, summary.Deletes)
+			s.Message = fmt.Sprintf("dry run: a restore would create %d, overwrite %d and delete %d files%s; nothing was written", summary.Creates, summary.Overwrites, summary.Deletes, selectionNote(r.Spec.Paths))
 		} else {
-			s.Message = fmt.Sprintf("restored and verified: %d created, %d overwritten, %d deleted, %d bytes written", summary.Creates, summary.Overwrites, summary.Deletes, summary.Bytes)
+			s.Message = fmt.Sprintf("restored and verified: %d created, %d overwritten, %d deleted, %d bytes written%s", summary.Creates, summary.Overwrites, summary.Deletes, summary.Bytes, selectionNote(r.Spec.Paths))
 		}
 		if summary.XattrsSkipped > 0 {
 			s.Message += fmt.Sprintf("; %d extended attributes could not be set on the target (%s): check that its filesystem supports them", summary.XattrsSkipped, summary.XattrWarning)
@@ -354,11 +383,11 @@ func (m *Manager) completeRestore(ctx context.Context, r *v1alpha1.RestoreJob, j
 }
 
 // restoreRunningMessage is a running RestoreJob's status message.
-func restoreRunningMessage(dryRun bool) string {
+func restoreRunningMessage(dryRun bool, paths []string) string {
 	if dryRun {
-		return "the data mover is comparing the snapshot with the claim (dry run)"
+		return "the data mover is comparing the snapshot with the claim (dry run)" + selectionNote(paths)
 	}
-	return "the data mover is restoring the snapshot into the claim"
+	return "the data mover is restoring the snapshot into the claim" + selectionNote(paths)
 }
 
 // finalizeRestore stops a deleted RestoreJob's mover before letting the

@@ -253,11 +253,14 @@ type RestoreTarget struct {
 
 // RestoreJobSpec says which Backup to restore, where and how. Immutable after create.
 type RestoreJobSpec struct {
-	BackupName           string
-	BackupNamespace      string
-	Target               RestoreTarget
-	Mode                 RestoreMode
-	DryRun               bool
+	BackupName      string
+	BackupNamespace string
+	Target          RestoreTarget
+	Mode            RestoreMode
+	DryRun          bool
+	// Paths limits the restore to these snapshot paths (relative, clean);
+	// empty: everything.
+	Paths                []string
 	AllowInUse           bool
 	MoverSecurityContext *MoverSecurityContext
 	Hooks                *RestoreHooks

@@ -732,6 +732,11 @@ func (in *RestoreJobList) DeepCopyObject() runtime.Object {
 func (in *RestoreJobSpec) DeepCopyInto(out *RestoreJobSpec) {
 	*out = *in
 	in.Target.DeepCopyInto(&out.Target)
+	if in.Paths != nil {
+		in, out := &in.Paths, &out.Paths
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.MoverSecurityContext != nil {
 		in, out := &in.MoverSecurityContext, &out.MoverSecurityContext
 		*out = new(MoverSecurityContext)

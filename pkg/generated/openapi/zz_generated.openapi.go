@@ -1483,6 +1483,25 @@ func schema_pkg_apis_backup_v1alpha1_RestoreJobSpec(ref common.ReferenceCallback
 							Format:      "",
 						},
 					},
+					"paths": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "paths limits the restore to these files and directories of the backup, each relative to the snapshot root (the claim's top directory) and written to the same path in the target claim: \"app/config\" restores that directory, or file, with everything beneath it. Missing parent directories are created with the backup's metadata; existing ones are left as they are. Mode Mirror deletes only beneath these paths, and the dry run's preview lists only changes beneath them. A path is relative (no leading \"/\"), clean (no \".\" or \"..\" element, no empty element, no trailing \"/\"), at most 4096 bytes, at most 100 paths, none listed twice or beneath another listed path. A path the backup does not hold fails the restore before anything is written. Empty: everything.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
 					"allowInUse": {
 						SchemaProps: spec.SchemaProps{
 							Description: "allowInUse permits restoring into a claim that a running pod mounts. By default such a restore is refused, because the application would see its files change underneath it; scale the workload down instead.",

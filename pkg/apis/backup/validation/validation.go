@@ -532,6 +532,7 @@ func ValidateRestoreJob(r *backup.RestoreJob) field.ErrorList {
 		allErrs = append(allErrs, field.NotSupported(fld.Child("mode"), r.Spec.Mode,
 			[]string{string(backup.RestoreModeMerge), string(backup.RestoreModeMirror)}))
 	}
+	allErrs = append(allErrs, validateRestorePaths(r.Spec.Paths, fld.Child("paths"))...)
 	allErrs = append(allErrs, validateRestoreHooks(r.Spec.Hooks, fld.Child("hooks"))...)
 	return append(allErrs, validateMoverSecurityContext(r.Spec.MoverSecurityContext, fld.Child("moverSecurityContext"))...)
 }

@@ -41,6 +41,18 @@ type RestoreJobSpecApplyConfiguration struct {
 	// dryRun computes what the restore would create, overwrite and delete and
 	// reports it in status.preview, writing nothing. The way to preview a restore.
 	DryRun *bool `json:"dryRun,omitempty"`
+	// paths limits the restore to these files and directories of the backup,
+	// each relative to the snapshot root (the claim's top directory) and
+	// written to the same path in the target claim: "app/config" restores
+	// that directory, or file, with everything beneath it. Missing parent
+	// directories are created with the backup's metadata; existing ones are
+	// left as they are. Mode Mirror deletes only beneath these paths, and the
+	// dry run's preview lists only changes beneath them. A path is relative
+	// (no leading "/"), clean (no "." or ".." element, no empty element, no
+	// trailing "/"), at most 4096 bytes, at most 100 paths, none listed twice
+	// or beneath another listed path. A path the backup does not hold fails
+	// the restore before anything is written. Empty: everything.
+	Paths []string `json:"paths,omitempty"`
 	// allowInUse permits restoring into a claim that a running pod mounts. By
 	// default such a restore is refused, because the application would see its
 	// files change underneath it; scale the workload down instead.
@@ -102,6 +114,16 @@ func (b *RestoreJobSpecApplyConfiguration) WithMode(value backupv1alpha1.Restore
 // If called multiple times, the DryRun field is set to the value of the last call.
 func (b *RestoreJobSpecApplyConfiguration) WithDryRun(value bool) *RestoreJobSpecApplyConfiguration {
 	b.DryRun = &value
+	return b
+}
+
+// WithPaths adds the given value to the Paths field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Paths field.
+func (b *RestoreJobSpecApplyConfiguration) WithPaths(values ...string) *RestoreJobSpecApplyConfiguration {
+	for i := range values {
+		b.Paths = append(b.Paths, values[i])
+	}
 	return b
 }
 
