@@ -118,6 +118,11 @@ spec: {backupName: two-dirs, target: {pvcName: data}, %s}
 		t.Errorf("after the Mirror of a, a differs from the backup:\nwant:\n%s\ngot:\n%s", wantA, got)
 	}
 
+	wide := strings.Split(strings.TrimSpace(kubectl(t, "-n", ns, "get", "restorejob", "mirror-a", "-o", "wide")), "\n")
+	if len(wide) != 2 || !strings.HasSuffix(wide[0], " PATHS") || !strings.HasSuffix(wide[1], " a") {
+		t.Errorf("kubectl get restorejob -o wide:\n%s\nwant a last column PATHS with a", strings.Join(wide, "\n"))
+	}
+
 	// 4. A path the backup does not hold: Failed, naming it; nothing written.
 	restoreJob("missing", "paths: [a, nope], mode: Mirror")
 	st = waitFor(t, ns, "restorejob", "missing", "Failed")

@@ -4,6 +4,7 @@ package restorejob
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -135,6 +136,7 @@ var tableConvertor = registry.TableConvertor[*backup.RestoreJob]{
 		{Name: "Phase", Type: "string", Description: "Pending, Running, Completed or Failed; Pending(Queued) while it waits for a data mover slot."},
 		{Name: "Written", Type: "string", Description: "Bytes written by the restore; the percentage done while it runs."},
 		registry.AgeColumn,
+		{Name: "Paths", Type: "string", Priority: 1, Description: "spec.paths: the files and directories restored; <all> for everything."},
 	},
 	Cells: func(r *backup.RestoreJob) []interface{} {
 		mode := string(r.Spec.Mode)
@@ -152,6 +154,19 @@ var tableConvertor = registry.TableConvertor[*backup.RestoreJob]{
 			registry.PhaseCell(string(r.Status.Phase), r.Status.Conditions),
 			registry.BytesOrPercent(written, r.Status.Progress),
 			registry.Age(r.CreationTimestamp),
+			pathsCell(r.Spec.Paths),
 		}
 	},
+}
+
+// pathsCell lists a RestoreJob's spec.paths, the first three of them and
+// how many more.
+func pathsCell(paths []string) string {
+	switch {
+	case len(paths) == 0:
+		return "<all>"
+	case len(paths) > 3:
+		return strings.Join(paths[:3], ",") + fmt.Sprintf(",+%d more", len(paths)-3)
+	}
+	return strings.Join(paths, ",")
 }
