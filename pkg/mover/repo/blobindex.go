@@ -3,6 +3,7 @@ package repo
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"slices"
 	"sort"
 )
@@ -76,9 +77,18 @@ func (x *blobIndex) all(yield func(ID, Location) bool) {
 func (x *blobIndex) encode() []byte { return x.encodeWhere(nil) }
 
 // encodeWhere is the plaintext of an index file of the blobs keep accepts
-// (all with keep nil). It groups the blobs by pack through one array of IDs
-// (32 bytes a blob) rather than a table of Locations.
+// (all with keep nil).
 func (x *blobIndex) encodeWhere(keep func(ID) bool) []byte {
+	var b bytes.Buffer
+	x.writeTo(&b, keep) // a bytes.Buffer takes every write
+	return b.Bytes()
+}
+
+// writeTo writes the plaintext of an index file of the blobs keep accepts
+// (all with keep nil) to w, a pack at a time. It groups the blobs by pack
+// through one array of IDs (32 bytes a blob) rather than a table of
+// Locations.
+func (x *blobIndex) writeTo(w io.Writer, keep func(ID) bool) error {
 	start := make([]int, len(x.packs)+1)
 	kept := 0
 	for id, p := range x.m {
@@ -87,11 +97,7 @@ func (x *blobIndex) encodeWhere(keep func(ID) bool) []byte {
 			kept++
 		}
 	}
-	used := 0
 	for i := range x.packs {
-		if start[i+1] > 0 {
-			used++
-		}
 		start[i+1] += start[i]
 	}
 	ids := make([]ID, kept)
@@ -102,16 +108,18 @@ func (x *blobIndex) encodeWhere(keep func(ID) bool) []byte {
 			next[p.pack]++
 		}
 	}
-	order := make([]uint32, 0, used)
+	var order []uint32
 	for i := range x.packs {
 		if start[i+1] > start[i] {
 			order = append(order, uint32(i))
 		}
 	}
 	sort.Slice(order, func(i, j int) bool { return bytes.Compare(x.packs[order[i]][:], x.packs[order[j]][:]) < 0 })
-	out := make([]byte, 0, len(indexMagic)+binary.MaxVarintLen64+len(order)*40+kept*48)
-	out = append(out, indexMagic...)
-	out = binary.AppendUvarint(out, uint64(len(order)))
+	rec := append([]byte(nil), indexMagic...)
+	rec = binary.AppendUvarint(rec, uint64(len(order)))
+	if _, err := w.Write(rec); err != nil {
+		return err
+	}
 	var blobs []indexBlob
 	for _, n := range order {
 		blobs = blobs[:0]
@@ -121,8 +129,10 @@ func (x *blobIndex) encodeWhere(keep func(ID) bool) []byte {
 		}
 		sort.Slice(blobs, func(i, j int) bool { return blobs[i].Offset < blobs[j].Offset })
 		pack := x.packs[n]
-		out = append(out, pack[:]...)
-		out = appendBlobTable(out, blobs)
+		rec = appendBlobTable(append(rec[:0], pack[:]...), blobs)
+		if _, err := w.Write(rec); err != nil {
+			return err
+		}
 	}
-	return out
+	return nil
 }

@@ -275,17 +275,13 @@ func (r *Repo) writeLiveIndex(live map[ID]bool, res *PruneResult) (usedPacks map
 		usedPacks[loc.Pack] = true
 	}
 	res.BlobsDeleted = r.index.len() - len(live)
-	var plain []byte
+	var newIndex ID
 	if len(live) > 0 {
-		plain = r.index.encodeWhere(func(id ID) bool { return live[id] })
+		newIndex, _, err = r.writeBlobIndex(r.index, func(id ID) bool { return live[id] })
 	}
 	r.mu.RUnlock()
-	var newIndex ID
-	if plain != nil {
-		var err error
-		if newIndex, _, err = r.writeIndexPlain(plain); err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
 	}
 	CrashAt("prune-after-new-index")
 	for _, id := range oldIndexes {

@@ -1,9 +1,12 @@
 package repo
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -324,11 +327,50 @@ func (r *Repo) writeIndex(locs map[ID]Location) (ID, int, error) {
 	for id, l := range locs {
 		x.put(id, l)
 	}
-	return r.writeBlobIndex(x)
+	return r.writeBlobIndex(x, nil)
 }
 
-// writeBlobIndex stores an index of x and returns its ID and stored size.
-func (r *Repo) writeBlobIndex(x *blobIndex) (ID, int, error) { return r.writeIndexPlain(x.encode()) }
+// writeBlobIndex stores an index of the blobs of x that keep accepts (all
+// with keep nil) and returns its ID and stored size. Unencrypted, the index
+// is compressed into a temporary file as it is encoded, a pack at a time,
+// as a manifest is: its plaintext is never whole in memory. Encrypted, it
+// is sealed whole (FORMAT.md).
+func (r *Repo) writeBlobIndex(x *blobIndex, keep func(ID) bool) (ID, int, error) {
+	if r.keys != nil {
+		return r.writeIndexPlain(x.encodeWhere(keep))
+	}
+	tmp, err := r.Store.TempFile(r.ctx, indexDir)
+	if err != nil {
+		return ID{}, 0, err
+	}
+	h := sha256.New()
+	zw, err := zstd.NewWriter(io.MultiWriter(tmp, h), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(1<<20))
+	var size int64
+	if err == nil {
+		bw := bufio.NewWriterSize(zw, 256<<10)
+		err = x.writeTo(bw, keep)
+		if err == nil {
+			err = bw.Flush()
+		}
+		if cerr := zw.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			size, err = tmp.Seek(0, io.SeekCurrent)
+		}
+	}
+	if err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return ID{}, 0, err
+	}
+	var id ID
+	copy(id[:], h.Sum(nil))
+	if err := r.Store.PutFile(r.ctx, objectName(indexDir, id), tmp, r.putOptions()); err != nil {
+		return ID{}, 0, err
+	}
+	return id, int(size), nil
+}
 
 // writeIndexPlain stores an index file of this plaintext and returns its ID
 // and stored size.

@@ -243,7 +243,7 @@ func (w *Writer) Finish() error {
 	if w.written.len() == 0 {
 		return nil
 	}
-	_, n, err := w.r.writeBlobIndex(w.written)
+	_, n, err := w.r.writeBlobIndex(w.written, nil)
 	if err != nil {
 		return fmt.Errorf("writing index: %w", err)
 	}
