@@ -283,8 +283,19 @@ func (c *chaos) killPod(name, uid string) bool {
 	return err == nil
 }
 
+// isOperator selects backup-apiserver's process.
+func isOperator(pid int) bool {
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.HasPrefix(string(cmd), "/backup-apiserver\x00")
+}
+
 // killProcesses sends SIGKILL to every process match selects and returns how many.
 func killProcesses(match func(pid int) bool) int {
+	return signalProcesses(syscall.SIGKILL, match)
+}
+
+// signalProcesses sends sig to every process match selects and returns how many.
+func signalProcesses(sig syscall.Signal, match func(pid int) bool) int {
 	entries, _ := os.ReadDir("/proc")
 	n := 0
 	for _, e := range entries {
@@ -292,7 +303,7 @@ func killProcesses(match func(pid int) bool) int {
 		if err != nil || pid == os.Getpid() || !match(pid) {
 			continue
 		}
-		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+		if syscall.Kill(pid, sig) == nil {
 			n++
 		}
 	}
@@ -303,11 +314,7 @@ func killProcesses(match func(pid int) bool) int {
 // and waits until the group is served again.
 func (c *chaos) killOperator() {
 	c.t.Helper()
-	n := killProcesses(func(pid int) bool {
-		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		return err == nil && strings.HasPrefix(string(cmd), "/backup-apiserver\x00")
-	})
-	if n == 0 {
+	if signalProcesses(syscall.SIGKILL, isOperator) == 0 {
 		c.t.Fatal("no backup-apiserver process to kill")
 	}
 	c.t.Logf("SIGKILL to backup-apiserver")
@@ -451,8 +458,12 @@ func (c *chaos) operatorKilledDuringBackup(step string) bool {
 		c.jobOf("backup", name, false)
 		c.sleepRandom(500 * time.Millisecond)
 	case "job-done":
+		// The operator is frozen (SIGSTOP) while its Job runs, so the kill
+		// lands after the Job succeeded and before the status says so.
+		c.jobOf("backup", name, false)
+		c.sleepRandom(300 * time.Millisecond)
+		signalProcesses(syscall.SIGSTOP, isOperator)
 		c.jobOf("backup", name, true)
-		c.sleepRandom(200 * time.Millisecond)
 	case "status-written":
 		waitBackup(c.t, c.ns, name)
 		c.sleepRandom(300 * time.Millisecond)
