@@ -111,7 +111,9 @@ func (p *prefetcher) wait(d *dirLoad) ([]child, error) {
 	if d.byWorker {
 		<-p.slots
 	}
-	return d.kids, d.err
+	kids := d.kids
+	d.kids = nil // the walk holds the listing now; d is dropped later
+	return kids, d.err
 }
 
 // discard drops a directory the walk will not enter.
@@ -121,6 +123,7 @@ func (p *prefetcher) discard(d *dirLoad) {
 	}
 	go func() {
 		<-d.done
+		d.kids = nil
 		if d.byWorker {
 			<-p.slots
 		}

@@ -188,8 +188,13 @@ func (w *walker) next() (*node, error) {
 			w.stack = w.stack[:len(w.stack)-1]
 			continue
 		}
-		k := &top.kids[0]
+		// Take the entry out of the listing: a consumed entry must not keep
+		// its directory's listing (k.load) alive, or the whole tree walked
+		// so far would stay in memory through the root's listing.
+		kc := top.kids[0]
+		top.kids[0] = child{}
 		top.kids = top.kids[1:]
+		k := &kc
 		rel := k.name
 		if top.path != "." {
 			rel = top.path + "/" + k.name

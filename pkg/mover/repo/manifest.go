@@ -207,7 +207,9 @@ func (r *Repo) NewManifestWriter() (*ManifestWriter, error) {
 	if r.retention != nil {
 		m.refs = map[ID]Location{}
 	}
-	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	// A 1 MiB window (the default is 8 MiB): entries compress against
+	// their neighbours, and the encoder's history is an eighth of the size.
+	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
 	if err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
