@@ -413,8 +413,9 @@ func millionCase(work, runs, mover string, o scaleOptions) error {
 // scaleTable prints backup-mover against restic, step by step.
 func scaleTable(title string, rows []*scaleRow) {
 	a, b := "backup-mover", "restic"
-	fmt.Printf("\n%s\n\n| %-48s | %-12s | %-12s | %-7s | %-14s | %-14s | %-7s | %-11s | %-11s |\n", title,
-		"step", a+" time", b+" time", "ratio", a+" RSS", b+" RSS", "ratio", a+" repo", b+" repo")
+	// "mover" is backup-mover; ratios are backup-mover over restic.
+	fmt.Printf("\n%s (backup-mover against restic)\n\n| %-48s | %-12s | %-12s | %-7s | %-14s | %-14s | %-7s | %-11s | %-11s |\n", title,
+		"step", "mover time", "restic time", "ratio", "mover RSS", "restic RSS", "ratio", "mover repo", "restic repo")
 	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 50), strings.Repeat("-", 14), strings.Repeat("-", 14),
 		strings.Repeat("-", 9), strings.Repeat("-", 16), strings.Repeat("-", 16), strings.Repeat("-", 9), strings.Repeat("-", 13), strings.Repeat("-", 13))
 	for _, r := range rows {
