@@ -478,7 +478,7 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 			}
 		}
 		_, created, err := m.ensureJob(ctx, b, m.moverJob(jobSpec{kind: "prune", namespace: targetNS, name: name, owner: b, ownerKind: "Backup", security: sec,
-			repo: b.Spec.Storage, args: []string{"prune", "--forget", b.Status.SnapshotID, "--lock-wait", m.opts.LockWait.String(), "--summary-file", "/dev/termination-log"}}))
+			repo: b.Spec.Storage, args: []string{"prune", "--forget", b.Status.SnapshotID, "--forget-tag", "backup-uid=" + string(b.UID), "--lock-wait", m.opts.LockWait.String(), "--summary-file", "/dev/termination-log"}}))
 		if refused, ok := errors.AsType[*jobRefused](err); ok {
 			m.pruneRefused(b, refused)
 			return result{after: time.Minute}, nil

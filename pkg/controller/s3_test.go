@@ -284,7 +284,7 @@ func TestS3Prune(t *testing.T) {
 	f.syncBackup("prod", b.Name)
 	job := f.onlyJob("prod")
 	wantS3Access(t, &job, "prune")
-	if !hasArgs(&job, "--forget", snapshotID, "--lock-wait", "30m0s", "--summary-file", "/dev/termination-log") || hasArgs(&job, "--lock-mode") {
+	if !hasArgs(&job, "--forget", snapshotID, "--forget-tag", "backup-uid="+string(b.UID), "--lock-wait", "30m0s", "--summary-file", "/dev/termination-log") || hasArgs(&job, "--lock-mode") {
 		t.Errorf("prune command %q", job.Spec.Template.Spec.Containers[0].Command)
 	}
 	f.drainEvents()

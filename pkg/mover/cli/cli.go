@@ -518,6 +518,7 @@ func lsCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 
 func pruneCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 	var wait time.Duration
+	var forgetTags []string
 	c := &cobra.Command{Use: "prune", Short: "Forget snapshots and delete the data no remaining snapshot references", Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			r, err := o.open(ctx)
@@ -539,8 +540,12 @@ func pruneCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 				}
 				ids = append(ids, id)
 			}
+			tagged, err := parseTags(forgetTags)
+			if err != nil {
+				return err
+			}
 			start := time.Now()
-			res, err := r.Prune(ctx, ids, wait)
+			res, err := r.PruneTagged(ctx, ids, tagged, wait)
 			if err != nil {
 				return err
 			}
@@ -559,6 +564,7 @@ func pruneCmd(ctx context.Context, o *options, out *printer) *cobra.Command {
 			return out.result(res, text)
 		}}
 	c.Flags().StringArrayVar(&o.forget, "forget", nil, "snapshot id to forget (repeatable); none: only delete unreferenced data")
+	c.Flags().StringArrayVar(&forgetTags, "forget-tag", nil, "also forget every snapshot with this tag, key=value (repeatable), such as backup-uid=UID for all of one Backup's")
 	c.Flags().DurationVar(&wait, "lock-wait", 10*time.Minute, "how long to wait for running backups and restores to finish")
 	return c
 }

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"encoding/json"
 	"path/filepath"
 	"testing"
@@ -89,5 +90,43 @@ func TestSnapshotOnceRace(t *testing.T) {
 			t.Errorf("the attempt with the smaller ID kept %v; the other attempt forgets its own", ids)
 		}
 		r.Close()
+	}
+}
+
+// TestPruneForgetsEveryDuplicate: the prune of a Backup's deletion forgets
+// the snapshot it recorded and any other with its backup-uid (an attempt
+// that published beside it), and no one else's.
+func TestPruneForgetsEveryDuplicate(t *testing.T) {
+	r, err := Init(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	t0 := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	mw, err := r.NewManifestWriter() // an empty tree
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, size, err := mw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []ID
+	for i, uid := range []string{"uid-1", "uid-1", "uid-2"} {
+		s := &Snapshot{Time: t0.Add(time.Duration(i) * time.Second), Source: "/source", Manifest: manifest, ManifestSize: size, Tags: map[string]string{OnceTag: uid}}
+		data, _ := json.MarshalIndent(s, "", "  ")
+		id, err := r.writeContentAddressed(snapshotsDir, r.seal(data, aadSnapshot))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	res, err := r.PruneTagged(context.Background(), []ID{ids[0]}, map[string]string{OnceTag: "uid-1"}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, _ := r.SnapshotIDs()
+	if len(res.Forgotten) != 2 || len(left) != 1 || left[0] != ids[2] {
+		t.Errorf("forgot %v, left %v; want both of uid-1 forgotten and %s left", res.Forgotten, left, ids[2].Short())
 	}
 }

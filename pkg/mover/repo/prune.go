@@ -64,6 +64,14 @@ func (r *Repo) deleteOrKeep(name string, res *PruneResult) (bool, error) {
 // deleteUnusedManifests); they run strictly in this order. On an error the
 // result says what was done so far.
 func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*PruneResult, error) {
+	return r.PruneTagged(ctx, forget, nil, wait)
+}
+
+// PruneTagged is Prune that also forgets every snapshot carrying one of
+// tags (key to value), looked up once the prune holds the repository: a
+// Backup's duplicate snapshots (OnceTag) go with the one it recorded, even
+// one published by a mover that was still running when the prune was asked for.
+func (r *Repo) PruneTagged(ctx context.Context, forget []ID, tags map[string]string, wait time.Duration) (*PruneResult, error) {
 	lock, err := r.LockContext(ctx, Exclusive, wait)
 	if err != nil {
 		return nil, err
@@ -71,6 +79,15 @@ func (r *Repo) Prune(ctx context.Context, forget []ID, wait time.Duration) (*Pru
 	defer lock.Unlock()
 	if err := r.LoadIndex(); err != nil {
 		return nil, fmt.Errorf("prune stopped before deleting anything: %w", err)
+	}
+	for k, v := range tags {
+		tagged, err := r.snapshotsTagged(k, v)
+		if err != nil {
+			return nil, fmt.Errorf("prune stopped before deleting anything: %w", err)
+		}
+		for _, s := range tagged {
+			forget = append(forget, s.ID)
+		}
 	}
 	res := &PruneResult{Forgotten: []string{}}
 	// Step 1.

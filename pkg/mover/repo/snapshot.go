@@ -77,16 +77,15 @@ func (r *Repo) SaveSnapshot(s *Snapshot) error {
 	// Two attempts that published at the same moment both see both: the
 	// snapshot with the smaller ID stays, and the other attempt forgets its
 	// own and ends with the one that stays. (An attempt that looked before
-	// the other published keeps its own; the repository then holds two.)
+	// the other published keeps its own; the repository then holds two, and
+	// the prune of the Backup's deletion forgets both by their tag.) This
+	// second look is best effort: the snapshot is published, so whatever
+	// goes wrong here, the backup ends with it.
 	all, err := r.snapshotsTagged(OnceTag, once)
-	if err != nil {
-		return err
-	}
-	if len(all) > 1 && all[0].ID != id {
-		if _, err := r.forgetSnapshot(id); err != nil {
-			return err
+	if err == nil && len(all) > 1 && all[0].ID != id {
+		if _, err := r.forgetSnapshot(id); err == nil {
+			*s = *all[0]
 		}
-		*s = *all[0]
 	}
 	return nil
 }
@@ -141,6 +140,11 @@ func (r *Repo) Snapshots() ([]*Snapshot, error) {
 	for _, id := range ids {
 		s, err := r.LoadSnapshot(id)
 		if err != nil {
+			// Forgotten since the listing (by a prune, or by a duplicate
+			// attempt of one Backup, which may run beside readers).
+			if _, serr := r.Store.Stat(r.ctx, objectName(snapshotsDir, id)); notExist(serr) {
+				continue
+			}
 			return nil, err
 		}
 		out = append(out, s)
