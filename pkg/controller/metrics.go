@@ -85,6 +85,10 @@ func observePolicyMetrics(p *v1alpha1.BackupPolicy, status *v1alpha1.BackupPolic
 	policyCreated.WithLabelValues(ns, name).Set(float64(p.CreationTimestamp.Unix()))
 	if t := status.LastSuccessfulTime; t != nil {
 		lastSuccess.WithLabelValues(ns, name).Set(float64(t.Unix()))
+	} else {
+		// A policy deleted and created again under its name has no success
+		// of its own: it does not inherit the old one's.
+		lastSuccess.DeleteLabelValues(ns, name)
 	}
 	if interval := scheduleInterval(sched, now); interval > 0 && !p.Spec.Suspend {
 		policyInterval.WithLabelValues(ns, name).Set(interval.Seconds())
