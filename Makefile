@@ -53,7 +53,7 @@ down: ## Tear down a cluster left running by `make run DETACH=1`
 test-e2e: cluster-tools ## End-to-end tests on a fresh local cluster (started and stopped by the suite)
 	$(GO) test -tags e2e -timeout 40m -v -count=1 ./hack/e2e/
 
-# Not part of .ci/run (about 40 minutes for three rounds); CHAOS_ROUNDS and
+# Not part of .ci/run (about 15 minutes a round); CHAOS_ROUNDS and
 # CHAOS_SEED choose the rounds and the random points.
 .PHONY: test-chaos
 test-chaos: cluster-tools ## Fault injection on a fresh local cluster: mover, operator, kube-apiserver and kubelet killed, full repositories; 3 rounds

@@ -42,6 +42,9 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("CHAOS_SEED=%d CHAOS_ROUNDS=%d", seed, rounds)
 	c := &chaos{t: t, ns: "chaos", rng: rand.New(rand.NewSource(seed))}
+	operatorPodUID = kubectl(t, "-n", "backup-system", "get", "pod", "backup-apiserver-0", "-o", "jsonpath={.metadata.uid}")
+	// A test that stops while the operator is frozen must not leave it so.
+	t.Cleanup(func() { signalProcesses(syscall.SIGCONT, isOperator) })
 	c.setUp()
 
 	type tally struct{ runs, pass, hits int }
@@ -266,6 +269,10 @@ func (c *chaos) sleepRandom(max time.Duration) {
 // (--grace-period=0 --force). It reports whether the pod was still running.
 func (c *chaos) killPod(name, uid string) bool {
 	c.t.Helper()
+	if phase, _ := local.Kubectl(context.Background(), "-n", c.ns, "get", "pod", name, "-o", "jsonpath={.status.phase}"); string(phase) != "Running" {
+		c.t.Logf("pod %s had ended (%s) before the kill", name, phase)
+		return false
+	}
 	if c.rng.Intn(2) == 0 {
 		killed := killProcesses(func(pid int) bool {
 			cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
@@ -279,10 +286,18 @@ func (c *chaos) killPod(name, uid string) bool {
 	return err == nil
 }
 
-// isOperator selects backup-apiserver's process.
+// operatorPodUID is the UID of this cluster's operator pod.
+var operatorPodUID string
+
+// isOperator selects this cluster's backup-apiserver process: its command,
+// in the cgroup of the operator pod (not another cluster's on this machine).
 func isOperator(pid int) bool {
 	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && strings.HasPrefix(string(cmd), "/backup-apiserver\x00")
+	if err != nil || !strings.HasPrefix(string(cmd), "/backup-apiserver\x00") {
+		return false
+	}
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	return err == nil && operatorPodUID != "" && (strings.Contains(string(cg), operatorPodUID) || strings.Contains(string(cg), strings.ReplaceAll(operatorPodUID, "-", "_")))
 }
 
 // killProcesses sends SIGKILL to every process match selects and returns how many.
@@ -410,9 +425,11 @@ func (c *chaos) restoreInterrupted() bool {
 	first := c.name("r")
 	c.restoreJob(first, b)
 	pod, _ := c.moverPod("restore", first)
-	hit := pod != ""
-	if hit {
+	hit := false
+	if pod != "" {
 		c.sleepRandom(1000 * time.Millisecond)
+		phase, _ := local.Kubectl(context.Background(), "-n", c.ns, "get", "pod", pod, "-o", "jsonpath={.status.phase}")
+		hit = string(phase) == "Running"
 	}
 	kubectl(c.t, "-n", c.ns, "delete", "restorejob", first, "--wait=false")
 	waitGone(c.t, c.ns, "restorejob", first)
@@ -493,14 +510,17 @@ func (c *chaos) duringBackup(disrupt func() error) bool {
 	c.churn(96)
 	name := triggerBackup(c.t, c.ns, "p", c.name("t"))
 	pod, _ := c.moverPod("backup", name)
+	hit := false
 	if pod != "" {
 		c.sleepRandom(1500 * time.Millisecond)
+		phase, _ := local.Kubectl(context.Background(), "-n", c.ns, "get", "pod", pod, "-o", "jsonpath={.status.phase}")
+		hit = string(phase) == "Running"
 	}
 	if err := disrupt(); err != nil {
 		c.t.Fatal(err)
 	}
 	waitBackup(c.t, c.ns, name)
-	return pod != ""
+	return hit
 }
 
 // fill writes a file into the small repository's tmpfs until it is full.

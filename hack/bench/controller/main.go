@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -125,12 +126,13 @@ func run(ctx context.Context, n, stored int, kubeconfig string) error {
 	row("lag, scheduled time → object, p50", ourRun.p50, cron.p50)
 	row("lag, scheduled time → object, p99", ourRun.p99, cron.p99)
 	row("scheduled time → all done", ourRun.allDone, cron.allDone)
+	fmt.Printf("| failed | %d | %d | |\n", ourRun.failed, cron.failed)
 	fmt.Printf("| most pods at once | %d (mover limit %s) | %d | |\n", ourRun.peakPods, limit, cron.peakPods)
 	fmt.Printf("| backup-apiserver CPU | %.1f s | | |\n", ourRun.cpu)
 	fmt.Printf("| backup-apiserver peak RSS | %d MiB | | |\n", ourRun.peakRSS>>20)
 	fmt.Printf("| API requests our controllers sent | %.0f (%.1f/s, peak %.0f/s over 10 s) | | |\n", ourRun.requests, ourRun.requests/ourRun.window.Seconds(), ourRun.peakRate)
 	fmt.Printf("| backup-apiserver RSS with %d Backups stored | %d MiB (peak %d MiB) | | |\n", rss.stored, rss.rss>>20, rss.peak>>20)
-	fmt.Println("\ndone:")
+	fmt.Println("\ndone (Failed counts as done, and is counted):")
 	fmt.Println("  CronJob: every Job Complete (a busybox pod running `true`)")
 	fmt.Println("  ours: every Backup Completed (a backup-mover pod backing up its claim)")
 	return nil
@@ -231,6 +233,7 @@ func cronAt(t time.Time) string {
 type outcome struct {
 	p50, p99, allDone time.Duration
 	peakPods          int
+	failed            int
 	cpu               float64
 	peakRSS           int64
 	requests          float64
@@ -243,6 +246,7 @@ type seen struct {
 	mu      sync.Mutex
 	first   map[string]time.Time
 	done    map[string]time.Time
+	failed  int
 	n       int
 	allDone chan struct{}
 }
@@ -251,7 +255,8 @@ func newSeen(n int) *seen {
 	return &seen{first: map[string]time.Time{}, done: map[string]time.Time{}, n: n, allDone: make(chan struct{})}
 }
 
-func (s *seen) observe(name string, done bool) {
+// observe records an object; done: it finished (failed: without success).
+func (s *seen) observe(name string, done, failed bool) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -260,6 +265,9 @@ func (s *seen) observe(name string, done bool) {
 	}
 	if _, ok := s.done[name]; done && !ok {
 		s.done[name] = now
+		if failed {
+			s.failed++
+		}
 		if len(s.done) == s.n {
 			close(s.allDone)
 		}
@@ -323,7 +331,7 @@ func (b *bench) cronJobs(ctx context.Context, n int) (outcome, error) {
 	jobs := factory.Batch().V1().Jobs().Informer()
 	handle := func(o any) {
 		if j, ok := o.(*batchv1.Job); ok {
-			s.observe(j.Name, j.Status.Succeeded > 0)
+			s.observe(j.Name, j.Status.Succeeded > 0 || j.Status.Failed > 0, j.Status.Failed > 0)
 		}
 	}
 	jobs.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: handle, UpdateFunc: func(_, o any) { handle(o) }})
@@ -355,7 +363,8 @@ func (b *bench) cronJobs(ctx context.Context, n int) (outcome, error) {
 	var o outcome
 	o.p50, o.p99, o.allDone = s.lags(at)
 	o.peakPods = peak()
-	logf("CronJob controller: all %d Jobs done %s after their time", n, o.allDone.Round(time.Second))
+	o.failed = s.failed
+	logf("CronJob controller: all %d Jobs done %s after their time (%d failed)", n, o.allDone.Round(time.Second), o.failed)
 	// Out of the way of the next run.
 	bg := metav1.DeletePropagationBackground
 	if err := b.kube.BatchV1().CronJobs(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
@@ -370,20 +379,30 @@ func (b *bench) cronJobs(ctx context.Context, n int) (outcome, error) {
 	})
 }
 
-// operatorProcess finds backup-apiserver's PID on this machine (the local
-// cluster's containers are processes here).
-func operatorProcess() (int, error) {
+// operatorProcess finds this cluster's backup-apiserver PID on this machine
+// (the local cluster's containers are processes here): its command, in the
+// cgroup of the operator pod.
+func (b *bench) operatorProcess(ctx context.Context) (int, error) {
+	pod, err := b.kube.CoreV1().Pods("backup-system").Get(ctx, "backup-apiserver-0", metav1.GetOptions{})
+	if err != nil {
+		return 0, err
+	}
+	uid := string(pod.UID)
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.HasPrefix(string(cmd), "/backup-apiserver\x00") {
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !strings.HasPrefix(string(cmd), "/backup-apiserver\x00") {
+			continue
+		}
+		if cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); err == nil && (strings.Contains(string(cg), uid) || strings.Contains(string(cg), strings.ReplaceAll(uid, "-", "_"))) {
 			return pid, nil
 		}
 	}
-	return 0, fmt.Errorf("no backup-apiserver process on this machine")
+	return 0, fmt.Errorf("no backup-apiserver process of pod backup-system/backup-apiserver-0 (%s) on this machine", uid)
 }
 
 // cpuSeconds is the process's user+system CPU time.
@@ -446,7 +465,7 @@ func (b *bench) requests() (float64, error) {
 }
 
 func (b *bench) policies(ctx context.Context, n int) (outcome, error) {
-	pid, err := operatorProcess()
+	pid, err := b.operatorProcess(ctx)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -457,8 +476,9 @@ func (b *bench) policies(ctx context.Context, n int) (outcome, error) {
 	backups := factory.Backup().V1alpha1().Backups().Informer()
 	handle := func(o any) {
 		if bk, ok := o.(*v1alpha1.Backup); ok {
-			s.observe(bk.Name, bk.Status.Phase == v1alpha1.BackupPhaseCompleted)
-			if bk.Status.Phase == v1alpha1.BackupPhaseFailed {
+			failed := bk.Status.Phase == v1alpha1.BackupPhaseFailed
+			s.observe(bk.Name, failed || bk.Status.Phase == v1alpha1.BackupPhaseCompleted, failed)
+			if failed {
 				logf("Backup %s failed: %s", bk.Name, bk.Status.Message)
 			}
 		}
@@ -500,7 +520,7 @@ wait:
 		case <-s.allDone:
 			break wait
 		case <-ctx.Done():
-			return outcome{}, fmt.Errorf("Backups: %d of %d Completed: %w", len(s.done), n, ctx.Err())
+			return outcome{}, fmt.Errorf("Backups: %d of %d done: %w", len(s.done), n, ctx.Err())
 		case now := <-sample.C:
 			peakRSS = max(peakRSS, rss(pid))
 			if now.Sub(lastT) >= 10*time.Second {
@@ -520,7 +540,8 @@ wait:
 	o.peakRSS = max(peakRSS, rss(pid))
 	o.p50, o.p99, o.allDone = s.lags(at)
 	o.peakPods = peak()
-	logf("backup-operator: all %d Backups Completed %s after their time", n, o.allDone.Round(time.Second))
+	o.failed = s.failed
+	logf("backup-operator: all %d Backups done %s after their time (%d failed)", n, o.allDone.Round(time.Second), o.failed)
 	return o, nil
 }
 
@@ -533,13 +554,13 @@ type storedRSS struct {
 // beyond the policies' own fail at once: their repository claim does not
 // exist, so no pods run) and measures RSS once they are all Failed.
 func (b *bench) storedBackups(ctx context.Context, have, stored int) (storedRSS, error) {
-	pid, err := operatorProcess()
+	pid, err := b.operatorProcess(ctx)
 	if err != nil {
 		return storedRSS{}, err
 	}
 	extra := stored - have
 	logf("storing %d more Backups (%d in all)", extra, stored)
-	var peak int64
+	var peak atomic.Int64
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -547,7 +568,9 @@ func (b *bench) storedBackups(ctx context.Context, have, stored int) (storedRSS,
 			case <-done:
 				return
 			case <-time.After(time.Second):
-				peak = max(peak, rss(pid))
+				if r := rss(pid); r > peak.Load() {
+					peak.Store(r)
+				}
 			}
 		}
 	}()
@@ -582,5 +605,5 @@ func (b *bench) storedBackups(ctx context.Context, have, stored int) (storedRSS,
 	time.Sleep(10 * time.Second)
 	r := rss(pid)
 	logf("backup-apiserver RSS with %d Backups stored: %d MiB", stored, r>>20)
-	return storedRSS{stored: stored, rss: r, peak: max(peak, r)}, nil
+	return storedRSS{stored: stored, rss: r, peak: max(peak.Load(), r)}, nil
 }
