@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"math/rand"
 	"reflect"
 	"testing"
@@ -44,6 +45,38 @@ func TestBlobIndexEncodeRoundTrip(t *testing.T) {
 	for id, l := range want {
 		if g, ok := a.get(id); !ok || g != l {
 			t.Fatalf("get(%s) = %v, %v; want %v", id.Short(), g, ok, l)
+		}
+	}
+}
+
+// The streaming decoder accepts what decodeIndex accepts, with the same
+// blobs in the same order, and refuses what it refuses.
+func TestDecodeIndexStreamMatches(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	x := newBlobIndex()
+	for i := 0; i < 3000; i++ {
+		var id, pack ID
+		rng.Read(id[:])
+		pack[0] = byte(rng.Intn(5))
+		x.put(id, Location{Pack: pack, Offset: rng.Int63n(1 << 30), Length: 1 + uint32(rng.Intn(1<<20)), RawLength: uint32(rng.Intn(1 << 20)), Compressed: rng.Intn(2) == 0})
+	}
+	good := x.encode()
+	inputs := [][]byte{good, nil, good[:3], good[:len(good)-1], append(append([]byte{}, good...), 0)}
+	for i := 0; i < 200; i++ {
+		bad := append([]byte{}, good...)
+		bad[rng.Intn(len(bad))] ^= byte(1 + rng.Intn(255))
+		inputs = append(inputs, bad, good[:rng.Intn(len(good))])
+	}
+	for i, in := range inputs {
+		var a, b []ID
+		var la, lb []Location
+		errA := decodeIndex(in, func(id ID, l Location) { a = append(a, id); la = append(la, l) })
+		errB := decodeIndexStream(bytes.NewReader(in), func(id ID, l Location) { b = append(b, id); lb = append(lb, l) })
+		if (errA == nil) != (errB == nil) {
+			t.Fatalf("input %d: decodeIndex: %v, decodeIndexStream: %v", i, errA, errB)
+		}
+		if errA == nil && (!reflect.DeepEqual(a, b) || !reflect.DeepEqual(la, lb)) {
+			t.Fatalf("input %d: the decoders disagree on the blobs", i)
 		}
 	}
 }

@@ -1,10 +1,12 @@
 package repo
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // The repository's metadata (pack tables, index files and manifest entries)
@@ -160,6 +162,71 @@ func decodeIndex(data []byte, add func(ID, Location)) error {
 	}
 	if d.err != nil {
 		return fmt.Errorf("decoding index: %w", d.err)
+	}
+	return nil
+}
+
+// decodeIndexStream is decodeIndex reading the plaintext from r, so that
+// it is never whole in memory: the same checks, the same order of add calls.
+func decodeIndexStream(r io.Reader, add func(ID, Location)) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	err := func() error {
+		magic := make([]byte, len(indexMagic))
+		if _, err := io.ReadFull(br, magic); err != nil || !bytes.Equal(magic, indexMagic) {
+			return errors.New("not an index file of this format")
+		}
+		var id ID
+		readID := func() error {
+			_, err := io.ReadFull(br, id[:])
+			return err
+		}
+		packs, err := binary.ReadUvarint(br)
+		if err != nil {
+			return err
+		}
+		for i := uint64(0); i < packs; i++ {
+			if err := readID(); err != nil {
+				return err
+			}
+			pack := id
+			n, err := binary.ReadUvarint(br)
+			if err != nil {
+				return err
+			}
+			for j := uint64(0); j < n; j++ {
+				if err := readID(); err != nil {
+					return err
+				}
+				var v [3]uint64
+				for k := range v {
+					if v[k], err = binary.ReadUvarint(br); err != nil {
+						return err
+					}
+				}
+				flags, err := br.ReadByte()
+				if err != nil {
+					return err
+				}
+				off, length, raw := v[0], v[1], v[2]
+				if off > 1<<62 || length == 0 || length > maxBlobLength || raw > maxBlobLength || flags > 1 {
+					return fmt.Errorf("blob %s has impossible bounds or flags", id.Short())
+				}
+				add(id, Location{Pack: pack, Offset: int64(off), Length: uint32(length), RawLength: uint32(raw), Compressed: flags == 1})
+			}
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			if err == nil {
+				err = errors.New("trailing bytes")
+			}
+			return err
+		}
+		return nil
+	}()
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		err = errShort
+	}
+	if err != nil {
+		return fmt.Errorf("decoding index: %w", err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package repo
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -314,11 +315,16 @@ func (r *Repo) readIndexFile(id ID, add func(ID, Location)) error {
 	if data, err = r.open(data, aadIndex); err != nil {
 		return fmt.Errorf("index %s: %w", id.Short(), err)
 	}
-	plain, err := zstdDecoder.DecodeAll(data, nil)
+	// Decompressed as it is decoded: the plaintext is never whole in memory.
+	dec, err := zstd.NewReader(bytes.NewReader(data), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(1<<30))
 	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	if err := decodeIndexStream(dec, add); err != nil {
 		return fmt.Errorf("index %s is damaged: %w", id.Short(), err)
 	}
-	return decodeIndex(plain, add)
+	return nil
 }
 
 // writeIndex stores an index of locs and returns its ID and stored size.
