@@ -14,6 +14,16 @@ help: ## List the targets
 build: ## Build backup-apiserver and backup-mover into _output/bin
 	$(GO) build -o $(BIN)/ ./cmd/...
 
+# kubectl runs a program named kubectl-NAME on the PATH as `kubectl NAME`.
+# The directory is $(GOBIN) when set (`go env GOBIN`), else /usr/local/bin;
+# PLUGIN_DIR=... chooses another.
+PLUGIN_DIR ?= $(or $(GOBIN),$(shell $(GO) env GOBIN),/usr/local/bin)
+
+.PHONY: install-plugin
+install-plugin: ## Install the kubectl plugin kubectl-backup (`kubectl backup`) into $GOBIN, else /usr/local/bin
+	$(GO) build -o $(PLUGIN_DIR)/kubectl-backup ./cmd/kubectl-backup
+	@echo "installed $(PLUGIN_DIR)/kubectl-backup: kubectl backup --help"
+
 # -count=1: the integration tests run binaries they build, which Go's test
 # cache cannot see, so a cached pass could be stale. The alerting rules' tests
 # (artifacts/monitoring) need promtool: hack/promtool.sh unpacks Debian's once;
