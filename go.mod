@@ -3,6 +3,7 @@ module example.com/backup-operator
 go 1.26.0
 
 require (
+	github.com/creack/pty v1.1.18
 	github.com/klauspost/compress v1.20.4
 	github.com/minio/minio-go/v7 v7.4.1
 	github.com/robfig/cron/v3 v3.0.1
