@@ -25,6 +25,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/apiserver/pkg/util/compatibility"
+	restclient "k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	basecompatibility "k8s.io/component-base/compatibility"
 	"k8s.io/klog/v2"
@@ -82,6 +83,11 @@ type Options struct {
 	PodSecurityDefault   string
 	MaxMovers            int
 	MaxMoversPerNode     int
+	// KubeAPIQPS and KubeAPIBurst limit the controllers' requests to
+	// kube-apiserver (client-go's own default, 5 and 10, starves a burst of
+	// a thousand schedules).
+	KubeAPIQPS   float32
+	KubeAPIBurst int
 
 	// LeaderElection is the Lease the controllers run under; an empty
 	// namespace means ServiceNamespace. Config fills in the identity.
@@ -118,6 +124,7 @@ func NewOptions() *Options {
 	o.PruneLockWait = d.LockWait
 	o.PodSecurityDefault = d.PodSecurityDefault
 	o.MaxMovers, o.MaxMoversPerNode = d.MaxMovers, d.MaxMoversPerNode
+	o.KubeAPIQPS, o.KubeAPIBurst = 50, 100
 	o.LeaderElection = controller.LeaderElection{Name: "backup-apiserver-controllers",
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
 	if img := os.Getenv("MOVER_IMAGE"); img != "" {
@@ -163,6 +170,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"How many data mover Jobs (backups, restores, prunes) run at once in the cluster; more Backups wait as Pending with the condition Queued, in the order of their scheduled time, and restores and prunes go before them.")
 	fs.IntVar(&o.MaxMoversPerNode, "max-movers-per-node", o.MaxMoversPerNode,
 		"How many data mover Jobs run at once on one node; a Job whose node is not known yet counts against --max-movers only.")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Requests per second the controllers may send to kube-apiserver (Jobs, pods, claims, events).")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of requests the controllers may send to kube-apiserver above --kube-api-qps.")
 	fs.StringVar(&o.PodSecurityDefault, "pod-security-default-level", o.PodSecurityDefault,
 		"The Pod Security level the data mover follows in a namespace without the pod-security.kubernetes.io/enforce label: the cluster's default enforce level (privileged, baseline or restricted).")
 	fs.DurationVar(&o.LeaderElection.LeaseDuration, "leader-elect-lease-duration", o.LeaderElection.LeaseDuration,
@@ -213,6 +222,9 @@ func (o *Options) validateControllers() []error {
 	}
 	if o.MaxMovers < 1 {
 		errs = append(errs, fmt.Errorf("--max-movers is %d; it must be at least 1", o.MaxMovers))
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps is %v and --kube-api-burst %d; both must be above 0", o.KubeAPIQPS, o.KubeAPIBurst))
 	}
 	if o.MaxMoversPerNode < 1 {
 		errs = append(errs, fmt.Errorf("--max-movers-per-node is %d; it must be at least 1", o.MaxMoversPerNode))
@@ -347,10 +359,15 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	if le.Identity == "" {
 		le.Identity = leaderIdentity()
 	}
+	var kubeClient *restclient.Config
+	if cfg.ClientConfig != nil {
+		kubeClient = restclient.CopyConfig(cfg.ClientConfig)
+		kubeClient.QPS, kubeClient.Burst = o.KubeAPIQPS, o.KubeAPIBurst
+	}
 	return &apiserver.Config{
 		GenericConfig: cfg,
 		ExtraConfig: apiserver.ExtraConfig{DefaultRepositoryPVC: o.DefaultRepositoryPVC, Controllers: o.Controllers,
-			Controller: controllerOpts, LeaderElection: le, KubeClientConfig: cfg.ClientConfig},
+			Controller: controllerOpts, LeaderElection: le, KubeClientConfig: kubeClient},
 	}, nil
 }
 
