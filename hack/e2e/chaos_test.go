@@ -259,6 +259,13 @@ func (c *chaos) moverPod(kind, owner string) (string, string) {
 	return "", ""
 }
 
+// podRunning reports whether the pod still runs, so that a fault counts as
+// landed mid-operation only when it did.
+func (c *chaos) podRunning(name string) bool {
+	phase, _ := local.Kubectl(context.Background(), "-n", c.ns, "get", "pod", name, "-o", "jsonpath={.status.phase}")
+	return string(phase) == "Running"
+}
+
 // sleepRandom waits a random time up to max.
 func (c *chaos) sleepRandom(max time.Duration) {
 	time.Sleep(time.Duration(c.rng.Int63n(int64(max))))
@@ -269,8 +276,8 @@ func (c *chaos) sleepRandom(max time.Duration) {
 // (--grace-period=0 --force). It reports whether the pod was still running.
 func (c *chaos) killPod(name, uid string) bool {
 	c.t.Helper()
-	if phase, _ := local.Kubectl(context.Background(), "-n", c.ns, "get", "pod", name, "-o", "jsonpath={.status.phase}"); string(phase) != "Running" {
-		c.t.Logf("pod %s had ended (%s) before the kill", name, phase)
+	if !c.podRunning(name) {
+		c.t.Logf("pod %s had ended before the kill", name)
 		return false
 	}
 	if c.rng.Intn(2) == 0 {
@@ -428,8 +435,7 @@ func (c *chaos) restoreInterrupted() bool {
 	hit := false
 	if pod != "" {
 		c.sleepRandom(1000 * time.Millisecond)
-		phase, _ := local.Kubectl(context.Background(), "-n", c.ns, "get", "pod", pod, "-o", "jsonpath={.status.phase}")
-		hit = string(phase) == "Running"
+		hit = c.podRunning(pod)
 	}
 	kubectl(c.t, "-n", c.ns, "delete", "restorejob", first, "--wait=false")
 	waitGone(c.t, c.ns, "restorejob", first)
@@ -513,8 +519,7 @@ func (c *chaos) duringBackup(disrupt func() error) bool {
 	hit := false
 	if pod != "" {
 		c.sleepRandom(1500 * time.Millisecond)
-		phase, _ := local.Kubectl(context.Background(), "-n", c.ns, "get", "pod", pod, "-o", "jsonpath={.status.phase}")
-		hit = string(phase) == "Running"
+		hit = c.podRunning(pod)
 	}
 	if err := disrupt(); err != nil {
 		c.t.Fatal(err)
