@@ -4,6 +4,8 @@
 //	kubectl backup status [-A]
 //	kubectl backup now POLICY [--wait]
 //	kubectl backup restore BACKUP (--to PVC | --new-pvc SIZE) [--mode Mirror] [--path P]... [--yes]
+//	kubectl backup ls BACKUP [PATH]
+//	kubectl backup cp BACKUP:PATH LOCAL [--overwrite]
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -42,7 +45,7 @@ const (
 	exitTimeout = 3
 )
 
-// exitError carries the exit code an error ends the plugin with.
+// codeError carries the exit code an error ends the plugin with.
 type codeError struct {
 	code int
 	err  error
@@ -72,13 +75,19 @@ type options struct {
 	timeout       time.Duration
 	// interval is how often a followed object is read.
 	interval time.Duration
+	// retryFor is how long ls and cp keep trying a 503 of the files
+	// subresource (its Retry-After between tries).
+	retryFor time.Duration
 
 	in          io.Reader
 	out, errOut io.Writer
 
 	client versioned.Interface
-	ns     string
-	now    func() time.Time
+	// http is the client's HTTP client (credentials, TLS): the files
+	// subresource is read through it for its headers and streamed bodies.
+	http *http.Client
+	ns   string
+	now  func() time.Time
 }
 
 // run is the plugin: args without the program name; the exit code.
@@ -87,7 +96,7 @@ func run(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer
 	root := &cobra.Command{
 		Use:           "backup",
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl backup"},
-		Short:         "Status, on-demand backups and restores of backup.example.com",
+		Short:         "Status, on-demand backups, restores and the files of Backups of backup.example.com",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -112,7 +121,7 @@ func run(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer
 	f.DurationVar(&o.interval, "poll-interval", time.Second, "how often a followed object is read")
 	_ = f.MarkHidden("poll-interval")
 
-	root.AddCommand(o.statusCommand(), o.nowCommand(), o.restoreCommand())
+	root.AddCommand(o.statusCommand(), o.nowCommand(), o.restoreCommand(), o.lsCommand(), o.cpCommand())
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -144,7 +153,10 @@ func (o *options) connect() error {
 	// The API's warnings (a Mirror restore, say) are shown as kubectl does.
 	cfg.WarningHandler = rest.NewWarningWriter(o.errOut, rest.WarningWriterOptions{Deduplicate: true})
 	cfg.UserAgent = "kubectl-backup"
-	o.client, err = versioned.NewForConfig(cfg)
+	if o.http, err = rest.HTTPClientFor(cfg); err != nil {
+		return err
+	}
+	o.client, err = versioned.NewForConfigAndClient(cfg, o.http)
 	o.ns = ns
 	return err
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -248,4 +250,81 @@ func writePreview(w io.Writer, p *v1alpha1.RestorePreview) {
 		fmt.Fprintf(w, "... and %d more not listed\n", max(p.Creates+p.Overwrites+p.Deletes-listed, 0))
 	}
 	fmt.Fprintf(w, "%d to create, %d to overwrite, %d to delete\n", p.Creates, p.Overwrites, p.Deletes)
+}
+
+// modeString renders an entry's type and permission bits as ls -l does:
+// drwxr-xr-x, -rw-r--r--, lrwxrwxrwx; setuid and setgid as s (S without
+// the execute bit under it), sticky as t (T).
+func modeString(typ string, mode uint32) string {
+	b := []byte("----------")
+	switch typ {
+	case typeDirectory:
+		b[0] = 'd'
+	case typeSymlink:
+		b[0] = 'l'
+	case typeFile:
+	default:
+		b[0] = '?'
+	}
+	const rwx = "rwxrwxrwx"
+	for i := range 9 {
+		if mode&(1<<(8-i)) != 0 {
+			b[i+1] = rwx[i]
+		}
+	}
+	for _, s := range []struct {
+		bit        uint32
+		at         int
+		set, unset byte
+	}{{0o4000, 3, 's', 'S'}, {0o2000, 6, 's', 'S'}, {0o1000, 9, 't', 'T'}} {
+		if mode&s.bit != 0 {
+			if b[s.at] == 'x' {
+				b[s.at] = s.set
+			} else {
+				b[s.at] = s.unset
+			}
+		}
+	}
+	return string(b)
+}
+
+// safeName is a name as a table shows it: quoted (Go syntax) when it holds
+// a control character, so a file name cannot break the table or send
+// escape sequences to the terminal.
+func safeName(s string) string {
+	for _, r := range s {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// writeFileTable renders a listing as ls -l does, with a header: MODE,
+// OWNER (uid:gid), SIZE (bytes, right-aligned; - for directories and
+// symlinks), MODIFIED (in loc) and NAME, "-> target" after a symlink.
+func writeFileTable(w io.Writer, items []backupFile, loc *time.Location) {
+	sizes := make([]string, len(items))
+	width := len("SIZE")
+	for i, e := range items {
+		sizes[i] = "-"
+		if e.Type == typeFile {
+			sizes[i] = strconv.FormatInt(e.Size, 10)
+		}
+		width = max(width, len(sizes[i]))
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "MODE\tOWNER\t%*s\tMODIFIED\tNAME\n", width, "SIZE")
+	for i, e := range items {
+		modified := "-"
+		if !e.ModTime.IsZero() {
+			modified = e.ModTime.In(loc).Format(time.DateTime)
+		}
+		name := safeName(e.Name)
+		if e.Type == typeSymlink {
+			name += " -> " + safeName(e.LinkTarget)
+		}
+		fmt.Fprintf(tw, "%s\t%d:%d\t%*s\t%s\t%s\n", modeString(e.Type, e.Mode), e.UID, e.GID, width, sizes[i], modified, name)
+	}
+	tw.Flush()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -243,5 +244,80 @@ func TestFollowerTerminal(t *testing.T) {
 		"\r\x1b[K"
 	if got := b.String(); got != want {
 		t.Errorf("terminal output:\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestModeString(t *testing.T) {
+	for _, c := range []struct {
+		typ  string
+		mode uint32
+		want string
+	}{
+		{typeDirectory, 0o755, "drwxr-xr-x"},
+		{typeFile, 0o644, "-rw-r--r--"},
+		{typeSymlink, 0o777, "lrwxrwxrwx"},
+		{typeFile, 0o600, "-rw-------"},
+		{typeFile, 0, "----------"},
+		{typeFile, 0o4755, "-rwsr-xr-x"},
+		{typeFile, 0o4644, "-rwSr--r--"},
+		{typeFile, 0o2755, "-rwxr-sr-x"},
+		{typeFile, 0o2745, "-rwxr-Sr-x"},
+		{typeDirectory, 0o1777, "drwxrwxrwt"},
+		{typeDirectory, 0o1776, "drwxrwxrwT"},
+		{"Socket", 0o755, "?rwxr-xr-x"},
+	} {
+		if got := modeString(c.typ, c.mode); got != c.want {
+			t.Errorf("modeString(%s, %#o) = %q, want %q", c.typ, c.mode, got, c.want)
+		}
+	}
+}
+
+// listingJSON is a listing as the files subresource answers it.
+const listingJSON = `{"kind":"BackupFileList","apiVersion":"backup.example.com/v1alpha1","path":"etc","items":[
+{"name":"app.conf","type":"File","size":123,"mode":420,"uid":0,"gid":0,"modTime":"2026-11-30T12:00:00Z"},
+{"name":"conf.d","type":"Directory","size":0,"mode":493,"uid":1000,"gid":1000,"modTime":"2026-11-29T08:15:30.123456Z"},
+{"name":"big.db","type":"File","size":10737418240,"mode":384,"uid":999,"gid":999,"modTime":"2026-11-30T12:00:01Z"},
+{"name":"link","type":"Symlink","size":0,"mode":511,"uid":0,"gid":0,"modTime":"2026-11-30T12:00:00Z","linkTarget":"app.conf"},
+{"name":"bad\nname\u001b[2J","type":"File","size":1,"mode":420,"uid":0,"gid":0,"modTime":"2026-11-30T12:00:00Z"}]}`
+
+func TestWriteFileTable(t *testing.T) {
+	var l backupFileList
+	if err := json.Unmarshal([]byte(listingJSON), &l); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	writeFileTable(&b, l.Items, time.FixedZone("CET", 3600))
+	want := `MODE        OWNER             SIZE  MODIFIED             NAME
+-rw-r--r--  0:0                123  2026-11-30 13:00:00  app.conf
+drwxr-xr-x  1000:1000            -  2026-11-29 09:15:30  conf.d
+-rw-------  999:999    10737418240  2026-11-30 13:00:01  big.db
+lrwxrwxrwx  0:0                  -  2026-11-30 13:00:00  link -> app.conf
+-rw-r--r--  0:0                  1  2026-11-30 13:00:00  "bad\nname\x1b[2J"
+`
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+
+	// Zero times and a listing of small files only: the SIZE head sets the width.
+	b.Reset()
+	writeFileTable(&b, []backupFile{{Name: "a", Type: typeFile, Size: 7, Mode: 0o640, UID: 5, GID: 6}}, time.UTC)
+	if want := "MODE        OWNER  SIZE  MODIFIED  NAME\n-rw-r-----  5:6       7  -         a\n"; b.String() != want {
+		t.Errorf("table:\n%q\nwant:\n%q", b.String(), want)
+	}
+}
+
+func TestSafeName(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain.txt":      "plain.txt",
+		"with space":     "with space",
+		"ünïcödé":        "ünïcödé",
+		"tab\there":      `"tab\there"`,
+		"del\x7f":        `"del\x7f"`,
+		"c1\u0085":       `"c1\u0085"`,
+		"\x1b]0;title\a": `"\x1b]0;title\a"`,
+	} {
+		if got := safeName(in); got != want {
+			t.Errorf("safeName(%q) = %s, want %s", in, got, want)
+		}
 	}
 }
