@@ -2,6 +2,8 @@
 // real components on this machine, with the operator deployed through its
 // manifests. In the foreground it tears everything down on Ctrl-C; with
 // --detach it returns once ready and `make down` (local-cluster --down) stops it.
+// --reload (`make reload`) rebuilds the operator's image from the work tree
+// and restarts the operator in a running cluster.
 package main
 
 import (
@@ -26,11 +28,14 @@ func main() {
 	dir := flag.String("dir", filepath.Join(home, ".cache", "backup-operator", "local-cluster"), "state directory")
 	detach := flag.Bool("detach", false, "return once the cluster is ready and leave it running")
 	down := flag.Bool("down", false, "tear down a cluster left running by --detach")
+	reload := flag.Bool("reload", false, "rebuild the operator's image and restart the operator in the running cluster")
 	flag.Parse()
 	var err error
 	switch {
 	case *down:
 		err = stop(*dir)
+	case *reload:
+		err = reloadOperator(*dir)
 	case *detach:
 		err = startDetached(*dir)
 	default:
@@ -184,4 +189,52 @@ func stop(dir string) error {
 		time.Sleep(500 * time.Millisecond)
 	}
 	return errors.New("the local cluster did not stop within 3 minutes")
+}
+
+// reloadOperator rebuilds the operator's image (both binaries) from the work
+// tree, imports it into the running node's containerd under the same tag,
+// and deletes the operator's pod, so its StatefulSet starts it again from the
+// new image; mover Jobs created from then on use it too.
+func reloadOperator(dir string) error {
+	if _, ok := running(dir); !ok {
+		return errors.New("no local cluster is running; start one with `make run DETACH=1`")
+	}
+	kc, err := os.ReadFile(readyFile(dir))
+	if err != nil {
+		return errors.New("the local cluster is not ready yet")
+	}
+	tmp, err := os.MkdirTemp("", "backup-operator-reload-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "bin")
+	if err := cluster.BuildOperator(bin); err != nil {
+		return err
+	}
+	archive := filepath.Join(tmp, "operator.tar")
+	if err := cluster.WriteImageArchive(archive, cluster.OperatorImage, []cluster.ImageFile{
+		{Path: "/backup-apiserver", Src: filepath.Join(bin, "backup-apiserver"), Mode: 0o755},
+		{Path: "/backup-mover", Src: filepath.Join(bin, "backup-mover"), Mode: 0o755},
+	}, []string{"/backup-apiserver"}); err != nil {
+		return err
+	}
+	socket := filepath.Join(dir, "node", "containerd", "containerd.sock")
+	if out, err := exec.Command("ctr", "--address", socket, "--namespace", "k8s.io", "images", "import", "--no-unpack=false", archive).CombinedOutput(); err != nil {
+		return fmt.Errorf("importing the image: %v\n%s", err, out)
+	}
+	kubeconfig := strings.TrimSpace(string(kc))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if out, err := cluster.KubectlAs(ctx, kubeconfig, "-n", "backup-system", "delete", "pod", "backup-apiserver-0", "--wait=true"); err != nil {
+		return fmt.Errorf("restarting the operator: %v\n%s", err, out)
+	}
+	if out, err := cluster.KubectlAs(ctx, kubeconfig, "-n", "backup-system", "rollout", "status", "statefulset/backup-apiserver", "--timeout=150s"); err != nil {
+		return fmt.Errorf("waiting for the operator: %v\n%s", err, out)
+	}
+	if out, err := cluster.KubectlAs(ctx, kubeconfig, "wait", "--for=condition=Available", "apiservice/v1alpha1.backup.example.com", "--timeout=120s"); err != nil {
+		return fmt.Errorf("waiting for the APIService: %v\n%s", err, out)
+	}
+	fmt.Println("the operator runs the image built from the work tree")
+	return nil
 }

@@ -83,6 +83,9 @@ type Options struct {
 	// server: NewHookExecutor). Without one, hook actions fail with a
 	// message saying so.
 	HookExecutor HookExecutor
+	// ReaderIdleTimeout is how long a reader pod of the files subresource
+	// waits without requests before it exits. Default 2m.
+	ReaderIdleTimeout time.Duration
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 }
@@ -122,6 +125,9 @@ func (o Options) Defaulted() Options {
 	}
 	if o.MaxMoversPerNode == 0 {
 		o.MaxMoversPerNode = 4
+	}
+	if o.ReaderIdleTimeout == 0 {
+		o.ReaderIdleTimeout = 2 * time.Minute
 	}
 	return o
 }

@@ -180,12 +180,35 @@ func repoDescription(namespace string, s v1alpha1.RepositoryStorage) string {
 	return "repository claim " + namespace + "/" + s.PVCName
 }
 
-// moverJob builds the data mover Job: our image, the repository (repoAccess),
-// the data at /source (read-only) or /target, a restrictive security
-// context with only the capabilities the operation needs, requests, a
-// deadline and retries. The mover needs no API access; it uses the pod
-// network only to reach an S3 endpoint (cluster DNS, no service links).
+// moverJob builds the data mover Job: the mover's pod (moverPod) with a
+// deadline and retries.
 func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
+	lbls, spec := m.moverPod(s)
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: lbls,
+			Annotations: map[string]string{v1alpha1.OwnerAnnotation: s.owner.GetNamespace() + "/" + s.owner.GetName()}},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            ptr.To(m.opts.JobBackoffLimit),
+			ActiveDeadlineSeconds:   ptr.To(int64(m.opts.JobDeadline.Seconds())),
+			TTLSecondsAfterFinished: ptr.To(int32(m.opts.JobTTL.Seconds())),
+			Template:                corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: lbls}, Spec: spec},
+		},
+	}
+	if s.owner.GetNamespace() == s.namespace {
+		// Owner references cannot cross namespaces; elsewhere the UID label
+		// ties the Job to its owner.
+		job.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(s.owner, v1alpha1.SchemeGroupVersion.WithKind(s.ownerKind))}
+	}
+	return job
+}
+
+// moverPod builds the labels and the spec of a data mover pod: our image,
+// the repository (repoAccess), the data at /source (read-only) or /target,
+// a restrictive security context with only the capabilities the operation
+// needs, and requests. The mover needs no API access; it uses the pod
+// network only to reach an S3 endpoint (cluster DNS, no service links) and,
+// as a reader, to answer the kube-apiserver's pod proxy.
+func (m *Manager) moverPod(s jobSpec) (map[string]string, corev1.PodSpec) {
 	repoArgs, env, volumes, mounts := repoAccess(s.repo)
 	command := append([]string{"/backup-mover", s.args[0]}, repoArgs...)
 	command = append(command, s.args[1:]...)
@@ -208,48 +231,30 @@ func (m *Manager) moverJob(s jobSpec) *batchv1.Job {
 	if claim := s.sourcePVC + s.targetPVC; claim != "" {
 		lbls[v1alpha1.ClaimLabel] = v1alpha1.LabelValue(claim)
 	}
-	job := &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: lbls,
-			Annotations: map[string]string{v1alpha1.OwnerAnnotation: s.owner.GetNamespace() + "/" + s.owner.GetName()}},
-		Spec: batchv1.JobSpec{
-			BackoffLimit:            ptr.To(m.opts.JobBackoffLimit),
-			ActiveDeadlineSeconds:   ptr.To(int64(m.opts.JobDeadline.Seconds())),
-			TTLSecondsAfterFinished: ptr.To(int32(m.opts.JobTTL.Seconds())),
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: lbls},
-				Spec: corev1.PodSpec{
-					RestartPolicy:                corev1.RestartPolicyNever,
-					AutomountServiceAccountToken: ptr.To(false),
-					EnableServiceLinks:           ptr.To(false),
-					NodeName:                     s.nodeName,
-					SecurityContext:              s.security.pod,
-					Containers: []corev1.Container{{
-						Name:                     moverContainer,
-						Image:                    m.opts.MoverImage,
-						ImagePullPolicy:          corev1.PullIfNotPresent,
-						Command:                  command,
-						Env:                      env,
-						TerminationMessagePath:   "/dev/termination-log",
-						TerminationMessagePolicy: corev1.TerminationMessageReadFile,
-						VolumeMounts:             mounts,
-						Resources:                corev1.ResourceRequirements{Requests: m.opts.MoverRequests.DeepCopy(), Limits: m.opts.MoverLimits.DeepCopy()},
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: ptr.To(false),
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: s.security.caps},
-						},
-					}},
-					Volumes: volumes,
-				},
+	return lbls, corev1.PodSpec{
+		RestartPolicy:                corev1.RestartPolicyNever,
+		AutomountServiceAccountToken: ptr.To(false),
+		EnableServiceLinks:           ptr.To(false),
+		NodeName:                     s.nodeName,
+		SecurityContext:              s.security.pod,
+		Containers: []corev1.Container{{
+			Name:                     moverContainer,
+			Image:                    m.opts.MoverImage,
+			ImagePullPolicy:          corev1.PullIfNotPresent,
+			Command:                  command,
+			Env:                      env,
+			TerminationMessagePath:   "/dev/termination-log",
+			TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+			VolumeMounts:             mounts,
+			Resources:                corev1.ResourceRequirements{Requests: m.opts.MoverRequests.DeepCopy(), Limits: m.opts.MoverLimits.DeepCopy()},
+			SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr.To(false),
+				ReadOnlyRootFilesystem:   ptr.To(true),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: s.security.caps},
 			},
-		},
+		}},
+		Volumes: volumes,
 	}
-	if s.owner.GetNamespace() == s.namespace {
-		// Owner references cannot cross namespaces; elsewhere the UID label
-		// ties the Job to its owner.
-		job.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(s.owner, v1alpha1.SchemeGroupVersion.WithKind(s.ownerKind))}
-	}
-	return job
 }
 
 // moverPodCreateTimeout bounds how long a mover Job may fail to create its

@@ -33,6 +33,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&BackupPolicy{}, &BackupPolicyList{},
 		&Backup{}, &BackupList{},
 		&RestoreJob{}, &RestoreJobList{},
+		&BackupFileList{}, &BackupFilesOptions{},
 	)
 	return nil
 }

@@ -320,3 +320,43 @@ type RestoreJobList struct {
 	metav1.ListMeta
 	Items []RestoreJob
 }
+
+// BackupFileType is the type of an entry of a Backup's snapshot.
+type BackupFileType string
+
+// The entry types of a snapshot.
+const (
+	BackupFileDirectory BackupFileType = "Directory"
+	BackupFileFile      BackupFileType = "File"
+	BackupFileSymlink   BackupFileType = "Symlink"
+)
+
+// BackupFile is one entry of a Backup's snapshot.
+type BackupFile struct {
+	Name       string
+	Type       BackupFileType
+	Size       int64
+	Mode       int32
+	UID        int64
+	GID        int64
+	ModTime    metav1.MicroTime
+	LinkTarget string
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// BackupFileList is a directory (or a symlink) of a Backup's snapshot.
+type BackupFileList struct {
+	metav1.TypeMeta
+	metav1.ListMeta
+	Path  string
+	Items []BackupFile
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// BackupFilesOptions are the options of the files subresource of a Backup.
+type BackupFilesOptions struct {
+	metav1.TypeMeta
+	Path string
+}

@@ -76,13 +76,16 @@ type Options struct {
 	MoverJobDeadline     time.Duration
 	MoverJobBackoffLimit int32
 	MoverJobTTL          time.Duration
-	MoverCPURequest      string
-	MoverMemoryRequest   string
-	MoverMemoryLimit     string
-	PruneLockWait        time.Duration
-	PodSecurityDefault   string
-	MaxMovers            int
-	MaxMoversPerNode     int
+	// ReaderIdleTimeout is how long a reader pod of backups/files lives
+	// without requests.
+	ReaderIdleTimeout  time.Duration
+	MoverCPURequest    string
+	MoverMemoryRequest string
+	MoverMemoryLimit   string
+	PruneLockWait      time.Duration
+	PodSecurityDefault string
+	MaxMovers          int
+	MaxMoversPerNode   int
 	// KubeAPIQPS and KubeAPIBurst limit the controllers' requests to
 	// kube-apiserver (client-go's own default, 5 and 10, starves a burst of
 	// a thousand schedules).
@@ -118,6 +121,7 @@ func NewOptions() *Options {
 	o.MoverJobDeadline = d.JobDeadline
 	o.MoverJobBackoffLimit = d.JobBackoffLimit
 	o.MoverJobTTL = d.JobTTL
+	o.ReaderIdleTimeout = d.ReaderIdleTimeout
 	o.MoverCPURequest = d.MoverRequests.Cpu().String()
 	o.MoverMemoryRequest = d.MoverRequests.Memory().String()
 	o.MoverMemoryLimit = d.MoverLimits.Memory().String()
@@ -170,6 +174,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"How many data mover Jobs (backups, restores, prunes) run at once in the cluster; more Backups wait as Pending with the condition Queued, in the order of their scheduled time, and restores and prunes go before them.")
 	fs.IntVar(&o.MaxMoversPerNode, "max-movers-per-node", o.MaxMoversPerNode,
 		"How many data mover Jobs run at once on one node; a Job whose node is not known yet counts against --max-movers only.")
+	fs.DurationVar(&o.ReaderIdleTimeout, "reader-idle-timeout", o.ReaderIdleTimeout,
+		"How long a reader pod of the backups/files subresource waits without requests before it exits (and is deleted); the next request starts a new one.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Requests per second the controllers may send to kube-apiserver (Jobs, pods, claims, events).")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of requests the controllers may send to kube-apiserver above --kube-api-qps.")
 	fs.StringVar(&o.PodSecurityDefault, "pod-security-default-level", o.PodSecurityDefault,
@@ -285,7 +291,7 @@ func (o *Options) validateControllers() []error {
 func (o *Options) controllerOptions() (controller.Options, error) {
 	opts := controller.Options{MoverImage: o.MoverImage, Workers: o.ControllerWorkers, JobDeadline: o.MoverJobDeadline,
 		JobBackoffLimit: o.MoverJobBackoffLimit, JobTTL: o.MoverJobTTL, LockWait: o.PruneLockWait, PodSecurityDefault: o.PodSecurityDefault,
-		MaxMovers: o.MaxMovers, MaxMoversPerNode: o.MaxMoversPerNode,
+		MaxMovers: o.MaxMovers, MaxMoversPerNode: o.MaxMoversPerNode, ReaderIdleTimeout: o.ReaderIdleTimeout,
 		MoverRequests: corev1.ResourceList{}, MoverLimits: corev1.ResourceList{}}
 	if opts.JobBackoffLimit == 0 {
 		opts.JobBackoffLimit = -1 // controller.Options: negative asks for no retries, zero for the default

@@ -36,6 +36,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&BackupPolicy{}, &BackupPolicyList{},
 		&Backup{}, &BackupList{},
 		&RestoreJob{}, &RestoreJobList{},
+		&BackupFileList{}, &BackupFilesOptions{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

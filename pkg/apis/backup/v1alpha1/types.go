@@ -811,3 +811,69 @@ type RestoreJobList struct {
 	// items is the list of RestoreJob objects.
 	Items []RestoreJob `json:"items"`
 }
+
+// BackupFileType is the type of an entry of a Backup's snapshot.
+type BackupFileType string
+
+const (
+	// BackupFileDirectory is a directory.
+	BackupFileDirectory BackupFileType = "Directory"
+	// BackupFileFile is a regular file.
+	BackupFileFile BackupFileType = "File"
+	// BackupFileSymlink is a symbolic link (never followed).
+	BackupFileSymlink BackupFileType = "Symlink"
+)
+
+// BackupFile is one entry of a Backup's snapshot, as the files subresource
+// lists it.
+type BackupFile struct {
+	// name is the entry's name within its directory.
+	Name string `json:"name"`
+	// type is Directory, File or Symlink.
+	Type BackupFileType `json:"type"`
+	// size is a file's size in bytes; 0 for directories and symlinks.
+	Size int64 `json:"size"`
+	// mode is the permission bits, setuid, setgid and sticky included (07777).
+	Mode int32 `json:"mode"`
+	// uid is the numeric owner.
+	UID int64 `json:"uid"`
+	// gid is the numeric group.
+	GID int64 `json:"gid"`
+	// modTime is the entry's modification time when it was backed up.
+	ModTime metav1.MicroTime `json:"modTime"`
+	// linkTarget is a symlink's target, as stored.
+	// +optional
+	LinkTarget string `json:"linkTarget,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// BackupFileList is what GET on a directory (or a symlink) of the files
+// subresource of a Backup returns:
+// /apis/backup.example.com/v1alpha1/namespaces/NS/backups/NAME/files/PATH.
+// GET on a regular file returns the file's content instead.
+type BackupFileList struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard list metadata.
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// path is the directory listed, relative to the snapshot's root ("." for
+	// the root); for a symlink, the link's path.
+	Path string `json:"path"`
+	// items are the directory's entries, sorted by name; for a symlink, the
+	// link itself.
+	// +listType=atomic
+	Items []BackupFile `json:"items"`
+}
+
+// +k8s:conversion-gen:explicit-from=net/url.Values
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// BackupFilesOptions are the options of the files subresource of a Backup.
+type BackupFilesOptions struct {
+	metav1.TypeMeta `json:",inline"`
+	// path is the path in the snapshot, relative to its root: slash-separated,
+	// without "." or ".." components. Empty lists the root.
+	// +optional
+	Path string `json:"path,omitempty"`
+}

@@ -27,6 +27,21 @@ func (in Backup) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in BackupFile) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.BackupFile"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in BackupFileList) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.BackupFileList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in BackupFilesOptions) OpenAPIModelName() string {
+	return "com.example.backup.v1alpha1.BackupFilesOptions"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in BackupHooks) OpenAPIModelName() string {
 	return "com.example.backup.v1alpha1.BackupHooks"
 }

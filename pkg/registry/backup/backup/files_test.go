@@ -1,0 +1,65 @@
+package backup
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+)
+
+func TestCleanFilesPath(t *testing.T) {
+	for _, c := range []struct{ in, want, problem string }{
+		{"", ".", ""},
+		{".", ".", ""},
+		{"etc/", "etc", ""},
+		{"etc/app.conf", "etc/app.conf", ""},
+		{"a b/ünï", "a b/ünï", ""},
+		{"etc/../passwd", "", `without ".."`},
+		{"..", "", `without ".."`},
+		{"etc//app", "", "empty ones"},
+		{"./etc", "", `"." elements`},
+		{"/etc", "", "empty ones"},
+		{"etc/\x00", "", "NUL"},
+	} {
+		got, problem := cleanFilesPath(c.in)
+		if got != c.want || (c.problem == "") != (problem == "") || !strings.Contains(problem, c.problem) {
+			t.Errorf("cleanFilesPath(%q) = %q, %q; want %q and a problem containing %q", c.in, got, problem, c.want, c.problem)
+		}
+	}
+}
+
+func TestModeString(t *testing.T) {
+	for _, c := range []struct {
+		typ  v1alpha1.BackupFileType
+		mode int32
+		want string
+	}{
+		{v1alpha1.BackupFileDirectory, 0o755, "drwxr-xr-x"},
+		{v1alpha1.BackupFileFile, 0o640, "-rw-r-----"},
+		{v1alpha1.BackupFileSymlink, 0o777, "lrwxrwxrwx"},
+		{v1alpha1.BackupFileFile, 0o4755, "-rwsr-xr-x"},
+		{v1alpha1.BackupFileFile, 0o2644, "-rw-r-Sr--"},
+		{v1alpha1.BackupFileDirectory, 0o1777, "drwxrwxrwt"},
+		{v1alpha1.BackupFileDirectory, 0o1770, "drwxrwx--T"},
+	} {
+		if got := ModeString(c.typ, c.mode); got != c.want {
+			t.Errorf("ModeString(%s, %o) = %s, want %s", c.typ, c.mode, got, c.want)
+		}
+	}
+}
+
+func TestWantsTable(t *testing.T) {
+	for accept, want := range map[string]bool{
+		"application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json": true,
+		"application/json": false,
+		"":                 false,
+		"application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io": false,
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "/", nil)
+		req.Header.Set("Accept", accept)
+		if got := wantsTable(req); got != want {
+			t.Errorf("wantsTable(%q) = %v", accept, got)
+		}
+	}
+}
