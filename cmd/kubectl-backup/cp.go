@@ -117,6 +117,8 @@ func (o *options) runCp(ctx context.Context, src, dst string, overwrite bool) er
 	if e.Type != typeDirectory {
 		if fi, err := os.Stat(dst); err == nil && fi.IsDir() {
 			local = filepath.Join(dst, path.Base(p))
+		} else if strings.HasSuffix(dst, string(filepath.Separator)) {
+			return withCode(exitError, "%s is not a directory; create it first, or name the file without the trailing %s", dst, string(filepath.Separator))
 		}
 	}
 	if fi, err := os.Stat(filepath.Dir(filepath.Clean(local))); err != nil || !fi.IsDir() {
@@ -285,7 +287,7 @@ func plural(n int, one, many string) string {
 
 // copyFile streams the file of it to it.local through a temporary file.
 func (o *options) copyFile(ctx context.Context, backup string, it copyItem, meter *copyMeter) (int64, error) {
-	resp, err := o.getFiles(ctx, backup, it.rel, nil)
+	resp, err := o.getFiles(ctx, backup, it.rel)
 	if err != nil {
 		return 0, err
 	}
@@ -302,7 +304,7 @@ func (o *options) copyFile(ctx context.Context, backup string, it copyItem, mete
 
 // copyToStdout streams the file p to stdout.
 func (o *options) copyToStdout(ctx context.Context, backup, p string, e *backupFile) error {
-	resp, err := o.getFiles(ctx, backup, p, nil)
+	resp, err := o.getFiles(ctx, backup, p)
 	if err != nil {
 		return err
 	}

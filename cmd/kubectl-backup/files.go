@@ -98,7 +98,7 @@ func validName(name string) bool {
 // 429 (the server is starting the reader of the repository) is tried again
 // after the server's Retry-After, for at most o.retryFor in all; any other
 // error is the server's metav1.Status as an error.
-func (o *options) getFiles(ctx context.Context, backup, p string, header http.Header) (*http.Response, error) {
+func (o *options) getFiles(ctx context.Context, backup, p string) (*http.Response, error) {
 	if backup == "" {
 		return nil, withCode(exitError, "the Backup's name is empty")
 	}
@@ -116,12 +116,7 @@ func (o *options) getFiles(ctx context.Context, backup, p string, header http.He
 		if err != nil {
 			return nil, withCode(exitError, "%v", err)
 		}
-		for k, v := range header {
-			hr.Header[k] = v
-		}
-		if hr.Header.Get("Accept") == "" {
-			hr.Header.Set("Accept", "application/json, */*")
-		}
+		hr.Header.Set("Accept", "application/json, */*")
 		resp, err := o.http.Do(hr)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -132,20 +127,23 @@ func (o *options) getFiles(ctx context.Context, backup, p string, header http.He
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 			return resp, nil
 		}
-		err = responseError(resp)
+		refusal := responseError(resp)
 		if resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusTooManyRequests {
-			return nil, apiError(err)
+			return nil, apiError(refusal)
 		}
+		// The header, or the Status's details when a proxy dropped it.
 		wait := time.Second
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			wait = time.Duration(s) * time.Second
+		} else if s, ok := apierrors.SuggestsClientDelay(refusal); ok && s > 0 {
 			wait = time.Duration(s) * time.Second
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return nil, withCode(exitError, "%s (tried again for %s; --retry-for waits longer)", apiError(err).Error(), o.retryFor)
+			return nil, withCode(exitError, "%s (tried again for %s; --retry-for waits longer)", apiError(refusal).Error(), shortDuration(o.retryFor))
 		}
 		wait = min(wait, left)
-		fmt.Fprintf(o.errOut, "%s; trying again in %s\n", apiError(err).Error(), shortDuration(max(wait, time.Second)))
+		fmt.Fprintf(o.errOut, "%s; trying again in %s\n", apiError(refusal).Error(), shortDuration(max(wait, time.Second)))
 		select {
 		case <-ctx.Done():
 			return nil, interrupted(ctx)
@@ -200,7 +198,7 @@ func readList(resp *http.Response, backup, p string) (*backupFileList, []byte, e
 // list reads the listing of p: a directory's entries (a symlink's listing
 // is the link). file is true, and the listing nil, when p is a regular file.
 func (o *options) list(ctx context.Context, backup, p string) (l *backupFileList, raw []byte, file bool, err error) {
-	resp, err := o.getFiles(ctx, backup, p, nil)
+	resp, err := o.getFiles(ctx, backup, p)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -232,7 +230,7 @@ func (o *options) stat(ctx context.Context, backup, p string) (*backupFile, erro
 			}
 		}
 	}
-	resp, err := o.getFiles(ctx, backup, p, nil)
+	resp, err := o.getFiles(ctx, backup, p)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,8 @@ import (
 
 	"github.com/creack/pty"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -722,5 +724,157 @@ func TestProgressBarOnTerminal(t *testing.T) {
 	}
 	if !regexp.MustCompile(`\r\x1b\[Kbackup/db-manual-\w+ Completed: 1 files, 100\.0 MiB`).MatchString(out) {
 		t.Errorf("no final line after the bar")
+	}
+}
+
+// filesRefusal is the message the files subresource answers a GET of path
+// of backup in ns with, through client.
+func filesRefusal(t *testing.T, ctx context.Context, client versioned.Interface, ns, backup, path string) string {
+	t.Helper()
+	req := client.BackupV1alpha1().RESTClient().Get().Namespace(ns).Resource("backups").Name(backup).SubResource("files")
+	if path != "" {
+		req = req.Suffix(strings.Split(path, "/")...)
+	}
+	err := req.Do(ctx).Error()
+	status, ok := err.(apierrors.APIStatus)
+	if !ok {
+		t.Fatalf("GET files/%s of backup/%s: %v, want the server's refusal", path, backup, err)
+	}
+	return status.Status().Message
+}
+
+// TestFilesRefusals: ls and cp show the files subresource's refusals as the
+// server words them, with exit code 2, and write nothing: a Backup that is
+// not Completed (409), one that does not exist (404), a user who may read
+// Backups but not backups/files (403). A path with ".." is refused before
+// any request.
+func TestFilesRefusals(t *testing.T) {
+	requireCluster(t)
+	ctx := testContext(t)
+	createNamespace(t, ctx, "files")
+	if _, err := backupClient.BackupV1alpha1().Backups("files").Create(ctx, &v1alpha1.Backup{
+		ObjectMeta: metav1.ObjectMeta{Name: "pending"}, Spec: v1alpha1.BackupSpec{Target: v1alpha1.VolumeTarget{PVCName: "data"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+
+	notCompleted := filesRefusal(t, ctx, backupClient, "files", "pending", "etc")
+	if !strings.Contains(notCompleted, "not Completed") {
+		t.Errorf("the server's 409 does not say the Backup is not Completed: %q", notCompleted)
+	}
+	notFound := filesRefusal(t, ctx, backupClient, "files", "nope", "")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ls", "pending", "etc"}, notCompleted},
+		{[]string{"ls", "pending", "etc", "-o", "json"}, notCompleted},
+		{[]string{"cp", "pending:etc", filepath.Join(dir, "etc")}, notCompleted},
+		{[]string{"cp", "pending:etc/app.conf", "-"}, notCompleted},
+		{[]string{"ls", "nope"}, notFound},
+		{[]string{"cp", "nope:", filepath.Join(dir, "all")}, notFound},
+		{[]string{"ls", "pending", "etc/../../x"}, `path "etc/../../x": ".." is not allowed`},
+		{[]string{"cp", "pending", dir}, `the source "pending" is not BACKUP:PATH`},
+	} {
+		out, errOut, code := plugin(ctx, nil, append(c.args, "-n", "files")...)
+		if code != exitError || !strings.HasPrefix(errOut, "error: "+c.want) || strings.Count(errOut, "\n") != 1 || out != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and error: %s", c.args, code, out, errOut, c.want)
+		}
+	}
+	if names, _ := os.ReadDir(dir); len(names) != 0 {
+		t.Errorf("refused copies wrote %d entries into %s", len(names), dir)
+	}
+
+	bob, err := controlPlane.NewUser("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kubeClient.RbacV1().Roles("files").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "backups-only"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{v1alpha1.SchemeGroupVersion.Group}, Resources: []string{"backups"}, Verbs: []string{"get", "list"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kubeClient.RbacV1().RoleBindings("files").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "bob"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "backups-only"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "bob"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forbidden := filesRefusal(t, ctx, versioned.NewForConfigOrDie(cfg), "files", "pending", "etc")
+	if !strings.Contains(forbidden, "backups/files") {
+		t.Errorf("the server's 403 does not name backups/files: %q", forbidden)
+	}
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"ls", "pending", "etc", "-n", "files", "--kubeconfig", bob}, nil, &out, &errOut)
+	if code != exitError || errOut.String() != "error: "+forbidden+"\n" {
+		t.Errorf("ls as bob: exit %d, stderr %q; want exit 2 and error: %s", code, errOut.String(), forbidden)
+	}
+}
+
+// TestFilesRetryUnavailable: a Completed Backup whose reader pod never gets
+// ready (this cluster has no node) is answered 503 with a Retry-After once
+// the server gave up waiting for the pod; ls tries again after the
+// Retry-After, says so, and gives up with the server's message once
+// --retry-for has passed.
+func TestFilesRetryUnavailable(t *testing.T) {
+	requireCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	createNamespace(t, ctx, "files-503")
+	// No controller-manager makes the namespace's ServiceAccount here; the
+	// reader pod needs it to be admitted.
+	if _, err := kubeClient.CoreV1().ServiceAccounts("files-503").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backupClient.BackupV1alpha1().Backups("files-503").Create(ctx, &v1alpha1.Backup{
+		ObjectMeta: metav1.ObjectMeta{Name: "done"}, Spec: v1alpha1.BackupSpec{Target: v1alpha1.VolumeTarget{PVCName: "data"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	setBackupStatus(t, ctx, "files-503", "done", func(s *v1alpha1.BackupStatus) {
+		s.Phase, s.SnapshotID, s.Stats = v1alpha1.BackupPhaseCompleted, strings.Repeat("ab", 32), &v1alpha1.BackupStats{Files: 1, Bytes: 1}
+	})
+
+	// The first answer comes when the server stops waiting for the pod (45s);
+	// the retry budget is counted from the start, so it allows one more try,
+	// after the Retry-After.
+	start := time.Now()
+	var first time.Duration
+	errOut := &syncBuffer{}
+	done := make(chan int)
+	go func() {
+		var out bytes.Buffer
+		done <- run(ctx, []string{"ls", "done", "-n", "files-503", "--kubeconfig", controlPlane.AdminKubeconfig, "--retry-for", "1m"}, nil, &out, errOut)
+	}()
+	code := -1
+	if !poll(ctx, func() bool {
+		select {
+		case code = <-done:
+			return true
+		default:
+			return errOut.shows("trying again")
+		}
+	}) || code != -1 {
+		t.Fatalf("no 503 within %s (exit %d): %q", time.Since(start), code, errOut.String())
+	}
+	first = time.Since(start)
+	code = <-done
+	took := time.Since(start)
+	t.Logf("first answer after %s, gave up after %s:\n%s", first, took, errOut.String())
+	lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+	if code != exitError || len(lines) != 2 {
+		t.Fatalf("exit %d with %d lines on stderr, want 2 and two lines (one retry, then the error)", code, len(lines))
+	}
+	m := regexp.MustCompile(`^(.*the reader pod .* is not ready yet.*); trying again in 5s$`).FindStringSubmatch(lines[0])
+	if m == nil {
+		t.Fatalf("the retry line %q does not give the server's 503 and its Retry-After of 5s", lines[0])
+	}
+	if want := "error: " + m[1] + " (tried again for 1m; --retry-for waits longer)"; lines[1] != want {
+		t.Errorf("the last line %q, want %q", lines[1], want)
+	}
+	// The second try starts at most 5s after the first answer, and is the last.
+	if took < first+5*time.Second || took > 2*first+15*time.Second {
+		t.Errorf("gave up after %s with the first answer after %s: want one more try, 5s later", took, first)
 	}
 }
