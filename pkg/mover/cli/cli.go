@@ -136,6 +136,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		lsCmd(ctx, o, out),
 		keyCmd(ctx, o, out),
 		pruneCmd(ctx, o, out),
+		serveCmd(ctx, o, stderr),
 	)
 	// An error cobra returns before a command runs is in the command line: an
 	// unknown command or flag, a bad flag value, a missing required flag.
