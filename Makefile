@@ -52,6 +52,11 @@ run: ## A local single-node cluster with the operator deployed (DETACH=1 returns
 	$(GO) build -o $(BIN)/local-cluster ./hack/local-cluster
 	$(BIN)/local-cluster $(if $(DETACH),--detach)
 
+.PHONY: reload
+reload: ## Rebuild the operator's image from the work tree and restart the operator in the cluster of `make run DETACH=1`
+	$(GO) build -o $(BIN)/local-cluster ./hack/local-cluster
+	$(BIN)/local-cluster --reload
+
 .PHONY: down
 down: ## Tear down a cluster left running by `make run DETACH=1`
 	$(GO) build -o $(BIN)/local-cluster ./hack/local-cluster
@@ -99,6 +104,13 @@ clean: ## Remove build output
 .PHONY: bench-controller
 bench-controller: cluster-tools ## 1,000 BackupPolicies vs. 1,000 CronJobs firing in the same minute on a fresh local cluster (N=…, STORED=…)
 	$(GO) run ./hack/bench/controller -n $(or $(N),1000) -stored $(or $(STORED),10000)
+
+# Memory only: etcd, kube-apiserver and backup-apiserver on free ports, no
+# kubelet; the Backups fail at once, as bench-controller's stored ones do.
+# ARGS=... passes backup-apiserver flags, GOMEMLIMIT_SERVER=... its GOMEMLIMIT.
+.PHONY: bench-apiserver-memory
+bench-apiserver-memory: kube-binaries ## backup-apiserver's RSS, Go heap and a heap profile with STORED Backups (default 3000,10000: each a checkpoint)
+	$(GO) run ./hack/bench/memory $(if $(STORED),-stored $(STORED)) $(if $(ARGS),-args "$(ARGS)") $(if $(GOMEMLIMIT_SERVER),-gomemlimit $(GOMEMLIMIT_SERVER))
 
 .PHONY: bench-mover
 bench-mover: ## Benchmark backup-mover against restic and tar|zstd on a ~2 GiB dataset

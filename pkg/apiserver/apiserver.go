@@ -170,9 +170,10 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 		return nil, err
 	}
 	var informers []cache.SharedIndexInformer
+	var backupInformer, restoreInformer cache.SharedIndexInformer
 	if checker != nil {
-		backupInformer := inProcessInformer(backups.Store, &v1alpha1.Backup{}, &v1alpha1.BackupList{})
-		restoreInformer := inProcessInformer(restores.Store, &v1alpha1.RestoreJob{}, &v1alpha1.RestoreJobList{})
+		backupInformer = inProcessInformer(backups.Store, &v1alpha1.Backup{}, &v1alpha1.BackupList{})
+		restoreInformer = inProcessInformer(restores.Store, &v1alpha1.RestoreJob{}, &v1alpha1.RestoreJobList{})
 		informers = []cache.SharedIndexInformer{backupInformer, restoreInformer}
 		// AddIndexers fails only on a started informer; these have not started.
 		utilruntime.Must(backupInformer.AddIndexers(safety.BackupIndexers()))
@@ -184,9 +185,25 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 		}
 	}
 
+	// The files subresource reads through reader pods, which every replica
+	// may start; ended ones are deleted by whichever replica sees them.
+	var readers *controller.Readers
+	var podInformer cache.SharedIndexInformer
+	if checker != nil && c.ExtraConfig.KubeClientConfig != nil {
+		readerKube, err := kubernetes.NewForConfig(c.ExtraConfig.KubeClientConfig)
+		if err != nil {
+			return nil, err
+		}
+		if readers, err = controller.NewReaders(c.ExtraConfig.Controller, readerKube, c.ExtraConfig.KubeClientConfig, checker); err != nil {
+			return nil, err
+		}
+		podInformer = c.GenericConfig.SharedInformerFactory.Core().V1().Pods().Informer()
+	}
+
 	// The controllers run only while this process holds their Lease; each term
-	// of leadership builds a fresh Manager on fresh informers of our own
-	// resources, so a Lease lost and regained starts cleanly.
+	// of leadership builds a fresh Manager (on a fresh informer of policies;
+	// Backups and RestoreJobs come from the in-process informers above, which
+	// run throughout), so a Lease lost and regained starts cleanly.
 	var kube kubernetes.Interface
 	var ownClient versioned.Interface
 	if c.ExtraConfig.Controllers && checker != nil && c.ExtraConfig.KubeClientConfig != nil {
@@ -213,12 +230,18 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 		if checker != nil {
 			c.GenericConfig.SharedInformerFactory.Start(ctx.Done())
 		}
+		if readers != nil {
+			if err := readers.RemoveEnded(ctx, podInformer); err != nil {
+				return err
+			}
+		}
 		if kube == nil {
 			close(controllersDone)
 			return nil
 		}
 		term := func(termCtx context.Context) {
 			own := externalversions.NewSharedInformerFactory(ownClient, 10*time.Minute)
+			shareInProcessInformers(own, backupInformer, restoreInformer)
 			manager := controller.NewManager(c.ExtraConfig.Controller, kube, ownClient, c.GenericConfig.SharedInformerFactory, own, checker)
 			own.Start(termCtx.Done())
 			c.GenericConfig.SharedInformerFactory.Start(ctx.Done())
@@ -244,7 +267,9 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 		return nil
 	})
 
-	group := genericapiserver.NewDefaultAPIGroupInfo(backup.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	// The parameter codec of this scheme decodes the files subresource's
+	// options (BackupFilesOptions) besides the standard ones.
+	group := genericapiserver.NewDefaultAPIGroupInfo(backup.GroupName, Scheme, runtime.NewParameterCodec(Scheme), Codecs)
 	group.NegotiatedSerializer = withoutProtobuf{Codecs}
 	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
 		"backuppolicies":        policies,
@@ -253,6 +278,9 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 		"backups/status":        backupStatus,
 		"restorejobs":           restores,
 		"restorejobs/status":    restoreStatus,
+	}
+	if readers != nil {
+		group.VersionedResourcesStorageMap["v1alpha1"]["backups/files"] = backupstorage.NewFilesREST(backups, readers)
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, err

@@ -4,14 +4,20 @@ import (
 	"context"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+
+	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/generated/clientset/versioned"
+	"example.com/backup-operator/pkg/generated/informers/externalversions"
 )
 
 // inProcessInformer is an informer on one of this server's own resources that
@@ -60,5 +66,46 @@ func inProcessInformer(store *genericregistry.Store, example, exampleList runtim
 			}), nil
 		},
 	}
-	return cache.NewSharedIndexInformer(lw, example, 10*time.Minute, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	informer := cache.NewSharedIndexInformer(lw, example, 10*time.Minute, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	// Neither the checks nor the controllers read managedFields, a good part
+	// of each object; updates sent without them keep the stored ones.
+	// SetTransform fails only on a started informer; this one has not started.
+	utilruntime.Must(informer.SetTransform(stripManagedFields))
+	return informer
+}
+
+// stripManagedFields is an informer transform that drops an object's
+// managedFields.
+func stripManagedFields(obj interface{}) (interface{}, error) {
+	if o, err := meta.Accessor(obj); err == nil {
+		o.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// runningInformer is an informer that runs already, for as long as the
+// server: a factory's Start leaves it alone, and so does its Shutdown.
+type runningInformer struct{ cache.SharedIndexInformer }
+
+// Run does nothing: the informer runs already.
+func (runningInformer) Run(<-chan struct{}) {}
+
+// RunWithContext does nothing: the informer runs already.
+func (runningInformer) RunWithContext(context.Context) {}
+
+// shareInProcessInformers makes factory hand out the server's in-process
+// informers of Backups and RestoreJobs, so the controllers read the same
+// cache as the restore checks: one copy of every object in memory, not a
+// second one decoded from the loopback client's JSON. The informers run for
+// as long as the server; a term of leadership only adds and removes its
+// event handlers (added, a handler first receives every cached object).
+func shareInProcessInformers(factory externalversions.SharedInformerFactory, backups, restores cache.SharedIndexInformer) {
+	for _, s := range []struct {
+		example  runtime.Object
+		informer cache.SharedIndexInformer
+	}{{&v1alpha1.Backup{}, backups}, {&v1alpha1.RestoreJob{}, restores}} {
+		factory.InformerFor(s.example, func(versioned.Interface, time.Duration) cache.SharedIndexInformer {
+			return runningInformer{s.informer}
+		})
+	}
 }

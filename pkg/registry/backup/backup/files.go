@@ -101,9 +101,11 @@ func (r *FilesREST) Connect(ctx context.Context, name string, opts runtime.Objec
 }
 
 // cleanFilesPath returns the snapshot path of the files subresource's path
-// ("." for the root; one trailing "/" is allowed), or what is wrong with it.
+// ("." for the root; one leading and one trailing "/" are allowed), or
+// what is wrong with it.
 func cleanFilesPath(p string) (string, string) {
-	p = strings.TrimSuffix(p, "/")
+	// The URL's rest after files/ arrives with its leading slash.
+	p = strings.TrimSuffix(strings.TrimPrefix(p, "/"), "/")
 	if p == "" || p == "." {
 		return ".", ""
 	}

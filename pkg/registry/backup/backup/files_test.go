@@ -19,7 +19,8 @@ func TestCleanFilesPath(t *testing.T) {
 		{"..", "", `without ".."`},
 		{"etc//app", "", "empty ones"},
 		{"./etc", "", `"." elements`},
-		{"/etc", "", "empty ones"},
+		{"/etc", "etc", ""},
+		{"//etc", "", "empty ones"},
 		{"etc/\x00", "", "NUL"},
 	} {
 		got, problem := cleanFilesPath(c.in)
