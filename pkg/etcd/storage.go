@@ -101,12 +101,15 @@ func (g *restOptionsGetter) decorate(config *storagebackend.ConfigForResource, r
 		transformer = identity.NewEncryptCheckTransformer()
 	}
 	versioner := storage.APIObjectVersioner{}
-	decoder := etcd3.NewDefaultDecoder(config.Codec, versioner)
+	// Objects read from the member share their recurring values (the watch
+	// cache holds every one of them decoded).
+	codec := internCodec{Codec: config.Codec, pool: g.server.interned}
+	decoder := etcd3.NewDefaultDecoder(codec, versioner)
 	if utilfeature.DefaultFeatureGate.Enabled(features.AllowUnsafeMalformedObjectDeletion) {
 		transformer = etcd3.WithCorruptObjErrorHandlingTransformer(transformer)
 		decoder = etcd3.WithCorruptObjErrorHandlingDecoder(decoder)
 	}
-	store, err := etcd3.New(client, compactor, config.Codec, newFunc, newListFunc, config.Prefix, resourcePrefix,
+	store, err := etcd3.New(client, compactor, codec, newFunc, newListFunc, config.Prefix, resourcePrefix,
 		config.GroupResource, transformer, config.LeaseManagerConfig, decoder, versioner)
 	if err != nil {
 		return nil, nil, err
@@ -130,7 +133,7 @@ func (g *restOptionsGetter) decorate(config *storagebackend.ConfigForResource, r
 		GetAttrsFunc:        getAttrs,
 		IndexerFuncs:        triggers,
 		Indexers:            indexers,
-		Codec:               config.Codec,
+		Codec:               codec,
 	})
 	if err != nil {
 		store.Close()

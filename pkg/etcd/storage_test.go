@@ -46,22 +46,18 @@ func freeURL(t *testing.T) string {
 	return "http://" + l.Addr().String()
 }
 
-// TestInProcessStorage drives the storage the server uses with an embedded
-// member, through the watch cache: create, consistent list, watch, and the
-// compactor, which runs on the in-process client too.
-func TestInProcessStorage(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+// backupStore is the storage of Backups the server builds on an embedded
+// member, with the watch cache in front.
+func backupStore(t *testing.T, ctx context.Context, compaction time.Duration) (*etcd.Server, storage.Interface) {
+	t.Helper()
 	member, err := etcd.Start(ctx, etcd.Config{Dir: t.TempDir(), ClientURL: freeURL(t), PeerURL: freeURL(t), LogLevel: "fatal"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer member.Stop()
-
-	const prefix = "/registry/backup.example.com"
+	t.Cleanup(member.Stop)
 	resource := schema.GroupResource{Group: backup.GroupName, Resource: "backups"}
 	config := storagebackend.NewDefaultConfig(prefix, apiserver.Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion)).ForResource(resource)
-	config.CompactionInterval = time.Second
+	config.CompactionInterval = compaction
 	opts, err := member.RESTOptionsGetter(staticOptions{config}, true).GetRESTOptions(resource, &backup.Backup{})
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +69,19 @@ func TestInProcessStorage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer destroy()
+	t.Cleanup(destroy)
+	return member, store
+}
+
+const prefix = "/registry/backup.example.com"
+
+// TestInProcessStorage drives the storage the server uses with an embedded
+// member, through the watch cache: create, consistent list, watch, and the
+// compactor, which runs on the in-process client too.
+func TestInProcessStorage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	member, store := backupStore(t, ctx, time.Second)
 
 	// Without this, every consistent list would bypass the watch cache.
 	eventually(t, ctx, "RequestWatchProgress support to be detected", func() error {
