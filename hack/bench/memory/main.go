@@ -329,7 +329,7 @@ func (b *bench) read(ctx context.Context, pid, stored int, profile string) (read
 	r.heapAlloc = metric(metrics, "go_memstats_heap_alloc_bytes")
 	r.nextGC = metric(metrics, "go_memstats_next_gc_bytes")
 	r.goSys = metric(metrics, "go_memstats_sys_bytes")
-	r.historyCapacity = metric(metrics, `apiserver_watch_cache_capacity{group="backup.example.com",resource="backups"}`)
+	r.historyCapacity = metric(metrics, `watch_cache_capacity{group="backup.example.com",resource="backups"}`)
 	if fi, err := os.Stat(filepath.Join(b.server.Dir, "etcd", "member", "snap", "db")); err == nil {
 		r.etcdDB = fi.Size()
 	}

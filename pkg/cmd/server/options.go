@@ -24,6 +24,7 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
+	cachermetrics "k8s.io/apiserver/pkg/storage/cacher/metrics"
 	"k8s.io/apiserver/pkg/util/compatibility"
 	restclient "k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
@@ -139,6 +140,12 @@ func NewOptions() *Options {
 	}
 	o.Recommended.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
 		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
+	// Every write leaves the old revision in etcd, and the watch cache keeps
+	// a snapshot of its store per revision, until the next compaction: with
+	// kube-apiserver's 5 minutes, a burst of Backup writes held all of them
+	// (10,000 Backups: 401 MiB right after, against 327 MiB with 1 minute;
+	// the embedded etcd's file 48 MiB against 32 MiB).
+	o.Recommended.Etcd.StorageConfig.CompactionInterval = time.Minute
 	// Keep the serving certificate beside the etcd data so the CA published in
 	// the APIService stays valid across restarts.
 	o.Recommended.SecureServing.ServerCert.PairName = "apiserver"
@@ -339,6 +346,9 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		return nil, fmt.Errorf("creating self-signed serving certificate: %w", err)
 	}
 
+	// The watch cache's own metrics (its capacity, events, list cache), which
+	// kube-apiserver registers in its main.
+	cachermetrics.Register()
 	cfg := genericapiserver.NewRecommendedConfig(apiserver.Codecs)
 	namer := openapi.NewDefinitionNamer(apiserver.Scheme)
 	cfg.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(generatedopenapi.GetOpenAPIDefinitions, namer)
