@@ -266,16 +266,20 @@ func (o *options) runPlan(ctx context.Context, backup, p, local string, plan *co
 }
 
 // copySummary counts what a copy wrote: "3 files (12345 bytes, 12.1 KiB),
-// 2 directories, 1 symlink".
+// 2 directories, 1 symlink"; no files are named only when nothing else was
+// written.
 func copySummary(files int, bytes int64, dirs, links int) string {
-	s := fmt.Sprintf("%s (%d bytes, %s)", plural(files, "file", "files"), bytes, humanBytes(bytes))
+	var parts []string
+	if files > 0 || dirs+links == 0 {
+		parts = append(parts, fmt.Sprintf("%s (%d bytes, %s)", plural(files, "file", "files"), bytes, humanBytes(bytes)))
+	}
 	if dirs > 0 {
-		s += ", " + plural(dirs, "directory", "directories")
+		parts = append(parts, plural(dirs, "directory", "directories"))
 	}
 	if links > 0 {
-		s += ", " + plural(links, "symlink", "symlinks")
+		parts = append(parts, plural(links, "symlink", "symlinks"))
 	}
-	return s
+	return strings.Join(parts, ", ")
 }
 
 func plural(n int, one, many string) string {

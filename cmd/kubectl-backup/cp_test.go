@@ -70,6 +70,15 @@ func TestCopySummary(t *testing.T) {
 	if got, want := copySummary(3, 5<<20, 1, 2), "3 files (5242880 bytes, 5.0 MiB), 1 directory, 2 symlinks"; got != want {
 		t.Errorf("%q, want %q", got, want)
 	}
+	if got, want := copySummary(0, 0, 0, 1), "1 symlink"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+	if got, want := copySummary(0, 0, 2, 0), "2 directories"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+	if got, want := copySummary(0, 0, 0, 0), "0 files (0 bytes, 0 B)"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
 }
 
 // entries lists dir's names.
