@@ -252,42 +252,6 @@ func writePreview(w io.Writer, p *v1alpha1.RestorePreview) {
 	fmt.Fprintf(w, "%d to create, %d to overwrite, %d to delete\n", p.Creates, p.Overwrites, p.Deletes)
 }
 
-// modeString renders an entry's type and permission bits as ls -l does:
-// drwxr-xr-x, -rw-r--r--, lrwxrwxrwx; setuid and setgid as s (S without
-// the execute bit under it), sticky as t (T).
-func modeString(typ string, mode uint32) string {
-	b := []byte("----------")
-	switch typ {
-	case typeDirectory:
-		b[0] = 'd'
-	case typeSymlink:
-		b[0] = 'l'
-	case typeFile:
-	default:
-		b[0] = '?'
-	}
-	const rwx = "rwxrwxrwx"
-	for i := range 9 {
-		if mode&(1<<(8-i)) != 0 {
-			b[i+1] = rwx[i]
-		}
-	}
-	for _, s := range []struct {
-		bit        uint32
-		at         int
-		set, unset byte
-	}{{0o4000, 3, 's', 'S'}, {0o2000, 6, 's', 'S'}, {0o1000, 9, 't', 'T'}} {
-		if mode&s.bit != 0 {
-			if b[s.at] == 'x' {
-				b[s.at] = s.set
-			} else {
-				b[s.at] = s.unset
-			}
-		}
-	}
-	return string(b)
-}
-
 // safeName is a name as a table shows it: quoted (Go syntax) when it holds
 // a control character, so a file name cannot break the table or send
 // escape sequences to the terminal.
@@ -324,7 +288,7 @@ func writeFileTable(w io.Writer, items []backupFile, loc *time.Location) {
 		if e.Type == typeSymlink {
 			name += " -> " + safeName(e.LinkTarget)
 		}
-		fmt.Fprintf(tw, "%s\t%d:%d\t%*s\t%s\t%s\n", modeString(e.Type, e.Mode), e.UID, e.GID, width, sizes[i], modified, name)
+		fmt.Fprintf(tw, "%s\t%d:%d\t%*s\t%s\t%s\n", v1alpha1.FileModeString(v1alpha1.BackupFileType(e.Type), int32(e.Mode)), e.UID, e.GID, width, sizes[i], modified, name)
 	}
 	tw.Flush()
 }

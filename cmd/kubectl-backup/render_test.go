@@ -247,31 +247,6 @@ func TestFollowerTerminal(t *testing.T) {
 	}
 }
 
-func TestModeString(t *testing.T) {
-	for _, c := range []struct {
-		typ  string
-		mode uint32
-		want string
-	}{
-		{typeDirectory, 0o755, "drwxr-xr-x"},
-		{typeFile, 0o644, "-rw-r--r--"},
-		{typeSymlink, 0o777, "lrwxrwxrwx"},
-		{typeFile, 0o600, "-rw-------"},
-		{typeFile, 0, "----------"},
-		{typeFile, 0o4755, "-rwsr-xr-x"},
-		{typeFile, 0o4644, "-rwSr--r--"},
-		{typeFile, 0o2755, "-rwxr-sr-x"},
-		{typeFile, 0o2745, "-rwxr-Sr-x"},
-		{typeDirectory, 0o1777, "drwxrwxrwt"},
-		{typeDirectory, 0o1776, "drwxrwxrwT"},
-		{"Socket", 0o755, "?rwxr-xr-x"},
-	} {
-		if got := modeString(c.typ, c.mode); got != c.want {
-			t.Errorf("modeString(%s, %#o) = %q, want %q", c.typ, c.mode, got, c.want)
-		}
-	}
-}
-
 // listingJSON is a listing as the files subresource answers it.
 const listingJSON = `{"kind":"BackupFileList","apiVersion":"backup.example.com/v1alpha1","path":"etc","items":[
 {"name":"app.conf","type":"File","size":123,"mode":420,"uid":0,"gid":0,"modTime":"2026-11-30T12:00:00Z"},

@@ -38,6 +38,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"example.com/backup-operator/hack/bench/benchutil"
 	"example.com/backup-operator/hack/cluster"
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/generated/clientset/versioned"
@@ -67,10 +68,6 @@ type bench struct {
 	start time.Time
 }
 
-func logf(format string, args ...any) {
-	fmt.Printf("[%s] %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
-
 func run(ctx context.Context, n, stored int, kubeconfig string) error {
 	b := &bench{start: time.Now()}
 	if kubeconfig == "" {
@@ -79,7 +76,7 @@ func run(ctx context.Context, n, stored int, kubeconfig string) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		l, err := cluster.Up(ctx, cluster.LocalOptions{Dir: dir, APIServerPort: 6443, Log: logf})
+		l, err := cluster.Up(ctx, cluster.LocalOptions{Dir: dir, APIServerPort: 6443, Log: benchutil.Logf})
 		if err != nil {
 			return err
 		}
@@ -99,7 +96,7 @@ func run(ctx context.Context, n, stored int, kubeconfig string) error {
 		return err
 	}
 
-	logf("making namespace %s with %d claims and a repository claim", ns, n)
+	benchutil.Logf("making namespace %s with %d claims and a repository claim", ns, n)
 	if err := b.setUp(ctx, n); err != nil {
 		return err
 	}
@@ -167,7 +164,7 @@ func (b *bench) setUp(ctx context.Context, n int) error {
 	if _, err := b.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("backup-repo", "10Gi"), metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	if err := parallel(n, 20, func(i int) error {
+	if err := benchutil.Parallel(n, 20, func(i int) error {
 		_, err := b.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim(fmt.Sprintf("data-%d", i), "10Mi"), metav1.CreateOptions{})
 		return err
 	}); err != nil {
@@ -186,39 +183,6 @@ func (b *bench) setUp(ctx context.Context, n int) error {
 		}
 		return bound == n+1, nil
 	})
-}
-
-// parallel runs fn(0..n-1) on workers goroutines and returns the first error.
-func parallel(n, workers int, fn func(i int) error) error {
-	var mu sync.Mutex
-	var first error
-	next := 0
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				i := next
-				next++
-				stop := first != nil || i >= n
-				mu.Unlock()
-				if stop {
-					return
-				}
-				if err := fn(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return first
 }
 
 // nextMinute is the first whole minute at least lead from now.
@@ -324,7 +288,7 @@ func (b *bench) podPeak(ctx context.Context, selector string) func() int {
 
 func (b *bench) cronJobs(ctx context.Context, n int) (outcome, error) {
 	at := nextMinute(time.Duration(n)*20*time.Millisecond + 20*time.Second)
-	logf("CronJob controller: %d CronJobs firing at %s", n, at.Format("15:04"))
+	benchutil.Logf("CronJob controller: %d CronJobs firing at %s", n, at.Format("15:04"))
 	s := newSeen(n)
 	factory := informers.NewSharedInformerFactoryWithOptions(b.kube, 0, informers.WithNamespace(ns),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = "bench=cronjob" }))
@@ -339,7 +303,7 @@ func (b *bench) cronJobs(ctx context.Context, n int) (outcome, error) {
 	defer stop()
 	factory.Start(jctx.Done())
 	peak := b.podPeak(ctx, "bench=cronjob")
-	if err := parallel(n, 20, func(i int) error {
+	if err := benchutil.Parallel(n, 20, func(i int) error {
 		_, err := b.kube.BatchV1().CronJobs(ns).Create(ctx, &batchv1.CronJob{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cron-%d", i)},
 			Spec: batchv1.CronJobSpec{Schedule: cronAt(at), TimeZone: ptr.To("Etc/UTC"),
@@ -364,7 +328,7 @@ func (b *bench) cronJobs(ctx context.Context, n int) (outcome, error) {
 	o.p50, o.p99, o.allDone = s.lags(at)
 	o.peakPods = peak()
 	o.failed = s.failed
-	logf("CronJob controller: all %d Jobs done %s after their time (%d failed)", n, o.allDone.Round(time.Second), o.failed)
+	benchutil.Logf("CronJob controller: all %d Jobs done %s after their time (%d failed)", n, o.allDone.Round(time.Second), o.failed)
 	// Out of the way of the next run.
 	bg := metav1.DeletePropagationBackground
 	if err := b.kube.BatchV1().CronJobs(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
@@ -418,24 +382,10 @@ func cpuSeconds(pid int) float64 {
 }
 
 // rss is the process's resident set size in bytes.
-func rss(pid int) int64 { return procStatus(pid, "VmRSS:") }
+func rss(pid int) int64 { return benchutil.ProcStatus(pid, "VmRSS:") }
 
 // hwm is the process's peak resident set size so far, in bytes.
-func hwm(pid int) int64 { return procStatus(pid, "VmHWM:") }
-
-func procStatus(pid int, field string) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, field); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func hwm(pid int) int64 { return benchutil.ProcStatus(pid, "VmHWM:") }
 
 var requestsLine = regexp.MustCompile(`^rest_client_requests_total\{[^}]*\} ([0-9.e+]+)$`)
 
@@ -475,7 +425,7 @@ func (b *bench) policies(ctx context.Context, n int) (outcome, error) {
 		return outcome{}, err
 	}
 	at := nextMinute(time.Duration(n)*30*time.Millisecond + 20*time.Second)
-	logf("backup-operator: %d BackupPolicies firing at %s", n, at.Format("15:04"))
+	benchutil.Logf("backup-operator: %d BackupPolicies firing at %s", n, at.Format("15:04"))
 	s := newSeen(n)
 	factory := backupinformers.NewSharedInformerFactoryWithOptions(b.ours, 0, backupinformers.WithNamespace(ns))
 	backups := factory.Backup().V1alpha1().Backups().Informer()
@@ -484,7 +434,7 @@ func (b *bench) policies(ctx context.Context, n int) (outcome, error) {
 			failed := bk.Status.Phase == v1alpha1.BackupPhaseFailed
 			s.observe(bk.Name, failed || bk.Status.Phase == v1alpha1.BackupPhaseCompleted, failed)
 			if failed {
-				logf("Backup %s failed: %s", bk.Name, bk.Status.Message)
+				benchutil.Logf("Backup %s failed: %s", bk.Name, bk.Status.Message)
 			}
 		}
 	}
@@ -493,7 +443,7 @@ func (b *bench) policies(ctx context.Context, n int) (outcome, error) {
 	defer stop()
 	factory.Start(bctx.Done())
 	peak := b.podPeak(ctx, v1alpha1.ManagedByLabel+"="+v1alpha1.ManagedBy)
-	if err := parallel(n, 20, func(i int) error {
+	if err := benchutil.Parallel(n, 20, func(i int) error {
 		_, err := b.ours.BackupV1alpha1().BackupPolicies(ns).Create(ctx, &v1alpha1.BackupPolicy{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("policy-%d", i)},
 			Spec: v1alpha1.BackupPolicySpec{Schedule: cronAt(at), TimeZone: ptr.To("Etc/UTC"),
@@ -549,7 +499,7 @@ wait:
 	o.p50, o.p99, o.allDone = s.lags(at)
 	o.peakPods = peak()
 	o.failed = s.failed
-	logf("backup-operator: all %d Backups done %s after their time (%d failed)", n, o.allDone.Round(time.Second), o.failed)
+	benchutil.Logf("backup-operator: all %d Backups done %s after their time (%d failed)", n, o.allDone.Round(time.Second), o.failed)
 	return o, nil
 }
 
@@ -567,7 +517,7 @@ func (b *bench) storedBackups(ctx context.Context, have, stored int) (storedRSS,
 		return storedRSS{}, err
 	}
 	extra := stored - have
-	logf("storing %d more Backups (%d in all)", extra, stored)
+	benchutil.Logf("storing %d more Backups (%d in all)", extra, stored)
 	var peak atomic.Int64
 	done := make(chan struct{})
 	go func() {
@@ -582,7 +532,7 @@ func (b *bench) storedBackups(ctx context.Context, have, stored int) (storedRSS,
 			}
 		}
 	}()
-	err = parallel(extra, 20, func(i int) error {
+	err = benchutil.Parallel(extra, 20, func(i int) error {
 		_, err := b.ours.BackupV1alpha1().Backups(ns).Create(ctx, &v1alpha1.Backup{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("stored-%d", i)},
 			Spec: v1alpha1.BackupSpec{Target: v1alpha1.VolumeTarget{PVCName: fmt.Sprintf("data-%d", i%have)},
@@ -612,6 +562,6 @@ func (b *bench) storedBackups(ctx context.Context, have, stored int) (storedRSS,
 	}
 	time.Sleep(10 * time.Second)
 	r := rss(pid)
-	logf("backup-apiserver RSS with %d Backups stored: %d MiB", stored, r>>20)
+	benchutil.Logf("backup-apiserver RSS with %d Backups stored: %d MiB", stored, r>>20)
 	return storedRSS{stored: stored, rss: r, peak: max(peak.Load(), r)}, nil
 }

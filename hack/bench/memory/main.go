@@ -36,6 +36,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"example.com/backup-operator/hack/bench/benchutil"
 	"example.com/backup-operator/hack/cluster"
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/generated/clientset/versioned"
@@ -76,10 +77,6 @@ func main() {
 	}
 }
 
-func logf(format string, args ...any) {
-	fmt.Printf("[%s] %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
-
 type bench struct {
 	claims   int
 	settle   time.Duration
@@ -117,18 +114,18 @@ func (b *bench) run(ctx context.Context, checkpoints []int) error {
 		return err
 	}
 	if b.keep {
-		logf("working directory %s (kept)", dir)
+		benchutil.Logf("working directory %s (kept)", dir)
 	} else {
 		defer os.RemoveAll(dir)
 	}
 	if err := os.MkdirAll(b.out, 0o755); err != nil {
 		return err
 	}
-	logf("building backup-apiserver")
+	benchutil.Logf("building backup-apiserver")
 	if err := cluster.BuildOperator(filepath.Join(dir, "bin")); err != nil {
 		return err
 	}
-	logf("starting etcd and kube-apiserver")
+	benchutil.Logf("starting etcd and kube-apiserver")
 	if b.cp, err = cluster.StartControlPlane(ctx, cluster.ControlPlaneOptions{Dir: filepath.Join(dir, "cluster")}); err != nil {
 		return err
 	}
@@ -138,7 +135,7 @@ func (b *bench) run(ctx context.Context, checkpoints []int) error {
 	if b.memLimit != "" {
 		os.Setenv("GOMEMLIMIT", b.memLimit)
 	}
-	logf("starting backup-apiserver (embedded etcd, controllers on) %s", strings.Join(b.args, " "))
+	benchutil.Logf("starting backup-apiserver (embedded etcd, controllers on) %s", strings.Join(b.args, " "))
 	b.server, err = b.cp.StartBackupAPIServerWith(ctx, cluster.BackupAPIServerOptions{
 		Bin: filepath.Join(dir, "bin", "backup-apiserver"), Dir: filepath.Join(dir, "backup-apiserver"),
 		Args: append([]string{"--controllers=true"}, b.args...)})
@@ -182,7 +179,7 @@ func (b *bench) run(ctx context.Context, checkpoints []int) error {
 		}
 		readings = append(readings, r)
 		if b.steady > 0 {
-			logf("waiting %s more for the steady state", b.steady)
+			benchutil.Logf("waiting %s more for the steady state", b.steady)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -204,11 +201,11 @@ func (b *bench) run(ctx context.Context, checkpoints []int) error {
 // setUp makes the namespace and the target claims, marked Bound: nothing
 // binds them here, and a Backup of a Pending claim waits instead of failing.
 func (b *bench) setUp(ctx context.Context) error {
-	logf("making namespace %s with %d claims marked Bound", ns, b.claims)
+	benchutil.Logf("making namespace %s with %d claims marked Bound", ns, b.claims)
 	if _, err := b.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	return parallel(b.claims, 20, func(i int) error {
+	return benchutil.Parallel(b.claims, 20, func(i int) error {
 		c, err := b.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("data-%d", i)},
 			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
@@ -259,7 +256,7 @@ func (b *bench) watchFinished(ctx context.Context) (func(), error) {
 // fill creates Backups stored-<have>..stored-<want-1>, waits until all are
 // finished, lets the server settle and reads its memory.
 func (b *bench) fill(ctx context.Context, pid, have, want int) (reading, error) {
-	logf("storing %d more Backups (%d in all)", want-have, want)
+	benchutil.Logf("storing %d more Backups (%d in all)", want-have, want)
 	var peak atomic.Int64
 	sampling, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
@@ -271,14 +268,14 @@ func (b *bench) fill(ctx context.Context, pid, have, want int) (reading, error) 
 			case <-sampling.Done():
 				return
 			case <-t.C:
-				if r := procStatus(pid, "VmRSS:"); r > peak.Load() {
+				if r := benchutil.ProcStatus(pid, "VmRSS:"); r > peak.Load() {
 					peak.Store(r)
 				}
 			}
 		}
 	}()
 	start := time.Now()
-	err := parallel(want-have, 20, func(i int) error {
+	err := benchutil.Parallel(want-have, 20, func(i int) error {
 		i += have
 		_, err := b.ours.BackupV1alpha1().Backups(ns).Create(ctx, &v1alpha1.Backup{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("stored-%d", i)},
@@ -300,7 +297,7 @@ func (b *bench) fill(ctx context.Context, pid, have, want int) (reading, error) 
 		}
 	}
 	filled := time.Since(start)
-	logf("all %d Backups finished %s after the first was created; settling for %s", want, filled.Round(time.Second), b.settle)
+	benchutil.Logf("all %d Backups finished %s after the first was created; settling for %s", want, filled.Round(time.Second), b.settle)
 	select {
 	case <-ctx.Done():
 		return reading{}, ctx.Err()
@@ -319,8 +316,8 @@ func (b *bench) fill(ctx context.Context, pid, have, want int) (reading, error) 
 // last: it runs a garbage collection first.
 func (b *bench) read(ctx context.Context, pid, stored int, profile string) (reading, error) {
 	r := reading{stored: stored,
-		rss: procStatus(pid, "VmRSS:"), hwm: procStatus(pid, "VmHWM:"),
-		anon: procStatus(pid, "RssAnon:"), file: procStatus(pid, "RssFile:") + procStatus(pid, "RssShmem:")}
+		rss: benchutil.ProcStatus(pid, "VmRSS:"), hwm: benchutil.ProcStatus(pid, "VmHWM:"),
+		anon: benchutil.ProcStatus(pid, "RssAnon:"), file: benchutil.ProcStatus(pid, "RssFile:") + benchutil.ProcStatus(pid, "RssShmem:")}
 	metrics, err := b.get(ctx, "/metrics")
 	if err != nil {
 		return r, err
@@ -343,7 +340,7 @@ func (b *bench) read(ctx context.Context, pid, stored int, profile string) (read
 			return r, err
 		}
 	}
-	logf("%d stored: VmRSS %d MiB (anon %d, file %d), VmHWM %d MiB, Go heap in use %.0f MiB", stored, r.rss>>20, r.anon>>20, r.file>>20, r.hwm>>20, r.heapInuse/(1<<20))
+	benchutil.Logf("%d stored: VmRSS %d MiB (anon %d, file %d), VmHWM %d MiB, Go heap in use %.0f MiB", stored, r.rss>>20, r.anon>>20, r.file>>20, r.hwm>>20, r.heapInuse/(1<<20))
 	return r, nil
 }
 
@@ -391,20 +388,6 @@ func metric(text []byte, name string) float64 {
 	return 0
 }
 
-func procStatus(pid int, field string) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, field); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 func (b *bench) print(rs []reading) {
 	mib := func(v int64) string { return fmt.Sprintf("%d MiB", v>>20) }
 	fmib := func(v float64) string { return fmt.Sprintf("%.0f MiB", v/(1<<20)) }
@@ -432,37 +415,4 @@ func (b *bench) print(rs []reading) {
 			fmt.Printf("heap profile at %d (%s idle): go tool pprof -top -inuse_space %s\n", r.stored, r.after, r.profile)
 		}
 	}
-}
-
-// parallel runs fn(0..n-1) on workers goroutines and returns the first error.
-func parallel(n, workers int, fn func(i int) error) error {
-	var mu sync.Mutex
-	var first error
-	next := 0
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				i := next
-				next++
-				stop := first != nil || i >= n
-				mu.Unlock()
-				if stop {
-					return
-				}
-				if err := fn(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return first
 }

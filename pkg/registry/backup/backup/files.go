@@ -300,7 +300,7 @@ func writeFilesTable(w http.ResponseWriter, req *http.Request, list *v1alpha1.Ba
 	t := &metav1.Table{ColumnDefinitions: fileColumns, Rows: make([]metav1.TableRow, 0, len(list.Items))}
 	t.APIVersion, t.Kind = metav1.SchemeGroupVersion.String(), "Table"
 	for _, it := range list.Items {
-		t.Rows = append(t.Rows, metav1.TableRow{Cells: []any{it.Name, string(it.Type), it.Size, ModeString(it.Type, it.Mode),
+		t.Rows = append(t.Rows, metav1.TableRow{Cells: []any{it.Name, string(it.Type), it.Size, v1alpha1.FileModeString(it.Type, it.Mode),
 			strconv.FormatInt(it.UID, 10) + ":" + strconv.FormatInt(it.GID, 10), it.ModTime.UTC().Format(time.RFC3339), it.LinkTarget}})
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -308,34 +308,4 @@ func writeFilesTable(w http.ResponseWriter, req *http.Request, list *v1alpha1.Ba
 	if req.Method != http.MethodHead {
 		_ = json.NewEncoder(w).Encode(t)
 	}
-}
-
-// ModeString is mode as ls -l shows it, with the type's letter: drwxr-xr-x.
-func ModeString(typ v1alpha1.BackupFileType, mode int32) string {
-	b := []byte("----------")
-	switch typ {
-	case v1alpha1.BackupFileDirectory:
-		b[0] = 'd'
-	case v1alpha1.BackupFileSymlink:
-		b[0] = 'l'
-	}
-	const rwx = "rwxrwxrwx"
-	for i := range 9 {
-		if mode&(1<<(8-i)) != 0 {
-			b[1+i] = rwx[i]
-		}
-	}
-	special := func(bit int32, pos int, set, unset byte) {
-		if mode&bit != 0 {
-			if b[pos] == '-' {
-				b[pos] = unset
-			} else {
-				b[pos] = set
-			}
-		}
-	}
-	special(0o4000, 3, 's', 'S')
-	special(0o2000, 6, 's', 'S')
-	special(0o1000, 9, 't', 'T')
-	return string(b)
 }

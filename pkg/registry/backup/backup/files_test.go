@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 )
 
 func TestCleanFilesPath(t *testing.T) {
@@ -26,26 +24,6 @@ func TestCleanFilesPath(t *testing.T) {
 		got, problem := cleanFilesPath(c.in)
 		if got != c.want || (c.problem == "") != (problem == "") || !strings.Contains(problem, c.problem) {
 			t.Errorf("cleanFilesPath(%q) = %q, %q; want %q and a problem containing %q", c.in, got, problem, c.want, c.problem)
-		}
-	}
-}
-
-func TestModeString(t *testing.T) {
-	for _, c := range []struct {
-		typ  v1alpha1.BackupFileType
-		mode int32
-		want string
-	}{
-		{v1alpha1.BackupFileDirectory, 0o755, "drwxr-xr-x"},
-		{v1alpha1.BackupFileFile, 0o640, "-rw-r-----"},
-		{v1alpha1.BackupFileSymlink, 0o777, "lrwxrwxrwx"},
-		{v1alpha1.BackupFileFile, 0o4755, "-rwsr-xr-x"},
-		{v1alpha1.BackupFileFile, 0o2644, "-rw-r-Sr--"},
-		{v1alpha1.BackupFileDirectory, 0o1777, "drwxrwxrwt"},
-		{v1alpha1.BackupFileDirectory, 0o1770, "drwxrwx--T"},
-	} {
-		if got := ModeString(c.typ, c.mode); got != c.want {
-			t.Errorf("ModeString(%s, %o) = %s, want %s", c.typ, c.mode, got, c.want)
 		}
 	}
 }
