@@ -193,7 +193,7 @@ func (r *Readers) Ensure(ctx context.Context, b *v1alpha1.Backup) (*ReaderEndpoi
 			return nil, apierrors.NewConflict(v1alpha1.Resource("backups/files"), b.Name,
 				fmt.Errorf("a pod named %s/%s exists and is not a reader of backup-apiserver: delete or rename it, then retry", pod.Namespace, pod.Name))
 		}
-		if pod.Status.Phase == corev1.PodFailed && pod.DeletionTimestamp == nil && podStartFailed(pod) {
+		if pod.Status.Phase == corev1.PodFailed && podStartFailed(pod) {
 			// The reader could not open the repository: say why, and let the
 			// next request try again with a fresh pod.
 			msg := readerFailure(pod)
@@ -279,11 +279,14 @@ func (r *Readers) remove(ctx context.Context, pod *corev1.Pod) {
 }
 
 // RemoveEnded watches pods (an informer of all pods) and deletes every
-// reader pod that has ended — exited after its idle time, or failed — until
-// ctx is done, so an idle reader leaves nothing behind.
+// reader pod that has ended — exited after its idle time, or stopped —
+// until ctx is done, so an idle reader leaves nothing behind. A reader that
+// could not open its repository stays until a request reports its error.
 func (r *Readers) RemoveEnded(ctx context.Context, pods cache.SharedIndexInformer) error {
 	check := func(obj any) {
-		if pod, ok := obj.(*corev1.Pod); ok && IsReader(pod) && podEnded(pod) {
+		// A reader that failed to start is left to the request waiting for
+		// it, which reports why and then deletes it (Ensure).
+		if pod, ok := obj.(*corev1.Pod); ok && IsReader(pod) && podEnded(pod) && !podStartFailed(pod) {
 			r.remove(ctx, pod)
 		}
 	}

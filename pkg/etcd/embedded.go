@@ -13,7 +13,8 @@ import (
 )
 
 // snapshotCatchUpEntries is how many applied raft entries the member keeps
-// in memory after each snapshot (etcd snapshots its state every 100 writes).
+// in memory after each snapshot (etcd takes one every SnapshotCount writes,
+// 10,000 by default; the log grows up to that many entries in between).
 const snapshotCatchUpEntries = 100
 
 // Config says where an embedded member keeps its data and listens.

@@ -20,9 +20,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	cachermetrics "k8s.io/apiserver/pkg/storage/cacher/metrics"
 	"k8s.io/apiserver/pkg/util/compatibility"
@@ -233,6 +235,9 @@ func (o *Options) validateControllers() []error {
 	if o.ControllerWorkers < 1 {
 		errs = append(errs, fmt.Errorf("--controller-workers is %d; it must be at least 1", o.ControllerWorkers))
 	}
+	if o.ReaderIdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--reader-idle-timeout is %v; it must be above 0", o.ReaderIdleTimeout))
+	}
 	if o.MaxMovers < 1 {
 		errs = append(errs, fmt.Errorf("--max-movers is %d; it must be at least 1", o.MaxMovers))
 	}
@@ -363,6 +368,10 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	if err := o.Recommended.ApplyTo(cfg); err != nil {
 		return nil, err
 	}
+	// A download from backups/files lasts as long as the file takes: not
+	// bound by the request timeout here (kube-apiserver, in front, applies
+	// its own to aggregated requests).
+	cfg.LongRunningFunc = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString("files"))
 	if o.member != nil {
 		// Storage calls the embedded member in process, not through its socket.
 		cfg.RESTOptionsGetter = o.member.RESTOptionsGetter(cfg.RESTOptionsGetter, o.Recommended.Etcd.EnableWatchCache)

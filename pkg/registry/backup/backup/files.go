@@ -189,6 +189,7 @@ func (r *FilesREST) serve(w http.ResponseWriter, req *http.Request, b *v1alpha1.
 			}
 			if json.Unmarshal(body, &e) == nil && e.Kind == "" && e.Code != 0 {
 				readerErr = &e.readerError
+				readerErr.Code = int32(resp.StatusCode)
 			} else {
 				err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 			}
@@ -220,6 +221,13 @@ func (r *FilesREST) serve(w http.ResponseWriter, req *http.Request, b *v1alpha1.
 func (r *FilesREST) relay(w http.ResponseWriter, req *http.Request, resp *http.Response, responder rest.Responder) {
 	switch typ := resp.Header.Get(entryTypeHeader); {
 	case resp.StatusCode == http.StatusOK && (typ == string(v1alpha1.BackupFileDirectory) || typ == string(v1alpha1.BackupFileSymlink)):
+		if req.Method == http.MethodHead {
+			// The reader sends no body; the listing's headers are ours.
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set(entryTypeHeader, typ)
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		var l readerList
 		if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
 			responder.Error(apierrors.NewInternalError(fmt.Errorf("reading the reader's listing: %w", err)))
