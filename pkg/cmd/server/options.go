@@ -28,6 +28,7 @@ import (
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	cachermetrics "k8s.io/apiserver/pkg/storage/cacher/metrics"
 	"k8s.io/apiserver/pkg/util/compatibility"
+	"k8s.io/client-go/kubernetes"
 	restclient "k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	basecompatibility "k8s.io/component-base/compatibility"
@@ -367,6 +368,13 @@ func (o *Options) Config() (*apiserver.Config, error) {
 
 	if err := o.Recommended.ApplyTo(cfg); err != nil {
 		return nil, err
+	}
+	if cfg.SecureServing != nil && cfg.SecureServing.ClientCA != nil && cfg.ClientConfig != nil {
+		kube, err := kubernetes.NewForConfig(cfg.ClientConfig)
+		if err != nil {
+			return nil, err
+		}
+		cfg.AddReadyzChecks(&clientCALoaded{served: cfg.SecureServing.ClientCA, kube: kube})
 	}
 	// A download from backups/files lasts as long as the file takes: not
 	// bound by the request timeout here (kube-apiserver, in front, applies
