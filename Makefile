@@ -25,11 +25,14 @@ install-plugin: ## Install the kubectl plugin kubectl-backup (`kubectl backup`) 
 	@echo "installed $(PLUGIN_DIR)/kubectl-backup: kubectl backup --help"
 
 # -count=1: the integration tests run binaries they build, which Go's test
-# cache cannot see, so a cached pass could be stale. The alerting rules' tests
+# cache cannot see, so a cached pass could be stale. The Kubernetes binaries,
+# CoreDNS and MinIO are built first, once (cluster-tools): a cold build takes
+# many minutes, which must neither count against the tests' timeout nor run
+# once per test package. The alerting rules' tests
 # (artifacts/monitoring) need promtool: hack/promtool.sh unpacks Debian's once;
 # without it those tests fail, saying so, and the others still run.
 .PHONY: test
-test: ## Unit and integration tests (integration starts etcd + a real kube-apiserver), alerting rules with promtool
+test: cluster-tools ## Unit and integration tests (integration starts etcd + a real kube-apiserver), alerting rules with promtool
 	PROMTOOL="$$(hack/promtool.sh)" $(GO) test -count=1 -timeout 30m ./...
 
 .PHONY: test-unit

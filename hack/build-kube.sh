@@ -9,6 +9,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${BACKUP_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/backup-operator}
 out=$cache/kube/$KUBE_VERSION
 mkdir -p "$out"
+# One build at a time: test packages run in parallel and each may ask.
+exec 9>"$out/.lock"
+flock 9
 pkg=k8s.io/component-base/version
 ldflags="-s -w -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=37 \
  -X $pkg.gitCommit=0000000000000000000000000000000000000000 -X $pkg.gitTreeState=clean \

@@ -21,8 +21,11 @@ version=$(awk -v m="$module" '$1 == m { print $2 } $1 == "require" && $2 == m { 
 [ -n "$version" ] || { echo "$0: $module not required in $dir/go.mod" >&2; exit 1; }
 sum=$(cd "$dir" && cat go.mod go.sum *.go | sha256sum | cut -c1-12)
 out=$cache/$name/$version-$sum
+mkdir -p "$out"
+# One build at a time: test packages run in parallel and each may ask.
+exec 9>"$out/.lock"
+flock 9
 if [ ! -x "$out/$name" ]; then
-  mkdir -p "$out"
   echo "building $name $version into $out (first time only; minutes)" >&2
   (cd "$dir" && CGO_ENABLED=0 nice -n 10 go build -buildvcs=false -trimpath -ldflags "-s -w" -o "$out/$name.tmp" "$pkg")
   mv "$out/$name.tmp" "$out/$name"
