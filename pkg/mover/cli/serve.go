@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"example.com/backup-operator/pkg/mover/repo"
+	"example.com/backup-operator/pkg/mover/report"
 )
 
 // serveGrace is how long a stopping server lets requests in progress finish.
@@ -30,31 +33,58 @@ const serveGrace = 5 * time.Second
 // mount while backups and prunes run (repo.Reader says how reads survive a
 // prune).
 //
-//	GET /healthz                                   200 "ok"
+//	GET /healthz                                   200 "ok" (503 once idle
+//	                                               and about to exit)
 //	GET /v1/snapshots/{snapshotID}/files[/{path}]  a directory's children
 //	                                               (JSON), a file's content
 //	                                               (with Range), a symlink
 //
-// Errors are JSON: {"code":404,"reason":"NotFound","message":"..."}.
+// Errors are JSON (report.ReaderError). With report.ReaderTokenHashEnv set,
+// every request but /healthz must carry the token whose SHA-256 it holds in
+// report.ReaderTokenHeader, else 401: the API server starts the reader with
+// it, so that other pods, which reach the reader's port directly, read
+// nothing.
 func serveCmd(ctx context.Context, o *options, stderr io.Writer) *cobra.Command {
 	var listen string
-	var idle time.Duration
+	var idle, exitDelay time.Duration
 	c := &cobra.Command{Use: "serve", Short: "Serve the snapshots' files read-only over HTTP until no request came for --idle-timeout", Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if idle <= 0 {
 				return usageError{fmt.Errorf("--idle-timeout %s: want a positive duration such as 2m", idle)}
 			}
-			return serve(ctx, o, listen, idle, stderr)
+			if exitDelay < 0 {
+				return usageError{fmt.Errorf("--exit-delay %s: want 0 or a positive duration such as 3s", exitDelay)}
+			}
+			tokenHash, err := readerTokenHash()
+			if err != nil {
+				return err
+			}
+			return serve(ctx, o, listen, idle, exitDelay, tokenHash, stderr)
 		}}
 	c.Flags().StringVar(&listen, "listen", ":8080", "address to serve plain HTTP on")
 	c.Flags().DurationVar(&idle, "idle-timeout", 2*time.Minute, "exit once no request has been in progress for this long (health probes do not count)")
+	c.Flags().DurationVar(&exitDelay, "exit-delay", 0, "once idle, answer /healthz with 503 for this long before exiting, so that clients routing by readiness stop sending requests first; a request meanwhile keeps the reader running")
 	return c
+}
+
+// readerTokenHash is the SHA-256 of the token every request must carry,
+// from report.ReaderTokenHashEnv; nil when it is not set.
+func readerTokenHash() ([]byte, error) {
+	v := os.Getenv(report.ReaderTokenHashEnv)
+	if v == "" {
+		return nil, nil
+	}
+	h, err := hex.DecodeString(v)
+	if err != nil || len(h) != sha256.Size {
+		return nil, fmt.Errorf("%s must be a SHA-256 in hex (64 characters)", report.ReaderTokenHashEnv)
+	}
+	return h, nil
 }
 
 // serve opens the repository, serves it on listen until it is idle for
 // idle or ctx ends (a signal), and then lets the requests in progress
 // finish for up to serveGrace.
-func serve(ctx context.Context, o *options, listen string, idle time.Duration, stderr io.Writer) error {
+func serve(ctx context.Context, o *options, listen string, idle, exitDelay time.Duration, tokenHash []byte, stderr io.Writer) error {
 	// Storage calls outlive ctx by the grace period: a signal must not
 	// break the downloads that are finishing.
 	repoCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -73,16 +103,20 @@ func serve(ctx context.Context, o *options, listen string, idle time.Duration, s
 		return fmt.Errorf("--listen: %w", err)
 	}
 	log := &lineLogger{w: stderr}
-	s := &server{x: x, log: log, idle: newIdleTimer(idle)}
+	s := &server{x: x, log: log, idle: newIdleTimer(idle, exitDelay), tokenHash: tokenHash}
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: idle}
-	log.printf("serving %s on %s (read-only; exits after %s without requests)", r.Store, ln.Addr(), idle)
+	auth := "no token asked"
+	if tokenHash != nil {
+		auth = "requests need the token of " + report.ReaderTokenHashEnv
+	}
+	log.printf("serving %s on %s (read-only; %s; exits after %s without requests)", r.Store, ln.Addr(), auth, idle)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
 	case err := <-served:
 		return err
 	case <-s.idle.done:
-		log.printf("no request for %s: exiting", idle)
+		log.printf("no request for %s: exiting", idle+exitDelay)
 	case <-ctx.Done():
 		log.printf("interrupted: finishing the requests in progress (at most %s)", serveGrace)
 	}
@@ -107,20 +141,24 @@ func (l *lineLogger) printf(format string, args ...any) {
 	fmt.Fprintf(l.w, format+"\n", args...)
 }
 
-// idleTimer closes done once no request has been in progress for idle.
+// idleTimer closes done once no request has been in progress for idle,
+// and then exitDelay more: meanwhile it is stopping (not ready), and a
+// request that comes takes it back to serving.
 type idleTimer struct {
-	idle time.Duration
-	done chan struct{}
+	idle, exitDelay time.Duration
+	done            chan struct{}
 
 	mu       sync.Mutex
 	inFlight int
 	lastEnd  time.Time
+	stopping bool
 	closed   bool
 	timer    *time.Timer
+	delay    *time.Timer
 }
 
-func newIdleTimer(idle time.Duration) *idleTimer {
-	t := &idleTimer{idle: idle, done: make(chan struct{}), lastEnd: time.Now()}
+func newIdleTimer(idle, exitDelay time.Duration) *idleTimer {
+	t := &idleTimer{idle: idle, exitDelay: exitDelay, done: make(chan struct{}), lastEnd: time.Now()}
 	t.timer = time.AfterFunc(idle, t.fire)
 	return t
 }
@@ -131,6 +169,17 @@ func (t *idleTimer) begin() {
 	defer t.mu.Unlock()
 	t.inFlight++
 	t.timer.Stop()
+	if t.stopping {
+		t.stopping = false
+		t.delay.Stop()
+	}
+}
+
+// isStopping reports whether the reader is idle and about to exit.
+func (t *idleTimer) isStopping() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stopping || t.closed
 }
 
 // end records a request ending.
@@ -156,8 +205,23 @@ func (t *idleTimer) fire() {
 		t.timer.Reset(left)
 		return
 	}
-	t.closed = true
-	close(t.done)
+	if t.exitDelay <= 0 {
+		t.closed = true
+		close(t.done)
+		return
+	}
+	t.stopping = true
+	t.delay = time.AfterFunc(t.exitDelay, t.exit)
+}
+
+// exit ends the exit delay, unless a request came meanwhile.
+func (t *idleTimer) exit() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopping && t.inFlight == 0 && !t.closed {
+		t.closed = true
+		close(t.done)
+	}
 }
 
 // server serves one repository's snapshots.
@@ -165,13 +229,9 @@ type server struct {
 	x    *repo.Reader
 	log  *lineLogger
 	idle *idleTimer
-}
-
-// apiError is the body of every error response.
-type apiError struct {
-	Code    int    `json:"code"`
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
+	// tokenHash is the SHA-256 of the token requests must carry; nil asks
+	// none.
+	tokenHash []byte
 }
 
 // httpError is an error with its response status.
@@ -188,6 +248,7 @@ func errorf(code int, format string, args ...any) *httpError {
 
 var reasons = map[int]string{
 	http.StatusBadRequest:          "BadRequest",
+	http.StatusUnauthorized:        "Unauthorized",
 	http.StatusNotFound:            "NotFound",
 	http.StatusMethodNotAllowed:    "MethodNotAllowed",
 	http.StatusInternalServerError: "InternalError",
@@ -210,7 +271,7 @@ func writeError(w http.ResponseWriter, err error) {
 		h.Set("Allow", "GET, HEAD")
 	}
 	w.WriteHeader(he.code)
-	_ = json.NewEncoder(w).Encode(apiError{Code: he.code, Reason: reasons[he.code], Message: he.msg})
+	_ = json.NewEncoder(w).Encode(report.ReaderError{Code: he.code, Reason: reasons[he.code], Message: he.msg})
 }
 
 // loggedWriter records a response's status and body bytes for the log line.
@@ -239,19 +300,33 @@ func (w *loggedWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (w *loggedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// ServeHTTP logs one line per request (method, path, status, body bytes,
-// duration) and counts every request but health probes as activity.
+// ServeHTTP answers health probes (not logged) and, with the token, the
+// snapshots' files: one log line per request (method, path, status, body
+// bytes, duration), each counted as activity.
 func (s *server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.URL.Path == "/healthz" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if s.idle.isStopping() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "stopping: idle")
+			return
+		}
+		io.WriteString(w, "ok")
+		return
+	}
 	start := time.Now()
 	lw := &loggedWriter{ResponseWriter: w}
-	health := req.URL.Path == "/healthz"
-	if !health {
-		s.idle.begin()
-	}
-	defer func() {
-		if !health {
-			s.idle.end()
+	if s.tokenHash != nil {
+		got := sha256.Sum256([]byte(req.Header.Get(report.ReaderTokenHeader)))
+		if subtle.ConstantTimeCompare(got[:], s.tokenHash) != 1 {
+			writeError(lw, errorf(http.StatusUnauthorized, "this reader answers backup-apiserver only: read the files through the API, such as kubectl get --raw /apis/backup.example.com/v1alpha1/namespaces/NAMESPACE/backups/NAME/files/PATH"))
+			s.log.printf("%s %q %d without the reader's token", req.Method, req.URL.EscapedPath(), lw.status)
+			return
 		}
+	}
+	s.idle.begin()
+	defer func() {
+		s.idle.end()
 		status := lw.status
 		if status == 0 {
 			status = http.StatusOK
@@ -262,11 +337,6 @@ func (s *server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		s.log.printf("%s %q %d %d %s", req.Method, req.URL.EscapedPath(), status, lw.bytes, time.Since(start).Round(time.Microsecond))
 	}()
-	if health {
-		lw.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(lw, "ok")
-		return
-	}
 	if err := s.route(lw, req); err != nil {
 		writeError(lw, err)
 	}
@@ -403,18 +473,6 @@ func (s *server) serveEntry(w http.ResponseWriter, req *http.Request, snap *repo
 
 func baseName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
 
-// item is one entry of a listing.
-type item struct {
-	Name       string    `json:"name"`
-	Type       string    `json:"type"`
-	Size       int64     `json:"size"`
-	Mode       uint32    `json:"mode"`
-	UID        uint32    `json:"uid"`
-	GID        uint32    `json:"gid"`
-	ModTime    time.Time `json:"modTime"`
-	LinkTarget string    `json:"linkTarget,omitempty"`
-}
-
 // entryTypes are the listing's names of the manifest's entry types.
 var entryTypes = map[repo.EntryType]string{repo.TypeDir: "Directory", repo.TypeFile: "File", repo.TypeSymlink: "Symlink"}
 
@@ -435,7 +493,7 @@ func (c *commitWriter) Write(p []byte) (int, error) {
 // is cut so the client cannot take the truncated listing for a whole one.
 func writeListing(w http.ResponseWriter, req *http.Request, kind, p string, each func(add func(*repo.Entry, string) error) error) error {
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Backup-Entry-Type", kind)
+	w.Header().Set(report.ReaderEntryTypeHeader, kind)
 	if req.Method == http.MethodHead {
 		w.WriteHeader(http.StatusOK)
 		return nil
@@ -446,7 +504,7 @@ func writeListing(w http.ResponseWriter, req *http.Request, kind, p string, each
 	fmt.Fprintf(bw, `{"path":%s,"items":[`, head)
 	n := 0
 	err := each(func(e *repo.Entry, name string) error {
-		it := item{Name: name, Type: entryTypes[e.Type], Size: e.Size, Mode: e.Mode, UID: e.UID, GID: e.GID,
+		it := report.ReaderEntry{Name: name, Type: entryTypes[e.Type], Size: e.Size, Mode: e.Mode, UID: e.UID, GID: e.GID,
 			ModTime: time.Unix(0, e.MTime).UTC(), LinkTarget: e.Target}
 		data, err := json.Marshal(it)
 		if err != nil {
@@ -478,7 +536,7 @@ func (s *server) serveFile(w http.ResponseWriter, req *http.Request, e *repo.Ent
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
-	h.Set("X-Backup-Entry-Type", "File")
+	h.Set(report.ReaderEntryTypeHeader, "File")
 	h.Set("ETag", contentTag(e))
 	rf := &readErrorRecorder{r: f}
 	hw := &heldHeader{ResponseWriter: w}

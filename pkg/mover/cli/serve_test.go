@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"example.com/backup-operator/hack/cluster"
 	"example.com/backup-operator/pkg/mover/cli"
 	"example.com/backup-operator/pkg/mover/repo"
+	"example.com/backup-operator/pkg/mover/report"
 )
 
 // serveLog collects a reader's stderr and finds the address it serves on.
@@ -565,7 +567,6 @@ func TestServe(t *testing.T) {
 			fmt.Sprintf(`GET "/v1/snapshots/%s/files/big.bin" 200 %d `, snap, bigSize),
 			fmt.Sprintf(`GET "/v1/snapshots/%s/files/big.bin" 206 100 `, snap),
 			fmt.Sprintf(`GET "/v1/snapshots/%s/files/etc/missing.conf" 404 `, snap),
-			`GET "/healthz" 200 2 `,
 		} {
 			if !strings.Contains(log, want) {
 				t.Errorf("no line with %q in the log:\n%s", want, log)
@@ -943,5 +944,113 @@ func TestServeMissingPack(t *testing.T) {
 	}
 	if code, _ := r.waitExit(t, 30*time.Second); code != 0 {
 		t.Errorf("exited %d", code)
+	}
+}
+
+// TestServeToken: with the token's hash in its environment, the reader
+// answers 401 to a request without the token or with another, and serves
+// the one that carries it; health probes need none. A request refused does
+// not keep the reader alive.
+func TestServeToken(t *testing.T) {
+	f := getFixture(t)
+	token := "3f9a0c6e-reader-token"
+	sum := sha256.Sum256([]byte(token))
+	t.Setenv(report.ReaderTokenHashEnv, hex.EncodeToString(sum[:]))
+	r := startServe(t, "--repo", f.repo, "--idle-timeout", "1s")
+	u := fileURL(r.url, f.snap, "big.bin")
+	for _, header := range []map[string]string{nil, {report.ReaderTokenHeader: "another"}, {report.ReaderTokenHeader: token + "x"}} {
+		resp := do(t, http.MethodGet, u, header)
+		var e apiError
+		json.Unmarshal(resp.body, &e)
+		if resp.status != http.StatusUnauthorized || e.Code != 401 || e.Reason != "Unauthorized" || !strings.Contains(e.Message, "kubectl get --raw") {
+			t.Errorf("token %q: %d %s; want 401 saying how to read the files", header[report.ReaderTokenHeader], resp.status, resp.body)
+		}
+		if bytes.Contains(resp.body, f.big[:64]) {
+			t.Error("a refused request got the file's content")
+		}
+	}
+	if resp := do(t, http.MethodGet, u, map[string]string{report.ReaderTokenHeader: token}); resp.status != 200 || !bytes.Equal(resp.body, f.big) {
+		t.Errorf("with the token: %d, %d bytes", resp.status, len(resp.body))
+	}
+	if resp := do(t, http.MethodGet, r.url+"/healthz", nil); resp.status != 200 {
+		t.Errorf("/healthz without a token: %d", resp.status)
+	}
+	// Refused requests, one every 200 ms, do not keep it running.
+	start := time.Now()
+	for r.running() && time.Since(start) < 10*time.Second {
+		do(t, http.MethodGet, u, nil)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("still running %s into refused requests", took)
+	}
+	if strings.Contains(r.log.String(), token) {
+		t.Errorf("the token is in the log:\n%s", r.log)
+	}
+	t.Setenv(report.ReaderTokenHashEnv, "not hex")
+	var stderr bytes.Buffer
+	if code := cli.Main([]string{"serve", "--repo", f.repo, "--listen", "127.0.0.1:0"}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), report.ReaderTokenHashEnv) {
+		t.Errorf("a malformed hash: exit %d, %q", code, stderr.String())
+	}
+}
+
+// TestServeExitDelay: once idle, the reader answers /healthz 503 for
+// --exit-delay before it exits, so whoever routes by readiness stops first;
+// a request meanwhile is served and takes it back to ready.
+func TestServeExitDelay(t *testing.T) {
+	f := getFixture(t)
+	r := startServe(t, "--repo", f.repo, "--idle-timeout", "1s", "--exit-delay", "1500ms")
+	health := func() int {
+		resp, err := http.Get(r.url + "/healthz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := health(); got != 200 {
+		t.Fatalf("/healthz at start: %d", got)
+	}
+	waitHealth := func(want int) {
+		t.Helper()
+		for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
+			if health() == want {
+				return
+			}
+		}
+		t.Fatalf("/healthz never answered %d:\n%s", want, r.log)
+	}
+	waitHealth(http.StatusServiceUnavailable)
+	if !r.running() {
+		t.Fatal("exited without the exit delay")
+	}
+	// A request in the delay is served and makes the reader ready again.
+	if got := mustDo(t, fileURL(r.url, f.snap, "big.bin")); !bytes.Equal(got, f.big) {
+		t.Error("big.bin in the exit delay: not the file's content")
+	}
+	served := time.Now()
+	if got := health(); got != 200 {
+		t.Errorf("/healthz after a request in the exit delay: %d, want 200", got)
+	}
+	// Ready for 1 s (idle), then 503 for 1.5 s, then gone: the first
+	// delay's end (1.5 s after the first 503) passes meanwhile.
+	var first503, gone time.Time
+	for start := time.Now(); gone.IsZero() && time.Since(start) < 30*time.Second; time.Sleep(20 * time.Millisecond) {
+		switch code := health(); {
+		case code == http.StatusServiceUnavailable && first503.IsZero():
+			first503 = time.Now()
+		case code == 0 && !r.running():
+			gone = time.Now()
+		}
+	}
+	t.Logf("after the request in the delay: 503 after %s, exited after %s", first503.Sub(served), gone.Sub(served))
+	if first503.IsZero() || gone.IsZero() || first503.Sub(served) < 300*time.Millisecond || gone.Sub(first503) < 1200*time.Millisecond {
+		t.Errorf("want /healthz 503 about 1 s after the last request and the exit 1.5 s after that")
+	}
+	if code, _ := r.waitExit(t, time.Second); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if strings.Contains(r.log.String(), "/healthz") {
+		t.Errorf("health probes are logged:\n%s", r.log)
 	}
 }

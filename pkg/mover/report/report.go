@@ -92,3 +92,42 @@ type Totals struct {
 	NewBytes    int64 `json:"newBytes"`
 	StoredBytes int64 `json:"storedBytes"`
 }
+
+// The reader protocol: `backup-mover serve` answers the API server's
+// backups/files subresource with these.
+const (
+	// ReaderTokenHashEnv names the reader's environment variable holding the
+	// SHA-256 (hex) of the token it requires; without it no token is asked.
+	ReaderTokenHashEnv = "BACKUP_READER_TOKEN_SHA256"
+	// ReaderTokenHeader carries that token on every request but /healthz.
+	ReaderTokenHeader = "X-Backup-Reader-Token"
+	// ReaderEntryTypeHeader is the entry type (ReaderEntry.Type) of what a
+	// successful response describes: Directory and Symlink come as a
+	// ReaderListing, File as its content.
+	ReaderEntryTypeHeader = "X-Backup-Entry-Type"
+)
+
+// ReaderError is the body of every error the reader answers.
+type ReaderError struct {
+	Code    int    `json:"code"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// ReaderListing is a directory's children (or a symlink alone) in a snapshot.
+type ReaderListing struct {
+	Path  string        `json:"path"`
+	Items []ReaderEntry `json:"items"`
+}
+
+// ReaderEntry is one entry of a ReaderListing.
+type ReaderEntry struct {
+	Name       string    `json:"name"`
+	Type       string    `json:"type"` // Directory, File or Symlink
+	Size       int64     `json:"size"`
+	Mode       uint32    `json:"mode"`
+	UID        uint32    `json:"uid"`
+	GID        uint32    `json:"gid"`
+	ModTime    time.Time `json:"modTime"`
+	LinkTarget string    `json:"linkTarget,omitempty"`
+}
