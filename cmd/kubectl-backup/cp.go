@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -29,7 +30,9 @@ relative to the backup's root; BACKUP: alone is the whole backup.
 
 A file is written to LOCAL, or into LOCAL when it is a directory, under a
 temporary name that is renamed once the file is complete; - writes it to
-stdout. A directory's content is copied into LOCAL (created when missing),
+stdout. A file larger than --range-size (64 MiB) comes in Range
+requests, so that no request outlives kube-apiserver's request timeout (60 s
+by default) on a slow link; the ranges after the first must match its ETag. A directory's content is copied into LOCAL (created when missing),
 as kubectl cp does, with its files, directories and symlinks. Files and
 directories get the snapshot's permission bits and modification times
 (not setuid, setgid or sticky, and not the owners: the copy is yours);
@@ -53,6 +56,7 @@ the file's name).`,
 	}
 	c.Flags().BoolVar(&overwrite, "overwrite", false, "replace files (and symlinks) that exist under LOCAL")
 	c.Flags().DurationVar(&o.retryFor, "retry-for", time.Minute, "how long to keep trying while the server answers 503 (starting the reader of the repository)")
+	c.Flags().Int64Var(&o.rangeSize, "range-size", rangeSize, "the most bytes of a file one request asks for: a larger file comes in Range requests, each within kube-apiserver's request timeout")
 	return c
 }
 
@@ -291,36 +295,22 @@ func plural(n int, one, many string) string {
 
 // copyFile streams the file of it to it.local through a temporary file.
 func (o *options) copyFile(ctx context.Context, backup string, it copyItem, meter *copyMeter) (int64, error) {
-	resp, err := o.getFiles(ctx, backup, it.rel)
+	body, size, err := o.openFile(ctx, backup, it.rel, it.entry.Size)
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	if isJSON(resp) {
-		return 0, fmt.Errorf("listed as a file and read as a listing")
-	}
-	size := it.entry.Size
-	if resp.ContentLength >= 0 {
-		size = resp.ContentLength
-	}
-	return writeFile(it.local, &countingReader{r: resp.Body, meter: meter}, size, it.entry.Mode, it.entry.ModTime)
+	defer body.Close()
+	return writeFile(it.local, &countingReader{r: body, meter: meter}, size, it.entry.Mode, it.entry.ModTime)
 }
 
 // copyToStdout streams the file p to stdout.
 func (o *options) copyToStdout(ctx context.Context, backup, p string, e *backupFile) error {
-	resp, err := o.getFiles(ctx, backup, p)
+	body, size, err := o.openFile(ctx, backup, p, e.Size)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if isJSON(resp) {
-		return withCode(exitError, "backup/%s: %s was listed as a file and read as a listing", backup, p)
-	}
-	size := e.Size
-	if resp.ContentLength >= 0 {
-		size = resp.ContentLength
-	}
-	n, err := io.Copy(o.out, resp.Body)
+	defer body.Close()
+	n, err := io.Copy(o.out, body)
 	if err == nil && n != size {
 		err = fmt.Errorf("%d bytes of %d arrived", n, size)
 	}
@@ -329,6 +319,123 @@ func (o *options) copyToStdout(ctx context.Context, backup, p string, e *backupF
 			return interrupted(ctx)
 		}
 		return withCode(exitError, "copying %s of backup/%s: %v", p, backup, err)
+	}
+	return nil
+}
+
+// rangeSize is the most one request of a download asks for. kube-apiserver
+// ends a request to an aggregated API after its request timeout (60 s by
+// default) whatever it is doing, so a file larger than this comes in ranges,
+// each its own request, the ones after the first with If-Range on the first
+// one's ETag; at 64 MiB a request fits in 60 s down to about 1 MB/s.
+const rangeSize = 64 << 20
+
+// openFile opens the file p of backup, listed with size bytes, for reading:
+// one GET when it fits in o.rangeSize (--range-size), else a rangeReader.
+// It returns the size the server gives.
+func (o *options) openFile(ctx context.Context, backup, p string, size int64) (io.ReadCloser, int64, error) {
+	chunk := o.rangeSize
+	if chunk <= 0 {
+		chunk = rangeSize
+	}
+	if size <= chunk {
+		resp, err := o.getFiles(ctx, backup, p, nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		if isJSON(resp) {
+			resp.Body.Close()
+			return nil, 0, withCode(exitError, "backup/%s: %s was listed as a file and read as a listing", backup, p)
+		}
+		if resp.ContentLength >= 0 {
+			size = resp.ContentLength
+		}
+		return resp.Body, size, nil
+	}
+	r := &rangeReader{o: o, ctx: ctx, backup: backup, p: p, size: size, chunk: chunk}
+	// The first range now, so that a refusal is the copy's error before a
+	// temporary file is made.
+	if err := r.next(); err != nil {
+		return nil, 0, err
+	}
+	return r, size, nil
+}
+
+// rangeReader reads a file of a backup one range request at a time.
+type rangeReader struct {
+	o                *options
+	ctx              context.Context
+	backup, p        string
+	size, chunk, off int64
+	etag             string
+	body             io.ReadCloser
+	left             int64 // bytes of body not read yet
+}
+
+// next asks for the range at r.off.
+func (r *rangeReader) next() error {
+	end := min(r.off+r.chunk, r.size) - 1
+	h := http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", r.off, end)}}
+	if r.etag != "" {
+		h.Set("If-Range", r.etag)
+	}
+	resp, err := r.o.getFiles(r.ctx, r.backup, r.p, h)
+	if err != nil {
+		return err
+	}
+	var first, last, total int64
+	_, scanErr := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/%d", &first, &last, &total)
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && scanErr == nil && first == r.off && last == end && total == r.size:
+	case resp.StatusCode == http.StatusPartialContent || r.off == 0:
+		resp.Body.Close()
+		return fmt.Errorf("the server answered bytes %d-%d with %s %q, not that range of a file of %d bytes", r.off, end, resp.Status, resp.Header.Get("Content-Range"), r.size)
+	default:
+		// 200 to a later range: If-Range did not match, the content differs
+		// from the first range's.
+		resp.Body.Close()
+		return fmt.Errorf("the file changed between ranges of its download (ETag %s, then %s)", r.etag, resp.Header.Get("ETag"))
+	}
+	if r.etag == "" {
+		r.etag = resp.Header.Get("ETag")
+	}
+	r.body, r.left = resp.Body, last-first+1
+	return nil
+}
+
+func (r *rangeReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if r.body != nil {
+			n, err := r.body.Read(p[:min(int64(len(p)), r.left)])
+			r.off += int64(n)
+			r.left -= int64(n)
+			if r.left == 0 {
+				r.body.Close()
+				r.body = nil
+				err = nil
+			} else if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			if n > 0 || err != nil {
+				return n, err
+			}
+			continue
+		}
+		if r.off >= r.size {
+			return 0, io.EOF
+		}
+		if err := r.next(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (r *rangeReader) Close() error {
+	if r.body != nil {
+		return r.body.Close()
 	}
 	return nil
 }

@@ -98,7 +98,7 @@ func validName(name string) bool {
 // 429 (the server is starting the reader of the repository) is tried again
 // after the server's Retry-After, for at most o.retryFor in all; any other
 // error is the server's metav1.Status as an error.
-func (o *options) getFiles(ctx context.Context, backup, p string) (*http.Response, error) {
+func (o *options) getFiles(ctx context.Context, backup, p string, header http.Header) (*http.Response, error) {
 	if backup == "" {
 		return nil, withCode(exitError, "the Backup's name is empty")
 	}
@@ -115,6 +115,9 @@ func (o *options) getFiles(ctx context.Context, backup, p string) (*http.Respons
 		hr, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return nil, withCode(exitError, "%v", err)
+		}
+		for k, v := range header {
+			hr.Header[k] = v
 		}
 		hr.Header.Set("Accept", "application/json, */*")
 		resp, err := o.http.Do(hr)
@@ -198,7 +201,7 @@ func readList(resp *http.Response, backup, p string) (*backupFileList, []byte, e
 // list reads the listing of p: a directory's entries (a symlink's listing
 // is the link). file is true, and the listing nil, when p is a regular file.
 func (o *options) list(ctx context.Context, backup, p string) (l *backupFileList, raw []byte, file bool, err error) {
-	resp, err := o.getFiles(ctx, backup, p)
+	resp, err := o.getFiles(ctx, backup, p, nil)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -230,7 +233,7 @@ func (o *options) stat(ctx context.Context, backup, p string) (*backupFile, erro
 			}
 		}
 	}
-	resp, err := o.getFiles(ctx, backup, p)
+	resp, err := o.getFiles(ctx, backup, p, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -78,6 +78,8 @@ type options struct {
 	// retryFor is how long ls and cp keep trying a 503 of the files
 	// subresource (its Retry-After between tries).
 	retryFor time.Duration
+	// rangeSize is the most cp asks for in one request (0: rangeSize).
+	rangeSize int64
 
 	in          io.Reader
 	out, errOut io.Writer

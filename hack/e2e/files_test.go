@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -227,7 +228,8 @@ rules:
 		time.Sleep(time.Second)
 	}
 
-	// 6. One reader pod: repository read-only, no token; gone after its idle time.
+	// 6. One reader pod: repository read-only, no service account token,
+	// answering only backup-apiserver; gone after its idle time.
 	var pods struct {
 		Items []struct {
 			Metadata struct{ Name string }
@@ -242,6 +244,7 @@ rules:
 						Name     string
 						ReadOnly bool
 					}
+					Env []struct{ Name, Value string }
 				}
 			}
 		}
@@ -262,6 +265,27 @@ rules:
 		if m.Name == "repo" && !m.ReadOnly {
 			t.Errorf("the reader's repository mount is not read-only")
 		}
+	}
+	// The pod holds the hash of its token, not the token: a request to its
+	// port that does not come through backup-apiserver (here an admin's,
+	// through the pod proxy) is refused.
+	hashes := 0
+	for _, e := range p.Spec.Containers[0].Env {
+		if e.Name == "BACKUP_READER_TOKEN_SHA256" && regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(e.Value) {
+			hashes++
+		}
+	}
+	if hashes != 1 {
+		t.Errorf("the reader pod's environment has no token hash: %+v", p.Spec.Containers[0].Env)
+	}
+	snapID := kubectl(t, "-n", ns, "get", "backup", "browse", "-o", "jsonpath={.status.snapshotID}")
+	direct := "/api/v1/namespaces/" + ns + "/pods/" + p.Metadata.Name + ":8080/proxy/v1/snapshots/" + snapID + "/files/etc/app.conf"
+	if out, err := local.Kubectl(context.Background(), "get", "--raw", direct); err == nil || strings.Contains(string(out), "listen 8080") ||
+		!strings.Contains(err.Error()+string(out), "Unauthorized") {
+		t.Errorf("the reader's port without the token: %v\n%s", err, out)
+	}
+	if got := kubectl(t, "-n", "backup-system", "get", "secret", "backup-apiserver-reader-key", "-o", "jsonpath={.data.key}"); len(got) < 40 {
+		t.Errorf("the reader key Secret: %q", got)
 	}
 	deadline = time.Now().Add(4 * time.Minute)
 	for {

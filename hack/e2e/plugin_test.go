@@ -547,6 +547,14 @@ $`)
 		if r.code != 0 || len(r.stdout) != 9000000 || hex.EncodeToString(sum[:]) != sourceLine("big.bin")[5] {
 			t.Errorf("cp big.bin -: exit %d, %d bytes, want big.bin's 9000000", r.code, len(r.stdout))
 		}
+		// In Range requests of 1 MB (9 of them, the last one short), to a
+		// file: the same bytes.
+		r = kubectlBackup(t, dir, "cp", "files:big.bin", filepath.Join(out, "big-in-ranges"), "-n", ns, "--range-size", "1000001")
+		data, err := os.ReadFile(filepath.Join(out, "big-in-ranges"))
+		sum = sha256.Sum256(data)
+		if r.code != 0 || err != nil || hex.EncodeToString(sum[:]) != sourceLine("big.bin")[5] {
+			t.Errorf("cp big.bin in ranges: exit %d, %v, %d bytes, want big.bin's 9000000\n%s", r.code, err, len(data), r.stderr)
+		}
 
 		// An existing file is refused and left alone, then replaced with --overwrite.
 		if err := os.WriteFile(local, []byte("changed locally\n"), 0o644); err != nil {

@@ -86,6 +86,10 @@ type Options struct {
 	// ReaderIdleTimeout is how long a reader pod of the files subresource
 	// waits without requests before it exits. Default 2m.
 	ReaderIdleTimeout time.Duration
+	// ReaderKeyNamespace holds the Secret ReaderKeySecret, the key every
+	// replica derives the reader pods' tokens from (created when missing).
+	// Default backup-system.
+	ReaderKeyNamespace string
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 }
@@ -113,6 +117,9 @@ func (o Options) Defaulted() Options {
 	}
 	if o.LockWait == 0 {
 		o.LockWait = 30 * time.Minute
+	}
+	if o.ReaderKeyNamespace == "" {
+		o.ReaderKeyNamespace = "backup-system"
 	}
 	if o.Workers == 0 {
 		o.Workers = 2

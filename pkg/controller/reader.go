@@ -2,12 +2,17 @@ package controller
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/mover/report"
 	"example.com/backup-operator/pkg/safety"
 )
 
@@ -37,6 +43,15 @@ const (
 	// readerReadyTimeout is how long a request waits for a reader pod to be
 	// ready before it is answered 503 with Retry-After.
 	readerReadyTimeout = 45 * time.Second
+	// readerExitDelay is how long an idle reader reports not ready before it
+	// exits (backup-mover serve --exit-delay): longer than its readiness
+	// probe's period and the kubelet's status update, so a request is not
+	// sent to a reader that has just exited.
+	readerExitDelay = 3 * time.Second
+	// ReaderKeySecret is the Secret in Options.ReaderKeyNamespace whose
+	// data.key every replica derives the reader pods' tokens from.
+	ReaderKeySecret = "backup-apiserver-reader-key"
+	readerKeyBytes  = 32
 )
 
 // Readers starts, finds and removes the short-lived reader pods that serve
@@ -48,6 +63,12 @@ const (
 // after IdleTimeout without requests, and Readers deletes every reader pod
 // that has ended. Any replica of backup-apiserver serves the subresource, so
 // Readers does not need the controllers' Lease.
+//
+// A reader answers only requests that carry its token
+// (report.ReaderTokenHeader): other pods reach its port directly, past the
+// API's authorization. The token is an HMAC of the pod's namespace and name
+// under a key in the Secret ReaderKeySecret, which any replica reads; the
+// pod holds only the token's SHA-256, so reading the pod gives no token.
 type Readers struct {
 	m *Manager
 	// IdleTimeout is how long a reader pod waits without requests before it
@@ -55,6 +76,9 @@ type Readers struct {
 	IdleTimeout time.Duration
 	config      *rest.Config
 	transport   http.RoundTripper
+
+	keyMu sync.Mutex
+	key   []byte
 }
 
 // NewReaders returns Readers that create pods with opts' image, requests,
@@ -76,10 +100,75 @@ type ReaderEndpoint struct {
 	Namespace, Pod string
 	URL            string
 	Transport      http.RoundTripper
+	// Token goes with every request in report.ReaderTokenHeader.
+	Token string
 }
 
-// readerPod builds the reader pod of b's repository.
-func (r *Readers) readerPod(ctx context.Context, b *v1alpha1.Backup) (*corev1.Pod, error) {
+// tokenKey returns the key of the reader tokens: data.key of the Secret
+// ReaderKeySecret, created with a random key when it does not exist. It is
+// read once; reload reads it again (a pod made with another key was found).
+func (r *Readers) tokenKey(ctx context.Context, reload bool) ([]byte, error) {
+	r.keyMu.Lock()
+	defer r.keyMu.Unlock()
+	if r.key != nil && !reload {
+		return r.key, nil
+	}
+	ns := r.m.opts.ReaderKeyNamespace
+	secrets := r.m.kube.CoreV1().Secrets(ns)
+	for {
+		s, err := secrets.Get(ctx, ReaderKeySecret, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			key := make([]byte, readerKeyBytes)
+			if _, err := rand.Read(key); err != nil {
+				return nil, err
+			}
+			s, err = secrets.Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: ReaderKeySecret, Namespace: ns,
+					Labels: map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedBy}},
+				Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"key": key}}, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				continue // another replica made it first: use theirs
+			}
+			if err == nil {
+				klog.FromContext(ctx).Info("Created the key of the reader pods' tokens", "secret", klog.KObj(s))
+			}
+		}
+		if err != nil {
+			return nil, apierrors.NewInternalError(fmt.Errorf("reading the key of the reader pods' tokens, Secret %s/%s: %w", ns, ReaderKeySecret, err))
+		}
+		if len(s.Data["key"]) < readerKeyBytes {
+			return nil, apierrors.NewInternalError(fmt.Errorf("the Secret %s/%s holds no key of %d bytes or more in data.key: delete it, and backup-apiserver creates a new one", ns, ReaderKeySecret, readerKeyBytes))
+		}
+		r.key = s.Data["key"]
+		return r.key, nil
+	}
+}
+
+// readerToken is the token of the reader pod ns/name under key, and its
+// SHA-256 as the pod holds it.
+func readerToken(key []byte, ns, name string) (token, hash string) {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("backup-reader\x00" + ns + "\x00" + name))
+	token = hex.EncodeToString(m.Sum(nil))
+	sum := sha256.Sum256([]byte(token))
+	return token, hex.EncodeToString(sum[:])
+}
+
+// podTokenHash is the token hash a reader pod was made with.
+func podTokenHash(pod *corev1.Pod) string {
+	for _, c := range pod.Spec.Containers {
+		for _, e := range c.Env {
+			if e.Name == report.ReaderTokenHashEnv {
+				return e.Value
+			}
+		}
+	}
+	return ""
+}
+
+// readerPod builds the reader pod of b's repository, with the hash of its
+// token under key.
+func (r *Readers) readerPod(ctx context.Context, b *v1alpha1.Backup, key []byte) (*corev1.Pod, error) {
 	ns := b.Spec.Target.Namespace
 	sec, err := r.m.securityFor(ctx, ns, b.Spec.Target.PVCName, b.Spec.MoverSecurityContext, repoCaps)
 	if refused, ok := errors.AsType[*jobRefused](err); ok {
@@ -89,7 +178,8 @@ func (r *Readers) readerPod(ctx context.Context, b *v1alpha1.Backup) (*corev1.Po
 		return nil, err
 	}
 	s := jobSpec{kind: ReaderKind, namespace: ns, owner: b, repo: b.Spec.Storage, security: sec,
-		args: []string{"serve", "--listen", fmt.Sprintf(":%d", ReaderPort), "--idle-timeout", r.IdleTimeout.String(), "--summary-file", "/dev/termination-log"}}
+		args: []string{"serve", "--listen", fmt.Sprintf(":%d", ReaderPort), "--idle-timeout", r.IdleTimeout.String(),
+			"--exit-delay", readerExitDelay.String(), "--summary-file", "/dev/termination-log"}}
 	lbls, spec := r.m.moverPod(s)
 	// A reader serves every Backup of its repository: no owner labels.
 	delete(lbls, v1alpha1.OwnerNamespaceLabel)
@@ -111,7 +201,7 @@ func (r *Readers) readerPod(ctx context.Context, b *v1alpha1.Backup) (*corev1.Po
 	c := &spec.Containers[0]
 	c.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: ReaderPort, Protocol: corev1.ProtocolTCP}}
 	c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(ReaderPort)}},
-		PeriodSeconds: 1, FailureThreshold: 3}
+		PeriodSeconds: 1, FailureThreshold: 1}
 	// A backstop: a reader that never goes idle (a client that never stops)
 	// ends with a mover Job's deadline.
 	spec.ActiveDeadlineSeconds = ptr.To(int64(r.m.opts.JobDeadline.Seconds()))
@@ -122,8 +212,13 @@ func (r *Readers) readerPod(ctx context.Context, b *v1alpha1.Backup) (*corev1.Po
 		return nil, err
 	}
 	hash := shortHash(string(specJSON))
+	name := "backup-reader-" + hash
+	// The token's hash is not part of the spec's: a pod made under another
+	// key is found by its name and replaced (Ensure).
+	_, tokenHash := readerToken(key, ns, name)
+	c.Env = append(c.Env, corev1.EnvVar{Name: report.ReaderTokenHashEnv, Value: tokenHash})
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "backup-reader-" + hash, Namespace: ns, Labels: lbls,
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: lbls,
 			Annotations: map[string]string{readerSpecAnnotation: hash}},
 		Spec: spec,
 	}, nil
@@ -155,10 +250,16 @@ func podReady(pod *corev1.Pod) bool {
 // with Retry-After while the pod is not ready, 500 with the reader's own
 // message when it failed to start (a wrong password, a damaged repository).
 func (r *Readers) Ensure(ctx context.Context, b *v1alpha1.Backup) (*ReaderEndpoint, error) {
-	want, err := r.readerPod(ctx, b)
+	key, err := r.tokenKey(ctx, false)
 	if err != nil {
 		return nil, err
 	}
+	want, err := r.readerPod(ctx, b, key)
+	if err != nil {
+		return nil, err
+	}
+	token, tokenHash := readerToken(key, want.Namespace, want.Name)
+	reloaded := false
 	pods := r.m.kube.CoreV1().Pods(want.Namespace)
 	deadline := time.Now().Add(readerReadyTimeout)
 	var pod *corev1.Pod
@@ -193,6 +294,23 @@ func (r *Readers) Ensure(ctx context.Context, b *v1alpha1.Backup) (*ReaderEndpoi
 			return nil, apierrors.NewConflict(v1alpha1.Resource("backups/files"), b.Name,
 				fmt.Errorf("a pod named %s/%s exists and is not a reader of backup-apiserver: delete or rename it, then retry", pod.Namespace, pod.Name))
 		}
+		if got := podTokenHash(pod); got != tokenHash && !podEnded(pod) {
+			if !reloaded {
+				// Another replica may have made the key afresh: read it again.
+				reloaded = true
+				if key, err = r.tokenKey(ctx, true); err != nil {
+					return nil, err
+				}
+				if token, tokenHash = readerToken(key, want.Namespace, want.Name); got == tokenHash {
+					continue
+				}
+			}
+			// Made under a key that is no more: it is replaced.
+			klog.FromContext(ctx).V(2).Info("Replacing a reader pod made under another key", "pod", klog.KObj(pod))
+			r.remove(ctx, pod)
+			pod = nil
+			continue
+		}
 		if pod.Status.Phase == corev1.PodFailed && podStartFailed(pod) {
 			// The reader could not open the repository: say why, and let the
 			// next request try again with a fresh pod.
@@ -204,7 +322,7 @@ func (r *Readers) Ensure(ctx context.Context, b *v1alpha1.Backup) (*ReaderEndpoi
 			r.remove(ctx, pod)
 			pod = nil
 		} else if podReady(pod) {
-			return &ReaderEndpoint{Namespace: pod.Namespace, Pod: pod.Name, Transport: r.transport,
+			return &ReaderEndpoint{Namespace: pod.Namespace, Pod: pod.Name, Transport: r.transport, Token: token,
 				URL: strings.TrimSuffix(r.config.Host, "/") + "/api/v1/namespaces/" + url.PathEscape(pod.Namespace) + "/pods/" +
 					url.PathEscape(fmt.Sprintf("%s:%d", pod.Name, ReaderPort)) + "/proxy"}, nil
 		}
@@ -264,18 +382,18 @@ func readerFailure(pod *corev1.Pod) string {
 	return ""
 }
 
-// remove deletes an ended reader pod (only that one: the UID is a
-// precondition).
+// remove deletes a reader pod that has ended or is replaced (only that one:
+// the UID is a precondition).
 func (r *Readers) remove(ctx context.Context, pod *corev1.Pod) {
 	if pod.DeletionTimestamp != nil {
 		return
 	}
 	err := r.m.kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(pod.UID))})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		klog.FromContext(ctx).Error(err, "Cannot delete an ended reader pod", "pod", klog.KObj(pod))
+		klog.FromContext(ctx).Error(err, "Cannot delete a reader pod", "pod", klog.KObj(pod))
 		return
 	}
-	klog.FromContext(ctx).V(2).Info("Deleted an ended reader pod", "pod", klog.KObj(pod), "phase", pod.Status.Phase)
+	klog.FromContext(ctx).V(2).Info("Deleted a reader pod", "pod", klog.KObj(pod), "phase", pod.Status.Phase)
 }
 
 // RemoveEnded watches pods (an informer of all pods) and deletes every

@@ -305,7 +305,8 @@ func (o *Options) controllerOptions() (controller.Options, error) {
 	opts := controller.Options{MoverImage: o.MoverImage, Workers: o.ControllerWorkers, JobDeadline: o.MoverJobDeadline,
 		JobBackoffLimit: o.MoverJobBackoffLimit, JobTTL: o.MoverJobTTL, LockWait: o.PruneLockWait, PodSecurityDefault: o.PodSecurityDefault,
 		MaxMovers: o.MaxMovers, MaxMoversPerNode: o.MaxMoversPerNode, ReaderIdleTimeout: o.ReaderIdleTimeout,
-		MoverRequests: corev1.ResourceList{}, MoverLimits: corev1.ResourceList{}}
+		ReaderKeyNamespace: o.ServiceNamespace,
+		MoverRequests:      corev1.ResourceList{}, MoverLimits: corev1.ResourceList{}}
 	if opts.JobBackoffLimit == 0 {
 		opts.JobBackoffLimit = -1 // controller.Options: negative asks for no retries, zero for the default
 	}

@@ -22,6 +22,7 @@ import (
 	"example.com/backup-operator/pkg/apis/backup"
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/controller"
+	"example.com/backup-operator/pkg/mover/report"
 )
 
 // Readers gives the ready reader pod of a Backup's repository
@@ -121,35 +122,13 @@ func cleanFilesPath(p string) (string, string) {
 	return p, ""
 }
 
-// readerError is how `backup-mover serve` answers an error.
-type readerError struct {
-	Code    int32  `json:"code"`
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
-}
-
-// readerList is how `backup-mover serve` lists a directory.
-type readerList struct {
-	Path  string `json:"path"`
-	Items []struct {
-		Name       string    `json:"name"`
-		Type       string    `json:"type"`
-		Size       int64     `json:"size"`
-		Mode       int32     `json:"mode"`
-		UID        int64     `json:"uid"`
-		GID        int64     `json:"gid"`
-		ModTime    time.Time `json:"modTime"`
-		LinkTarget string    `json:"linkTarget,omitempty"`
-	} `json:"items"`
-}
-
 // Headers passed on between the client and the reader.
 var (
 	requestHeaders  = []string{"Range", "If-Range", "If-Modified-Since", "If-None-Match", "If-Unmodified-Since"}
 	responseHeaders = []string{"Content-Type", "Content-Length", "Content-Range", "Accept-Ranges", "Last-Modified", "ETag", entryTypeHeader}
 )
 
-const entryTypeHeader = "X-Backup-Entry-Type"
+const entryTypeHeader = report.ReaderEntryTypeHeader
 
 // serve answers one request from the Backup's reader. A reader that goes
 // away between being found ready and being asked (its idle time ran out) is
@@ -176,20 +155,21 @@ func (r *FilesREST) serve(w http.ResponseWriter, req *http.Request, b *v1alpha1.
 				out.Header[h] = v
 			}
 		}
+		out.Header.Set(report.ReaderTokenHeader, ep.Token)
 		resp, err := (&http.Client{Transport: ep.Transport}).Do(out)
-		var readerErr *readerError
+		var readerErr *report.ReaderError
 		if err == nil && resp.StatusCode >= 400 && resp.Header.Get(entryTypeHeader) == "" {
 			// The reader's own error, or kube-apiserver's when its proxy could
 			// not reach the reader (a Status).
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 			var e struct {
-				readerError
+				report.ReaderError
 				Kind string `json:"kind"`
 			}
 			if json.Unmarshal(body, &e) == nil && e.Kind == "" && e.Code != 0 {
-				readerErr = &e.readerError
-				readerErr.Code = int32(resp.StatusCode)
+				readerErr = &e.ReaderError
+				readerErr.Code = resp.StatusCode
 			} else {
 				err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 			}
@@ -204,8 +184,13 @@ func (r *FilesREST) serve(w http.ResponseWriter, req *http.Request, b *v1alpha1.
 			responder.Error(se)
 			return
 		}
+		if readerErr != nil && (readerErr.Code == http.StatusUnauthorized || readerErr.Code == http.StatusForbidden) {
+			// The reader refused us, not the user: ours to fix.
+			responder.Error(apierrors.NewInternalError(fmt.Errorf("the reader pod %s/%s refused backup-apiserver: %s", ep.Namespace, ep.Pod, readerErr.Message)))
+			return
+		}
 		if readerErr != nil {
-			responder.Error(&apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: readerErr.Code,
+			responder.Error(&apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: int32(readerErr.Code),
 				Reason: metav1.StatusReason(readerErr.Reason), Message: readerErr.Message,
 				Details: &metav1.StatusDetails{Group: backup.GroupName, Kind: "backups", Name: b.Name}}})
 			return
@@ -228,7 +213,7 @@ func (r *FilesREST) relay(w http.ResponseWriter, req *http.Request, resp *http.R
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		var l readerList
+		var l report.ReaderListing
 		if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
 			responder.Error(apierrors.NewInternalError(fmt.Errorf("reading the reader's listing: %w", err)))
 			return
@@ -237,7 +222,7 @@ func (r *FilesREST) relay(w http.ResponseWriter, req *http.Request, resp *http.R
 		list.APIVersion, list.Kind = v1alpha1.SchemeGroupVersion.String(), "BackupFileList"
 		for _, it := range l.Items {
 			list.Items = append(list.Items, v1alpha1.BackupFile{Name: it.Name, Type: v1alpha1.BackupFileType(it.Type), Size: it.Size,
-				Mode: it.Mode, UID: it.UID, GID: it.GID, ModTime: metav1.NewMicroTime(it.ModTime), LinkTarget: it.LinkTarget})
+				Mode: int32(it.Mode), UID: int64(it.UID), GID: int64(it.GID), ModTime: metav1.NewMicroTime(it.ModTime), LinkTarget: it.LinkTarget})
 		}
 		if wantsTable(req) {
 			writeFilesTable(w, req, list)
