@@ -336,7 +336,7 @@ const rangeSize = 64 << 20
 func (o *options) openFile(ctx context.Context, backup, p string, size int64) (io.ReadCloser, int64, error) {
 	chunk := o.rangeSize
 	if chunk <= 0 {
-		chunk = rangeSize
+		return nil, 0, withCode(exitError, "--range-size %d: want a positive number of bytes", chunk)
 	}
 	if size <= chunk {
 		resp, err := o.getFiles(ctx, backup, p, nil)
@@ -397,7 +397,10 @@ func (r *rangeReader) next() error {
 		return fmt.Errorf("the file changed between ranges of its download (ETag %s, then %s)", r.etag, resp.Header.Get("ETag"))
 	}
 	if r.etag == "" {
-		r.etag = resp.Header.Get("ETag")
+		if r.etag = resp.Header.Get("ETag"); r.etag == "" {
+			resp.Body.Close()
+			return fmt.Errorf("the server gave no ETag for a download in ranges (larger than --range-size), so it cannot be read as one file; give --range-size %d or more", r.size)
+		}
 	}
 	r.body, r.left = resp.Body, last-first+1
 	return nil

@@ -280,8 +280,9 @@ rules:
 	}
 	snapID := kubectl(t, "-n", ns, "get", "backup", "browse", "-o", "jsonpath={.status.snapshotID}")
 	direct := "/api/v1/namespaces/" + ns + "/pods/" + p.Metadata.Name + ":8080/proxy/v1/snapshots/" + snapID + "/files/etc/app.conf"
-	if out, err := local.Kubectl(context.Background(), "get", "--raw", direct); err == nil || strings.Contains(string(out), "listen 8080") ||
-		!strings.Contains(err.Error()+string(out), "Unauthorized") {
+	// kubectl shows any 401 as "You must be logged in": -v=8 shows the body.
+	if out, err := local.Kubectl(context.Background(), "get", "--raw", direct, "-v=8"); err == nil || strings.Contains(string(out), "listen 8080") ||
+		!strings.Contains(string(out), "401 Unauthorized") || !strings.Contains(string(out), "answers backup-apiserver only") {
 		t.Errorf("the reader's port without the token: %v\n%s", err, out)
 	}
 	if got := kubectl(t, "-n", "backup-system", "get", "secret", "backup-apiserver-reader-key", "-o", "jsonpath={.data.key}"); len(got) < 40 {

@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -201,7 +203,7 @@ func (r *Readers) readerPod(ctx context.Context, b *v1alpha1.Backup, key []byte)
 	c := &spec.Containers[0]
 	c.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: ReaderPort, Protocol: corev1.ProtocolTCP}}
 	c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(ReaderPort)}},
-		PeriodSeconds: 1, FailureThreshold: 1}
+		PeriodSeconds: 1, TimeoutSeconds: 3, FailureThreshold: 1}
 	// A backstop: a reader that never goes idle (a client that never stops)
 	// ends with a mover Job's deadline.
 	spec.ActiveDeadlineSeconds = ptr.To(int64(r.m.opts.JobDeadline.Seconds()))
@@ -294,6 +296,12 @@ func (r *Readers) Ensure(ctx context.Context, b *v1alpha1.Backup) (*ReaderEndpoi
 			return nil, apierrors.NewConflict(v1alpha1.Resource("backups/files"), b.Name,
 				fmt.Errorf("a pod named %s/%s exists and is not a reader of backup-apiserver: delete or rename it, then retry", pod.Namespace, pod.Name))
 		}
+		if !sameReader(pod, want) {
+			// Named and labelled as ours, but not what we start: not used,
+			// and not deleted either.
+			return nil, apierrors.NewConflict(v1alpha1.Resource("backups/files"), b.Name,
+				fmt.Errorf("the pod %s/%s is named and labelled as a reader of backup-apiserver but does not run what its reader runs: delete it, then retry", pod.Namespace, pod.Name))
+		}
 		if got := podTokenHash(pod); got != tokenHash && !podEnded(pod) {
 			if !reloaded {
 				// Another replica may have made the key afresh: read it again.
@@ -301,25 +309,27 @@ func (r *Readers) Ensure(ctx context.Context, b *v1alpha1.Backup) (*ReaderEndpoi
 				if key, err = r.tokenKey(ctx, true); err != nil {
 					return nil, err
 				}
+				if want, err = r.readerPod(ctx, b, key); err != nil {
+					return nil, err
+				}
 				if token, tokenHash = readerToken(key, want.Namespace, want.Name); got == tokenHash {
 					continue
 				}
 			}
-			// Made under a key that is no more: it is replaced.
+			// Made under a key that is no more: it is replaced once the
+			// deletion is through (the wait below).
 			klog.FromContext(ctx).V(2).Info("Replacing a reader pod made under another key", "pod", klog.KObj(pod))
-			r.remove(ctx, pod)
-			pod = nil
-			continue
-		}
-		if pod.Status.Phase == corev1.PodFailed && podStartFailed(pod) {
+			if err := r.remove(ctx, pod); err != nil {
+				return nil, apierrors.NewInternalError(fmt.Errorf("cannot replace the reader pod %s/%s made under another key: %w", pod.Namespace, pod.Name, err))
+			}
+		} else if pod.Status.Phase == corev1.PodFailed && podStartFailed(pod) {
 			// The reader could not open the repository: say why, and let the
 			// next request try again with a fresh pod.
 			msg := readerFailure(pod)
-			r.remove(ctx, pod)
+			_ = r.remove(ctx, pod) // logged; the next request tries it again
 			return nil, apierrors.NewInternalError(fmt.Errorf("the reader of %s could not open it: %s", repoDescription(pod.Namespace, b.Spec.Storage), msg))
-		}
-		if podEnded(pod) {
-			r.remove(ctx, pod)
+		} else if podEnded(pod) {
+			_ = r.remove(ctx, pod) // logged; the wait below sees it go or ends in 503
 			pod = nil
 		} else if podReady(pod) {
 			return &ReaderEndpoint{Namespace: pod.Namespace, Pod: pod.Name, Transport: r.transport, Token: token,
@@ -384,16 +394,60 @@ func readerFailure(pod *corev1.Pod) string {
 
 // remove deletes a reader pod that has ended or is replaced (only that one:
 // the UID is a precondition).
-func (r *Readers) remove(ctx context.Context, pod *corev1.Pod) {
+func (r *Readers) remove(ctx context.Context, pod *corev1.Pod) error {
 	if pod.DeletionTimestamp != nil {
-		return
+		return nil
 	}
 	err := r.m.kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(pod.UID))})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		klog.FromContext(ctx).Error(err, "Cannot delete a reader pod", "pod", klog.KObj(pod))
-		return
+		return err
 	}
 	klog.FromContext(ctx).V(2).Info("Deleted a reader pod", "pod", klog.KObj(pod), "phase", pod.Status.Phase)
+	return nil
+}
+
+// sameReader reports whether pod runs what want runs: the image, command
+// and arguments, the repository volume, the security context and the
+// service account token. A pod that only copied a reader's name, labels and
+// annotation is not sent requests.
+func sameReader(pod, want *corev1.Pod) bool {
+	w := want.Spec.Containers[0]
+	i := slices.IndexFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == w.Name })
+	if i < 0 {
+		return false
+	}
+	// Other containers and volumes a mutating webhook adds (a mesh's
+	// sidecar) are not the reader's business; its own are compared.
+	c := pod.Spec.Containers[i]
+	vols := slices.DeleteFunc(slices.Clone(pod.Spec.Volumes), func(v corev1.Volume) bool {
+		return !slices.ContainsFunc(want.Spec.Volumes, func(wv corev1.Volume) bool { return wv.Name == v.Name })
+	})
+	return c.Image == w.Image && slices.Equal(c.Command, w.Command) && slices.Equal(c.Args, w.Args) &&
+		equality.Semantic.DeepEqual(c.SecurityContext, w.SecurityContext) &&
+		slices.EqualFunc(ownMounts(c.VolumeMounts, w.VolumeMounts), w.VolumeMounts, func(a, b corev1.VolumeMount) bool { return equality.Semantic.DeepEqual(a, b) }) &&
+		slices.EqualFunc(vols, want.Spec.Volumes, sameVolume) &&
+		equality.Semantic.DeepEqual(pod.Spec.AutomountServiceAccountToken, want.Spec.AutomountServiceAccountToken)
+}
+
+// ownMounts are the mounts of got whose volumes want mounts.
+func ownMounts(got, want []corev1.VolumeMount) []corev1.VolumeMount {
+	return slices.DeleteFunc(slices.Clone(got), func(m corev1.VolumeMount) bool {
+		return !slices.ContainsFunc(want, func(w corev1.VolumeMount) bool { return w.Name == m.Name })
+	})
+}
+
+// sameVolume compares what a reader's volumes are made of (the API server
+// defaults other fields, a Secret volume's mode for one).
+func sameVolume(a, b corev1.Volume) bool {
+	if a.Name != b.Name || (a.EmptyDir == nil) != (b.EmptyDir == nil) ||
+		(a.PersistentVolumeClaim == nil) != (b.PersistentVolumeClaim == nil) || (a.Secret == nil) != (b.Secret == nil) {
+		return false
+	}
+	if a.PersistentVolumeClaim != nil && *a.PersistentVolumeClaim != *b.PersistentVolumeClaim {
+		return false
+	}
+	return a.Secret == nil || (a.Secret.SecretName == b.Secret.SecretName && equality.Semantic.DeepEqual(a.Secret.Items, b.Secret.Items))
 }
 
 // RemoveEnded watches pods (an informer of all pods) and deletes every
@@ -405,7 +459,7 @@ func (r *Readers) RemoveEnded(ctx context.Context, pods cache.SharedIndexInforme
 		// A reader that failed to start is left to the request waiting for
 		// it, which reports why and then deletes it (Ensure).
 		if pod, ok := obj.(*corev1.Pod); ok && IsReader(pod) && podEnded(pod) && !podStartFailed(pod) {
-			r.remove(ctx, pod)
+			_ = r.remove(ctx, pod) // logged; the pod's next update tries again
 		}
 	}
 	reg, err := pods.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: check, UpdateFunc: func(_, obj any) { check(obj) }})

@@ -18,9 +18,9 @@ const (
 )
 
 // clientCALoaded is a readyz check that passes once the server verifies
-// client certificates with every CA kube-apiserver publishes in
+// client certificates with every CA it takes from
 // kube-system/extension-apiserver-authentication (client-ca-file and
-// requestheader-client-ca-file). The generic server loads them from an
+// requestheader-client-ca-file, unless given as files). The generic server loads them from an
 // informer that syncs after /readyz first answers ok, and until then
 // authenticates a user's certificate, or the aggregator's, as
 // system:anonymous: a replica taken into a Service in that second answers
@@ -29,7 +29,9 @@ const (
 type clientCALoaded struct {
 	served dynamiccertificates.CAContentProvider
 	kube   kubernetes.Interface
-	ready  atomic.Bool
+	// keys are the ConfigMap's keys the server loads (not given as files).
+	keys  []string
+	ready atomic.Bool
 }
 
 func (c *clientCALoaded) Name() string { return "client-ca-loaded" }
@@ -49,7 +51,7 @@ func (c *clientCALoaded) Check(r *http.Request) error {
 		return fmt.Errorf("reading %s/%s: %w", authenticationConfigMapNamespace, authenticationConfigMapName, err)
 	}
 	served := c.served.CurrentCABundleContent()
-	for _, key := range []string{"client-ca-file", "requestheader-client-ca-file"} {
+	for _, key := range c.keys {
 		if ca := bytes.TrimSpace([]byte(cm.Data[key])); len(ca) > 0 && !bytes.Contains(served, ca) {
 			return fmt.Errorf("%s of %s/%s not loaded yet", key, authenticationConfigMapNamespace, authenticationConfigMapName)
 		}

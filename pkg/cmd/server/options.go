@@ -370,12 +370,23 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	if err := o.Recommended.ApplyTo(cfg); err != nil {
 		return nil, err
 	}
-	if cfg.SecureServing != nil && cfg.SecureServing.ClientCA != nil && cfg.ClientConfig != nil {
+	// Wait for the CAs the generic server takes from kube-apiserver's
+	// ConfigMap, not for those given as files.
+	var fromConfigMap []string
+	if authn := o.Recommended.Authentication; authn != nil && !authn.SkipInClusterLookup {
+		if authn.ClientCert.ClientCA == "" {
+			fromConfigMap = append(fromConfigMap, "client-ca-file")
+		}
+		if authn.RequestHeader.ClientCAFile == "" && cfg.Authentication.RequestHeaderConfig != nil {
+			fromConfigMap = append(fromConfigMap, "requestheader-client-ca-file")
+		}
+	}
+	if len(fromConfigMap) > 0 && cfg.SecureServing != nil && cfg.SecureServing.ClientCA != nil && cfg.ClientConfig != nil {
 		kube, err := kubernetes.NewForConfig(cfg.ClientConfig)
 		if err != nil {
 			return nil, err
 		}
-		cfg.AddReadyzChecks(&clientCALoaded{served: cfg.SecureServing.ClientCA, kube: kube})
+		cfg.AddReadyzChecks(&clientCALoaded{served: cfg.SecureServing.ClientCA, kube: kube, keys: fromConfigMap})
 	}
 	// A download from backups/files lasts as long as the file takes: not
 	// bound by the request timeout here (kube-apiserver, in front, applies

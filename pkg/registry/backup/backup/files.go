@@ -156,7 +156,16 @@ func (r *FilesREST) serve(w http.ResponseWriter, req *http.Request, b *v1alpha1.
 			}
 		}
 		out.Header.Set(report.ReaderTokenHeader, ep.Token)
-		resp, err := (&http.Client{Transport: ep.Transport}).Do(out)
+		// Never follow a redirect: the transport carries backup-apiserver's
+		// credentials, and a reader never redirects.
+		resp, err := (&http.Client{Transport: ep.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}).Do(out)
+		if err == nil && resp.StatusCode >= 300 && resp.StatusCode < 400 && resp.StatusCode != http.StatusNotModified {
+			resp.Body.Close()
+			responder.Error(apierrors.NewInternalError(fmt.Errorf("the reader pod %s/%s answered %s, which a reader never does: not followed", ep.Namespace, ep.Pod, resp.Status)))
+			return
+		}
 		var readerErr *report.ReaderError
 		if err == nil && resp.StatusCode >= 400 && resp.Header.Get(entryTypeHeader) == "" {
 			// The reader's own error, or kube-apiserver's when its proxy could
@@ -185,8 +194,13 @@ func (r *FilesREST) serve(w http.ResponseWriter, req *http.Request, b *v1alpha1.
 			return
 		}
 		if readerErr != nil && (readerErr.Code == http.StatusUnauthorized || readerErr.Code == http.StatusForbidden) {
-			// The reader refused us, not the user: ours to fix.
-			responder.Error(apierrors.NewInternalError(fmt.Errorf("the reader pod %s/%s refused backup-apiserver: %s", ep.Namespace, ep.Pod, readerErr.Message)))
+			// The reader refused our token, not the user: it may have been
+			// replaced since it was found (another replica, another key).
+			klog.FromContext(ctx).Info("A reader pod refused backup-apiserver's token", "pod", klog.KRef(ep.Namespace, ep.Pod), "message", readerErr.Message)
+			if attempt == 0 && ctx.Err() == nil {
+				continue
+			}
+			responder.Error(apierrors.NewInternalError(fmt.Errorf("the reader pod %s/%s refused backup-apiserver's token (%d); see backup-apiserver's log", ep.Namespace, ep.Pod, readerErr.Code)))
 			return
 		}
 		if readerErr != nil {
