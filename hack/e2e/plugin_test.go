@@ -547,13 +547,17 @@ $`)
 		if r.code != 0 || len(r.stdout) != 9000000 || hex.EncodeToString(sum[:]) != sourceLine("big.bin")[5] {
 			t.Errorf("cp big.bin -: exit %d, %d bytes, want big.bin's 9000000", r.code, len(r.stdout))
 		}
-		// In Range requests of 1 MB (9 of them, the last one short), to a
-		// file: the same bytes.
-		r = kubectlBackup(t, dir, "cp", "files:big.bin", filepath.Join(out, "big-in-ranges"), "-n", ns, "--range-size", "1000001")
-		data, err := os.ReadFile(filepath.Join(out, "big-in-ranges"))
+		// In Range requests of 1 MB (9 of them, the last one short), into
+		// a directory of its own: the same bytes, no temporary file left.
+		ranged := t.TempDir()
+		r = kubectlBackup(t, dir, "cp", "files:big.bin", ranged, "-n", ns, "--range-size", "1000001")
+		data, err := os.ReadFile(filepath.Join(ranged, "big.bin"))
 		sum = sha256.Sum256(data)
 		if r.code != 0 || err != nil || hex.EncodeToString(sum[:]) != sourceLine("big.bin")[5] {
 			t.Errorf("cp big.bin in ranges: exit %d, %v, %d bytes, want big.bin's 9000000\n%s", r.code, err, len(data), r.stderr)
+		}
+		if entries, _ := os.ReadDir(ranged); len(entries) != 1 {
+			t.Errorf("%s holds %d entries after the ranged copy, want 1", ranged, len(entries))
 		}
 
 		// An existing file is refused and left alone, then replaced with --overwrite.
