@@ -128,6 +128,12 @@ func (c CompletedConfig) newChecker() (*safety.Checker, func() bool) {
 	// Mover Jobs keep their claim busy; the controllers use Jobs too.
 	jobs := kube.Batch().V1().Jobs()
 	synced := []cache.InformerSynced{pods.HasSynced, pvcs.Informer().HasSynced, rs.Informer().HasSynced, jobs.Informer().HasSynced}
+	// These caches hold every pod, claim, replica set and Job of the
+	// cluster; nothing here reads their managedFields. SetTransform fails
+	// only on a started informer; these have not started.
+	for _, i := range []cache.SharedIndexInformer{pods, pvcs.Informer(), rs.Informer(), jobs.Informer()} {
+		utilruntime.Must(i.SetTransform(stripManagedFields))
+	}
 	checker := &safety.Checker{
 		PVCs: pvcs.Lister(), Pods: pods.GetIndexer(), ReplicaSets: rs.Lister(), Jobs: jobs.Lister(),
 		Authorizer: c.GenericConfig.Authorization.Authorizer,
@@ -242,6 +248,7 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 		term := func(termCtx context.Context) {
 			own := externalversions.NewSharedInformerFactory(ownClient, 10*time.Minute)
 			shareInProcessInformers(own, backupInformer, restoreInformer)
+			utilruntime.Must(own.Backup().V1alpha1().BackupPolicies().Informer().SetTransform(stripManagedFields))
 			manager := controller.NewManager(c.ExtraConfig.Controller, kube, ownClient, c.GenericConfig.SharedInformerFactory, own, checker)
 			own.Start(termCtx.Done())
 			c.GenericConfig.SharedInformerFactory.Start(ctx.Done())
@@ -270,7 +277,10 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 	// The parameter codec of this scheme decodes the files subresource's
 	// options (BackupFilesOptions) besides the standard ones.
 	group := genericapiserver.NewDefaultAPIGroupInfo(backup.GroupName, Scheme, runtime.NewParameterCodec(Scheme), Codecs)
-	group.NegotiatedSerializer = withoutProtobuf{Codecs}
+	// The group's codecs write a list's items one by one (streaming
+	// collection encoding); with Codecs itself, a list of 10,000 Backups was
+	// encoded whole into one buffer of about 50 MB first.
+	group.NegotiatedSerializer = withoutProtobuf{group.NegotiatedSerializer}
 	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
 		"backuppolicies":        policies,
 		"backuppolicies/status": policyStatus,
