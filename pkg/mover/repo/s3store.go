@@ -332,13 +332,30 @@ func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, 
 		return nil, s.wrap(name, err)
 	}
 	defer obj.Close()
-	buf := bytes.NewBuffer(dst[:0])
-	switch {
-	case length > 0:
-		buf.Grow(int(length))
-	case upTo:
-		buf.Grow(int(-length))
+	// A range of known size is read into a buffer of that size with
+	// io.ReadFull: bytes.Buffer.ReadFrom, given a buffer of exactly the
+	// range's size, grows it to twice that (and copies it) to look for the
+	// end, which made every 8 MiB pack window 16 MiB.
+	if n := max(length, -length); length > 0 || upTo {
+		var data []byte
+		if cap(dst) >= int(n) {
+			data = dst[:n]
+		} else {
+			data = make([]byte, n)
+		}
+		got, err := io.ReadFull(obj, data)
+		switch {
+		case err == nil, upTo && err == io.ErrUnexpectedEOF:
+			return data[:got], nil
+		case err == io.EOF && upTo:
+			return data[:0], nil
+		case err == io.ErrUnexpectedEOF || err == io.EOF:
+			return nil, fmt.Errorf("%s: read %d bytes at %d, want %d: %w", name, got, offset, length, io.ErrUnexpectedEOF)
+		default:
+			return nil, s.wrap(name, err)
+		}
 	}
+	buf := bytes.NewBuffer(dst[:0])
 	if _, err := buf.ReadFrom(obj); err != nil {
 		return nil, s.wrap(name, err)
 	}
