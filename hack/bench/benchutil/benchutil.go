@@ -1,11 +1,18 @@
 // Package benchutil holds what the cluster benchmarks (bench-controller,
 // bench-apiserver-memory) share: timestamped progress lines, a bounded
-// worker pool, and a process's memory from /proc.
+// worker pool, a process's memory from /proc, and backup-apiserver's own
+// /metrics and /debug/pprof read on its port.
 package benchutil
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,4 +72,65 @@ func ProcStatus(pid int, field string) int64 {
 		}
 	}
 	return 0
+}
+
+// DebugGet reads a path of backup-apiserver (such as /metrics or
+// /debug/pprof/heap) directly on 127.0.0.1:port as the cluster admin, with
+// the client certificate in pkiDir (admin.crt, admin.key); the server
+// authorizes it through kube-apiserver.
+func DebugGet(ctx context.Context, pkiDir string, port int, path string) ([]byte, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(pkiDir, "admin.crt"), filepath.Join(pkiDir, "admin.key"))
+	if err != nil {
+		return nil, err
+	}
+	// The server's certificate is its own; this reads numbers on loopback.
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}}}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d%s", port, path), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %.200s", path, resp.Status, body)
+	}
+	return body, nil
+}
+
+var metricLine = regexp.MustCompile(`(?m)^(\w+(?:\{[^}]*\})?) ([0-9.e+]+)$`)
+
+// Metric is the sample of the Prometheus text with this name and labels (in
+// the order the server writes them), or 0.
+func Metric(text []byte, name string) float64 {
+	for _, m := range metricLine.FindAllSubmatch(text, -1) {
+		if string(m[1]) == name {
+			v, _ := strconv.ParseFloat(string(m[2]), 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// MetricSum is the sum of the samples of a metric over all its labels.
+func MetricSum(text []byte, name string) (sum float64, found bool) {
+	for _, m := range metricLine.FindAllSubmatch(text, -1) {
+		n := string(m[1])
+		if i := strings.IndexByte(n, '{'); i >= 0 {
+			n = n[:i]
+		}
+		if n == name {
+			v, _ := strconv.ParseFloat(string(m[2]), 64)
+			sum += v
+			found = true
+		}
+	}
+	return sum, found
 }

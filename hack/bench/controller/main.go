@@ -12,14 +12,10 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -129,6 +125,10 @@ func run(ctx context.Context, n, stored int, kubeconfig string) error {
 	fmt.Printf("| backup-apiserver peak RSS | %d MiB | | |\n", ourRun.peakRSS>>20)
 	fmt.Printf("| API requests our controllers sent | %.0f (%.1f/s, peak %.0f/s over 10 s) | | |\n", ourRun.requests, ourRun.requests/ourRun.window.Seconds(), ourRun.peakRate)
 	fmt.Printf("| backup-apiserver RSS with %d Backups stored | %d MiB (peak %d MiB) | | |\n", rss.stored, rss.rss>>20, rss.peak>>20)
+	fmt.Printf("| … anonymous / mapped files (etcd database) / Go heap in use | %d / %d (%d) / %.0f MiB | | |\n", rss.anon>>20, rss.file>>20, rss.etcdDB>>20, rss.heapInuse/(1<<20))
+	if rss.profile != "" {
+		fmt.Printf("\nheap profile with %d stored: go tool pprof -top -inuse_space %s\n", rss.stored, rss.profile)
+	}
 	fmt.Println("\ndone (Failed counts as done, and is counted):")
 	fmt.Println("  CronJob: every Job Complete (a busybox pod running `true`)")
 	fmt.Println("  ours: every Backup Completed (a backup-mover pod backing up its claim)")
@@ -387,36 +387,24 @@ func rss(pid int) int64 { return benchutil.ProcStatus(pid, "VmRSS:") }
 // hwm is the process's peak resident set size so far, in bytes.
 func hwm(pid int) int64 { return benchutil.ProcStatus(pid, "VmHWM:") }
 
-var requestsLine = regexp.MustCompile(`^rest_client_requests_total\{[^}]*\} ([0-9.e+]+)$`)
-
 // requests sums rest_client_requests_total from the operator's /metrics
 // (every request its clients sent: to kube-apiserver and to itself).
 func (b *bench) requests() (float64, error) {
-	cert, err := tls.LoadX509KeyPair(filepath.Join(b.dir, "pki", "admin.crt"), filepath.Join(b.dir, "pki", "admin.key"))
+	body, err := b.debugGet(context.Background(), "/metrics")
 	if err != nil {
 		return 0, err
 	}
-	// The operator's serving certificate is its own; this reads numbers on loopback.
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}}}
-	resp, err := client.Get("https://127.0.0.1:8443/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	sum := 0.0
-	found := false
-	for _, l := range strings.Split(string(body), "\n") {
-		if m := requestsLine.FindStringSubmatch(l); m != nil {
-			v, _ := strconv.ParseFloat(m[1], 64)
-			sum += v
-			found = true
-		}
-	}
+	sum, found := benchutil.MetricSum(body, "rest_client_requests_total")
 	if !found {
 		return 0, fmt.Errorf("no rest_client_requests_total in the operator's /metrics")
 	}
 	return sum, nil
+}
+
+// debugGet reads a path of backup-apiserver on its port (8443 on the host
+// network of the local cluster) as the cluster admin.
+func (b *bench) debugGet(ctx context.Context, path string) ([]byte, error) {
+	return benchutil.DebugGet(ctx, filepath.Join(b.dir, "pki"), 8443, path)
 }
 
 func (b *bench) policies(ctx context.Context, n int) (outcome, error) {
@@ -506,6 +494,13 @@ wait:
 type storedRSS struct {
 	stored    int
 	rss, peak int64
+	// anon and file split rss: the Go runtime's memory, and mapped files
+	// (the binary, the embedded etcd's database); etcdDB is that
+	// database's size, heapInuse the Go heap in use.
+	anon, file, etcdDB int64
+	heapInuse          float64
+	// profile is a heap profile taken at the reading ("" if it failed).
+	profile string
 }
 
 // storedBackups fills the operator's storage up to stored Backups (those
@@ -562,6 +557,26 @@ func (b *bench) storedBackups(ctx context.Context, have, stored int) (storedRSS,
 	}
 	time.Sleep(10 * time.Second)
 	r := rss(pid)
-	benchutil.Logf("backup-apiserver RSS with %d Backups stored: %d MiB", stored, r>>20)
-	return storedRSS{stored: stored, rss: r, peak: max(peak.Load(), r)}, nil
+	out := storedRSS{stored: stored, rss: r, peak: max(peak.Load(), r),
+		anon: benchutil.ProcStatus(pid, "RssAnon:"), file: benchutil.ProcStatus(pid, "RssFile:") + benchutil.ProcStatus(pid, "RssShmem:")}
+	// The container's files, through its mount namespace.
+	if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root/var/lib/backup-apiserver/etcd/member/snap/db", pid)); err == nil {
+		out.etcdDB = fi.Size()
+	}
+	if metrics, err := b.debugGet(ctx, "/metrics"); err == nil {
+		out.heapInuse = benchutil.Metric(metrics, "go_memstats_heap_inuse_bytes")
+	}
+	// A heap profile, to see where the memory went without another run.
+	if data, err := b.debugGet(ctx, "/debug/pprof/heap"); err != nil {
+		benchutil.Logf("no heap profile: %v", err)
+	} else {
+		dir := filepath.Join(cluster.RepoRoot(), "_output", "bench-controller")
+		p := filepath.Join(dir, fmt.Sprintf("heap-%d-stored.pprof", stored))
+		if err := os.MkdirAll(dir, 0o755); err == nil && os.WriteFile(p, data, 0o644) == nil {
+			out.profile = p
+		}
+	}
+	benchutil.Logf("backup-apiserver RSS with %d Backups stored: %d MiB (anonymous %d MiB, mapped files %d MiB; etcd database %d MiB; Go heap in use %.0f MiB)",
+		stored, r>>20, out.anon>>20, out.file>>20, out.etcdDB>>20, out.heapInuse/(1<<20))
+	return out, nil
 }

@@ -15,14 +15,10 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -322,11 +318,11 @@ func (b *bench) read(ctx context.Context, pid, stored int, profile string) (read
 	if err != nil {
 		return r, err
 	}
-	r.heapInuse = metric(metrics, "go_memstats_heap_inuse_bytes")
-	r.heapAlloc = metric(metrics, "go_memstats_heap_alloc_bytes")
-	r.nextGC = metric(metrics, "go_memstats_next_gc_bytes")
-	r.goSys = metric(metrics, "go_memstats_sys_bytes")
-	r.historyCapacity = metric(metrics, `watch_cache_capacity{group="backup.example.com",resource="backups"}`)
+	r.heapInuse = benchutil.Metric(metrics, "go_memstats_heap_inuse_bytes")
+	r.heapAlloc = benchutil.Metric(metrics, "go_memstats_heap_alloc_bytes")
+	r.nextGC = benchutil.Metric(metrics, "go_memstats_next_gc_bytes")
+	r.goSys = benchutil.Metric(metrics, "go_memstats_sys_bytes")
+	r.historyCapacity = benchutil.Metric(metrics, `watch_cache_capacity{group="backup.example.com",resource="backups"}`)
 	if fi, err := os.Stat(filepath.Join(b.server.Dir, "etcd", "member", "snap", "db")); err == nil {
 		r.etcdDB = fi.Size()
 	}
@@ -345,47 +341,9 @@ func (b *bench) read(ctx context.Context, pid, stored int, profile string) (read
 }
 
 // get reads a path of backup-apiserver directly on its port as the cluster
-// admin (client certificate; the server authorizes it through kube-apiserver).
+// admin.
 func (b *bench) get(ctx context.Context, path string) ([]byte, error) {
-	pki := filepath.Join(b.cp.Dir, "pki")
-	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, "admin.crt"), filepath.Join(pki, "admin.key"))
-	if err != nil {
-		return nil, err
-	}
-	// The server's certificate is self-signed; this reads numbers on loopback.
-	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}}}
-	defer client.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d%s", b.server.Port, path), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s: %.200s", path, resp.Status, body)
-	}
-	return body, nil
-}
-
-var metricLine = regexp.MustCompile(`(?m)^(\w+(?:\{[^}]*\})?) ([0-9.e+]+)$`)
-
-// metric is the sample of the Prometheus text with this name and labels (in
-// the order the server writes them), or 0.
-func metric(text []byte, name string) float64 {
-	for _, m := range metricLine.FindAllSubmatch(text, -1) {
-		if string(m[1]) == name {
-			v, _ := strconv.ParseFloat(string(m[2]), 64)
-			return v
-		}
-	}
-	return 0
+	return benchutil.DebugGet(ctx, filepath.Join(b.cp.Dir, "pki"), b.server.Port, path)
 }
 
 func (b *bench) print(rs []reading) {
