@@ -223,6 +223,9 @@ func BackupWithResult(ctx context.Context, r *repo.Repo, o BackupOptions) (*Back
 	stopProgress := startProgress(ctx, &c, o, parent)
 
 	writer := r.NewWriter()
+	// Runs after the workers stopped (defers run last first); a no-op once
+	// Finish ran.
+	defer writer.Abort()
 	if err := writer.AdoptOrphans(); err != nil {
 		return nil, err
 	}

@@ -77,6 +77,9 @@ func (r *Repo) PruneTagged(ctx context.Context, forget []ID, tags map[string]str
 		return nil, err
 	}
 	defer lock.Unlock()
+	// First, so that what crashed writers left cannot make the repository
+	// too full for the packs step 3 writes (and again at the end).
+	r.removeStaleTemporaries()
 	if err := r.LoadIndex(); err != nil {
 		return nil, fmt.Errorf("prune stopped before deleting anything: %w", err)
 	}
@@ -249,6 +252,7 @@ func (r *Repo) checkLiveIndexed(live map[ID]bool) error {
 // step 5.
 func (r *Repo) repackMixedPacks(live map[ID]bool, packLive, packDead map[ID]int, res *PruneResult) error {
 	rw := r.newRewriter()
+	defer rw.Abort()
 	for id := range live {
 		loc, _ := r.Lookup(id)
 		if packDead[loc.Pack] == 0 {

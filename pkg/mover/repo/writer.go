@@ -228,6 +228,24 @@ func (w *Writer) flush(p *openPack) {
 	}()
 }
 
+// Abort ends a session that will not be finished: it waits for the packs
+// being stored and removes the temporary file of the one still open, so a
+// backup or prune that fails (a full disk, most often) leaves no partial
+// pack behind to fill the repository further. Packs already stored stay: the
+// next backup adopts them and a prune deletes the ones nobody uses. After
+// Finish it does nothing. The caller has stopped adding blobs.
+func (w *Writer) Abort() {
+	w.mu.Lock()
+	p := w.detachLocked()
+	w.mu.Unlock()
+	w.flushing.Wait()
+	if p != nil {
+		p.writing.Wait()
+		p.f.Close()
+		os.Remove(p.f.Name())
+	}
+}
+
 // Finish writes the last pack and the session's index, and adds the new blobs
 // to the repository's in-memory index. After Finish returns, every blob added
 // is durable and findable.
