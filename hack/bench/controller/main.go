@@ -390,7 +390,9 @@ func hwm(pid int) int64 { return benchutil.ProcStatus(pid, "VmHWM:") }
 // requests sums rest_client_requests_total from the operator's /metrics
 // (every request its clients sent: to kube-apiserver and to itself).
 func (b *bench) requests() (float64, error) {
-	body, err := b.debugGet(context.Background(), "/metrics")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	body, err := b.debugGet(ctx, "/metrics")
 	if err != nil {
 		return 0, err
 	}
@@ -562,9 +564,13 @@ func (b *bench) storedBackups(ctx context.Context, have, stored int) (storedRSS,
 	// The container's files, through its mount namespace.
 	if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root/var/lib/backup-apiserver/etcd/member/snap/db", pid)); err == nil {
 		out.etcdDB = fi.Size()
+	} else {
+		benchutil.Logf("the embedded etcd's database size is unknown (0 below): %v", err)
 	}
 	if metrics, err := b.debugGet(ctx, "/metrics"); err == nil {
 		out.heapInuse = benchutil.Metric(metrics, "go_memstats_heap_inuse_bytes")
+	} else {
+		benchutil.Logf("the Go heap in use is unknown (0 below): %v", err)
 	}
 	// A heap profile, to see where the memory went without another run.
 	if data, err := b.debugGet(ctx, "/debug/pprof/heap"); err != nil {

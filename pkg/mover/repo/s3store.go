@@ -332,10 +332,13 @@ func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, 
 		return nil, s.wrap(name, err)
 	}
 	defer obj.Close()
-	// A range of known size is read into a buffer of that size with
-	// io.ReadFull: bytes.Buffer.ReadFrom, given a buffer of exactly the
-	// range's size, grows it to twice that (and copies it) to look for the
-	// end, which made every 8 MiB pack window 16 MiB.
+	// A range of known size is read into a buffer of that size:
+	// bytes.Buffer.ReadFrom, given a buffer of exactly the range's size,
+	// grows it to twice that (and copies it) to look for the end, which made
+	// every 8 MiB pack window 16 MiB. Only io.EOF ends the body early (the
+	// object's end, for a window); any other error, io.ErrUnexpectedEOF of a
+	// connection cut short included, is the read's error, so a short window
+	// is never taken for the object's end (and cached as such).
 	if n := max(length, -length); length > 0 || upTo {
 		var data []byte
 		if cap(dst) >= int(n) {
@@ -343,17 +346,21 @@ func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, 
 		} else {
 			data = make([]byte, n)
 		}
-		got, err := io.ReadFull(obj, data)
-		switch {
-		case err == nil, upTo && err == io.ErrUnexpectedEOF:
-			return data[:got], nil
-		case err == io.EOF && upTo:
-			return data[:0], nil
-		case err == io.ErrUnexpectedEOF || err == io.EOF:
-			return nil, fmt.Errorf("%s: read %d bytes at %d, want %d: %w", name, got, offset, length, io.ErrUnexpectedEOF)
-		default:
-			return nil, s.wrap(name, err)
+		got := 0
+		for got < len(data) {
+			k, err := obj.Read(data[got:])
+			got += k
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, s.wrap(name, err)
+			}
 		}
+		if !upTo && got != len(data) {
+			return nil, fmt.Errorf("%s: read %d bytes at %d, want %d: %w", name, got, offset, length, io.ErrUnexpectedEOF)
+		}
+		return data[:got], nil
 	}
 	buf := bytes.NewBuffer(dst[:0])
 	if _, err := buf.ReadFrom(obj); err != nil {
