@@ -386,9 +386,19 @@ func (m *Manager) deleteJob(ctx context.Context, job *batchv1.Job, propagation m
 // moverContainer is the name of the mover Job's only container.
 const moverContainer = "mover"
 
-// jobOutcome reads a Job: done, failed, its newest pod, and the mover's summary
-// from the termination message of that pod.
-func (m *Manager) jobOutcome(job *batchv1.Job) (done, failed bool, summary *report.Summary, pod *corev1.Pod, reason string) {
+// jobOutcome reads a Job: done, failed, the pod whose report counts, and
+// the mover's summary from that pod's termination message. The pod is one
+// that succeeded when the Job is done, else the newest (its progress is
+// read while the Job runs).
+//
+// The Job and its pods come from two informers, which deliver on their own:
+// the Job can be seen Complete before the final status of the pod that made
+// it so, and a pod deleted at once (--force) can linger in the cache
+// beside the Job's next one, created the same second. A finished Job whose
+// report is not in the cache is therefore read again from kube-apiserver
+// before an outcome is drawn from the report's absence: a backup whose mover
+// stored a snapshot must not be recorded Failed for want of a fresh cache.
+func (m *Manager) jobOutcome(ctx context.Context, job *batchv1.Job) (done, failed bool, summary *report.Summary, pod *corev1.Pod, reason string) {
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
@@ -401,25 +411,67 @@ func (m *Manager) jobOutcome(job *batchv1.Job) (done, failed bool, summary *repo
 		}
 	}
 	// By the Job's UID, not its name: never a pod of an earlier Job of the same name.
-	pods, _ := m.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(job.UID)}))
+	sel := labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(job.UID)})
+	pods, _ := m.pods.Pods(job.Namespace).List(sel)
+	pod, summary, message := reportOf(pods, done)
+	if (done || failed) && summary == nil {
+		if l, err := m.kube.CoreV1().Pods(job.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()}); err == nil {
+			live := make([]*corev1.Pod, len(l.Items))
+			for i := range l.Items {
+				live[i] = &l.Items[i]
+			}
+			// Taken when it holds what the cache lacked: a report, or a pod.
+			if lp, ls, lm := reportOf(live, done); ls != nil || pod == nil {
+				pod, summary, message = lp, ls, lm
+			}
+		} else {
+			klog.FromContext(ctx).Info("Cannot read the data mover's pods; deciding from the cache", "job", klog.KObj(job), "err", err)
+		}
+	}
+	if summary == nil && reason == "" {
+		reason = message
+	}
+	return done, failed, summary, pod, reason
+}
+
+// reportOf picks the pod whose report counts among a Job's pods (one that
+// succeeded, when succeeded is set and there is one; else the newest, the
+// pod not being deleted first among those created the same second) and
+// returns it with its summary, or the text of a termination message that is
+// not one.
+func reportOf(pods []*corev1.Pod, succeeded bool) (pod *corev1.Pod, summary *report.Summary, message string) {
+	newer := func(a, b *corev1.Pod) bool {
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.CreationTimestamp.After(b.CreationTimestamp.Time)
+		}
+		return a.DeletionTimestamp == nil && b.DeletionTimestamp != nil
+	}
+	counts := func(p *corev1.Pod) bool { return succeeded && p.Status.Phase == corev1.PodSucceeded }
 	for _, p := range pods {
-		if pod == nil || p.CreationTimestamp.After(pod.CreationTimestamp.Time) {
+		switch {
+		case pod == nil:
+			pod = p
+		case counts(p) != counts(pod):
+			if counts(p) {
+				pod = p
+			}
+		case newer(p, pod):
 			pod = p
 		}
 	}
-	if pod != nil {
-		for _, cs := range pod.Status.ContainerStatuses {
-			if t := cs.State.Terminated; t != nil && t.Message != "" {
-				var s report.Summary
-				if json.Unmarshal([]byte(t.Message), &s) == nil {
-					summary = &s
-				} else if reason == "" {
-					reason = strings.TrimSpace(t.Message)
-				}
+	if pod == nil {
+		return nil, nil, ""
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if t := cs.State.Terminated; t != nil && t.Message != "" {
+			var s report.Summary
+			if json.Unmarshal([]byte(t.Message), &s) == nil {
+				return pod, &s, ""
 			}
+			message = strings.TrimSpace(t.Message)
 		}
 	}
-	return done, failed, summary, pod, reason
+	return pod, nil, message
 }
 
 // progressInterval is how often the controller reads a running mover's

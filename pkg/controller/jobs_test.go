@@ -321,3 +321,69 @@ func TestFinalizerPrunesASnapshotStoredMeanwhile(t *testing.T) {
 		t.Error("no prune Job for the snapshot stored meanwhile")
 	}
 }
+
+// The Job's informer can deliver Complete before the pods' informer delivers
+// the final status of the pod that made it so (make test-chaos: a restore
+// whose first pod was deleted at once ended "completed without reporting
+// what it did"). The report is then read from kube-apiserver, not taken as
+// missing: the Backup records its snapshot.
+func TestFinishedJobReadsItsPodsWhenTheCacheLags(t *testing.T) {
+	bk := newBackup("prod", "b", "uid-1", "prod")
+	f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+	f.syncBackup("prod", "b")
+	job := f.jobs("prod")[0]
+	f.finishJob(&job, summaryA) // the Job Complete and its pod Succeeded, in the cache
+	finished := f.kubeInf.Core().V1().Pods().Informer().GetIndexer().List()[0].(*corev1.Pod)
+	if _, err := f.kube.CoreV1().Pods("prod").Create(context.Background(), finished, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The cache still has the pod running, as before its last update.
+	stale := finished.DeepCopy()
+	stale.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: moverContainer,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}
+	f.cache(stale)
+	f.syncBackup("prod", "b")
+	if got := f.backup("prod", "b"); got.Status.Phase != v1alpha1.BackupPhaseCompleted || got.Status.SnapshotID != "aaaaaaaaaaaaaaaaaaaaaaaa" {
+		t.Fatalf("phase %q snapshot %q message %q; want Completed with the snapshot the pod reported", got.Status.Phase, got.Status.SnapshotID, got.Status.Message)
+	}
+}
+
+// Among a finished Job's pods, the one that succeeded carries the report,
+// whether or not another (deleted at once, created the same second, or
+// newer and failed) is beside it; while the Job runs, the newest counts, and
+// of two created the same second the one not being deleted.
+func TestReportOfPicksThePodThatCounts(t *testing.T) {
+	at := metav1.NewTime(time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC))
+	pod := func(name string, created metav1.Time, phase corev1.PodPhase, deleted bool, msg string) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: created}, Status: corev1.PodStatus{Phase: phase}}
+		if deleted {
+			p.DeletionTimestamp = &at
+		}
+		if msg != "" {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: moverContainer, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: msg}}}}
+		}
+		return p
+	}
+	later := metav1.NewTime(at.Add(time.Second))
+	for _, tc := range []struct {
+		name      string
+		pods      []*corev1.Pod
+		succeeded bool
+		want      string
+		summary   bool
+	}{
+		{"the succeeded pod over a newer failed one", []*corev1.Pod{pod("ok", at, corev1.PodSucceeded, false, summaryA), pod("bad", later, corev1.PodFailed, false, "boom")}, true, "ok", true},
+		{"the succeeded pod over a deleted one of the same second", []*corev1.Pod{pod("gone", at, corev1.PodRunning, true, ""), pod("ok", at, corev1.PodSucceeded, false, summaryA)}, true, "ok", true},
+		{"running: the newest", []*corev1.Pod{pod("old", at, corev1.PodFailed, false, "boom"), pod("new", later, corev1.PodRunning, false, "")}, false, "new", false},
+		{"running: the one not deleted, same second", []*corev1.Pod{pod("live", at, corev1.PodRunning, false, ""), pod("gone", at, corev1.PodRunning, true, "")}, false, "live", false},
+		{"failed: the newest, its message", []*corev1.Pod{pod("a", at, corev1.PodFailed, false, "first"), pod("b", later, corev1.PodFailed, false, "second")}, false, "b", false},
+	} {
+		p, s, msg := reportOf(tc.pods, tc.succeeded)
+		if p == nil || p.Name != tc.want || (s != nil) != tc.summary {
+			t.Errorf("%s: got pod %v summary %v message %q, want pod %s", tc.name, p, s, msg, tc.want)
+		}
+	}
+	if _, _, msg := reportOf([]*corev1.Pod{pod("a", at, corev1.PodFailed, false, "  no space left\n")}, false); msg != "no space left" {
+		t.Errorf("message %q, want the termination message trimmed", msg)
+	}
+}

@@ -270,7 +270,7 @@ func (m *Manager) ensureNewPVC(ctx context.Context, r *v1alpha1.RestoreJob, b *v
 }
 
 func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob, job *batchv1.Job) (result, error) {
-	done, failed, summary, pod, reason := m.jobOutcome(job)
+	done, failed, summary, pod, reason := m.jobOutcome(ctx, job)
 	switch {
 	case done && summary != nil:
 		return m.completeRestore(ctx, r, job.Name, summary)
