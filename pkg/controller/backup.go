@@ -197,7 +197,10 @@ func (m *Manager) startBackup(ctx context.Context, b *v1alpha1.Backup, targetNS,
 }
 
 func (m *Manager) observeBackupJob(ctx context.Context, b *v1alpha1.Backup, job *batchv1.Job) (result, error) {
-	done, failed, summary, pod, reason := m.jobOutcome(ctx, job)
+	done, failed, summary, pod, reason, err := m.jobOutcome(ctx, job)
+	if err != nil {
+		return result{}, err
+	}
 	node := ""
 	if pod != nil {
 		node = pod.Spec.NodeName
@@ -422,7 +425,11 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 		_, foreign := errors.AsType[*jobRefused](err)
 		switch {
 		case err == nil:
-			if done, _, summary, _, _ := m.jobOutcome(ctx, job); done && summary != nil && validSnapshotID(summary.SnapshotID) {
+			done, _, summary, _, _, err := m.jobOutcome(ctx, job)
+			if err != nil {
+				return result{}, err
+			}
+			if done && summary != nil && validSnapshotID(summary.SnapshotID) {
 				c := b.DeepCopy()
 				c.Status.SnapshotID = summary.SnapshotID
 				_, err := m.client.BackupV1alpha1().Backups(b.Namespace).UpdateStatus(ctx, c, metav1.UpdateOptions{})
@@ -498,7 +505,10 @@ func (m *Manager) finalizeBackup(ctx context.Context, b *v1alpha1.Backup) (resul
 	if err != nil {
 		return result{}, err
 	}
-	done, failed, summary, pod, reason := m.jobOutcome(ctx, job)
+	done, failed, summary, pod, reason, err := m.jobOutcome(ctx, job)
+	if err != nil {
+		return result{}, err
+	}
 	switch {
 	case done:
 		// Objects still locked (S3 Object Lock) are kept by the prune, which

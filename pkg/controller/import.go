@@ -64,7 +64,10 @@ func (m *Manager) importSnapshots(ctx context.Context, p *v1alpha1.BackupPolicy,
 	if err != nil {
 		return false, err
 	}
-	finished, failed, _, pod, reason := m.jobOutcome(ctx, job)
+	finished, failed, _, pod, reason, err := m.jobOutcome(ctx, job)
+	if err != nil {
+		return false, err
+	}
 	switch {
 	case failed:
 		msg := fmt.Sprintf("listing %s failed: %s", repo, reason)

@@ -398,7 +398,7 @@ const moverContainer = "mover"
 // report is not in the cache is therefore read again from kube-apiserver
 // before an outcome is drawn from the report's absence: a backup whose mover
 // stored a snapshot must not be recorded Failed for want of a fresh cache.
-func (m *Manager) jobOutcome(ctx context.Context, job *batchv1.Job) (done, failed bool, summary *report.Summary, pod *corev1.Pod, reason string) {
+func (m *Manager) jobOutcome(ctx context.Context, job *batchv1.Job) (done, failed bool, summary *report.Summary, pod *corev1.Pod, reason string, err error) {
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
@@ -414,24 +414,29 @@ func (m *Manager) jobOutcome(ctx context.Context, job *batchv1.Job) (done, faile
 	sel := labels.SelectorFromSet(labels.Set{batchv1.ControllerUidLabel: string(job.UID)})
 	pods, _ := m.pods.Pods(job.Namespace).List(sel)
 	pod, summary, message := reportOf(pods, done)
-	if (done || failed) && summary == nil {
-		if l, err := m.kube.CoreV1().Pods(job.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()}); err == nil {
+	if done && (summary == nil || pod.Status.Phase != corev1.PodSucceeded) {
+		l, err := m.kube.CoreV1().Pods(job.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		if err != nil {
+			// Retried (the key is requeued), not decided from the cache.
+			return false, false, nil, nil, "", fmt.Errorf("reading the pods of finished Job %s/%s: %w", job.Namespace, job.Name, err)
+		}
+		if len(l.Items) > 0 {
 			live := make([]*corev1.Pod, len(l.Items))
 			for i := range l.Items {
 				live[i] = &l.Items[i]
 			}
-			// Taken when it holds what the cache lacked: a report, or a pod.
-			if lp, ls, lm := reportOf(live, done); ls != nil || pod == nil {
-				pod, summary, message = lp, ls, lm
-			}
-		} else {
-			klog.FromContext(ctx).Info("Cannot read the data mover's pods; deciding from the cache", "job", klog.KObj(job), "err", err)
+			pod, summary, message = reportOf(live, done)
 		}
+	}
+	// A Job that completed is reported on by a pod that succeeded, never by
+	// an earlier attempt's error.
+	if done && summary != nil && pod.Status.Phase != corev1.PodSucceeded {
+		summary = nil
 	}
 	if summary == nil && reason == "" {
 		reason = message
 	}
-	return done, failed, summary, pod, reason
+	return done, failed, summary, pod, reason, nil
 }
 
 // reportOf picks the pod whose report counts among a Job's pods (one that
@@ -444,7 +449,10 @@ func reportOf(pods []*corev1.Pod, succeeded bool) (pod *corev1.Pod, summary *rep
 		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
 			return a.CreationTimestamp.After(b.CreationTimestamp.Time)
 		}
-		return a.DeletionTimestamp == nil && b.DeletionTimestamp != nil
+		if (a.DeletionTimestamp == nil) != (b.DeletionTimestamp == nil) {
+			return a.DeletionTimestamp == nil
+		}
+		return a.Name > b.Name // the same pick from the cache and from a list
 	}
 	counts := func(p *corev1.Pod) bool { return succeeded && p.Status.Phase == corev1.PodSucceeded }
 	for _, p := range pods {

@@ -375,15 +375,59 @@ func TestReportOfPicksThePodThatCounts(t *testing.T) {
 		{"the succeeded pod over a newer failed one", []*corev1.Pod{pod("ok", at, corev1.PodSucceeded, false, summaryA), pod("bad", later, corev1.PodFailed, false, "boom")}, true, "ok", true},
 		{"the succeeded pod over a deleted one of the same second", []*corev1.Pod{pod("gone", at, corev1.PodRunning, true, ""), pod("ok", at, corev1.PodSucceeded, false, summaryA)}, true, "ok", true},
 		{"running: the newest", []*corev1.Pod{pod("old", at, corev1.PodFailed, false, "boom"), pod("new", later, corev1.PodRunning, false, "")}, false, "new", false},
-		{"running: the one not deleted, same second", []*corev1.Pod{pod("live", at, corev1.PodRunning, false, ""), pod("gone", at, corev1.PodRunning, true, "")}, false, "live", false},
+		{"running: the one not deleted, same second", []*corev1.Pod{pod("gone", at, corev1.PodRunning, true, ""), pod("live", at, corev1.PodRunning, false, "")}, false, "live", false},
+		{"running: the one not deleted, same second, either order", []*corev1.Pod{pod("live", at, corev1.PodRunning, false, ""), pod("gone", at, corev1.PodRunning, true, "")}, false, "live", false},
+		{"same second, neither deleted: the same pick in any order", []*corev1.Pod{pod("x-2", at, corev1.PodRunning, false, ""), pod("x-1", at, corev1.PodRunning, false, "")}, false, "x-2", false},
+		{"same second, neither deleted, the other order", []*corev1.Pod{pod("x-1", at, corev1.PodRunning, false, ""), pod("x-2", at, corev1.PodRunning, false, "")}, false, "x-2", false},
+		{"done, no pod succeeded: the newest", []*corev1.Pod{pod("a", at, corev1.PodFailed, false, "first"), pod("b", later, corev1.PodRunning, false, "")}, true, "b", false},
 		{"failed: the newest, its message", []*corev1.Pod{pod("a", at, corev1.PodFailed, false, "first"), pod("b", later, corev1.PodFailed, false, "second")}, false, "b", false},
 	} {
 		p, s, msg := reportOf(tc.pods, tc.succeeded)
 		if p == nil || p.Name != tc.want || (s != nil) != tc.summary {
 			t.Errorf("%s: got pod %v summary %v message %q, want pod %s", tc.name, p, s, msg, tc.want)
 		}
+		if tc.want == "b" && !tc.succeeded && msg != "second" {
+			t.Errorf("%s: message %q, want the chosen pod's, %q", tc.name, msg, "second")
+		}
 	}
 	if _, _, msg := reportOf([]*corev1.Pod{pod("a", at, corev1.PodFailed, false, "  no space left\n")}, false); msg != "no space left" {
 		t.Errorf("message %q, want the termination message trimmed", msg)
+	}
+}
+
+// A finished Job whose report is not in the cache, and whose pods cannot be
+// read from kube-apiserver either, is not decided: the sync returns the
+// error (the key is retried) and the Backup stays Running. A Job whose report
+// is in the cache costs no list.
+func TestFinishedJobWithoutReportIsRetriedWhenItsPodsCannotBeRead(t *testing.T) {
+	bk := newBackup("prod", "b", "uid-1", "prod")
+	f := newFixture(t, bk, boundPVC("prod", "data"), boundPVC("prod", "backup-repo"))
+	f.syncBackup("prod", "b")
+	job := f.jobs("prod")[0]
+	f.finishJob(&job, summaryA)
+	finished := f.kubeInf.Core().V1().Pods().Informer().GetIndexer().List()[0].(*corev1.Pod)
+	stale := finished.DeepCopy()
+	stale.Status = corev1.PodStatus{Phase: corev1.PodRunning}
+	f.cache(stale)
+	f.kube.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewServiceUnavailable("the server is shutting down")
+	})
+	if _, err := f.m.syncBackup(context.Background(), "prod", "b"); err == nil {
+		t.Fatal("syncBackup decided a finished Job whose report it could not read")
+	}
+	if got := f.backup("prod", "b"); got.Status.Phase != v1alpha1.BackupPhaseRunning {
+		t.Fatalf("phase %q message %q, want still Running", got.Status.Phase, got.Status.Message)
+	}
+	// The report in the cache: no list at all.
+	f.cache(finished)
+	f.kube.ClearActions()
+	f.syncBackup("prod", "b")
+	for _, a := range f.kube.Actions() {
+		if a.GetVerb() == "list" && a.GetResource().Resource == "pods" {
+			t.Errorf("listed pods with the report in the cache: %v", a)
+		}
+	}
+	if got := f.backup("prod", "b"); got.Status.Phase != v1alpha1.BackupPhaseCompleted {
+		t.Fatalf("phase %q, want Completed", got.Status.Phase)
 	}
 }

@@ -270,7 +270,10 @@ func (m *Manager) ensureNewPVC(ctx context.Context, r *v1alpha1.RestoreJob, b *v
 }
 
 func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob, job *batchv1.Job) (result, error) {
-	done, failed, summary, pod, reason := m.jobOutcome(ctx, job)
+	done, failed, summary, pod, reason, err := m.jobOutcome(ctx, job)
+	if err != nil {
+		return result{}, err
+	}
 	switch {
 	case done && summary != nil:
 		return m.completeRestore(ctx, r, job.Name, summary)
@@ -304,7 +307,7 @@ func (m *Manager) observeRestoreJob(ctx context.Context, r *v1alpha1.RestoreJob,
 		return result{after: progressInterval}, err
 	}
 	p := m.moverProgress(ctx, pod)
-	err := m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
+	err = m.setRestoreStatus(ctx, r, func(s *v1alpha1.RestoreJobStatus) {
 		if s.Phase != v1alpha1.RestorePhaseRunning {
 			// The Job of an earlier sync whose status write was lost.
 			s.Phase, s.JobName, s.Message = v1alpha1.RestorePhaseRunning, job.Name, restoreRunningMessage(r.Spec.DryRun, r.Spec.Paths)
