@@ -44,7 +44,7 @@ func sameString(a, b string) bool { return a == b && unsafe.StringData(a) == uns
 func TestObjectsReadShareTheirCommonValues(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, store := backupStore(t, ctx, time.Minute)
+	_, store := backupStore(t, ctx, time.Minute, true)
 	var w watch.Interface
 	eventually(t, ctx, "the watch cache to serve watches", func() (err error) {
 		w, err = store.Watch(ctx, "/backups/ns", storage.ListOptions{ResourceVersion: "0", Predicate: storage.Everything, Recursive: true})

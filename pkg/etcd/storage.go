@@ -22,6 +22,27 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
+// maxListPage is the most objects one list from the member decodes at once.
+// The watch cache fills itself, and its consistency check (every 5 to 7.5
+// minutes per resource) compares it with the member, by listing in pages of
+// 10,000: with 10,000 Backups stored, each check held every one of them
+// decoded at once, some 35 MB of heap for a moment, which the process then
+// kept. A server may return fewer objects than a list's limit, with a
+// continue token; both callers follow it.
+const maxListPage = 500
+
+// pagedLists caps the page size of lists read from the member.
+type pagedLists struct{ storage.Interface }
+
+// GetList reads at most maxListPage objects per call when a limit is set; a
+// list without a limit is read whole, as asked.
+func (p pagedLists) GetList(ctx context.Context, key string, opts storage.ListOptions, listObj runtime.Object) error {
+	if opts.Predicate.Limit > maxListPage {
+		opts.Predicate.Limit = maxListPage
+	}
+	return p.Interface.GetList(ctx, key, opts, listObj)
+}
+
 // inProcess is the member's in-process client: requests and watch events are
 // direct function calls into the etcd server, with no socket, no HTTP/2 framing
 // and no protobuf encoding between the API server and its own storage. On the
@@ -118,6 +139,7 @@ func (g *restOptionsGetter) decorate(config *storagebackend.ConfigForResource, r
 	if utilfeature.DefaultFeatureGate.Enabled(features.AllowUnsafeMalformedObjectDeletion) {
 		raw = etcd3.NewStoreWithUnsafeCorruptObjectDeletion(raw, config.GroupResource)
 	}
+	raw = pagedLists{raw}
 	if !g.watchCache {
 		return raw, store.Close, nil
 	}

@@ -47,8 +47,8 @@ func freeURL(t *testing.T) string {
 }
 
 // backupStore is the storage of Backups the server builds on an embedded
-// member, with the watch cache in front.
-func backupStore(t *testing.T, ctx context.Context, compaction time.Duration) (*etcd.Server, storage.Interface) {
+// member, with the watch cache in front when watchCache is set.
+func backupStore(t *testing.T, ctx context.Context, compaction time.Duration, watchCache bool) (*etcd.Server, storage.Interface) {
 	t.Helper()
 	member, err := etcd.Start(ctx, etcd.Config{Dir: t.TempDir(), ClientURL: freeURL(t), PeerURL: freeURL(t), LogLevel: "fatal"})
 	if err != nil {
@@ -58,7 +58,7 @@ func backupStore(t *testing.T, ctx context.Context, compaction time.Duration) (*
 	resource := schema.GroupResource{Group: backup.GroupName, Resource: "backups"}
 	config := storagebackend.NewDefaultConfig(prefix, apiserver.Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion)).ForResource(resource)
 	config.CompactionInterval = compaction
-	opts, err := member.RESTOptionsGetter(staticOptions{config}, true).GetRESTOptions(resource, &backup.Backup{})
+	opts, err := member.RESTOptionsGetter(staticOptions{config}, watchCache).GetRESTOptions(resource, &backup.Backup{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ const prefix = "/registry/backup.example.com"
 func TestInProcessStorage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	member, store := backupStore(t, ctx, time.Second)
+	member, store := backupStore(t, ctx, time.Second, true)
 
 	// Without this, every consistent list would bypass the watch cache.
 	eventually(t, ctx, "RequestWatchProgress support to be detected", func() error {
@@ -148,6 +148,55 @@ func TestInProcessStorage(t *testing.T) {
 		}
 		return errors.New("not compacted yet")
 	})
+}
+
+// TestListsFromTheMemberArePaged: a list with a limit above 500 reads 500
+// objects and a continue token, and the token reads the rest; a list without a
+// limit is whole. (The watch cache's consistency check lists with a limit of
+// 10,000.)
+func TestListsFromTheMemberArePaged(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, store := backupStore(t, ctx, 0, false)
+	const n = 520
+	for i := range n {
+		name := fmt.Sprintf("b%04d", i)
+		in := &backup.Backup{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"}}
+		if err := store.Create(ctx, "/backups/ns/"+name, in, &backup.Backup{}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := storage.ListOptions{Predicate: storage.Everything, Recursive: true}
+	opts.Predicate.Limit = 10000
+	first := &backup.BackupList{}
+	if err := store.GetList(ctx, "/backups/ns", opts, first); err != nil {
+		t.Fatal(err)
+	}
+	if len(first.Items) != 500 || first.Continue == "" {
+		t.Fatalf("list with limit 10000: %d items, continue %q; want 500 and a continue token", len(first.Items), first.Continue)
+	}
+	opts.Predicate.Continue = first.Continue
+	rest := &backup.BackupList{}
+	if err := store.GetList(ctx, "/backups/ns", opts, rest); err != nil {
+		t.Fatal(err)
+	}
+	if len(rest.Items) != n-500 || rest.Continue != "" {
+		t.Fatalf("continued list: %d items, continue %q; want %d and no token", len(rest.Items), rest.Continue, n-500)
+	}
+	seen := map[string]bool{}
+	for _, b := range append(first.Items, rest.Items...) {
+		seen[b.Name] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("the two pages hold %d distinct Backups, want %d", len(seen), n)
+	}
+	whole := &backup.BackupList{}
+	if err := store.GetList(ctx, "/backups/ns", storage.ListOptions{Predicate: storage.Everything, Recursive: true}, whole); err != nil {
+		t.Fatal(err)
+	}
+	if len(whole.Items) != n || whole.Continue != "" {
+		t.Fatalf("list without a limit: %d items, continue %q; want all %d", len(whole.Items), whole.Continue, n)
+	}
 }
 
 func eventually(t *testing.T, ctx context.Context, what string, f func() error) {
