@@ -15,8 +15,8 @@ import (
 // snapshotCount is how many writes the member applies between two raft
 // snapshots, and snapshotCatchUpEntries how many applied entries it keeps in
 // memory after each. The raft log in memory grows up to their sum, every
-// entry with its whole value: etcd's defaults (10,000 and 5,000) keep some
-// 40 MiB of Backup writes after a burst, for followers this member never has.
+// entry with its whole value: etcd's defaults (10,000 and 5,000) keep up to
+// 15,000 Backup writes after a burst, for followers this member never has.
 const (
 	snapshotCount          = 1000
 	snapshotCatchUpEntries = 100
