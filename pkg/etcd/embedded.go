@@ -12,15 +12,11 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
-// snapshotCount is how many writes the member applies between two raft
-// snapshots, and snapshotCatchUpEntries how many applied entries it keeps in
-// memory after each. The raft log in memory grows up to their sum, every
-// entry with its whole value: etcd's defaults (10,000 and 5,000) keep up to
-// 15,000 Backup writes after a burst, for followers this member never has.
-const (
-	snapshotCount          = 1000
-	snapshotCatchUpEntries = 100
-)
+// snapshotCatchUpEntries is how many applied raft entries the member keeps
+// in memory, with their whole values, when it trims its raft log (etcd 3.7
+// does so every 100 applied entries, apart from the snapshots it writes every
+// SnapshotCount): at most about 200 entries instead of etcd's 5,000.
+const snapshotCatchUpEntries = 100
 
 // Config says where an embedded member keeps its data and listens.
 type Config struct {
@@ -73,7 +69,6 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	// The member is alone: no follower ever catches up from the raft log it
 	// keeps in memory, by default the last 5,000 writes with their whole
 	// values (14 MiB after a burst of Backup writes).
-	cfg.SnapshotCount = snapshotCount
 	cfg.SnapshotCatchUpEntries = snapshotCatchUpEntries
 
 	e, err := embed.StartEtcd(cfg)

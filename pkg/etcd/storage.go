@@ -23,12 +23,13 @@ import (
 )
 
 // maxListPage is the most objects one list from the member decodes at once.
-// The watch cache fills itself, and its consistency check (every 5 to 7.5
-// minutes per resource) compares it with the member, by listing in pages of
-// 10,000: with 10,000 Backups stored, each check held every one of them
-// decoded at once, some 35 MB of heap for a moment, which the process then
-// kept. A server may return fewer objects than a list's limit, with a
-// continue token; both callers follow it.
+// The watch cache's consistency check (every 5 to 7.5 minutes per resource)
+// compares the cache with the member by listing in pages of 10,000: with
+// 10,000 Backups stored, each check held every one of them decoded at once,
+// some 35 MB of heap for a moment, which the process then kept. (The cache
+// fills itself with a watch list, whose own pages are small; its fallback
+// list pages are capped here too.) A server may return fewer objects than a
+// list's limit, with a continue token; the callers follow it.
 const maxListPage = 500
 
 // pagedLists caps the page size of lists read from the member.

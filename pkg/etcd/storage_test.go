@@ -175,6 +175,9 @@ func TestListsFromTheMemberArePaged(t *testing.T) {
 	if len(first.Items) != 500 || first.Continue == "" {
 		t.Fatalf("list with limit 10000: %d items, continue %q; want 500 and a continue token", len(first.Items), first.Continue)
 	}
+	if c := first.RemainingItemCount; c == nil || *c != n-500 {
+		t.Fatalf("list with limit 10000: remainingItemCount %v, want %d", c, n-500)
+	}
 	opts.Predicate.Continue = first.Continue
 	rest := &backup.BackupList{}
 	if err := store.GetList(ctx, "/backups/ns", opts, rest); err != nil {
@@ -183,12 +186,24 @@ func TestListsFromTheMemberArePaged(t *testing.T) {
 	if len(rest.Items) != n-500 || rest.Continue != "" {
 		t.Fatalf("continued list: %d items, continue %q; want %d and no token", len(rest.Items), rest.Continue, n-500)
 	}
+	if rest.ResourceVersion != first.ResourceVersion {
+		t.Fatalf("continued list at resourceVersion %s, the first page at %s: want the same snapshot", rest.ResourceVersion, first.ResourceVersion)
+	}
 	seen := map[string]bool{}
 	for _, b := range append(first.Items, rest.Items...) {
 		seen[b.Name] = true
 	}
 	if len(seen) != n {
 		t.Fatalf("the two pages hold %d distinct Backups, want %d", len(seen), n)
+	}
+	small := storage.ListOptions{Predicate: storage.Everything, Recursive: true}
+	small.Predicate.Limit = 100
+	page := &backup.BackupList{}
+	if err := store.GetList(ctx, "/backups/ns", small, page); err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 100 || page.Continue == "" {
+		t.Fatalf("list with limit 100: %d items, continue %q; want 100 and a continue token", len(page.Items), page.Continue)
 	}
 	whole := &backup.BackupList{}
 	if err := store.GetList(ctx, "/backups/ns", storage.ListOptions{Predicate: storage.Everything, Recursive: true}, whole); err != nil {
