@@ -1193,7 +1193,7 @@ func TestHookRunsOncePerDeployment(t *testing.T) {
 		if err := f.kube.Tracker().Add(r); err != nil {
 			t.Fatal(err)
 		}
-		if err := replicaSets.Informer().GetIndexer().Add(r); err != nil {
+		if err := replicaSets.Informer().GetIndexer().Add(trimmed(t, r)); err != nil {
 			t.Fatal(err)
 		}
 	}
