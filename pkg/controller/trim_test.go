@@ -27,8 +27,8 @@ func fullPod() *corev1.Pod {
 		{Name: "kube-api-access-x", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true}}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: "db-0", UID: "pod-uid", ResourceVersion: "42", CreationTimestamp: created,
-			Labels:      map[string]string{"app": "db", "statefulset.kubernetes.io/pod-name": "db-0"},
-			Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("{}", 500), readerSpecAnnotation: "abc"},
+			Labels:          map[string]string{"app": "db", "statefulset.kubernetes.io/pod-name": "db-0"},
+			Annotations:     map[string]string{"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("{}", 500), readerSpecAnnotation: "abc"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "db-7f9c", UID: "rs-uid", Controller: ptr.To(true)}},
 			Finalizers:      []string{"example.com/keep"},
 			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{}}`)}}}},
