@@ -56,7 +56,13 @@ func inProcessInformer(store *genericregistry.Store, example, exampleList runtim
 				if ev.Type == watch.Error || ev.Object == nil {
 					return ev, true
 				}
-				out, err := convert(ev.Object, example.DeepCopyObject())
+				in := ev.Object
+				if ev.Type == watch.Added || ev.Type == watch.Modified {
+					if cached := sharedWithCache(store, ev.Object); cached != nil {
+						in = cached
+					}
+				}
+				out, err := convert(in, example.DeepCopyObject())
 				if err != nil {
 					klog.ErrorS(err, "Converting a watch event for the restore checks")
 					return ev, false
@@ -72,6 +78,31 @@ func inProcessInformer(store *genericregistry.Store, example, exampleList runtim
 	// SetTransform fails only on a started informer; this one has not started.
 	utilruntime.Must(informer.SetTransform(stripManagedFields))
 	return informer
+}
+
+// sharedWithCache returns the watch cache's own copy of an event's object
+// when the cache still holds that very version, else nil. A watch event
+// hands out a deep copy of the object (every map, slice and pointer of it
+// allocated anew), which the informer would keep for as long as the object
+// lives: a second copy of every Backup beside the cache's. A Get served from
+// the cache copies only the object's top-level struct and shares the rest
+// with the cache, which never changes an object it holds (a new version is a
+// new object), so the informer's copy costs a struct. Readers of the
+// informer, as of any informer, must not change what it hands out.
+func sharedWithCache(store *genericregistry.Store, obj runtime.Object) runtime.Object {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return nil
+	}
+	ctx := genericapirequest.WithNamespace(context.Background(), m.GetNamespace())
+	got, err := store.Get(ctx, m.GetName(), &metav1.GetOptions{ResourceVersion: "0"})
+	if err != nil {
+		return nil
+	}
+	if g, err := meta.Accessor(got); err != nil || g.GetResourceVersion() != m.GetResourceVersion() {
+		return nil
+	}
+	return got
 }
 
 // stripManagedFields is an informer transform that drops an object's
