@@ -513,6 +513,13 @@ func (b *bench) storedBackups(ctx context.Context, have, stored int) (storedRSS,
 	if err != nil {
 		return storedRSS{}, err
 	}
+	// Counted from a watch, as bench-apiserver-memory counts them.
+	var finished atomic.Int64
+	stopWatch, err := benchutil.WatchFinished(ctx, b.ours, ns, &finished)
+	if err != nil {
+		return storedRSS{}, err
+	}
+	defer stopWatch()
 	extra := stored - have
 	benchutil.Logf("storing %d more Backups (%d in all)", extra, stored)
 	var peak atomic.Int64
@@ -540,24 +547,14 @@ func (b *bench) storedBackups(ctx context.Context, have, stored int) (storedRSS,
 		close(done)
 		return storedRSS{}, err
 	}
-	err = wait.PollUntilContextTimeout(ctx, 5*time.Second, 30*time.Minute, true, func(ctx context.Context) (bool, error) {
-		l, err := b.ours.BackupV1alpha1().Backups(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, nil
-		}
-		finished := 0
-		for _, bk := range l.Items {
-			if bk.Status.Phase == v1alpha1.BackupPhaseCompleted || bk.Status.Phase == v1alpha1.BackupPhaseFailed {
-				finished++
-			}
-		}
-		return finished >= stored, nil
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Minute, true, func(ctx context.Context) (bool, error) {
+		return finished.Load() >= int64(stored), nil
 	})
 	close(done)
 	if err != nil {
-		return storedRSS{}, fmt.Errorf("waiting for %d stored Backups to finish: %w", stored, err)
+		return storedRSS{}, fmt.Errorf("%d of %d stored Backups finished: %w", finished.Load(), stored, err)
 	}
-	time.Sleep(10 * time.Second)
+	time.Sleep(15 * time.Second)
 	r := rss(pid)
 	out := storedRSS{stored: stored, rss: r, peak: max(peak.Load(), r),
 		anon: benchutil.ProcStatus(pid, "RssAnon:"), file: benchutil.ProcStatus(pid, "RssFile:") + benchutil.ProcStatus(pid, "RssShmem:")}

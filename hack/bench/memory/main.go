@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,14 +28,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"example.com/backup-operator/hack/bench/benchutil"
 	"example.com/backup-operator/hack/cluster"
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/generated/clientset/versioned"
-	backupinformers "example.com/backup-operator/pkg/generated/informers/externalversions"
 )
 
 const ns = "bench-memory"
@@ -156,7 +153,7 @@ func (b *bench) run(ctx context.Context, checkpoints []int) error {
 	if err := b.setUp(ctx); err != nil {
 		return err
 	}
-	stopWatch, err := b.watchFinished(ctx)
+	stopWatch, err := benchutil.WatchFinished(ctx, b.ours, ns, &b.finished)
 	if err != nil {
 		return err
 	}
@@ -214,39 +211,6 @@ func (b *bench) setUp(ctx context.Context) error {
 		_, err = b.kube.CoreV1().PersistentVolumeClaims(ns).UpdateStatus(ctx, c, metav1.UpdateOptions{})
 		return err
 	})
-}
-
-// watchFinished counts the Backups that reach Completed or Failed, from a
-// watch through kube-apiserver (one list, then events: the server's memory
-// is not disturbed by repeated full lists).
-func (b *bench) watchFinished(ctx context.Context) (func(), error) {
-	factory := backupinformers.NewSharedInformerFactoryWithOptions(b.ours, 0, backupinformers.WithNamespace(ns))
-	inf := factory.Backup().V1alpha1().Backups().Informer()
-	var mu sync.Mutex
-	done := map[string]bool{}
-	handle := func(o any) {
-		bk, ok := o.(*v1alpha1.Backup)
-		if !ok || (bk.Status.Phase != v1alpha1.BackupPhaseFailed && bk.Status.Phase != v1alpha1.BackupPhaseCompleted) {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if !done[bk.Name] {
-			done[bk.Name] = true
-			b.finished.Add(1)
-		}
-	}
-	// Only the count is kept: the informer's store is not needed.
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: handle, UpdateFunc: func(_, o any) { handle(o) }}); err != nil {
-		return nil, err
-	}
-	wctx, stop := context.WithCancel(ctx)
-	factory.Start(wctx.Done())
-	if !cache.WaitForCacheSync(wctx.Done(), inf.HasSynced) {
-		stop()
-		return nil, fmt.Errorf("watching Backups: %w", ctx.Err())
-	}
-	return func() { stop(); factory.Shutdown() }, nil
 }
 
 // fill creates Backups stored-<have>..stored-<want-1>, waits until all are
