@@ -129,8 +129,8 @@ func (c CompletedConfig) newChecker() (*safety.Checker, func() bool) {
 	jobs := kube.Batch().V1().Jobs()
 	synced := []cache.InformerSynced{pods.HasSynced, pvcs.Informer().HasSynced, rs.Informer().HasSynced, jobs.Informer().HasSynced}
 	// These caches hold every pod, claim, replica set and Job of the
-	// cluster; they keep only the fields the checks and the controllers
-	// read. SetTransform fails only on a started informer; these have not
+	// cluster; of pods, Jobs and replica sets they keep only the fields the
+	// checks and the controllers read, of claims all but managedFields. SetTransform fails only on a started informer; these have not
 	// started.
 	for _, i := range []cache.SharedIndexInformer{pods, pvcs.Informer(), rs.Informer(), jobs.Informer()} {
 		utilruntime.Must(i.SetTransform(controller.TrimCached))

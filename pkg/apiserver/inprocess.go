@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
+	cacherstorage "k8s.io/apiserver/pkg/storage/cacher"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -26,6 +27,9 @@ import (
 // write. Objects are converted to the versioned type the listers expect.
 func inProcessInformer(store *genericregistry.Store, example, exampleList runtime.Object) cache.SharedIndexInformer {
 	ctx := genericapirequest.WithNamespace(context.Background(), metav1.NamespaceAll)
+	// Without a watch cache in front of the store, events come straight from
+	// etcd, each object decoded afresh: nothing to share.
+	_, watchCache := store.Storage.Storage.(*cacherstorage.CacheDelegator)
 	convert := func(in runtime.Object, out runtime.Object) (runtime.Object, error) {
 		// The watch cache wraps objects to share their serialized forms.
 		if cached, ok := in.(runtime.CacheableObject); ok {
@@ -57,7 +61,7 @@ func inProcessInformer(store *genericregistry.Store, example, exampleList runtim
 					return ev, true
 				}
 				in := ev.Object
-				if ev.Type == watch.Added || ev.Type == watch.Modified {
+				if watchCache && (ev.Type == watch.Added || ev.Type == watch.Modified) {
 					if cached := sharedWithCache(store, ev.Object); cached != nil {
 						in = cached
 					}
@@ -81,7 +85,9 @@ func inProcessInformer(store *genericregistry.Store, example, exampleList runtim
 }
 
 // sharedWithCache returns the watch cache's own copy of an event's object
-// when the cache still holds that very version, else nil. A watch event
+// when the cache still holds that very version, else nil (a cache that is
+// not ready passes the Get to etcd, whose object is a fresh copy, fine too).
+// It is used only when a watch cache serves the store. A watch event
 // hands out a deep copy of the object (every map, slice and pointer of it
 // allocated anew), which the informer would keep for as long as the object
 // lives: a second copy of every Backup beside the cache's. A Get served from
@@ -94,7 +100,8 @@ func sharedWithCache(store *genericregistry.Store, obj runtime.Object) runtime.O
 	if err != nil {
 		return nil
 	}
-	ctx := genericapirequest.WithNamespace(context.Background(), m.GetNamespace())
+	ctx, cancel := context.WithTimeout(genericapirequest.WithNamespace(context.Background(), m.GetNamespace()), 10*time.Second)
+	defer cancel()
 	got, err := store.Get(ctx, m.GetName(), &metav1.GetOptions{ResourceVersion: "0"})
 	if err != nil {
 		return nil

@@ -18,27 +18,34 @@ import (
 // that they read and drops the rest (a pod's or Job's full spec and status
 // are most of its size; a replica set's pod template all but its name):
 //
-//   - all: metadata without managedFields, and of the annotations only
-//     backup.example.com's;
+//   - pods, Jobs and replica sets: metadata without managedFields, and of
+//     the annotations only backup.example.com's;
 //   - pods: spec.nodeName; the run-as user, group and fsGroup of the pod's
 //     and its containers' security contexts; the volumes that are claims;
-//     each container's name and its mounts of those volumes; status.phase;
+//     each container's name, its mounts of those volumes and, when it has a
+//     security context, its run-as user and group (the first container
+//     with one that mounts the claim decides the mover's identity);
+//     status.phase;
 //     each container status's name and state (a mover's report is its
 //     termination message);
 //   - Jobs: the pod template's nodeName and, on the operator's own Jobs, its
-//     containers' names and commands (the lock a prune took is an argument);
+//     containers' names and commands (a backup records the --lock-until of
+//     its Job's command in its status);
 //     status.conditions (type, status, reason, message) and the active,
 //     succeeded and failed counts;
 //   - replica sets: metadata only (a pod's owner is looked up through its
 //     replica set's controller);
-//   - claims and anything else: metadata without managedFields.
+//   - claims and anything else: all but managedFields.
 //
 // Nothing is ever written back from these caches: they are read, and
 // objects are deleted by UID. Code that reads another field of a cached
 // pod, Job or replica set keeps it here (TestTrimCachedKeepsWhatIsRead runs
-// the readers on trimmed objects). It builds new objects, so applying it
-// twice gives the same result, and passes through what it does not know
-// (the informer's tombstones).
+// the readers on trimmed objects, and the controller tests' fixture caches
+// trimmed objects). The informers are the generic server's shared ones, so
+// an admission policy of this server whose paramKind is a pod, Job or
+// replica set would read trimmed objects too; none is installed, and such a
+// policy belongs on kube-apiserver. Applying it twice gives the same result,
+// and it passes through what it does not know (the informer's tombstones).
 func TrimCached(obj interface{}) (interface{}, error) {
 	switch o := obj.(type) {
 	case *corev1.Pod:
@@ -94,7 +101,7 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 				k.VolumeMounts = append(k.VolumeMounts, corev1.VolumeMount{Name: m.Name, MountPath: m.MountPath, ReadOnly: m.ReadOnly, SubPath: m.SubPath})
 			}
 		}
-		if sc := c.SecurityContext; sc != nil && (sc.RunAsUser != nil || sc.RunAsGroup != nil) {
+		if sc := c.SecurityContext; sc != nil {
 			k.SecurityContext = &corev1.SecurityContext{RunAsUser: sc.RunAsUser, RunAsGroup: sc.RunAsGroup}
 		}
 		out.Spec.Containers = append(out.Spec.Containers, k)

@@ -42,6 +42,11 @@ func fullPod() *corev1.Pod {
 			},
 			InitContainers: []corev1.Container{{Name: "init", Image: "busybox", Command: []string{"sh", "-c", "true"}, VolumeMounts: mounts}},
 			Containers: []corev1.Container{
+				// The first container that mounts the claim with a security
+				// context decides the mover's identity, even without run-as
+				// fields: here the pod's.
+				{Name: "wal-shipper", Image: "shipper:1", VolumeMounts: mounts[:1],
+					SecurityContext: &corev1.SecurityContext{ReadOnlyRootFilesystem: ptr.To(true)}},
 				{Name: "postgres", Image: "postgres:15", Env: []corev1.EnvVar{{Name: "PGDATA", Value: "/var/lib/postgresql/data"}},
 					VolumeMounts:    mounts,
 					SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To[int64](70), AllowPrivilegeEscalation: ptr.To(false)},
@@ -63,12 +68,12 @@ func fullPod() *corev1.Pod {
 	}
 }
 
-// fullJob is one of the operator's prune Jobs as kube-apiserver sends it.
+// fullJob is one of the operator's backup Jobs as kube-apiserver sends it.
 func fullJob() *batchv1.Job {
 	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: "prune-x", UID: "job-uid", ResourceVersion: "7",
+		ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: "backup-x", UID: "job-uid", ResourceVersion: "7",
 			CreationTimestamp: metav1.NewTime(time.Date(2026, 11, 30, 2, 0, 0, 0, time.UTC)),
-			Labels: map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedBy, v1alpha1.JobKindLabel: "prune",
+			Labels: map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedBy, v1alpha1.JobKindLabel: "backup",
 				v1alpha1.OwnerUIDLabel: "owner-uid", v1alpha1.ClaimLabel: "pg-data", batchv1.ControllerUidLabel: "job-uid"},
 			Annotations: map[string]string{v1alpha1.OwnerAnnotation: "prod/nightly", "other.example/note": "x"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "backup.example.com/v1alpha1", Kind: "BackupPolicy", Name: "nightly",
@@ -78,7 +83,7 @@ func fullJob() *batchv1.Job {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"a": "b"}},
 				Spec: corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{{Name: moverContainer, Image: "backup-operator:1",
-					Command: []string{"backup-mover", "prune", "--lock-until", "2026-11-30T03:00:00Z"},
+					Command: []string{"backup-mover", "backup", "--lock-until", "2026-11-30T03:00:00Z"},
 					Env:     []corev1.EnvVar{{Name: "X", Value: "y"}}}}},
 			},
 		},
@@ -150,6 +155,21 @@ func TestTrimCachedKeepsWhatIsRead(t *testing.T) {
 		}
 	}
 
+	// A reader pod that failed at its start.
+	fullReader := fullPod()
+	fullReader.Labels = map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedBy, v1alpha1.JobKindLabel: ReaderKind}
+	fullReader.Status.Phase = corev1.PodFailed
+	reader := trim(t, fullReader.DeepCopy()).(*corev1.Pod)
+	if !IsReader(reader) || readerFailure(reader) != "disk full" || !podEnded(reader) {
+		t.Errorf("a trimmed reader pod: IsReader %v, failure %q, ended %v; want true, \"disk full\", true", IsReader(reader), readerFailure(reader), podEnded(reader))
+	}
+	if IsReader(fullReader) != IsReader(reader) || readerFailure(fullReader) != readerFailure(reader) {
+		t.Error("the reader checks differ on the full and the trimmed reader pod")
+	}
+	if id := workloadIdentity([]*corev1.Pod{pod}, "pg-data"); id == nil || id.RunAsUser == nil || *id.RunAsUser != 999 {
+		t.Errorf("the mover's identity from the trimmed pod is %+v; want the pod's user 999 (its first container mounting the claim has a security context without one)", id)
+	}
+
 	fullJ := fullJob()
 	job := trim(t, fullJob()).(*batchv1.Job)
 	if fs, ts := jsonSize(t, fullJ), jsonSize(t, job); ts >= fs {
@@ -160,7 +180,7 @@ func TestTrimCachedKeepsWhatIsRead(t *testing.T) {
 		what        string
 		full, trimm interface{}
 	}{
-		{"the prune lock", jobLockedUntil(fullJ), jobLockedUntil(job)},
+		{"the repository lock held until", jobLockedUntil(fullJ), jobLockedUntil(job)},
 		{"finished", safety.JobFinished(fullJ), safety.JobFinished(job)},
 		{"owned", ownedBy(fullJ, owner), ownedBy(job, owner)},
 		{"the node", fullJ.Spec.Template.Spec.NodeName, job.Spec.Template.Spec.NodeName},
@@ -174,7 +194,7 @@ func TestTrimCachedKeepsWhatIsRead(t *testing.T) {
 		}
 	}
 	if jobLockedUntil(job) == nil {
-		t.Error("the trimmed prune Job lost its --lock-until")
+		t.Error("the trimmed backup Job lost its --lock-until")
 	}
 	// Someone else's Job keeps no containers: a script in its command can
 	// be long, and nothing reads it.

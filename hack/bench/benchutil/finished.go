@@ -35,7 +35,6 @@ func WatchFinished(ctx context.Context, client versioned.Interface, namespace st
 			finished.Add(1)
 		}
 	}
-	// Only the count is kept: the informer's store is not needed.
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: handle, UpdateFunc: func(_, o any) { handle(o) }}); err != nil {
 		return nil, err
 	}
