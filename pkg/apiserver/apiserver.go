@@ -249,7 +249,7 @@ func (c CompletedConfig) New() (*BackupServer, error) {
 		term := func(termCtx context.Context) {
 			own := externalversions.NewSharedInformerFactory(ownClient, 10*time.Minute)
 			shareInProcessInformers(own, backupInformer, restoreInformer)
-			utilruntime.Must(own.Backup().V1alpha1().BackupPolicies().Informer().SetTransform(stripManagedFields))
+			utilruntime.Must(own.Backup().V1alpha1().BackupPolicies().Informer().SetTransform(controller.StripManagedFields))
 			manager := controller.NewManager(c.ExtraConfig.Controller, kube, ownClient, c.GenericConfig.SharedInformerFactory, own, checker)
 			own.Start(termCtx.Done())
 			c.GenericConfig.SharedInformerFactory.Start(ctx.Done())

@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
+	"example.com/backup-operator/pkg/controller"
 	"example.com/backup-operator/pkg/generated/clientset/versioned"
 	"example.com/backup-operator/pkg/generated/informers/externalversions"
 )
@@ -80,7 +81,7 @@ func inProcessInformer(store *genericregistry.Store, example, exampleList runtim
 	// Neither the checks nor the controllers read managedFields, a good part
 	// of each object; updates sent without them keep the stored ones.
 	// SetTransform fails only on a started informer; this one has not started.
-	utilruntime.Must(informer.SetTransform(stripManagedFields))
+	utilruntime.Must(informer.SetTransform(controller.StripManagedFields))
 	return informer
 }
 
@@ -110,15 +111,6 @@ func sharedWithCache(store *genericregistry.Store, obj runtime.Object) runtime.O
 		return nil
 	}
 	return got
-}
-
-// stripManagedFields is an informer transform that drops an object's
-// managedFields.
-func stripManagedFields(obj interface{}) (interface{}, error) {
-	if o, err := meta.Accessor(obj); err == nil {
-		o.SetManagedFields(nil)
-	}
-	return obj, nil
 }
 
 // runningInformer is an informer that runs already, for as long as the

@@ -2,7 +2,7 @@ package apiserver
 
 import (
 	"context"
-	"net"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -16,6 +16,7 @@ import (
 	"k8s.io/apiserver/pkg/storage"
 	"k8s.io/apiserver/pkg/storage/storagebackend"
 
+	"example.com/backup-operator/hack/cluster"
 	"example.com/backup-operator/pkg/apis/backup"
 	"example.com/backup-operator/pkg/apis/backup/v1alpha1"
 	"example.com/backup-operator/pkg/etcd"
@@ -32,12 +33,11 @@ func (s storageOptions) GetRESTOptions(schema.GroupResource, runtime.Object) (ge
 
 func localURL(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := cluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
 }
 
 // TestInProcessInformerSharesTheWatchCache stores Backups in an embedded

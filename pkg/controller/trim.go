@@ -55,6 +55,13 @@ func TrimCached(obj interface{}) (interface{}, error) {
 	case *appsv1.ReplicaSet:
 		return &appsv1.ReplicaSet{TypeMeta: o.TypeMeta, ObjectMeta: trimMeta(o.ObjectMeta)}, nil
 	}
+	return StripManagedFields(obj)
+}
+
+// StripManagedFields is an informer transform that drops an object's
+// managedFields, which nothing in this server reads from a cache; updates
+// sent without them keep the stored ones.
+func StripManagedFields(obj interface{}) (interface{}, error) {
 	if o, err := meta.Accessor(obj); err == nil {
 		o.SetManagedFields(nil)
 	}
