@@ -74,6 +74,19 @@ func ProcStatus(pid int, field string) int64 {
 	return 0
 }
 
+// CPUSeconds is the process's user and system CPU time so far, in seconds;
+// 0 when the process is gone.
+func CPUSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data)[strings.LastIndexByte(string(data), ')')+2:])
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return (u + s) / 100 // USER_HZ
+}
+
 // DebugGet reads a path of backup-apiserver (such as /metrics or
 // /debug/pprof/heap) directly on 127.0.0.1:port as the cluster admin, with
 // the client certificate in pkiDir (admin.crt, admin.key); the server

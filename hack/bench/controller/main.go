@@ -369,18 +369,6 @@ func (b *bench) operatorProcess(ctx context.Context) (int, error) {
 	return 0, fmt.Errorf("no backup-apiserver process of pod backup-system/backup-apiserver-0 (%s) on this machine", uid)
 }
 
-// cpuSeconds is the process's user+system CPU time.
-func cpuSeconds(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(data)[strings.LastIndexByte(string(data), ')')+2:])
-	u, _ := strconv.ParseFloat(f[11], 64)
-	s, _ := strconv.ParseFloat(f[12], 64)
-	return (u + s) / 100 // USER_HZ
-}
-
 // rss is the process's resident set size in bytes.
 func rss(pid int) int64 { return benchutil.ProcStatus(pid, "VmRSS:") }
 
@@ -449,7 +437,7 @@ func (b *bench) policies(ctx context.Context, n int) (outcome, error) {
 	}
 	// The measured window starts shortly before the scheduled time.
 	time.Sleep(time.Until(at.Add(-2 * time.Second)))
-	cpu0, req0, hwm0 := cpuSeconds(pid), 0.0, hwm(pid)
+	cpu0, req0, hwm0 := benchutil.CPUSeconds(pid), 0.0, hwm(pid)
 	if req0, err = b.requests(); err != nil {
 		return outcome{}, err
 	}
@@ -478,7 +466,7 @@ wait:
 	}
 	var o outcome
 	o.window = time.Since(start)
-	o.cpu = cpuSeconds(pid) - cpu0
+	o.cpu = benchutil.CPUSeconds(pid) - cpu0
 	req1, _ := b.requests()
 	o.requests = req1 - req0
 	o.peakRate = peakRate

@@ -99,6 +99,12 @@ type reading struct {
 	historyCapacity      float64 // the watch cache's event history of Backups
 	profile              string
 	fill                 time.Duration
+	// cpu is backup-apiserver's CPU time from the first Backup created to
+	// the reading (the garbage collector's share grows as GOGC shrinks).
+	cpu float64
+	// gcCPU is the Go runtime's estimate of the garbage collector's CPU time
+	// so far (go_cpu_classes_gc_total_cpu_seconds_total).
+	gcCPU float64
 }
 
 func (b *bench) run(ctx context.Context, checkpoints []int) error {
@@ -182,7 +188,7 @@ func (b *bench) run(ctx context.Context, checkpoints []int) error {
 			if err != nil {
 				return err
 			}
-			s.after, s.peak, s.fill = r.after+b.steady, r.peak, r.fill
+			s.after, s.peak, s.fill, s.cpu = r.after+b.steady, r.peak, r.fill, r.cpu
 			readings = append(readings, s)
 		}
 		have = want
@@ -234,7 +240,7 @@ func (b *bench) fill(ctx context.Context, pid, have, want int) (reading, error) 
 			}
 		}
 	}()
-	start := time.Now()
+	start, cpu0 := time.Now(), benchutil.CPUSeconds(pid)
 	err := benchutil.Parallel(want-have, 20, func(i int) error {
 		i += have
 		_, err := b.ours.BackupV1alpha1().Backups(ns).Create(ctx, &v1alpha1.Backup{
@@ -268,6 +274,7 @@ func (b *bench) fill(ctx context.Context, pid, have, want int) (reading, error) 
 	r.peak = max(peak.Load(), r.rss)
 	r.fill = filled
 	r.after = b.settle
+	r.cpu = benchutil.CPUSeconds(pid) - cpu0
 	return r, err
 }
 
@@ -285,6 +292,7 @@ func (b *bench) read(ctx context.Context, pid, stored int, profile string) (read
 	r.heapInuse = benchutil.Metric(metrics, "go_memstats_heap_inuse_bytes")
 	r.heapAlloc = benchutil.Metric(metrics, "go_memstats_heap_alloc_bytes")
 	r.nextGC = benchutil.Metric(metrics, "go_memstats_next_gc_bytes")
+	r.gcCPU = benchutil.Metric(metrics, "go_cpu_classes_gc_total_cpu_seconds_total")
 	r.goSys = benchutil.Metric(metrics, "go_memstats_sys_bytes")
 	r.historyCapacity = benchutil.Metric(metrics, `watch_cache_capacity{group="backup.example.com",resource="backups"}`)
 	if fi, err := os.Stat(filepath.Join(b.server.Dir, "etcd", "member", "snap", "db")); err == nil {
@@ -321,15 +329,15 @@ func (b *bench) print(rs []reading) {
 		flags = "defaults"
 	}
 	fmt.Printf("\nbackup-apiserver with embedded etcd and controllers (%s); memory read once every Backup failed and the server was idle\n\n", flags)
-	fmt.Println("| Backups stored | idle | VmRSS | RssAnon | RssFile | VmHWM | peak VmRSS while filling | Go heap in use | Go heap live (alloc) | next GC | Go runtime sys | etcd db file | watch cache history of Backups | filled in |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| Backups stored | idle | VmRSS | RssAnon | RssFile | VmHWM | peak VmRSS while filling | Go heap in use | Go heap live (alloc) | next GC | Go runtime sys | etcd db file | watch cache history of Backups | filled in | CPU while filling | of it GC (runtime's estimate, since start) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
-		after, peak, fill := "", "", ""
+		after, peak, fill, cpu := "", "", "", ""
 		if r.stored > 0 {
-			after, peak, fill = r.after.String(), mib(r.peak), r.fill.Round(time.Second).String()
+			after, peak, fill, cpu = r.after.String(), mib(r.peak), r.fill.Round(time.Second).String(), fmt.Sprintf("%.1f s", r.cpu)
 		}
-		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f events | %s |\n", r.stored, after, mib(r.rss), mib(r.anon), mib(r.file), mib(r.hwm), peak,
-			fmib(r.heapInuse), fmib(r.heapAlloc), fmib(r.nextGC), fmib(r.goSys), mib(r.etcdDB), r.historyCapacity, fill)
+		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f events | %s | %s | %.1f s |\n", r.stored, after, mib(r.rss), mib(r.anon), mib(r.file), mib(r.hwm), peak,
+			fmib(r.heapInuse), fmib(r.heapAlloc), fmib(r.nextGC), fmib(r.goSys), mib(r.etcdDB), r.historyCapacity, fill, cpu, r.gcCPU)
 	}
 	fmt.Println()
 	for _, r := range rs {
