@@ -112,7 +112,7 @@ bench-controller: cluster-tools ## 1,000 BackupPolicies vs. 1,000 CronJobs firin
 # kubelet; the Backups fail at once, as bench-controller's stored ones do.
 # ARGS=... passes backup-apiserver flags, GOMEMLIMIT_SERVER=... its GOMEMLIMIT.
 .PHONY: bench-apiserver-memory
-bench-apiserver-memory: kube-binaries ## backup-apiserver's RSS, Go heap and a heap profile with STORED Backups (default 3000,10000: each a checkpoint)
+bench-apiserver-memory: kube-binaries ## backup-apiserver's RSS, Go heap, CPU while filling and a heap profile with STORED Backups (default 3000,10000: each a checkpoint)
 	$(GO) run ./hack/bench/memory $(if $(STORED),-stored $(STORED)) $(if $(ARGS),-args "$(ARGS)") $(if $(GOMEMLIMIT_SERVER),-gomemlimit $(GOMEMLIMIT_SERVER))
 
 .PHONY: bench-mover

@@ -21,9 +21,9 @@ import (
 // what is live is the watch cache and the controllers' informers, which stay;
 // what a burst of writes allocates besides them is short-lived, and with the
 // default the heap doubled on it. make bench-apiserver-memory, 10,000
-// Backups: 245 MiB with 50, 229 MiB with 25 (peak 272 and 250 MiB), for 14%
-// more CPU while they were created (124 s and 141 s, the collector's share
-// 22 s and 44 s).
+// Backups, one run of each: 245 MiB with 50, 229 MiB with 25 (peak 272 and
+// 250 MiB), for 14% more CPU from the first create to the reading (124 s and
+// 141 s).
 const gcPercent = 25
 
 func main() {

@@ -1,6 +1,6 @@
 // Package benchutil holds what the cluster benchmarks (bench-controller,
 // bench-apiserver-memory) share: timestamped progress lines, a bounded
-// worker pool, a process's memory from /proc, and backup-apiserver's own
+// worker pool, a process's memory and CPU time from /proc, and backup-apiserver's own
 // /metrics and /debug/pprof read on its port.
 package benchutil
 

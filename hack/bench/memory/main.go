@@ -9,8 +9,9 @@
 // server has been idle for -settle, it reads the process's memory from /proc
 // (VmRSS, VmHWM, RssAnon, RssFile), the Go heap from the server's /metrics,
 // the size of the embedded etcd's database file, and saves a heap profile
-// from /debug/pprof/heap (read it with `go tool pprof -top -inuse_space`).
-// It prints a table.
+// from /debug/pprof/heap (read it with `go tool pprof -top -inuse_space`);
+// with the server's CPU time while it filled (and the runtime's estimate of
+// the garbage collector's), it prints a table.
 package main
 
 import (
@@ -99,11 +100,14 @@ type reading struct {
 	historyCapacity      float64 // the watch cache's event history of Backups
 	profile              string
 	fill                 time.Duration
-	// cpu is backup-apiserver's CPU time from the first Backup created to
-	// the reading (the garbage collector's share grows as GOGC shrinks).
+	// cpu is backup-apiserver's CPU time (user and system, from /proc) from
+	// the first Backup created until the last one failed: the fill.
 	cpu float64
-	// gcCPU is the Go runtime's estimate of the garbage collector's CPU time
-	// so far (go_cpu_classes_gc_total_cpu_seconds_total).
+	// gcCPU is the Go runtime's estimate of its garbage collector's CPU time
+	// over the same interval (go_cpu_classes_gc_total_cpu_seconds_total). The
+	// runtime counts a pause as every core busy and updates the figure at the
+	// end of each collection, so it is an overestimate, to compare only with
+	// itself (GOGC against GOGC), not a share of cpu.
 	gcCPU float64
 }
 
@@ -188,7 +192,7 @@ func (b *bench) run(ctx context.Context, checkpoints []int) error {
 			if err != nil {
 				return err
 			}
-			s.after, s.peak, s.fill, s.cpu = r.after+b.steady, r.peak, r.fill, r.cpu
+			s.after, s.peak, s.fill = r.after+b.steady, r.peak, r.fill
 			readings = append(readings, s)
 		}
 		have = want
@@ -240,8 +244,12 @@ func (b *bench) fill(ctx context.Context, pid, have, want int) (reading, error) 
 			}
 		}
 	}()
+	gc0, err := b.gcCPU(ctx)
+	if err != nil {
+		return reading{}, err
+	}
 	start, cpu0 := time.Now(), benchutil.CPUSeconds(pid)
-	err := benchutil.Parallel(want-have, 20, func(i int) error {
+	err = benchutil.Parallel(want-have, 20, func(i int) error {
 		i += have
 		_, err := b.ours.BackupV1alpha1().Backups(ns).Create(ctx, &v1alpha1.Backup{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("stored-%d", i)},
@@ -262,7 +270,11 @@ func (b *bench) fill(ctx context.Context, pid, have, want int) (reading, error) 
 			return reading{}, fmt.Errorf("backup-apiserver exited")
 		}
 	}
-	filled := time.Since(start)
+	filled, cpu := time.Since(start), benchutil.CPUSeconds(pid)-cpu0
+	gc1, err := b.gcCPU(ctx)
+	if err != nil {
+		return reading{}, err
+	}
 	benchutil.Logf("all %d Backups finished %s after the first was created; settling for %s", want, filled.Round(time.Second), b.settle)
 	select {
 	case <-ctx.Done():
@@ -274,13 +286,22 @@ func (b *bench) fill(ctx context.Context, pid, have, want int) (reading, error) 
 	r.peak = max(peak.Load(), r.rss)
 	r.fill = filled
 	r.after = b.settle
-	r.cpu = benchutil.CPUSeconds(pid) - cpu0
+	r.cpu, r.gcCPU = cpu, gc1-gc0
 	return r, err
 }
 
+// gcCPU is the runtime's estimate of the server's garbage collection CPU
+// seconds so far.
+func (b *bench) gcCPU(ctx context.Context) (float64, error) {
+	metrics, err := b.get(ctx, "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	return benchutil.Metric(metrics, "go_cpu_classes_gc_total_cpu_seconds_total"), nil
+}
+
 // read takes the process's memory, the Go heap from /metrics, the etcd
-// database's size and (with profile) a heap profile. The profile is taken
-// last: it runs a garbage collection first.
+// database's size and (with profile) a heap profile, taken last.
 func (b *bench) read(ctx context.Context, pid, stored int, profile string) (reading, error) {
 	r := reading{stored: stored,
 		rss: benchutil.ProcStatus(pid, "VmRSS:"), hwm: benchutil.ProcStatus(pid, "VmHWM:"),
@@ -292,7 +313,6 @@ func (b *bench) read(ctx context.Context, pid, stored int, profile string) (read
 	r.heapInuse = benchutil.Metric(metrics, "go_memstats_heap_inuse_bytes")
 	r.heapAlloc = benchutil.Metric(metrics, "go_memstats_heap_alloc_bytes")
 	r.nextGC = benchutil.Metric(metrics, "go_memstats_next_gc_bytes")
-	r.gcCPU = benchutil.Metric(metrics, "go_cpu_classes_gc_total_cpu_seconds_total")
 	r.goSys = benchutil.Metric(metrics, "go_memstats_sys_bytes")
 	r.historyCapacity = benchutil.Metric(metrics, `watch_cache_capacity{group="backup.example.com",resource="backups"}`)
 	if fi, err := os.Stat(filepath.Join(b.server.Dir, "etcd", "member", "snap", "db")); err == nil {
@@ -329,15 +349,18 @@ func (b *bench) print(rs []reading) {
 		flags = "defaults"
 	}
 	fmt.Printf("\nbackup-apiserver with embedded etcd and controllers (%s); memory read once every Backup failed and the server was idle\n\n", flags)
-	fmt.Println("| Backups stored | idle | VmRSS | RssAnon | RssFile | VmHWM | peak VmRSS while filling | Go heap in use | Go heap live (alloc) | next GC | Go runtime sys | etcd db file | watch cache history of Backups | filled in | CPU while filling | of it GC (runtime's estimate, since start) |")
+	fmt.Println("| Backups stored | idle | VmRSS | RssAnon | RssFile | VmHWM | peak VmRSS while filling | Go heap in use | Go heap live (alloc) | next GC | Go runtime sys | etcd db file | watch cache history of Backups | filled in | CPU while filling | GC CPU while filling (runtime's estimate) |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
-		after, peak, fill, cpu := "", "", "", ""
+		after, peak, fill, cpu, gc := "", "", "", "", ""
 		if r.stored > 0 {
-			after, peak, fill, cpu = r.after.String(), mib(r.peak), r.fill.Round(time.Second).String(), fmt.Sprintf("%.1f s", r.cpu)
+			after, peak, fill = r.after.String(), mib(r.peak), r.fill.Round(time.Second).String()
 		}
-		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f events | %s | %s | %.1f s |\n", r.stored, after, mib(r.rss), mib(r.anon), mib(r.file), mib(r.hwm), peak,
-			fmib(r.heapInuse), fmib(r.heapAlloc), fmib(r.nextGC), fmib(r.goSys), mib(r.etcdDB), r.historyCapacity, fill, cpu, r.gcCPU)
+		if r.cpu > 0 { // the fill's own row, not a steady reading after it
+			cpu, gc = fmt.Sprintf("%.1f s", r.cpu), fmt.Sprintf("%.1f s", r.gcCPU)
+		}
+		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f events | %s | %s | %s |\n", r.stored, after, mib(r.rss), mib(r.anon), mib(r.file), mib(r.hwm), peak,
+			fmib(r.heapInuse), fmib(r.heapAlloc), fmib(r.nextGC), fmib(r.goSys), mib(r.etcdDB), r.historyCapacity, fill, cpu, gc)
 	}
 	fmt.Println()
 	for _, r := range rs {
