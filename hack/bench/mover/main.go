@@ -11,11 +11,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -43,12 +45,17 @@ type tool struct {
 // only limits the run to these tools (comma-separated names).
 var only string
 
+// showStderr passes the tools' standard error through (with
+// BACKUP_MOVER_S3_STATS=1, backup-mover's S3 statistics).
+var showStderr bool
+
 func main() {
 	work := flag.String("dir", "/var/tmp/backup-operator-bench", "work directory (the dataset is kept there between runs)")
 	small := flag.Int("small-files", 50000, "number of small files")
 	bigMiB := flag.Int("big-mib", 1024, "size of the incompressible file")
 	textMiB := flag.Int("text-mib", 512, "size of the compressible file")
 	flag.StringVar(&only, "only", "", "comma-separated tools to run (default all), e.g. \"backup-mover S3,restic S3\"")
+	flag.BoolVar(&showStderr, "stderr", false, "pass the tools' standard error through")
 	var scale scaleOptions
 	million := flag.Bool("million", false, "instead of the standard cases: a tree of -files small files, backup-mover against restic (make bench-mover-scale)")
 	flag.IntVar(&scale.files, "files", 1000000, "files of the -million tree")
@@ -449,8 +456,11 @@ func change(tree string) error {
 // timing every tool to the same point keeps the comparison fair.
 func measure(argv []string) (measurement, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
-	var out bytes.Buffer
+	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	if showStderr {
+		cmd.Stderr = io.MultiWriter(&out, os.Stderr)
+	}
 	start := time.Now()
 	err := cmd.Run()
 	syscall.Sync()
@@ -466,6 +476,24 @@ func measure(argv []string) (measurement, error) {
 		return m, fmt.Errorf("%v: %w\n%s", argv, err, tail)
 	}
 	return m, nil
+}
+
+// lockedBuffer is a bytes.Buffer two copying goroutines may write to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // dropCaches empties the page cache when allowed, so each step reads from disk.

@@ -131,10 +131,20 @@ type restorer struct {
 
 // fileWrite is one file for the writers; replace is set when a file exists
 // at the path and must stay intact until the new content is complete.
+// Its first planned chunks, planRaw plaintext bytes, are planned reads
+// (repo.PlanBlobs), and the first read of them have been read.
 type fileWrite struct {
 	entry   *repo.Entry
 	replace bool
+	planned int
+	planRaw int64
+	read    int
 }
+
+// planAhead is how far ahead of the data written a restore plans its reads
+// (repo.PlanBlobs), in plaintext bytes: for a file, from when it is handed
+// to a writer, and then ahead of its writer as it goes.
+const planAhead = 32 << 20
 
 type dirMeta struct {
 	path  string
@@ -489,7 +499,9 @@ func (rs *restorer) apply(m *repo.Entry, existing *node) (bool, error) {
 			}
 			rs.groups[m.LinkGroup] = m.Path
 		}
-		rs.files <- fileWrite{entry: m, replace: existing != nil}
+		fw := fileWrite{entry: m, replace: existing != nil}
+		fw.planned, fw.planRaw = rs.r.PlanBlobs(m.Chunks, planAhead)
+		rs.files <- fw
 		return false, nil
 	}
 }
@@ -700,12 +712,16 @@ func (rs *restorer) fileWorker() {
 	defer rs.wg.Done()
 	buf := make([]byte, 0, rs.r.Config.Chunker.Max)
 	for fw := range rs.files {
-		if rs.failed.Load() {
-			continue
+		if !rs.failed.Load() {
+			m := fw.entry
+			if err := rs.at(m.Path, func(dirfd int, base string) error { return rs.writeFile(dirfd, base, &fw, &buf) }); err != nil {
+				rs.fail(err)
+			}
 		}
-		m := fw.entry
-		if err := rs.at(m.Path, func(dirfd int, base string) error { return rs.writeFile(dirfd, base, m, fw.replace, &buf) }); err != nil {
-			rs.fail(err)
+		// Reads planned and not made (a file skipped or failed) are
+		// withdrawn, or their windows would stay held.
+		if fw.read < fw.planned {
+			rs.r.UnplanBlobs(fw.entry.Chunks[fw.read:fw.planned])
 		}
 	}
 }
@@ -714,7 +730,8 @@ func (rs *restorer) fileWorker() {
 // existing one is written beside it and renamed into place, so a failure
 // leaves the old file untouched; a new file is written in place and removed
 // on failure.
-func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, replace bool, buf *[]byte) error {
+func (rs *restorer) writeFile(dirfd int, base string, fw *fileWrite, buf *[]byte) error {
+	m, replace := fw.entry, fw.replace
 	name := base
 	if replace {
 		// A unique name: two long names may share any prefix.
@@ -733,11 +750,17 @@ func (rs *restorer) writeFile(dirfd int, base string, m *repo.Entry, replace boo
 		}
 	}()
 	var off, written int64
-	for _, id := range m.Chunks {
+	for i, id := range m.Chunks {
+		if fw.planned < len(m.Chunks) && fw.planRaw-off < planAhead/2 {
+			n, raw := rs.r.PlanBlobs(m.Chunks[fw.planned:], planAhead-(fw.planRaw-off))
+			fw.planned += n
+			fw.planRaw += raw
+		}
 		data, err := rs.r.ReadBlob(id, *buf)
 		if err != nil {
 			return err
 		}
+		fw.read = i + 1
 		if cap(data) > cap(*buf) {
 			*buf = data[:0]
 		}

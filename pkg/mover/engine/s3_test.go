@@ -3,6 +3,8 @@ package engine
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -373,4 +375,119 @@ func TestS3LocksEndingAtDifferentTimes(t *testing.T) {
 	r4 := open(time.Time{})
 	defer r4.Close()
 	restore(t, r4, third.ID, filepath.Join(t.TempDir(), "dst3"), Merge, false)
+}
+
+// TestS3PlannedRestore: a restore plans its reads; packs are fetched ahead
+// in windows, several at once, and every planned window is let go of once
+// read. Two large files (one incompressible, one that compresses) and many
+// small ones, as a backup mixes them in its packs; restored twice, the
+// second time over a target where half the files differ.
+func TestS3PlannedRestore(t *testing.T) {
+	ctx := context.Background()
+	st, _ := s3Storage(t, false)
+	r, err := repo.OpenOrInitStorage(ctx, st, repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	src := filepath.Join(t.TempDir(), "src")
+	genTree(t, src, 7, 200)
+	rng := rand.New(rand.NewSource(7))
+	big := make([]byte, 40<<20)
+	rng.Read(big)
+	if err := os.WriteFile(filepath.Join(src, "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text := bytes.Repeat([]byte("GET /api/v1/orders 200 latency_ms=12\n"), 600_000)
+	for i := 0; i < len(text); i += 4096 {
+		text[i] = byte('a' + rng.Intn(26))
+	}
+	if err := os.WriteFile(filepath.Join(src, "app.log"), text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 300; i++ {
+		data := make([]byte, 512+rng.Intn(20000))
+		rng.Read(data)
+		os.MkdirAll(filepath.Join(src, "small", fmt.Sprint(i%7)), 0o755)
+		if err := os.WriteFile(filepath.Join(src, "small", fmt.Sprint(i%7), fmt.Sprintf("f%03d", i)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := describe(t, src)
+	snap := backup(t, r, src)
+
+	r2, err := repo.OpenStorage(ctx, st, repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	before := st.CacheStats()
+	dst := filepath.Join(t.TempDir(), "dst")
+	res := restore(t, r2, snap.ID, dst, Mirror, false)
+	requireSameTree(t, want, describe(t, dst))
+	after := st.CacheStats()
+	if after.Planned != 0 || after.Queued != 0 || after.Held != 0 {
+		t.Errorf("after the restore %d windows still wait for planned reads (%d not fetched), holding %d bytes", after.Planned, after.Queued, after.Held)
+	}
+	fetched := after.Fetched - before.Fetched
+	if fetched == 0 || after.FetchedPlanned-before.FetchedPlanned != fetched || after.Ahead == before.Ahead {
+		t.Errorf("of %d windows fetched, %d were planned before and %d fetched ahead of their reads: the restore's plan was not used",
+			fetched, after.FetchedPlanned-before.FetchedPlanned, after.Ahead-before.Ahead)
+	}
+	// A window whose planned reads are made stays cached (least recently
+	// used evicted) for reads planned later: the packs are fetched about
+	// once, not once per file whose chunks they hold.
+	var packBytes int64
+	if err := st.List(ctx, "packs", func(oi repo.ObjectInfo) error { packBytes += oi.Size; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := after.Bytes - before.Bytes; got > 2*packBytes {
+		t.Errorf("the restore fetched %d bytes for packs of %d", got, packBytes)
+	}
+	t.Logf("restored %d bytes; fetched %d windows (%d ahead), %d bytes for %d bytes of packs", res.BytesWritten,
+		after.Fetched-before.Fetched, after.Ahead-before.Ahead, after.Bytes-before.Bytes, packBytes)
+
+	// Half the files changed in the target: only they are read again.
+	n := 0
+	filepath.Walk(dst, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() && info.Size() > 0 {
+			if n++; n%2 == 0 {
+				f, err := os.OpenFile(p, os.O_WRONLY, 0)
+				if err == nil {
+					f.WriteAt([]byte{'!'}, info.Size()/2)
+					f.Close()
+				}
+			}
+		}
+		return nil
+	})
+	res = restore(t, r2, snap.ID, dst, Mirror, false)
+	requireSameTree(t, want, describe(t, dst))
+	if res.Overwrites == 0 {
+		t.Errorf("the second restore overwrote nothing: %+v", res)
+	}
+	if s := st.CacheStats(); s.Planned != 0 || s.Held != 0 {
+		t.Errorf("after the second restore %d windows still wait for planned reads, holding %d bytes", s.Planned, s.Held)
+	}
+
+	// A restore that fails half-way (a pack gone) withdraws what it had
+	// planned and not read: nothing stays held, no fetcher is left.
+	var packs []string
+	st.List(ctx, "packs", func(oi repo.ObjectInfo) error { packs = append(packs, oi.Name); return nil })
+	if len(packs) < 3 {
+		t.Fatalf("%d packs; want several", len(packs))
+	}
+	if err := st.Delete(ctx, packs[len(packs)/2]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(ctx, r2, RestoreOptions{Snapshot: snap.ID, Target: filepath.Join(t.TempDir(), "dst")}); err == nil {
+		t.Fatal("a restore from a repository missing a pack succeeded")
+	}
+	s := st.CacheStats()
+	for deadline := time.Now().Add(10 * time.Second); s.Fetchers > 0 && time.Now().Before(deadline); s = st.CacheStats() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.Planned != 0 || s.Held != 0 || s.Fetchers != 0 {
+		t.Errorf("after a failed restore %d windows still wait for planned reads, holding %d bytes; %d fetchers run", s.Planned, s.Held, s.Fetchers)
+	}
 }

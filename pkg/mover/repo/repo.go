@@ -400,6 +400,52 @@ func (r *Repo) BlobCount() int {
 	return r.index.len()
 }
 
+// readPlanner is a Storage that reads faster when told ahead what will be
+// read (S3Storage fetches it ahead, a few GETs at once).
+type readPlanner interface {
+	// PlanRead says length bytes of name at offset will be read once,
+	// after what was planned before; ctx bounds fetching it ahead.
+	PlanRead(ctx context.Context, name string, offset, length int64)
+	// UnplanRead withdraws a planned read that will not be made.
+	UnplanRead(name string, offset, length int64)
+}
+
+// PlanBlobs tells the storage that ReadBlob will read the first blobs of
+// ids, in order, once for each time they are listed: as many as make
+// upTo plaintext bytes (at least one). It returns how many it planned and
+// their plaintext bytes; on a storage that gains nothing from a plan, all
+// of them, planning nothing. A blob the index lacks is counted but not
+// planned (its read fails as it would).
+func (r *Repo) PlanBlobs(ids []ID, upTo int64) (n int, raw int64) {
+	p, ok := r.Store.(readPlanner)
+	if !ok {
+		return len(ids), 0
+	}
+	for n < len(ids) && (n == 0 || raw < upTo) {
+		if loc, ok := r.Lookup(ids[n]); ok {
+			p.PlanRead(r.ctx, packName(loc.Pack), loc.Offset, int64(loc.Length))
+			raw += int64(loc.RawLength)
+		}
+		n++
+	}
+	return n, raw
+}
+
+// UnplanBlobs withdraws reads planned by PlanBlobs that will not be made
+// (a restore that failed or skips a file): every read planned is either
+// made or withdrawn, or the storage keeps what it fetched for it.
+func (r *Repo) UnplanBlobs(ids []ID) {
+	p, ok := r.Store.(readPlanner)
+	if !ok {
+		return
+	}
+	for _, id := range ids {
+		if loc, ok := r.Lookup(id); ok {
+			p.UnplanRead(packName(loc.Pack), loc.Offset, int64(loc.Length))
+		}
+	}
+}
+
 // ReadBlob returns a blob's plaintext, verified against its ID. buf is reused when large enough.
 func (r *Repo) ReadBlob(id ID, buf []byte) ([]byte, error) {
 	loc, ok := r.Lookup(id)

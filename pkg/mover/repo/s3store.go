@@ -2,6 +2,7 @@ package repo
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,8 +14,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -139,7 +142,11 @@ func NewS3Storage(location string, o S3Options) (*S3Storage, error) {
 	if prefix != "" {
 		prefix += "/"
 	}
-	return &S3Storage{client: client, endpoint: u.String(), bucket: bucket, prefix: prefix}, nil
+	s := &S3Storage{client: client, endpoint: u.String(), bucket: bucket, prefix: prefix}
+	if os.Getenv("BACKUP_MOVER_S3_STATS") != "" {
+		s.packs.stats.seen = map[windowKey]bool{}
+	}
+	return s, nil
 }
 
 func (s *S3Storage) String() string {
@@ -360,6 +367,7 @@ func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, 
 		if !upTo && got != len(data) {
 			return nil, fmt.Errorf("%s: read %d bytes at %d, want %d: %w", name, got, offset, length, io.ErrUnexpectedEOF)
 		}
+		s.count(got)
 		return data[:got], nil
 	}
 	buf := bytes.NewBuffer(dst[:0])
@@ -369,7 +377,14 @@ func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, 
 	if length >= 0 && int64(buf.Len()) != length {
 		return nil, fmt.Errorf("%s: read %d bytes at %d, want %d: %w", name, buf.Len(), offset, length, io.ErrUnexpectedEOF)
 	}
+	s.count(buf.Len())
 	return buf.Bytes(), nil
+}
+
+// count adds one GET of n bytes to the statistics, when kept.
+func (s *S3Storage) count(n int) {
+	s.packs.stats.gets.Add(1)
+	s.packs.stats.bytes.Add(int64(n))
 }
 
 func (s *S3Storage) Download(ctx context.Context, name string, w io.Writer) error {
@@ -472,20 +487,32 @@ func (s *S3Storage) forget(name string) {
 	s.vmu.Lock()
 	delete(s.versions, name)
 	s.vmu.Unlock()
-	s.packs.mu.Lock()
-	for k := range s.packs.windows {
+	c := &s.packs
+	c.mu.Lock()
+	for k, w := range c.windows {
 		if k.name == name {
-			delete(s.packs.windows, k)
+			c.drop(w)
 		}
 	}
-	s.packs.mu.Unlock()
+	c.mu.Unlock()
 }
 
-// Close drops the cached packs.
+// Close drops the cached packs; fetching ahead ends after the GETs under way.
 func (s *S3Storage) Close() error {
-	s.packs.mu.Lock()
-	defer s.packs.mu.Unlock()
-	s.packs.windows = nil
+	c := &s.packs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for _, w := range c.windows {
+		w.dropped = true // a read still under way lets go of it as of one dropped
+	}
+	c.windows, c.queue, c.free, c.held = nil, nil, nil, 0
+	if c.cond != nil {
+		c.cond.Broadcast()
+	}
+	if c.stats.seen != nil {
+		fmt.Fprintf(os.Stderr, "%s: %s\n", s, &c.stats)
+	}
 	return nil
 }
 
@@ -576,15 +603,32 @@ func OpenStorageLocation(location string, o S3Options) (Storage, error) {
 }
 
 // Packs are read in windows of packWindow bytes: a restore or a verify
-// reads most blobs of the packs it touches, in order, and one GET of 8 MiB
-// costs far less than dozens of ranged GETs of single blobs. Up to
-// maxCachedWindows windows are kept in memory, least recently used
-// evicted; a window being fetched is fetched once, its other readers wait.
+// reads most blobs of the packs it touches, and one GET of 8 MiB costs far
+// less than dozens of ranged GETs of single blobs. A window being fetched
+// is fetched once; its other readers wait.
+//
+// A reader that says ahead what it will read (PlanRead, a restore) has its
+// windows fetched in the order planned, s3Fetchers GETs at once, while
+// planned windows hold less than planBudget (a reader that needs a window
+// not fetched yet fetches it itself, past the budget). A planned window's
+// plan ends once as many reads of it were made (any reads) or withdrawn
+// (UnplanRead) as were planned; it then joins the windows nobody planned.
+// Those (a verify's, a browse's, and retired ones) are at most
+// maxCachedWindows, least recently used evicted, their buffers reused;
+// a read nobody planned reads one window ahead.
 const packWindow = 8 << 20
 
-// maxCachedWindows leaves room for every restore worker's window and the
-// one read ahead of it.
+// maxCachedWindows bounds the windows kept for reads nobody planned.
 var maxCachedWindows = max(8, 4*CPUs)
+
+const (
+	// s3Fetchers is how many planned windows are fetched at once (restic
+	// restores with 5 connections).
+	s3Fetchers = 4
+	// planBudget: fetching ahead waits while planned windows fetched (or
+	// being fetched) and not dropped hold this much.
+	planBudget = 64 << 20
+)
 
 type windowKey struct {
 	name string
@@ -593,15 +637,377 @@ type windowKey struct {
 
 type packCache struct {
 	mu      sync.Mutex
+	cond    *sync.Cond // signalled when held falls, the queue grows or the cache closes
 	windows map[windowKey]*cachedWindow
 	tick    uint64
+	// queue holds planned windows in the order planned; fetchers take them
+	// from the front (those a reader started meanwhile are skipped).
+	queue    []*cachedWindow
+	held     int64 // packWindow for each planned window started and not dropped
+	fetchers int
+	closed   bool
+	free     [][]byte // buffers of dropped planned windows
+	stats    packStats
 }
 
 type cachedWindow struct {
-	ready chan struct{}
-	data  []byte
-	err   error
-	used  uint64
+	key     windowKey
+	ready   chan struct{} // closed once data and err are set
+	data    []byte
+	err     error
+	started bool
+	used    uint64
+	// plan: the window is part of a plan: counted in held once started,
+	// dropped when planned (reads planned and not yet made) reaches zero.
+	plan    bool
+	planned int
+	refs    int  // readers between acquire and release
+	dropped bool // no longer in the map
+	// ctx is the context of the plan or read that made the window.
+	ctx context.Context
+}
+
+// packStats counts what the storage fetched and how long readers waited.
+// For performance work, BACKUP_MOVER_S3_STATS=1 also counts windows fetched
+// more than once and prints it all to stderr when the storage closes.
+type packStats struct {
+	gets, bytes                      atomic.Int64
+	windows, planned, ahead, refetch atomic.Int64
+	waits, waitNanos                 atomic.Int64
+	seen                             map[windowKey]bool // nil unless printed; guarded by packCache.mu
+}
+
+func (p *packStats) String() string {
+	return fmt.Sprintf("%d GETs, %.1f MiB fetched; %d pack windows fetched (%d ahead of planned reads), %d of them again; readers waited %d times, %.2f s in all",
+		p.gets.Load(), float64(p.bytes.Load())/(1<<20), p.windows.Load(), p.ahead.Load(), p.refetch.Load(), p.waits.Load(), time.Duration(p.waitNanos.Load()).Seconds())
+}
+
+// PackCacheStats describe an S3Storage's pack windows (see packWindow).
+type PackCacheStats struct {
+	// Windows are cached or being fetched; Planned of them wait for
+	// planned reads not made yet, Queued of those are not fetched yet.
+	Windows, Planned, Queued int
+	// Held is what planned windows hold against planBudget.
+	Held int64
+	// Fetched counts windows fetched, Planned those planned when their
+	// fetch started, Ahead those a fetcher started before a reader asked.
+	Fetched, FetchedPlanned, Ahead int64
+	// Fetchers are running.
+	Fetchers int
+	// GETs and Bytes count every GET of the storage and what it returned.
+	GETs, Bytes int64
+}
+
+// CacheStats describes the pack cache now.
+func (s *S3Storage) CacheStats() PackCacheStats {
+	c := &s.packs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := PackCacheStats{Windows: len(c.windows), Held: c.held, Fetched: c.stats.windows.Load(), FetchedPlanned: c.stats.planned.Load(),
+		Ahead: c.stats.ahead.Load(), Fetchers: c.fetchers, GETs: c.stats.gets.Load(), Bytes: c.stats.bytes.Load()}
+	for _, w := range c.windows {
+		if w.planned > 0 {
+			st.Planned++
+			if !w.started {
+				st.Queued++
+			}
+		}
+	}
+	return st
+}
+
+// PlanRead says that length bytes of name at offset will be read, once,
+// after the reads planned before it; the windows they fall in are fetched
+// ahead. Only packs are planned.
+func (s *S3Storage) PlanRead(ctx context.Context, name string, offset, length int64) {
+	if length <= 0 || !strings.HasPrefix(name, packsDir+"/") {
+		return
+	}
+	c := &s.packs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	queued := len(c.queue)
+	for n := offset / packWindow; n <= (offset+length-1)/packWindow; n++ {
+		w := c.windows[windowKey{name, n}]
+		if w == nil {
+			w = c.add(windowKey{name, n})
+			w.ctx = ctx
+			c.queue = append(c.queue, w)
+		}
+		if !w.plan {
+			w.plan = true
+			if w.started {
+				c.held += packWindow
+			}
+		}
+		w.planned++
+	}
+	if len(c.queue) == queued {
+		return
+	}
+	for c.fetchers < s3Fetchers {
+		c.fetchers++
+		go s.fetcher()
+	}
+	c.cond.Broadcast()
+}
+
+// UnplanRead withdraws a read planned by PlanRead that will not be made.
+func (s *S3Storage) UnplanRead(name string, offset, length int64) {
+	if length <= 0 || !strings.HasPrefix(name, packsDir+"/") {
+		return
+	}
+	c := &s.packs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for n := offset / packWindow; n <= (offset+length-1)/packWindow; n++ {
+		if w := c.windows[windowKey{name, n}]; w != nil && w.plan && w.planned > 0 {
+			if w.planned--; w.planned == 0 {
+				c.retire(w)
+			}
+		}
+	}
+}
+
+// add puts a new window in the map; the caller holds mu.
+func (c *packCache) add(k windowKey) *cachedWindow {
+	if c.windows == nil {
+		c.windows = map[windowKey]*cachedWindow{}
+	}
+	if c.cond == nil {
+		c.cond = sync.NewCond(&c.mu)
+	}
+	w := &cachedWindow{key: k, ready: make(chan struct{})}
+	c.windows[k] = w
+	return w
+}
+
+// start marks w as being fetched and returns a buffer and the context for
+// its fetch; the caller holds mu and fetches it. The fetch of a window
+// nobody planned outlives a reader's cancelled context: other readers
+// share the window.
+func (c *packCache) start(w *cachedWindow) ([]byte, context.Context) {
+	w.started = true
+	ctx := w.ctx
+	if !w.plan {
+		ctx = context.WithoutCancel(ctx)
+	}
+	if w.plan {
+		c.held += packWindow
+	}
+	c.stats.windows.Add(1)
+	if w.plan {
+		c.stats.planned.Add(1)
+	}
+	if c.stats.seen != nil {
+		if c.stats.seen[w.key] {
+			c.stats.refetch.Add(1)
+		}
+		c.stats.seen[w.key] = true
+	}
+	if n := len(c.free); n > 0 {
+		buf := c.free[n-1]
+		c.free = c.free[:n-1]
+		return buf, ctx
+	}
+	return nil, ctx
+}
+
+// drop takes w out of the map; the caller holds mu.
+func (c *packCache) drop(w *cachedWindow) {
+	if w.dropped {
+		return
+	}
+	w.dropped = true
+	if c.windows[w.key] == w {
+		delete(c.windows, w.key)
+	}
+	if w.plan && w.started {
+		c.held -= packWindow
+		c.cond.Broadcast()
+	}
+	c.recycle(w)
+}
+
+// recycle keeps the buffer of a dropped window no reader holds.
+func (c *packCache) recycle(w *cachedWindow) {
+	if !w.dropped || w.refs > 0 || w.err != nil || cap(w.data) < packWindow || c.closed {
+		return
+	}
+	select {
+	case <-w.ready:
+	default:
+		return // still being fetched: the fetch recycles it
+	}
+	if len(c.free) < s3Fetchers {
+		c.free = append(c.free, w.data[:0])
+	}
+	w.data = nil
+}
+
+// fetcher fetches planned windows from the front of the queue, waiting
+// while the budget is spent, and ends when the queue is empty or the
+// storage closed (a GET under way is finished first).
+func (s *S3Storage) fetcher() {
+	c := &s.packs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		for len(c.queue) > 0 && (c.queue[0].started || c.queue[0].dropped) {
+			c.queue[0] = nil
+			c.queue = c.queue[1:]
+		}
+		if len(c.queue) == 0 || c.closed {
+			c.fetchers--
+			return
+		}
+		if c.held+packWindow > planBudget {
+			c.cond.Wait()
+			continue
+		}
+		w := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		buf, ctx := c.start(w)
+		c.stats.ahead.Add(1)
+		c.mu.Unlock()
+		s.fetch(ctx, w, buf)
+		c.mu.Lock()
+	}
+}
+
+// fetch reads window w into buf (or a new buffer) and wakes its readers.
+func (s *S3Storage) fetch(ctx context.Context, w *cachedWindow, buf []byte) {
+	data, err := s.Get(ctx, w.key.name, w.key.n*packWindow, -packWindow, buf)
+	c := &s.packs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w.data, w.err = data, err
+	close(w.ready)
+	if err != nil {
+		c.drop(w)
+	}
+	c.recycle(w)
+}
+
+// acquire returns window k fetched, for one read, starting its fetch if
+// nobody has, and whether it was planned; release ends the read.
+func (s *S3Storage) acquire(ctx context.Context, k windowKey) (*cachedWindow, bool, error) {
+	c := &s.packs
+	c.mu.Lock()
+	c.tick++
+	w := c.windows[k]
+	if w == nil {
+		c.evictUnplanned(1)
+		w = c.add(k)
+		w.ctx = ctx
+	}
+	w.used = c.tick
+	w.refs++
+	plan := w.plan
+	if !w.started {
+		buf, fctx := c.start(w)
+		go s.fetch(fctx, w, buf)
+	}
+	c.mu.Unlock()
+	select {
+	case <-w.ready:
+	default:
+		start := time.Now()
+		select {
+		case <-w.ready:
+		case <-ctx.Done():
+			s.release(w, false)
+			return nil, false, ctx.Err()
+		}
+		c.stats.waits.Add(1)
+		c.stats.waitNanos.Add(int64(time.Since(start)))
+	}
+	if w.err != nil {
+		err := w.err
+		s.release(w, false)
+		return nil, false, err
+	}
+	return w, plan, nil
+}
+
+// release ends a read of w; read says it was made (counted against the
+// reads planned, whoever planned them).
+func (s *S3Storage) release(w *cachedWindow, read bool) {
+	c := &s.packs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w.refs--
+	if read && w.planned > 0 {
+		w.planned--
+		if w.planned == 0 && w.plan {
+			c.retire(w)
+		}
+	}
+	c.recycle(w)
+}
+
+// retire ends the plan of a window whose planned reads were all made or
+// withdrawn. Fetched, it stays as a window nobody planned, the most
+// recently used, for reads planned later: a backup packs chunks of files
+// far apart in walk order together. Not fetched (or failed), it goes.
+func (c *packCache) retire(w *cachedWindow) {
+	if !w.started || w.dropped {
+		c.drop(w)
+		return
+	}
+	select {
+	case <-w.ready:
+		if w.err != nil {
+			c.drop(w)
+			return
+		}
+	default:
+	}
+	w.plan = false
+	c.held -= packWindow
+	c.cond.Broadcast()
+	c.tick++
+	w.used = c.tick
+	c.evictUnplanned(0)
+}
+
+// evictUnplanned makes room for more windows nobody planned, dropping the
+// least recently used, so that they are at most maxCachedWindows; the
+// caller holds mu.
+func (c *packCache) evictUnplanned(more int) {
+	var unplanned []*cachedWindow
+	for _, q := range c.windows {
+		if !q.plan {
+			unplanned = append(unplanned, q)
+		}
+	}
+	if excess := len(unplanned) + more - maxCachedWindows; excess > 0 {
+		slices.SortFunc(unplanned, func(a, b *cachedWindow) int { return cmp.Compare(a.used, b.used) })
+		for _, q := range unplanned[:min(excess, len(unplanned))] {
+			c.drop(q)
+		}
+	}
+}
+
+// readAhead starts fetching window k unless it is cached, for a reader
+// going through a pack in order that planned nothing.
+func (s *S3Storage) readAhead(ctx context.Context, k windowKey) {
+	c := &s.packs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.windows[k] != nil {
+		return
+	}
+	c.evictUnplanned(1)
+	w := c.add(k)
+	w.ctx = ctx
+	w.used = c.tick
+	buf, fctx := c.start(w)
+	go s.fetch(fctx, w, buf)
 }
 
 // readPack reads length bytes of a pack at offset through the window cache.
@@ -609,69 +1015,23 @@ func (s *S3Storage) readPack(ctx context.Context, name string, offset, length in
 	dst = dst[:0]
 	for pos := offset; pos < offset+length; {
 		k := windowKey{name, pos / packWindow}
-		data, err := s.window(ctx, k, true)
+		w, planned, err := s.acquire(ctx, k)
 		if err != nil {
 			return nil, err
 		}
-		if len(data) == packWindow {
-			// Read ahead: readers go through a pack in order.
-			go s.window(ctx, windowKey{name, k.n + 1}, false)
+		data := w.data
+		if len(data) == packWindow && !planned {
+			s.readAhead(ctx, windowKey{name, k.n + 1})
 		}
 		from := pos - k.n*packWindow
 		if from >= int64(len(data)) {
+			s.release(w, false)
 			return nil, fmt.Errorf("%s: read %d bytes at %d beyond its end: %w", name, length, offset, io.ErrUnexpectedEOF)
 		}
 		to := min(int64(len(data)), offset+length-k.n*packWindow)
 		dst = append(dst, data[from:to]...)
+		s.release(w, true)
 		pos = k.n*packWindow + to
 	}
 	return dst, nil
-}
-
-// window returns one window of a pack (read only); without wait it only
-// makes sure the window is being fetched.
-func (s *S3Storage) window(ctx context.Context, k windowKey, wait bool) ([]byte, error) {
-	c := &s.packs
-	c.mu.Lock()
-	c.tick++
-	w, ok := c.windows[k]
-	if !ok {
-		if c.windows == nil {
-			c.windows = map[windowKey]*cachedWindow{}
-		}
-		if len(c.windows) >= maxCachedWindows {
-			var oldKey windowKey
-			var old *cachedWindow
-			for n, q := range c.windows {
-				if old == nil || q.used < old.used {
-					oldKey, old = n, q
-				}
-			}
-			delete(c.windows, oldKey)
-		}
-		w = &cachedWindow{ready: make(chan struct{})}
-		c.windows[k] = w
-		go func() {
-			defer close(w.ready)
-			w.data, w.err = s.Get(context.WithoutCancel(ctx), k.name, k.n*packWindow, -packWindow, nil)
-			if w.err != nil {
-				c.mu.Lock()
-				if c.windows[k] == w {
-					delete(c.windows, k)
-				}
-				c.mu.Unlock()
-			}
-		}()
-	}
-	w.used = c.tick
-	c.mu.Unlock()
-	if !wait {
-		return nil, nil
-	}
-	select {
-	case <-w.ready:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return w.data, w.err
 }
