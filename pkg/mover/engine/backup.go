@@ -118,6 +118,8 @@ type chunkTask struct {
 	err   *atomic.Pointer[error]
 	file  *fileCompressibility
 	index int
+	// stream is the Writer stream the chunk goes to (repo.Writer.AddTo).
+	stream int
 }
 
 // fileCompressibility lets a file whose chunks do not compress (media,
@@ -320,7 +322,7 @@ func startChunkWorkers(n int, writer *repo.Writer, c *counters, bufPool *chunkBu
 		go func() {
 			defer taskWG.Done()
 			for t := range tasks {
-				id, err := store(writer, t.data, t.file, t.index)
+				id, err := store(writer, t.data, t.file, t.index, t.stream)
 				*t.out = id
 				if err != nil {
 					t.err.CompareAndSwap(nil, &err)
@@ -352,7 +354,7 @@ func startFileReaders(params chunker.Params, writer *repo.Writer, c *counters, t
 			buf := make([]byte, params.Min+1)
 			for j := range small {
 				j.finish(readSmallFile(j, buf, writer, c, func(j *fileJob) error {
-					fill, err := readLargeFile(j, params, bufPool.get(params.Max), tasks, bufPool)
+					fill, err := readLargeFile(j, params, bufPool.get(params.Max), tasks, bufPool, 0)
 					bufPool.put(fill)
 					return err
 				}))
@@ -361,6 +363,7 @@ func startFileReaders(params chunker.Params, writer *repo.Writer, c *counters, t
 	}
 	for i := 0; i < 2; i++ {
 		readerWG.Add(1)
+		stream := 1 + i // each reader's chunks in packs of their own
 		go func() {
 			defer readerWG.Done()
 			var fill *[]byte // taken by the first large file: a no-change backup never needs it
@@ -369,7 +372,7 @@ func startFileReaders(params chunker.Params, writer *repo.Writer, c *counters, t
 					fill = bufPool.get(params.Max)
 				}
 				var err error
-				fill, err = readLargeFile(j, params, fill, tasks, bufPool)
+				fill, err = readLargeFile(j, params, fill, tasks, bufPool, stream)
 				j.finish(err)
 			}
 			bufPool.put(fill)
@@ -759,11 +762,12 @@ func (b *chunkBuffers) put(buf *[]byte) {
 	}
 }
 
-// store hashes one chunk and adds it to the repository.
-func store(w *repo.Writer, data []byte, comp *fileCompressibility, index int) (repo.ID, error) {
+// store hashes one chunk and adds it to the repository, in the packs of
+// stream: 0 for small files, one stream for each reader of large files.
+func store(w *repo.Writer, data []byte, comp *fileCompressibility, index, stream int) (repo.ID, error) {
 	id := w.BlobID(data)
 	try := comp.try(index)
-	shrank, err := w.Add(id, data, try)
+	shrank, err := w.AddTo(stream, id, data, try)
 	if try {
 		comp.record(shrank)
 	}
@@ -809,7 +813,7 @@ func readSmallFile(j *fileJob, buf []byte, w *repo.Writer, c *counters, large fu
 		j.entry.Chunks = nil
 		return nil
 	}
-	id, err := store(w, buf[:n], &fileCompressibility{}, 0)
+	id, err := store(w, buf[:n], &fileCompressibility{}, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -845,7 +849,7 @@ func changedSinceListed(j *fileJob, f interface{ Stat() (os.FileInfo, error) }, 
 // of more than half that goes to the workers in fill itself, and the next is
 // read into a fresh buffer; a smaller one is copied into a buffer of its size
 // class. It returns the buffer to read the next file into.
-func readLargeFile(j *fileJob, p chunker.Params, fill *[]byte, tasks chan<- chunkTask, pool *chunkBuffers) (*[]byte, error) {
+func readLargeFile(j *fileJob, p chunker.Params, fill *[]byte, tasks chan<- chunkTask, pool *chunkBuffers, stream int) (*[]byte, error) {
 	if testHook != nil {
 		testHook("open", j.abs())
 	}
@@ -888,7 +892,7 @@ func readLargeFile(j *fileJob, p chunker.Params, fill *[]byte, tasks chan<- chun
 		slot := new(repo.ID)
 		slots = append(slots, slot)
 		wg.Add(1)
-		tasks <- chunkTask{data: data, buf: buf, out: slot, wg: &wg, err: &failed, file: comp, index: len(slots) - 1}
+		tasks <- chunkTask{data: data, buf: buf, out: slot, wg: &wg, err: &failed, file: comp, index: len(slots) - 1, stream: stream}
 	}
 	wg.Wait()
 	if e := failed.Load(); e != nil {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -283,6 +284,7 @@ func dirSize(t *testing.T, dir string) int64 {
 func TestEveryFlippedByteIsDetected(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	genTree(t, src, 31, 40)
+	want := describe(t, src)
 	base := newRepo(t)
 	snap := backup(t, base, src)
 	base.Close()
@@ -312,8 +314,12 @@ func TestEveryFlippedByteIsDetected(t *testing.T) {
 			if err == nil && v.OK() {
 				t.Errorf("verify found no damage after a flipped byte in %s", rel)
 			}
-			_, err = Restore(context.Background(), r, RestoreOptions{Snapshot: snap.ID, Target: filepath.Join(t.TempDir(), "dst")})
-			if err == nil {
+			dst := filepath.Join(t.TempDir(), "dst")
+			_, err = Restore(context.Background(), r, RestoreOptions{Snapshot: snap.ID, Target: dst})
+			// A restore reads a pack's blobs, not its table (the index says
+			// where they are): a byte flipped in the table leaves the data
+			// whole, and verify, above, finds it.
+			if err == nil && (!strings.HasPrefix(rel, "packs/") || !maps.Equal(want, describe(t, dst))) {
 				t.Errorf("restore succeeded from a repository with a flipped byte in %s", rel)
 			}
 		})

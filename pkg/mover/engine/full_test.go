@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand"
 	"os"
@@ -138,9 +139,17 @@ func TestPruneRemovesStaleTemporariesFirst(t *testing.T) {
 	}
 	defer r.Close()
 	src := filepath.Join(t.TempDir(), "src")
-	randomFiles(t, src, 2, map[string]int{"keep": 2 << 20, "change": 2 << 20})
+	// Small files (under a chunk) share the packs of one stream, so the
+	// first backup's pack holds blobs the prune keeps and blobs it drops.
+	keep, change := map[string]int{}, map[string]int{}
+	for i := range 10 {
+		keep[fmt.Sprintf("keep-%d", i)] = 200 << 10
+		change[fmt.Sprintf("change-%d", i)] = 200 << 10
+	}
+	randomFiles(t, src, 2, keep)
+	randomFiles(t, src, 4, change)
 	first := backup(t, r, src)
-	randomFiles(t, src, 3, map[string]int{"change": 2 << 20})
+	randomFiles(t, src, 3, change)
 	second := backup(t, r, src)
 	// A crashed writer's pack, an hour old, fills the filesystem but for
 	// room for the prune's lock and index, not for the live blobs it copies.

@@ -612,14 +612,21 @@ func OpenStorageLocation(location string, o S3Options) (Storage, error) {
 // planned windows hold less than planBudget (a reader that needs a window
 // not fetched yet fetches it itself, past the budget). A planned window's
 // plan ends once as many reads of it were made (any reads) or withdrawn
-// (UnplanRead) as were planned; it then joins the windows nobody planned.
-// Those (a verify's, a browse's, and retired ones) are at most
-// maxCachedWindows, least recently used evicted, their buffers reused;
-// a read nobody planned reads one window ahead.
+// (UnplanRead) as were planned; it then stays cached, retired, for reads
+// planned later (the small files of one pack are dispatched to the writers
+// a few at a time): at most maxRetiredWindows of them, least recently used
+// evicted. Windows nobody planned (a verify's, a browse's) are at most
+// maxCachedWindows, retired ones included; a read nobody planned reads one
+// window ahead. The buffers of evicted windows serve the next ones.
 const packWindow = 8 << 20
 
 // maxCachedWindows bounds the windows kept for reads nobody planned.
 var maxCachedWindows = max(8, 4*CPUs)
+
+// maxRetiredWindows bounds the windows kept after their planned reads: a
+// backup keeps small files and each reader's large files in packs of their
+// own (Writer.AddTo), so a restore comes back to few windows.
+const maxRetiredWindows = 4
 
 const (
 	// s3Fetchers is how many planned windows are fetched at once (restic
@@ -661,6 +668,7 @@ type cachedWindow struct {
 	// dropped when planned (reads planned and not yet made) reaches zero.
 	plan    bool
 	planned int
+	retired bool // planned once, kept for reads planned later
 	refs    int  // readers between acquire and release
 	dropped bool // no longer in the map
 	// ctx is the context of the plan or read that made the window.
@@ -738,7 +746,7 @@ func (s *S3Storage) PlanRead(ctx context.Context, name string, offset, length in
 			c.queue = append(c.queue, w)
 		}
 		if !w.plan {
-			w.plan = true
+			w.plan, w.retired = true, false
 			if w.started {
 				c.held += packWindow
 			}
@@ -842,7 +850,7 @@ func (c *packCache) recycle(w *cachedWindow) {
 	default:
 		return // still being fetched: the fetch recycles it
 	}
-	if len(c.free) < s3Fetchers {
+	if len(c.free) < s3Fetchers+planBudget/packWindow+maxRetiredWindows {
 		c.free = append(c.free, w.data[:0])
 	}
 	w.data = nil
@@ -967,11 +975,18 @@ func (c *packCache) retire(w *cachedWindow) {
 		}
 	default:
 	}
-	w.plan = false
+	w.plan, w.retired = false, true
 	c.held -= packWindow
 	c.cond.Broadcast()
 	c.tick++
 	w.used = c.tick
+	var retired []*cachedWindow
+	for _, q := range c.windows {
+		if q.retired && !q.plan {
+			retired = append(retired, q)
+		}
+	}
+	c.evictOldest(retired, len(retired)-maxRetiredWindows)
 	c.evictUnplanned(0)
 }
 
@@ -985,11 +1000,17 @@ func (c *packCache) evictUnplanned(more int) {
 			unplanned = append(unplanned, q)
 		}
 	}
-	if excess := len(unplanned) + more - maxCachedWindows; excess > 0 {
-		slices.SortFunc(unplanned, func(a, b *cachedWindow) int { return cmp.Compare(a.used, b.used) })
-		for _, q := range unplanned[:min(excess, len(unplanned))] {
-			c.drop(q)
-		}
+	c.evictOldest(unplanned, len(unplanned)+more-maxCachedWindows)
+}
+
+// evictOldest drops the n least recently used of ws.
+func (c *packCache) evictOldest(ws []*cachedWindow, n int) {
+	if n <= 0 {
+		return
+	}
+	slices.SortFunc(ws, func(a, b *cachedWindow) int { return cmp.Compare(a.used, b.used) })
+	for _, q := range ws[:min(n, len(ws))] {
+		c.drop(q)
 	}
 }
 

@@ -3,14 +3,19 @@ package repo
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
 
 // Writer adds blobs to the repository for one backup session. Each blob gets
-// its place in the current temporary pack file under a lock and is written
-// there outside it, so workers write in parallel. A full pack gets its blob
+// its place in the current temporary pack file of its stream under a lock
+// and is written there outside it, so workers write in parallel. Streams
+// keep apart in packs what is read apart: a backup gives each reader of
+// large files its own, so a restore, which writes files one by one, finds
+// a file's chunks together rather than interleaved with other files'. A full pack gets its blob
 // table as a trailer, is synced and renamed to the SHA-256 of that table in
 // the background. Finish writes the session's index file. Nothing a Writer
 // writes is referenced until a snapshot names it, so a crash leaves only
@@ -18,8 +23,8 @@ import (
 type Writer struct {
 	r *Repo
 
-	mu   sync.Mutex
-	pack *openPack
+	mu    sync.Mutex
+	packs map[int]*openPack // by stream
 	// pending are the blobs placed in packs not yet complete; written
 	// those in complete packs, where the session's index will say.
 	pending map[ID]struct{}
@@ -49,7 +54,7 @@ const flushSlots = 4
 
 // NewWriter starts a session.
 func (r *Repo) NewWriter() *Writer {
-	return &Writer{r: r, pending: map[ID]struct{}{}, written: newBlobIndex(), slots: make(chan struct{}, flushSlots)}
+	return &Writer{r: r, packs: map[int]*openPack{}, pending: map[ID]struct{}{}, written: newBlobIndex(), slots: make(chan struct{}, flushSlots)}
 }
 
 // newRewriter starts a session that stores blobs again even when the index
@@ -109,10 +114,17 @@ func (w *Writer) storedLocked(id ID) bool {
 	return w.written.has(id)
 }
 
-// Add stores plain under id (its SHA-256) unless it is already stored.
-// With tryCompress false the blob is stored as is (the caller found its file
-// incompressible). It reports whether compression shrank the blob.
+// Add stores plain under id (its SHA-256) unless it is already stored, in
+// stream 0 (see AddTo).
 func (w *Writer) Add(id ID, plain []byte, tryCompress bool) (bool, error) {
+	return w.AddTo(0, id, plain, tryCompress)
+}
+
+// AddTo stores plain under id (its SHA-256) unless it is already stored,
+// in the open pack of stream. With tryCompress false the blob is stored as
+// is (the caller found its file incompressible). It reports whether
+// compression shrank the blob.
+func (w *Writer) AddTo(stream int, id ID, plain []byte, tryCompress bool) (bool, error) {
 	if w.Has(id) {
 		return true, nil
 	}
@@ -134,14 +146,17 @@ func (w *Writer) Add(id ID, plain []byte, tryCompress bool) (bool, error) {
 		w.mu.Unlock()
 		return compressed, err
 	}
-	if w.pack == nil {
-		if err := w.openPackLocked(); err != nil {
+	p := w.packs[stream]
+	if p == nil {
+		f, err := w.r.Store.TempFile(w.r.ctx, packsDir)
+		if err != nil {
 			w.err = err
 			w.mu.Unlock()
 			return compressed, err
 		}
+		p = &openPack{f: f}
+		w.packs[stream] = p
 	}
-	p := w.pack
 	off := p.size
 	p.size += int64(len(stored))
 	p.blobs = append(p.blobs, indexBlob{ID: id, Offset: off, Length: uint32(len(stored)), RawLength: uint32(len(plain)), Compressed: compressed})
@@ -149,7 +164,8 @@ func (w *Writer) Add(id ID, plain []byte, tryCompress bool) (bool, error) {
 	p.writing.Add(1)
 	var full *openPack
 	if p.size >= int64(w.r.Config.PackSize) {
-		full = w.detachLocked()
+		full = p
+		delete(w.packs, stream) // the stream's next blob starts a new one
 	}
 	w.mu.Unlock()
 	w.NewBytes.Add(int64(len(plain)))
@@ -165,20 +181,15 @@ func (w *Writer) Add(id ID, plain []byte, tryCompress bool) (bool, error) {
 	return compressed, err
 }
 
-func (w *Writer) openPackLocked() error {
-	f, err := w.r.Store.TempFile(w.r.ctx, packsDir)
-	if err != nil {
-		return err
+// detachLocked takes the open packs out of use, in stream order.
+func (w *Writer) detachLocked() []*openPack {
+	streams := slices.Sorted(maps.Keys(w.packs))
+	packs := make([]*openPack, 0, len(streams))
+	for _, s := range streams {
+		packs = append(packs, w.packs[s])
+		delete(w.packs, s)
 	}
-	w.pack = &openPack{f: f}
-	return nil
-}
-
-// detachLocked takes the current pack out of use; the next blob starts a new one.
-func (w *Writer) detachLocked() *openPack {
-	p := w.pack
-	w.pack = nil
-	return p
+	return packs
 }
 
 // flush hands a detached pack to a background closer (at most flushSlots at
@@ -236,10 +247,10 @@ func (w *Writer) flush(p *openPack) {
 // Finish it does nothing. The caller has stopped adding blobs.
 func (w *Writer) Abort() {
 	w.mu.Lock()
-	p := w.detachLocked()
+	packs := w.detachLocked()
 	w.mu.Unlock()
 	w.flushing.Wait()
-	if p != nil {
+	for _, p := range packs {
 		p.writing.Wait()
 		p.f.Close()
 		os.Remove(p.f.Name())
@@ -253,7 +264,9 @@ func (w *Writer) Finish() error {
 	w.mu.Lock()
 	last := w.detachLocked()
 	w.mu.Unlock()
-	w.flush(last)
+	for _, p := range last {
+		w.flush(p)
+	}
 	w.flushing.Wait()
 	if w.err != nil {
 		return w.err
