@@ -174,3 +174,48 @@ func TestPruneRemovesStaleTemporariesFirst(t *testing.T) {
 	restore(t, r, second.ID, dst, Merge, false)
 	requireSameTree(t, want, describe(t, dst))
 }
+
+// TestSmallBackupWritesOnePack: a backup's streams (small files, each
+// reader of large files) end in partly filled packs, which are put
+// together: a small backup writes one pack, not one per stream.
+func TestSmallBackupWritesOnePack(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	sizes := map[string]int{"large-a": 3 << 20, "large-b": 3 << 20}
+	for i := range 30 {
+		sizes[fmt.Sprintf("small-%02d", i)] = 4 << 10
+	}
+	randomFiles(t, src, 11, sizes)
+	r := newRepo(t)
+	snap := backup(t, r, src)
+	if n := dirEntries(t, filepath.Join(r.Dir, "packs")); n != 1 {
+		t.Errorf("a backup of 6 MiB through three streams wrote %d packs, want 1", n)
+	}
+	dst := filepath.Join(t.TempDir(), "dst")
+	want := describe(t, src)
+	restore(t, r, snap.ID, dst, Merge, false)
+	requireSameTree(t, want, describe(t, dst))
+
+	// An incremental backup: a changed small file and a grown large one.
+	randomFiles(t, src, 12, map[string]int{"small-00": 4 << 10, "large-a": 3<<20 + 512<<10})
+	want = describe(t, src)
+	snap = backup(t, r, src)
+	if n := dirEntries(t, filepath.Join(r.Dir, "packs")); n != 2 {
+		t.Errorf("after a small incremental backup through two streams there are %d packs, want 2", n)
+	}
+	dst = filepath.Join(t.TempDir(), "dst2")
+	restore(t, r, snap.ID, dst, Merge, false)
+	requireSameTree(t, want, describe(t, dst))
+}
+
+// dirEntries counts the files beneath dir.
+func dirEntries(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			n++
+		}
+		return nil
+	})
+	return n
+}

@@ -132,7 +132,10 @@ type restorer struct {
 // fileWrite is one file for the writers; replace is set when a file exists
 // at the path and must stay intact until the new content is complete.
 // Its first planned chunks, planRaw plaintext bytes, are planned reads
-// (repo.PlanBlobs), and the first read of them have been read.
+// (repo.PlanBlobs), and its first read chunks have been read. (A chunk
+// whose bytes were fetched but failed to decode is withdrawn as unread,
+// after its windows counted the read: only a failing restore does so, and
+// then a window may be retired early, never leaked.)
 type fileWrite struct {
 	entry   *repo.Entry
 	replace bool

@@ -476,11 +476,12 @@ func (r *Repo) readBlobAt(id ID, loc Location, buf []byte) ([]byte, error) {
 }
 
 // decodeBlob turns a blob's stored bytes into its plaintext and checks it
-// against its ID.
+// against its ID. It decrypts raw in place: the caller's copy.
 func (r *Repo) decodeBlob(id ID, loc Location, raw, buf []byte) ([]byte, error) {
 	var err error
 	if r.keys != nil {
-		if raw, err = r.keys.open(nil, raw, nil); err != nil {
+		// In place: raw is the caller's buffer (a copy of the stored bytes).
+		if raw, err = r.keys.open(raw[nonceLen:nonceLen], raw, nil); err != nil {
 			return nil, err
 		}
 	}

@@ -512,6 +512,7 @@ func (s *S3Storage) Close() error {
 	}
 	if c.stats.seen != nil {
 		fmt.Fprintf(os.Stderr, "%s: %s\n", s, &c.stats)
+		c.stats.seen = nil // printed once
 	}
 	return nil
 }
@@ -650,10 +651,10 @@ type packCache struct {
 	// queue holds planned windows in the order planned; fetchers take them
 	// from the front (those a reader started meanwhile are skipped).
 	queue    []*cachedWindow
-	held     int64 // packWindow for each planned window started and not dropped
+	held     int64 // packWindow for each planned window started and neither dropped nor retired
 	fetchers int
 	closed   bool
-	free     [][]byte // buffers of dropped planned windows
+	free     [][]byte // buffers of dropped windows, for the next ones
 	stats    packStats
 }
 
@@ -665,7 +666,7 @@ type cachedWindow struct {
 	started bool
 	used    uint64
 	// plan: the window is part of a plan: counted in held once started,
-	// dropped when planned (reads planned and not yet made) reaches zero.
+	// retired when planned (reads planned and not yet made) reaches zero.
 	plan    bool
 	planned int
 	retired bool // planned once, kept for reads planned later
@@ -697,8 +698,8 @@ type PackCacheStats struct {
 	Windows, Planned, Queued int
 	// Held is what planned windows hold against planBudget.
 	Held int64
-	// Fetched counts windows fetched, Planned those planned when their
-	// fetch started, Ahead those a fetcher started before a reader asked.
+	// Fetched counts windows fetched, FetchedPlanned those planned when
+	// their fetch started, Ahead those a fetcher started before a reader asked.
 	Fetched, FetchedPlanned, Ahead int64
 	// Fetchers are running.
 	Fetchers int
@@ -1014,13 +1015,23 @@ func (c *packCache) evictOldest(ws []*cachedWindow, n int) {
 	}
 }
 
-// readAhead starts fetching window k unless it is cached, for a reader
-// going through a pack in order that planned nothing.
-func (s *S3Storage) readAhead(ctx context.Context, k windowKey) {
+// readAhead starts fetching window k, the one after a window just read:
+// for a reader that planned nothing, unless it is cached; for a planned
+// reader, if k is planned and waits in the queue (a writer's plan ahead in
+// a large file goes to the queue's end, behind the first windows of files
+// no writer has taken yet), past the budget as a reader's own fetch is.
+func (s *S3Storage) readAhead(ctx context.Context, k windowKey, planned bool) {
 	c := &s.packs
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.windows[k] != nil {
+	if c.closed {
+		return
+	}
+	if w := c.windows[k]; w != nil || planned {
+		if w != nil && planned && w.plan && !w.started {
+			buf, fctx := c.start(w)
+			go s.fetch(fctx, w, buf)
+		}
 		return
 	}
 	c.evictUnplanned(1)
@@ -1041,8 +1052,8 @@ func (s *S3Storage) readPack(ctx context.Context, name string, offset, length in
 			return nil, err
 		}
 		data := w.data
-		if len(data) == packWindow && !planned {
-			s.readAhead(ctx, windowKey{name, k.n + 1})
+		if len(data) == packWindow {
+			s.readAhead(ctx, windowKey{name, k.n + 1}, planned)
 		}
 		from := pos - k.n*packWindow
 		if from >= int64(len(data)) {

@@ -3,6 +3,7 @@ package repo
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"slices"
@@ -15,9 +16,11 @@ import (
 // and is written there outside it, so workers write in parallel. Streams
 // keep apart in packs what is read apart: a backup gives each reader of
 // large files its own, so a restore, which writes files one by one, finds
-// a file's chunks together rather than interleaved with other files'. A full pack gets its blob
-// table as a trailer, is synced and renamed to the SHA-256 of that table in
-// the background. Finish writes the session's index file. Nothing a Writer
+// a file's chunks together rather than interleaved with other files'. A
+// full pack gets its blob table as a trailer, is synced and renamed to the
+// SHA-256 of that table in the background. Finish puts the streams' last
+// packs together where they fit in one, and writes the session's index
+// file. Nothing a Writer
 // writes is referenced until a snapshot names it, so a crash leaves only
 // unreferenced files that prune removes.
 type Writer struct {
@@ -239,6 +242,44 @@ func (w *Writer) flush(p *openPack) {
 	}()
 }
 
+// merge appends the blobs of the streams' last packs to the first of them
+// while the result stays under the pack size, so that a small backup
+// writes one pack, not one per stream. The packs are complete (the caller
+// has stopped adding blobs); one that cannot be copied is kept as it is.
+func (w *Writer) merge(packs []*openPack) []*openPack {
+	if len(packs) < 2 {
+		return packs
+	}
+	into := packs[0]
+	into.writing.Wait()
+	kept := []*openPack{into}
+	for _, p := range packs[1:] {
+		p.writing.Wait()
+		if into.failed.Load() != nil || p.failed.Load() != nil || into.size+p.size > int64(w.r.Config.PackSize) {
+			kept = append(kept, p)
+			continue
+		}
+		if _, err := io.Copy(io.NewOffsetWriter(into.f, into.size), io.NewSectionReader(p.f, 0, p.size)); err != nil {
+			// Part of p's bytes may follow into's: cut them off, as its
+			// table must end the file.
+			if terr := into.f.Truncate(into.size); terr != nil {
+				terr = fmt.Errorf("writing pack: %w", terr)
+				into.failed.CompareAndSwap(nil, &terr)
+			}
+			kept = append(kept, p)
+			continue
+		}
+		for _, b := range p.blobs {
+			b.Offset += into.size
+			into.blobs = append(into.blobs, b)
+		}
+		into.size += p.size
+		p.f.Close()
+		os.Remove(p.f.Name())
+	}
+	return kept
+}
+
 // Abort ends a session that will not be finished: it waits for the packs
 // being stored and removes the temporary file of the one still open, so a
 // backup or prune that fails (a full disk, most often) leaves no partial
@@ -264,7 +305,7 @@ func (w *Writer) Finish() error {
 	w.mu.Lock()
 	last := w.detachLocked()
 	w.mu.Unlock()
-	for _, p := range last {
+	for _, p := range w.merge(last) {
 		w.flush(p)
 	}
 	w.flushing.Wait()
