@@ -342,7 +342,7 @@ func (s *S3Storage) Get(ctx context.Context, name string, offset, length int64, 
 	// A range of known size is read into a buffer of that size:
 	// bytes.Buffer.ReadFrom, given a buffer of exactly the range's size,
 	// grows it to twice that (and copies it) to look for the end, which made
-	// every 8 MiB pack window 16 MiB. Only io.EOF ends the body early (the
+	// every pack window twice its size. Only io.EOF ends the body early (the
 	// object's end, for a window); any other error, io.ErrUnexpectedEOF of a
 	// connection cut short included, is the read's error, so a short window
 	// is never taken for the object's end (and cached as such).
@@ -604,7 +604,7 @@ func OpenStorageLocation(location string, o S3Options) (Storage, error) {
 }
 
 // Packs are read in windows of packWindow bytes: a restore or a verify
-// reads most blobs of the packs it touches, and one GET of 8 MiB costs far
+// reads most blobs of the packs it touches, and one GET of 4 MiB costs far
 // less than dozens of ranged GETs of single blobs. A window being fetched
 // is fetched once; its other readers wait.
 //
@@ -619,7 +619,7 @@ func OpenStorageLocation(location string, o S3Options) (Storage, error) {
 // evicted. Windows nobody planned (a verify's, a browse's) are at most
 // maxCachedWindows, retired ones included; a read nobody planned reads one
 // window ahead. The buffers of evicted windows serve the next ones.
-const packWindow = 8 << 20
+const packWindow = 4 << 20
 
 // maxCachedWindows bounds the windows kept for reads nobody planned.
 var maxCachedWindows = max(8, 4*CPUs)
@@ -627,7 +627,7 @@ var maxCachedWindows = max(8, 4*CPUs)
 // maxRetiredWindows bounds the windows kept after their planned reads: a
 // backup keeps small files and each reader's large files in packs of their
 // own (Writer.AddTo), so a restore comes back to few windows.
-const maxRetiredWindows = 4
+const maxRetiredWindows = 8
 
 const (
 	// s3Fetchers is how many planned windows are fetched at once (restic
@@ -635,7 +635,7 @@ const (
 	s3Fetchers = 4
 	// planBudget: fetching ahead waits while planned windows fetched (or
 	// being fetched) and not dropped hold this much.
-	planBudget = 64 << 20
+	planBudget = 32 << 20
 )
 
 type windowKey struct {
