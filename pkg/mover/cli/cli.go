@@ -302,13 +302,17 @@ func backupCmd(ctx context.Context, o *options, out *printer, stderr io.Writer) 
 			if err != nil {
 				return err
 			}
+			// The source is listed while the repository is opened (an
+			// encrypted one's key derived), locked and read.
+			pre := engine.StartPrelisting(o.source)
+			defer pre.Stop()
 			r, err := repo.OpenOrInitStorage(ctx, st, ro)
 			if err != nil {
 				return err
 			}
 			defer r.Close()
 			start := time.Now()
-			res, err := engine.BackupWithResult(ctx, r, engine.BackupOptions{Source: o.source, Tags: tags, ParentTag: o.parentTag, NoParent: o.noParent, Progress: out.progress})
+			res, err := engine.BackupWithResult(ctx, r, engine.BackupOptions{Source: o.source, Tags: tags, ParentTag: o.parentTag, NoParent: o.noParent, Progress: out.progress, Prelisted: pre})
 			if err != nil {
 				return err
 			}

@@ -35,6 +35,10 @@ type BackupOptions struct {
 	Progress func(report.Progress)
 	// Workers hash and compress chunks of large files; 0 means the number of CPUs.
 	Workers int
+	// Prelisted, if set, is a Prelisting of Source started before the
+	// repository was opened: the backup stops it when its walk starts, and
+	// the walk takes the listings it made.
+	Prelisted *Prelisting
 }
 
 type counters struct {
@@ -191,6 +195,7 @@ func Backup(ctx context.Context, r *repo.Repo, o BackupOptions) (*repo.Snapshot,
 // snapshot durable in that order (finishSnapshot).
 func BackupWithResult(ctx context.Context, r *repo.Repo, o BackupOptions) (*BackupResult, error) {
 	start := time.Now()
+	defer o.Prelisted.Stop() // on every return; stopped before the walk below
 	lock, err := lockForBackup(ctx, r)
 	if err != nil {
 		return nil, err
@@ -203,7 +208,7 @@ func BackupWithResult(ctx context.Context, r *repo.Repo, o BackupOptions) (*Back
 	if parentEntries != nil {
 		defer parentEntries.Close()
 	}
-	w, err := newPrefetchingWalker(o.Source)
+	w, err := newPrefetchingWalker(o.Source, o.Prelisted.usable(o.Source))
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,7 @@ type dirLoad struct {
 type prefetcher struct {
 	root  string
 	hook  func(op, path string) // testHook or nil
+	pre   *Prelisting           // listings made before the walk, or nil
 	mu    sync.Mutex
 	cond  *sync.Cond
 	queue loadQueue
@@ -41,8 +42,8 @@ type prefetcher struct {
 	wg     sync.WaitGroup
 }
 
-func newPrefetcher(root string, hook func(op, path string)) *prefetcher {
-	p := &prefetcher{root: root, hook: hook, slots: make(chan struct{}, prefetchAhead), stop: make(chan struct{})}
+func newPrefetcher(root string, hook func(op, path string), pre *Prelisting) *prefetcher {
+	p := &prefetcher{root: root, hook: hook, pre: pre, slots: make(chan struct{}, prefetchAhead), stop: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	for i := 0; i < prefetchWorkers; i++ {
 		p.wg.Add(1)
@@ -74,7 +75,7 @@ func (p *prefetcher) work() {
 			continue
 		}
 		d.byWorker = true
-		d.kids, d.err = listDir(filepath.Join(p.root, filepath.FromSlash(d.path)), true, p.hook)
+		d.kids, d.err = p.list(d.path)
 		close(d.done)
 	}
 }
@@ -105,7 +106,7 @@ func (p *prefetcher) schedule(parent string, kids []child) {
 // wait returns a directory's listing, loading it here if no worker has started.
 func (p *prefetcher) wait(d *dirLoad) ([]child, error) {
 	if d.claimed.CompareAndSwap(false, true) {
-		return listDir(filepath.Join(p.root, filepath.FromSlash(d.path)), true, p.hook)
+		return p.list(d.path)
 	}
 	<-d.done
 	if d.byWorker {
@@ -114,6 +115,15 @@ func (p *prefetcher) wait(d *dirLoad) ([]child, error) {
 	kids := d.kids
 	d.kids = nil // the walk holds the listing now; d is dropped later
 	return kids, d.err
+}
+
+// list lists the directory at path (relative to the root), or takes its
+// listing from the Prelisting.
+func (p *prefetcher) list(path string) ([]child, error) {
+	if kids, ok := p.pre.take(path); ok {
+		return kids, nil
+	}
+	return listDir(filepath.Join(p.root, filepath.FromSlash(path)), true, p.hook)
 }
 
 // discard drops a directory the walk will not enter.

@@ -46,6 +46,7 @@ type walker struct {
 	pendingKids []child
 	loaded      bool
 	pf          *prefetcher
+	pre         *Prelisting // listings made before the walk, or nil
 	xattrs      bool
 	// noteVanished makes the walker go on past entries that vanish after
 	// they were listed, a directory with its content, and keep their paths
@@ -107,14 +108,15 @@ func newWalker(root string, xattrs bool) (*walker, error) {
 // newPrefetchingWalker is newWalker with directories listed ahead by
 // background goroutines, for a backup. Use it only where the walk's caller
 // does not change the tree, and call close when done. It reads extended
-// attributes, and notes the entries that vanish (see takeVanished).
-func newPrefetchingWalker(root string) (*walker, error) {
+// attributes, and notes the entries that vanish (see takeVanished). The
+// listings pre made (a stopped Prelisting of root, or nil) are used first.
+func newPrefetchingWalker(root string, pre *Prelisting) (*walker, error) {
 	w, err := newWalker(root, true)
 	if err != nil {
 		return nil, err
 	}
-	w.noteVanished, w.hook = true, testHook
-	w.pf = newPrefetcher(root, w.hook)
+	w.noteVanished, w.hook, w.pre = true, testHook, pre
+	w.pf = newPrefetcher(root, w.hook, pre)
 	return w, nil
 }
 
@@ -155,6 +157,9 @@ func (w *walker) load() ([]child, error) {
 	w.pendingDir = nil
 	if d != nil {
 		return w.pf.wait(d)
+	}
+	if kids, ok := w.pre.take(w.pending.path); ok {
+		return kids, nil
 	}
 	return listDir(w.abs(w.pending.path), w.xattrs, w.hook)
 }
