@@ -745,8 +745,16 @@ func (rs *restorer) writeFile(dirfd int, base string, fw *fileWrite, buf *[]byte
 		return err
 	}
 	f := os.NewFile(uintptr(fd), name)
+	// A large file goes to the disk with O_DIRECT (directWriter).
+	var dw *directWriter
+	if m.Size >= directMinSize {
+		dw = newDirectWriter(f)
+	}
 	ok := false
 	defer func() {
+		if dw != nil {
+			dw.close() // its writes end before the descriptor closes
+		}
 		f.Close()
 		if !ok {
 			_ = unix.Unlinkat(dirfd, name, 0)
@@ -769,13 +777,25 @@ func (rs *restorer) writeFile(dirfd int, base string, fw *fileWrite, buf *[]byte
 		}
 		// All-zero chunks become holes, so sparse files stay sparse.
 		if !bytes.Equal(data, rs.zeros[:len(data)]) {
-			if _, err := f.WriteAt(data, off); err != nil {
+			if dw != nil {
+				err = dw.writeAt(data, off)
+			} else {
+				_, err = f.WriteAt(data, off)
+			}
+			if err != nil {
 				return err
 			}
 			written = off + int64(len(data))
 		}
 		off += int64(len(data))
 		rs.c.bytesDone.Add(int64(len(data)))
+	}
+	if dw != nil {
+		err := dw.close()
+		dw = nil
+		if err != nil {
+			return err
+		}
 	}
 	if off != m.Size {
 		return fmt.Errorf("snapshot entry %q: chunks hold %d bytes, size says %d", m.Path, off, m.Size)
