@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,9 +32,10 @@ type measurement struct {
 
 type tool struct {
 	name string
-	// repoSize, when set, measures the repository (an S3 bucket's
-	// directory in MinIO); else the repo directory is measured.
-	repoSize func() int64
+	// repoSize, when set, measures the repository of the run in dir (its
+	// prefix's directory in MinIO's bucket); else the repo directory is
+	// measured.
+	repoSize func(dir string) int64
 	// location, when set, is the repository's location (an S3 URL)
 	// instead of a directory beside the tool's tree.
 	location func(dir string) string
@@ -44,6 +46,9 @@ type tool struct {
 
 // only limits the run to these tools (comma-separated names).
 var only string
+
+// rounds is how many times each tool runs the steps; the table shows medians.
+var rounds int
 
 // showStderr passes the tools' standard error through (with
 // BACKUP_MOVER_S3_STATS=1, backup-mover's S3 statistics).
@@ -56,6 +61,7 @@ func main() {
 	textMiB := flag.Int("text-mib", 512, "size of the compressible file")
 	flag.StringVar(&only, "only", "", "comma-separated tools to run (default all), e.g. \"backup-mover S3,restic S3\"")
 	flag.BoolVar(&showStderr, "stderr", false, "pass the tools' standard error through")
+	flag.IntVar(&rounds, "rounds", 1, "run every tool's steps this many times, each round on a fresh copy and repository, the tools' order reversed every other round; the table shows medians and the ratio of each round")
 	var scale scaleOptions
 	million := flag.Bool("million", false, "instead of the standard cases: a tree of -files small files, backup-mover against restic (make bench-mover-scale)")
 	flag.IntVar(&scale.files, "files", 1000000, "files of the -million tree")
@@ -136,8 +142,8 @@ func run(work string, small, bigMiB, textMiB int) error {
 			return err
 		}
 	}
-	bucketSize := func(b string) func() int64 {
-		return func() int64 { return duBytes(filepath.Join(minioDir, "data", b)) }
+	bucketSize := func(b string) func(string) int64 {
+		return func(dir string) int64 { return duBytes(filepath.Join(minioDir, "data", b, filepath.Base(dir))) }
 	}
 	tools := []tool{
 		{
@@ -168,7 +174,7 @@ func run(work string, small, bigMiB, textMiB int) error {
 		},
 		{
 			name:     "backup-mover S3",
-			location: func(string) string { return "s3:" + s3.Endpoint + "/ours/repo" },
+			location: func(dir string) string { return "s3:" + s3.Endpoint + "/ours/" + filepath.Base(dir) },
 			repoSize: bucketSize("ours"),
 			init:     func(repo string) []string { return nil },
 			backup:   func(src, repo string) []string { return []string{mover, "backup", "--repo", repo, "--source", src} },
@@ -178,7 +184,7 @@ func run(work string, small, bigMiB, textMiB int) error {
 		},
 		{
 			name:     "restic S3",
-			location: func(string) string { return "s3:" + s3.Endpoint + "/restic/repo" },
+			location: func(dir string) string { return "s3:" + s3.Endpoint + "/restic/" + filepath.Base(dir) },
 			repoSize: bucketSize("restic"),
 			init:     func(repo string) []string { return []string{"restic", "init", "-q", "--repo", repo} },
 			backup:   func(src, repo string) []string { return []string{"restic", "backup", "-q", "--repo", repo, src} },
@@ -220,7 +226,7 @@ func run(work string, small, bigMiB, textMiB int) error {
 		},
 	}
 	scenarios := []string{"full backup", "no-change backup", "1% changed + append", "full restore"}
-	results := map[string]map[string]measurement{}
+	results := map[string]map[string][]measurement{}
 	sizes := map[string]int64{}
 	if only != "" {
 		var keep []tool
@@ -232,66 +238,90 @@ func run(work string, small, bigMiB, textMiB int) error {
 		tools = keep
 	}
 	for _, tl := range tools {
-		results[tl.name] = map[string]measurement{}
+		results[tl.name] = map[string][]measurement{}
 	}
 	// Each tool sees the same sequence of data; the change step is replayed
-	// from a fixed seed on a fresh copy of the dataset for each tool.
-	for _, tl := range tools {
-		fmt.Printf("== %s\n", tl.name)
-		dir := filepath.Join(runs, strings.ReplaceAll(strings.ReplaceAll(tl.name, " ", ""), "|", ""))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
+	// from a fixed seed on a fresh copy of the dataset for each tool. With
+	// rounds, every round runs every tool again on fresh copies, the order
+	// reversed every other round, so a drift of the machine's speed falls
+	// on all tools alike.
+	for round := 0; round < rounds; round++ {
+		order := slices.Clone(tools)
+		if round%2 == 1 {
+			slices.Reverse(order)
 		}
-		repo := filepath.Join(dir, "repo")
-		if tl.location != nil {
-			repo = tl.location(dir)
-		}
-		tree := filepath.Join(dir, "tree")
-		dst := filepath.Join(dir, "restored")
-		if out, err := exec.Command("cp", "-a", src, tree).CombinedOutput(); err != nil {
-			return fmt.Errorf("copying dataset: %v %s", err, out)
-		}
-		if cmd := tl.init(repo); cmd != nil {
-			if _, err := measure(cmd); err != nil {
+		for _, tl := range order {
+			name := strings.ReplaceAll(strings.ReplaceAll(tl.name, " ", ""), "|", "")
+			if rounds > 1 {
+				name += fmt.Sprintf("-round%d", round+1)
+				fmt.Printf("== %s (round %d of %d)\n", tl.name, round+1, rounds)
+			} else {
+				fmt.Printf("== %s\n", tl.name)
+			}
+			dir := filepath.Join(runs, name)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
 			}
-		}
-		steps := []struct {
-			name   string
-			before func() error
-			cmd    []string
-		}{
-			{scenarios[0], nil, tl.backup(tree, repo)},
-			{scenarios[1], nil, tl.backup(tree, repo)},
-			{scenarios[2], func() error { return change(tree) }, tl.backup(tree, repo)},
-			{scenarios[3], nil, tl.restore(repo, dst)},
-		}
-		for _, s := range steps {
-			if s.before != nil {
-				if err := s.before(); err != nil {
+			repo := filepath.Join(dir, "repo")
+			if tl.location != nil {
+				repo = tl.location(dir)
+			}
+			tree := filepath.Join(dir, "tree")
+			dst := filepath.Join(dir, "restored")
+			if out, err := exec.Command("cp", "-a", src, tree).CombinedOutput(); err != nil {
+				return fmt.Errorf("copying dataset: %v %s", err, out)
+			}
+			if cmd := tl.init(repo); cmd != nil {
+				if _, err := measure(cmd); err != nil {
 					return err
 				}
 			}
-			dropCaches()
-			m, err := measure(s.cmd)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", tl.name, s.name, err)
+			steps := []struct {
+				name   string
+				before func() error
+				cmd    []string
+			}{
+				{scenarios[0], nil, tl.backup(tree, repo)},
+				{scenarios[1], nil, tl.backup(tree, repo)},
+				{scenarios[2], func() error { return change(tree) }, tl.backup(tree, repo)},
+				{scenarios[3], nil, tl.restore(repo, dst)},
 			}
-			results[tl.name][s.name] = m
-			fmt.Printf("   %-22s %8.2f s  %8d KiB peak RSS\n", s.name, m.wall.Seconds(), m.rss)
-		}
-		if tl.repoSize != nil {
-			sizes[tl.name] = tl.repoSize()
-		} else {
-			sizes[tl.name] = duBytes(repo)
-		}
-		// restic restores the absolute source path beneath the target.
-		restored := dst
-		if strings.HasPrefix(tl.name, "restic") {
-			restored = filepath.Join(dst, tree)
-		}
-		if out, err := exec.Command("diff", "-r", "-q", tree, restored).CombinedOutput(); err != nil {
-			return fmt.Errorf("%s restored a tree that differs from the source: %v\n%s", tl.name, err, out)
+			for _, s := range steps {
+				if s.before != nil {
+					if err := s.before(); err != nil {
+						return err
+					}
+				}
+				dropCaches()
+				m, err := measure(s.cmd)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", tl.name, s.name, err)
+				}
+				results[tl.name][s.name] = append(results[tl.name][s.name], m)
+				fmt.Printf("   %-22s %8.2f s  %8d KiB peak RSS\n", s.name, m.wall.Seconds(), m.rss)
+			}
+			if tl.repoSize != nil {
+				sizes[tl.name] = tl.repoSize(dir)
+			} else {
+				sizes[tl.name] = duBytes(repo)
+			}
+			// restic restores the absolute source path beneath the target.
+			restored := dst
+			if strings.HasPrefix(tl.name, "restic") {
+				restored = filepath.Join(dst, tree)
+			}
+			if out, err := exec.Command("diff", "-r", "-q", tree, restored).CombinedOutput(); err != nil {
+				return fmt.Errorf("%s restored a tree that differs from the source: %v\n%s", tl.name, err, out)
+			}
+			if rounds > 1 {
+				// Room for the next rounds (an S3 repository stays in MinIO).
+				os.RemoveAll(tree)
+				os.RemoveAll(dst)
+				if tl.location == nil {
+					os.RemoveAll(repo)
+				}
+				syscall.Sync()
+			}
 		}
 	}
 	report(tools, scenarios, results, sizes, writeMBs, readMBs, duBytes(src))
@@ -542,9 +572,12 @@ func duBytes(dir string) int64 {
 	return n
 }
 
-func report(tools []tool, scenarios []string, res map[string]map[string]measurement, sizes map[string]int64, writeMBs, readMBs float64, dataBytes int64) {
+func report(tools []tool, scenarios []string, res map[string]map[string][]measurement, sizes map[string]int64, writeMBs, readMBs float64, dataBytes int64) {
 	fmt.Printf("\ndataset: %.2f GiB; disk: sequential write %.0f MB/s (fsync), read %.0f MB/s\n", float64(dataBytes)/(1<<30), writeMBs, readMBs)
 	fmt.Printf("times: wall clock until the data is on disk (the command, then sync); caches dropped before each step\n")
+	if rounds > 1 {
+		fmt.Printf("%d rounds: medians; below each table, the ratio of each round\n", rounds)
+	}
 	table("On a directory (a PVC)", []string{"backup-mover", "restic", "tar | zstd"}, scenarios, res, sizes)
 	table("S3 (MinIO on loopback, data on the same disk)", []string{"backup-mover S3", "restic S3"}, scenarios, res, sizes)
 	table("Encryption (directory)", []string{"backup-mover encrypted", "backup-mover"}, scenarios, res, sizes)
@@ -554,10 +587,17 @@ func report(tools []tool, scenarios []string, res map[string]map[string]measurem
 
 // table prints the named tools side by side; the last column is the first
 // tool over the second.
-func table(title string, names, scenarios []string, res map[string]map[string]measurement, sizes map[string]int64) {
+func table(title string, names, scenarios []string, all map[string]map[string][]measurement, sizes map[string]int64) {
 	for _, n := range names {
-		if res[n] == nil {
+		if all[n] == nil {
 			return // not run (-only)
+		}
+	}
+	res := map[string]map[string]measurement{}
+	for _, n := range names {
+		res[n] = map[string]measurement{}
+		for _, s := range scenarios {
+			res[n][s] = median(all[n][s])
 		}
 	}
 	a, b := names[0], names[1]
@@ -589,4 +629,27 @@ func table(title string, names, scenarios []string, res map[string]map[string]me
 		fmt.Printf(" %8.0f MiB           |", float64(sizes[n])/(1<<20))
 	}
 	fmt.Printf(" %6.2fx size   |\n", float64(sizes[a])/float64(sizes[b]))
+	if rounds > 1 {
+		fmt.Printf("\neach round, %s / %s:\n", a, b)
+		for _, s := range scenarios {
+			fmt.Printf("  %-20s", s)
+			for i := range all[a][s] {
+				fmt.Printf("  %.2fx time, %.2fx RSS", all[a][s][i].wall.Seconds()/all[b][s][i].wall.Seconds(), float64(all[a][s][i].rss)/float64(all[b][s][i].rss))
+			}
+			fmt.Println()
+		}
+	}
+}
+
+// median is the measurement with the median wall time and, apart, the
+// median peak RSS (of an even count, the lower middle one).
+func median(ms []measurement) measurement {
+	walls := make([]time.Duration, len(ms))
+	rss := make([]int64, len(ms))
+	for i, m := range ms {
+		walls[i], rss[i] = m.wall, m.rss
+	}
+	slices.Sort(walls)
+	slices.Sort(rss)
+	return measurement{wall: walls[(len(ms)-1)/2], rss: rss[(len(ms)-1)/2]}
 }
