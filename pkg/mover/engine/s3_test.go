@@ -589,3 +589,74 @@ func TestS3BodyChangedInTransitIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestS3PutRetriedAfterAServerError: a PUT the server refuses once with a
+// transient error (503 Slow Down) is sent again and stored, its checksum
+// still matching: from memory (Put), from a pack's temporary file (PutFile),
+// with retention (Content-MD5) and without (x-amz-checksum-crc32c).
+func TestS3PutRetriedAfterAServerError(t *testing.T) {
+	ctx := context.Background()
+	m := hostMinIO(t)
+	target, err := url.Parse(m.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	refused := map[string]bool{}
+	pass := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(target)
+		r.Out.Host = r.In.Host // the host the client signed
+	}}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		first := r.Method == http.MethodPut && !refused[r.URL.Path]
+		refused[r.URL.Path] = true
+		mu.Unlock()
+		if first {
+			io.Copy(io.Discard, io.LimitReader(r.Body, 1000)) // part of the body, as a server that gives up
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+			return
+		}
+		pass.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	data := bytes.Repeat([]byte("pack data "), 100000)
+	for _, locked := range []bool{false, true} {
+		name := "plain"
+		if locked {
+			name = "retention"
+		}
+		t.Run(name, func(t *testing.T) {
+			_, bucket := s3Storage(t, locked)
+			st, err := repo.NewS3Storage("s3:"+proxy.URL+"/"+bucket, repo.S3Options{AccessKey: m.AccessKey, SecretKey: m.SecretKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var o repo.PutOptions
+			if locked {
+				o.Retention = &repo.Retention{Mode: repo.Governance, Until: time.Now().Add(time.Hour)}
+			}
+			if err := st.Put(ctx, "index/retried", data, o); err != nil {
+				t.Errorf("Put refused once: %v", err)
+			}
+			f, err := os.CreateTemp(t.TempDir(), "pack-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.PutFile(ctx, "packs/ab/retried", f, o); err != nil {
+				t.Errorf("PutFile refused once: %v", err)
+			}
+			for _, key := range []string{"index/retried", "packs/ab/retried"} {
+				got, err := st.Get(ctx, key, 0, int64(len(data)), nil)
+				if err != nil || !bytes.Equal(got, data) {
+					t.Errorf("Get %s: %d bytes, %v", key, len(got), err)
+				}
+			}
+		})
+	}
+}

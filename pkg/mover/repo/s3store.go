@@ -6,8 +6,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"net"
@@ -59,10 +62,11 @@ const s3Retries = 5
 // snapshot restores. Delete removes every version, which the server
 // refuses for a version still locked.
 type S3Storage struct {
-	client   *minio.Client
-	endpoint string
-	bucket   string
-	prefix   string // "" or ending in "/"
+	client    *minio.Client
+	putClient *minio.Client // for single PUTs (putter)
+	endpoint  string
+	bucket    string
+	prefix    string // "" or ending in "/"
 
 	lockMu    sync.Mutex
 	lockKnown bool
@@ -130,22 +134,29 @@ func NewS3Storage(location string, o S3Options) (*S3Storage, error) {
 		}
 		tr.TLSClientConfig = tlsConf
 	}
-	client, err := minio.New(u.Host, &minio.Options{
+	mo := minio.Options{
 		Creds:     credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""),
 		Secure:    u.Scheme == "https",
 		Region:    o.Region,
 		Transport: http.RoundTripper(tr),
-		// A PUT's body is sent unsigned with a CRC32C of it in a trailer
-		// (putOptions), which the server checks.
-		TrailingHeaders: true,
-	})
+	}
+	client, err := minio.New(u.Host, &mo)
+	if err != nil {
+		return nil, err
+	}
+	// Single PUTs send their own x-amz-checksum-crc32c header (putOptions),
+	// which minio-go allows only on a client with TrailingHeaders; larger
+	// objects go through the other client, whose multipart parts keep
+	// minio-go's signing and its retries.
+	mo.TrailingHeaders = true
+	putClient, err := minio.New(u.Host, &mo)
 	if err != nil {
 		return nil, err
 	}
 	if prefix != "" {
 		prefix += "/"
 	}
-	s := &S3Storage{client: client, endpoint: u.String(), bucket: bucket, prefix: prefix}
+	s := &S3Storage{client: client, putClient: putClient, endpoint: u.String(), bucket: bucket, prefix: prefix}
 	if os.Getenv("BACKUP_MOVER_S3_STATS") != "" {
 		s.packs.stats.seen = map[windowKey]bool{}
 	}
@@ -404,26 +415,33 @@ func (s *S3Storage) Download(ctx context.Context, name string, w io.Writer) erro
 	return s.wrap(name, err)
 }
 
-func (s *S3Storage) putOptions(o PutOptions) minio.PutObjectOptions {
+// s3PartSize: an object up to this size is one PUT (a pack is about 16 MiB),
+// so it appears whole or not at all.
+const s3PartSize = 64 << 20
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// putOptions are the options of a PUT of size bytes whose CRC32C is crc.
+//
+// Over http minio-go would sign the body in 64 KiB chunks, each hashed with
+// SHA-256 on both ends: a fifth of the CPU of a backup to a server on the
+// same machine. A single PUT's body goes unsigned instead, with its CRC32C
+// in the x-amz-checksum-crc32c header (and, with retention, its Content-MD5),
+// which the server checks, so a body changed on the way is refused; what a
+// pack holds is checked against its hashes by every reader besides. The
+// checksum is computed here, not by minio-go as a trailer: minio-go hashes a
+// trailer once across its retries, so a retried PUT would always fail.
+// A larger object (multipart) keeps minio-go's signing.
+func (s *S3Storage) putOptions(o PutOptions, size int64, crc uint32) minio.PutObjectOptions {
 	po := minio.PutObjectOptions{
-		ContentType: "application/octet-stream",
-		// One PUT up to 64 MiB (a pack is about 16 MiB): an object appears whole or not at all.
-		PartSize:         64 << 20,
+		ContentType:      "application/octet-stream",
+		PartSize:         s3PartSize,
 		DisableMultipart: false,
 		SendContentMd5:   o.Retention != nil, // S3 requires Content-MD5 (or a checksum) on PUTs with retention
-		// Over http minio-go would sign the body in 64 KiB chunks, each
-		// hashed with SHA-256 on both ends: a fifth of the CPU of a backup
-		// to a server on the same machine. The body goes unsigned, with a
-		// CRC32C of it in a trailer that the server checks (or with the
-		// Content-MD5 of a PUT with retention), so a body changed on the
-		// way is refused; what a pack holds is checked against its
-		// hashes by every reader besides.
-		DisableContentSha256: true,
 	}
-	if o.Retention == nil {
-		// Set explicitly: minio-go's automatic CRC32C does not reach a
-		// single PUT (its own checksum-algorithm header turns it off).
-		po.Checksum = minio.ChecksumCRC32C
+	if size <= s3PartSize {
+		po.DisableContentSha256 = true
+		po.UserMetadata = map[string]string{"x-amz-checksum-crc32c": base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc))}
 	}
 	if o.IfAbsent {
 		po.SetMatchETagExcept("*")
@@ -436,8 +454,17 @@ func (s *S3Storage) putOptions(o PutOptions) minio.PutObjectOptions {
 	return po
 }
 
+// putter is the client for a PUT of size bytes (see putOptions).
+func (s *S3Storage) putter(size int64) *minio.Client {
+	if size <= s3PartSize {
+		return s.putClient
+	}
+	return s.client
+}
+
 func (s *S3Storage) Put(ctx context.Context, name string, data []byte, o PutOptions) error {
-	info, err := s.client.PutObject(ctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), s.putOptions(o))
+	po := s.putOptions(o, int64(len(data)), crc32.Checksum(data, castagnoli))
+	info, err := s.putter(int64(len(data))).PutObject(ctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), po)
 	if err != nil {
 		return s.wrap(name, err)
 	}
@@ -456,10 +483,16 @@ func (s *S3Storage) PutFile(ctx context.Context, name string, f *os.File, o PutO
 	if err != nil {
 		return err
 	}
+	crc := crc32.New(castagnoli)
+	if st.Size() <= s3PartSize {
+		if _, err := io.Copy(crc, io.NewSectionReader(f, 0, st.Size())); err != nil {
+			return err
+		}
+	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	info, err := s.client.PutObject(ctx, s.bucket, s.key(name), f, st.Size(), s.putOptions(o))
+	info, err := s.putter(st.Size()).PutObject(ctx, s.bucket, s.key(name), f, st.Size(), s.putOptions(o, st.Size(), crc.Sum32()))
 	if err != nil {
 		return s.wrap(name, err)
 	}
