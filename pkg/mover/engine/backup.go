@@ -208,7 +208,11 @@ func BackupWithResult(ctx context.Context, r *repo.Repo, o BackupOptions) (*Back
 	if parentEntries != nil {
 		defer parentEntries.Close()
 	}
-	w, err := newPrefetchingWalker(o.Source, o.Prelisted.usable(o.Source))
+	pre := o.Prelisted.usable(o.Source)
+	if pre != nil && pre.started.Before(start) {
+		start = pre.started // the snapshot is as old as its oldest listing
+	}
+	w, err := newPrefetchingWalker(o.Source, pre)
 	if err != nil {
 		return nil, err
 	}

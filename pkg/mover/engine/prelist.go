@@ -6,12 +6,15 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"example.com/backup-operator/pkg/mover/repo"
 )
 
 // prelistMaxEntries bounds what a Prelisting holds (an entry takes about a
-// hundred bytes): the walk takes listings as it gets to them, so a larger
-// tree is listed ahead only in part.
+// hundred bytes; the directories being listed when it is reached may add
+// theirs): the walk takes listings as it gets to them, so a larger tree is
+// listed ahead only in part.
 var prelistMaxEntries = 1 << 16
 
 // prelistMaxAge: a backup whose walk starts later than this after its
@@ -26,8 +29,11 @@ const prelistMaxAge = 10 * time.Second
 // each listing made instead of listing the directory again (Backup stops
 // the listing first), so the source's metadata is read from disk once, and
 // partly meanwhile. A listing is at most prelistMaxAge old, a little older
-// than a prefetched one; the walk treats both alike, and what changes
-// before a file is read is found as in any backup.
+// than a prefetched one: a directory whose inode, mtime or ctime changed
+// since (an entry added, removed or renamed; the directory replaced or
+// gone) is listed again, and the snapshot's time is when the listing
+// started. What changes in a file before it is read is found as in any
+// backup.
 type Prelisting struct {
 	root    string
 	started time.Time
@@ -35,17 +41,27 @@ type Prelisting struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	queue   pathQueue
-	dirs    map[string][]child // by path relative to root, "." the root
+	dirs    map[string]prelisted // by path relative to root, "." the root
 	entries int
 	active  int // workers listing a directory
 	stopped bool
 	wg      sync.WaitGroup
 }
 
+// prelisted is a directory's listing and the directory's lstat before it.
+type prelisted struct {
+	kids []child
+	st   lstat
+}
+
 // StartPrelisting starts listing the tree at root in the background.
 func StartPrelisting(root string) *Prelisting {
-	p := &Prelisting{root: root, started: time.Now(), queue: pathQueue{"."}, dirs: map[string][]child{}}
+	p := &Prelisting{root: root, started: time.Now(), dirs: map[string]prelisted{}}
 	p.cond = sync.NewCond(&p.mu)
+	var st unix.Stat_t
+	if unix.Lstat(root, &st) == nil {
+		p.queue = pathQueue{{".", compactStat(&st)}}
+	}
 	for i := 0; i < prefetchWorkers; i++ {
 		p.wg.Add(1)
 		go p.work()
@@ -67,7 +83,8 @@ func (p *Prelisting) work() {
 			p.cond.Broadcast()
 			return
 		}
-		rel := heap.Pop(&p.queue).(string)
+		q := heap.Pop(&p.queue).(queued)
+		rel := q.path
 		p.active++
 		p.mu.Unlock()
 		kids, err := listDir(filepath.Join(p.root, filepath.FromSlash(rel)), true, nil)
@@ -78,7 +95,7 @@ func (p *Prelisting) work() {
 			p.cond.Broadcast()
 			continue
 		}
-		p.dirs[rel] = kids
+		p.dirs[rel] = prelisted{kids: kids, st: q.st}
 		p.entries += len(kids)
 		for i := range kids {
 			if kids[i].st.mode&0o170000 == 0o040000 && !kids[i].gone {
@@ -86,7 +103,7 @@ func (p *Prelisting) work() {
 				if rel != "." {
 					path = rel + "/" + path
 				}
-				heap.Push(&p.queue, path)
+				heap.Push(&p.queue, queued{path, kids[i].st})
 			}
 		}
 		p.cond.Broadcast()
@@ -114,31 +131,53 @@ func (p *Prelisting) usable(source string) *Prelisting {
 	}
 	p.Stop()
 	if p.root != source || time.Since(p.started) > prelistMaxAge {
+		p.mu.Lock()
+		p.dirs = nil // not to be held through the backup
+		p.mu.Unlock()
 		return nil
 	}
 	return p
 }
 
 // take returns the listing of the directory rel (relative to the root) and
-// forgets it, if it was listed.
+// forgets it, if it was listed and the directory has not changed since: its
+// lstat still gives the same inode, mtime and ctime.
 func (p *Prelisting) take(rel string) ([]child, bool) {
 	if p == nil {
 		return nil, false
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	kids, ok := p.dirs[rel]
+	d, ok := p.dirs[rel]
 	delete(p.dirs, rel)
-	return kids, ok
+	p.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(p.root, filepath.FromSlash(rel)), &st); err != nil {
+		return nil, false // the walk lists it, and finds it gone
+	}
+	now := compactStat(&st)
+	if now.dev != d.st.dev || now.ino != d.st.ino || now.mtime != d.st.mtime || now.ctime != d.st.ctime {
+		return nil, false
+	}
+	return d.kids, true
 }
 
-// pathQueue is a min-heap of relative paths in walk order.
-type pathQueue []string
+// queued is a directory to list: its path relative to the root, and its
+// lstat in its parent's listing.
+type queued struct {
+	path string
+	st   lstat
+}
+
+// pathQueue is a min-heap of directories in walk order.
+type pathQueue []queued
 
 func (q pathQueue) Len() int           { return len(q) }
-func (q pathQueue) Less(i, j int) bool { return repo.ComparePaths(q[i], q[j]) < 0 }
+func (q pathQueue) Less(i, j int) bool { return repo.ComparePaths(q[i].path, q[j].path) < 0 }
 func (q pathQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
-func (q *pathQueue) Push(x any)        { *q = append(*q, x.(string)) }
+func (q *pathQueue) Push(x any)        { *q = append(*q, x.(queued)) }
 func (q *pathQueue) Pop() any {
 	old := *q
 	x := old[len(old)-1]

@@ -108,49 +108,69 @@ func TestPrelistedBackup(t *testing.T) {
 	}
 }
 
-// TestPrelistingThenTheTreeChanges: what changes between the listing ahead
-// and the walk is found as it is when it changes during any backup: a file
-// that grew is stored as read and counted as changed, a directory removed
-// counts its entries as vanished, and the backup succeeds.
+// TestPrelistingThenTheTreeChanges: between the listing ahead and the
+// walk, a directory is removed and a file grows. The removed directory's
+// parent changed (its mtime), so the walk lists it again and the snapshot
+// holds nothing of what was removed. The file's listing is used: without a
+// parent snapshot the file is read, stored as read and counted as changed
+// during the read; with one, its listing matches the parent's and the
+// parent's content is kept, as it was when listed. The snapshot's time is
+// the listing's start, before either change.
 func TestPrelistingThenTheTreeChanges(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "src")
-	for _, d := range []string{"a", "b/c"} {
-		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+	for _, withParent := range []bool{false, true} {
+		src := filepath.Join(t.TempDir(), "src")
+		for _, d := range []string{"a", "b/c"} {
+			if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, f := range []string{"a/grows.txt", "b/c/one.txt", "b/c/two.txt", "b/stays.txt"} {
+			if err := os.WriteFile(filepath.Join(src, f), []byte("before "+f), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := newRepo(t)
+		if withParent {
+			backup(t, r, src)
+		}
+		p := StartPrelisting(src)
+		listedAll(t, p)
+		time.Sleep(10 * time.Millisecond) // the changes get later mtimes
+		changed := time.Now()
+		grown := "before a/grows.txt and what was appended after the listing"
+		if err := os.WriteFile(filepath.Join(src, "a/grows.txt"), []byte(grown), 0o644); err != nil {
 			t.Fatal(err)
 		}
-	}
-	for _, f := range []string{"a/grows.txt", "b/c/one.txt", "b/c/two.txt", "b/stays.txt"} {
-		if err := os.WriteFile(filepath.Join(src, f), []byte("before "+f), 0o644); err != nil {
+		if err := os.RemoveAll(filepath.Join(src, "b/c")); err != nil {
 			t.Fatal(err)
 		}
-	}
-	p := StartPrelisting(src)
-	listedAll(t, p)
-	grown := "before a/grows.txt and what was appended after the listing"
-	if err := os.WriteFile(filepath.Join(src, "a/grows.txt"), []byte(grown), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(src, "b/c")); err != nil {
-		t.Fatal(err)
-	}
-	r := newRepo(t)
-	res, err := BackupWithResult(context.Background(), r, BackupOptions{Source: src, Prelisted: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.ChangedDuringRead != 1 || res.Vanished == 0 {
-		t.Errorf("changed %d (want 1), vanished %d (want some): %v %v", res.ChangedDuringRead, res.Vanished, res.ChangedPaths, res.VanishedPaths)
-	}
-	es := entries(t, r, res.Snapshot)
-	for path := range es {
-		if strings.HasPrefix(path, "b/c/") {
-			t.Errorf("%s, removed before the walk, is in the snapshot", path)
+		res, err := BackupWithResult(context.Background(), r, BackupOptions{Source: src, Prelisted: p})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	dst := filepath.Join(t.TempDir(), "dst")
-	restore(t, r, res.Snapshot.ID, dst, RestoreMode(""), false)
-	if data, err := os.ReadFile(filepath.Join(dst, "a/grows.txt")); err != nil || string(data) != grown {
-		t.Errorf("a/grows.txt restored as %q, %v; want what the backup read, %q", data, err, grown)
+		if !res.Snapshot.Time.Before(changed) || !res.Snapshot.Time.Equal(p.started.UTC()) {
+			t.Errorf("parent %v: snapshot time %v, want the listing's start %v (before the changes at %v)", withParent, res.Snapshot.Time, p.started, changed)
+		}
+		es := entries(t, r, res.Snapshot)
+		for path := range es {
+			if path == "b/c" || strings.HasPrefix(path, "b/c/") {
+				t.Errorf("parent %v: %s, removed before the walk, is in the snapshot", withParent, path)
+			}
+		}
+		if es["b/stays.txt"] == nil {
+			t.Errorf("parent %v: b/stays.txt missing", withParent)
+		}
+		want := grown
+		if withParent {
+			want = "before a/grows.txt"
+		} else if res.ChangedDuringRead != 1 {
+			t.Errorf("parent %v: changed during the read %d, want 1: %v", withParent, res.ChangedDuringRead, res.ChangedPaths)
+		}
+		dst := filepath.Join(t.TempDir(), "dst")
+		restore(t, r, res.Snapshot.ID, dst, RestoreMode(""), false)
+		if data, err := os.ReadFile(filepath.Join(dst, "a/grows.txt")); err != nil || string(data) != want {
+			t.Errorf("parent %v: a/grows.txt restored as %q, %v; want %q", withParent, data, err, want)
+		}
 	}
 }
 
