@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"io"
 	"os"
 	"sync"
 
@@ -42,11 +43,14 @@ func newDirectWriter(f *os.File) *directWriter {
 		return w
 	}
 	for i := 0; i < directBuffers; i++ {
-		w.free <- alignedBlock()
+		w.free <- directWriteBlocks.Get().([]byte)
 	}
 	w.buf = <-w.free
 	return w
 }
+
+// directWriteBlocks keeps the aligned blocks of directWriters between files.
+var directWriteBlocks = sync.Pool{New: func() any { return alignedBlock() }}
 
 // setDirect sets or clears O_DIRECT on the descriptor; no write may be
 // under way.
@@ -125,7 +129,7 @@ func (w *directWriter) handOff() error {
 // descriptor but refuses the write (EINVAL) gets it, and every write
 // after it, through the page cache.
 func (w *directWriter) pwrite(buf []byte, at int64) error {
-	_, err := unix.Pwrite(int(w.f.Fd()), buf, at)
+	err := pwriteAll(int(w.f.Fd()), buf, at)
 	if err != unix.EINVAL {
 		return err
 	}
@@ -135,9 +139,26 @@ func (w *directWriter) pwrite(buf []byte, at int64) error {
 	}
 	w.mu.Unlock()
 	if err == nil {
-		_, err = unix.Pwrite(int(w.f.Fd()), buf, at)
+		err = pwriteAll(int(w.f.Fd()), buf, at)
 	}
 	return err
+}
+
+// pwriteAll writes all of buf at off: a write that ends short (a full disk
+// may end one part-way, with no error) goes on from where it stopped, and
+// one that writes nothing is an error.
+func pwriteAll(fd int, buf []byte, off int64) error {
+	for len(buf) > 0 {
+		n, err := unix.Pwrite(fd, buf, off)
+		if err != nil {
+			return err
+		}
+		if n <= 0 {
+			return io.ErrShortWrite
+		}
+		buf, off = buf[n:], off+int64(n)
+	}
+	return nil
 }
 
 func (w *directWriter) record(err error) {
@@ -211,6 +232,13 @@ func (w *directWriter) close() error {
 		if e := w.setDirect(false); e != nil && err == nil {
 			err = e
 		}
+	}
+	if w.buf != nil {
+		directWriteBlocks.Put(w.buf[:cap(w.buf)]) //nolint:staticcheck // a slice header per block, for the blocks' megabytes
+		for len(w.free) > 0 {
+			directWriteBlocks.Put(<-w.free) //nolint:staticcheck
+		}
+		w.buf = nil
 	}
 	return err
 }
