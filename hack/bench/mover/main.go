@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
 	"example.com/backup-operator/hack/cluster"
 )
 
@@ -39,9 +41,12 @@ type tool struct {
 	// location, when set, is the repository's location (an S3 URL)
 	// instead of a directory beside the tool's tree.
 	location func(dir string) string
-	backup   func(src, repo string) []string // a bash command line
-	restore  func(repo, dst string) []string
-	init     func(repo string) []string
+	// drop, when set, removes the repository of the run in dir (its
+	// objects in MinIO) between rounds.
+	drop    func(dir string) error
+	backup  func(src, repo string) []string // a bash command line
+	restore func(repo, dst string) []string
+	init    func(repo string) []string
 }
 
 // only limits the run to these tools (comma-separated names).
@@ -145,6 +150,20 @@ func run(work string, small, bigMiB, textMiB int) error {
 	bucketSize := func(b string) func(string) int64 {
 		return func(dir string) int64 { return duBytes(filepath.Join(minioDir, "data", b, filepath.Base(dir))) }
 	}
+	dropPrefix := func(b string) func(string) error {
+		return func(dir string) error {
+			c, err := s3.Client()
+			if err != nil {
+				return err
+			}
+			ctx := context.Background()
+			objects := c.ListObjects(ctx, b, minio.ListObjectsOptions{Prefix: filepath.Base(dir) + "/", Recursive: true})
+			for e := range c.RemoveObjects(ctx, b, objects, minio.RemoveObjectsOptions{}) {
+				return e.Err
+			}
+			return nil
+		}
+	}
 	tools := []tool{
 		{
 			name:   "backup-mover",
@@ -176,6 +195,7 @@ func run(work string, small, bigMiB, textMiB int) error {
 			name:     "backup-mover S3",
 			location: func(dir string) string { return "s3:" + s3.Endpoint + "/ours/" + filepath.Base(dir) },
 			repoSize: bucketSize("ours"),
+			drop:     dropPrefix("ours"),
 			init:     func(repo string) []string { return nil },
 			backup:   func(src, repo string) []string { return []string{mover, "backup", "--repo", repo, "--source", src} },
 			restore: func(repo, dst string) []string {
@@ -186,6 +206,7 @@ func run(work string, small, bigMiB, textMiB int) error {
 			name:     "restic S3",
 			location: func(dir string) string { return "s3:" + s3.Endpoint + "/restic/" + filepath.Base(dir) },
 			repoSize: bucketSize("restic"),
+			drop:     dropPrefix("restic"),
 			init:     func(repo string) []string { return []string{"restic", "init", "-q", "--repo", repo} },
 			backup:   func(src, repo string) []string { return []string{"restic", "backup", "-q", "--repo", repo, src} },
 			restore: func(repo, dst string) []string {
@@ -314,10 +335,14 @@ func run(work string, small, bigMiB, textMiB int) error {
 				return fmt.Errorf("%s restored a tree that differs from the source: %v\n%s", tl.name, err, out)
 			}
 			if rounds > 1 {
-				// Room for the next rounds (an S3 repository stays in MinIO).
+				// Room for the next rounds.
 				os.RemoveAll(tree)
 				os.RemoveAll(dst)
-				if tl.location == nil {
+				if tl.drop != nil {
+					if err := tl.drop(dir); err != nil {
+						return fmt.Errorf("removing %s: %w", repo, err)
+					}
+				} else {
 					os.RemoveAll(repo)
 				}
 				syscall.Sync()
