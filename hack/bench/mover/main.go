@@ -156,12 +156,30 @@ func run(work string, small, bigMiB, textMiB int) error {
 			if err != nil {
 				return err
 			}
-			ctx := context.Background()
-			objects := c.ListObjects(ctx, b, minio.ListObjectsOptions{Prefix: filepath.Base(dir) + "/", Recursive: true})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var listErr error
+			objects := make(chan minio.ObjectInfo)
+			go func() {
+				defer close(objects)
+				for oi := range c.ListObjects(ctx, b, minio.ListObjectsOptions{Prefix: filepath.Base(dir) + "/", Recursive: true}) {
+					if oi.Err != nil {
+						listErr = oi.Err
+						return
+					}
+					objects <- oi
+				}
+			}()
+			var removeErr error
 			for e := range c.RemoveObjects(ctx, b, objects, minio.RemoveObjectsOptions{}) {
-				return e.Err
+				if removeErr == nil {
+					removeErr = e.Err
+				}
 			}
-			return nil
+			if listErr != nil {
+				return listErr
+			}
+			return removeErr
 		}
 	}
 	tools := []tool{

@@ -157,6 +157,10 @@ func (p *Prelisting) take(rel string) ([]child, bool) {
 	if err := unix.Lstat(filepath.Join(p.root, filepath.FromSlash(rel)), &st); err != nil {
 		return nil, false // the walk lists it, and finds it gone
 	}
+	// A kernel without fine-grained timestamps (before Linux 6.13) may give
+	// a change within the same tick the same times: an entry added then is
+	// newer than the snapshot's time (the listing's start), one removed is
+	// found gone when the walk reads it.
 	now := compactStat(&st)
 	if now.dev != d.st.dev || now.ino != d.st.ino || now.mtime != d.st.mtime || now.ctime != d.st.ctime {
 		return nil, false

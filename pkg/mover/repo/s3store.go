@@ -463,7 +463,11 @@ func (s *S3Storage) putter(size int64) *minio.Client {
 }
 
 func (s *S3Storage) Put(ctx context.Context, name string, data []byte, o PutOptions) error {
-	po := s.putOptions(o, int64(len(data)), crc32.Checksum(data, castagnoli))
+	var crc uint32
+	if len(data) <= s3PartSize {
+		crc = crc32.Checksum(data, castagnoli)
+	}
+	po := s.putOptions(o, int64(len(data)), crc)
 	info, err := s.putter(int64(len(data))).PutObject(ctx, s.bucket, s.key(name), bytes.NewReader(data), int64(len(data)), po)
 	if err != nil {
 		return s.wrap(name, err)
