@@ -536,58 +536,33 @@ func TestS3BodyChangedInTransitIsRefused(t *testing.T) {
 	}})
 	defer proxy.Close()
 	data := bytes.Repeat([]byte("pack data "), 100000)
-	for _, locked := range []bool{false, true} {
-		name := "plain"
-		if locked {
-			name = "retention"
+	eachPutKind(t, proxy.URL, data, func(t *testing.T, st *repo.S3Storage, o repo.PutOptions, bucket string, putFile func(string) error) {
+		flip.Store(true)
+		if err := st.Put(ctx, "index/changed", data, o); err == nil {
+			t.Error("Put of a body changed on the way succeeded")
+		} else {
+			t.Logf("Put: %v", err)
 		}
-		t.Run(name, func(t *testing.T) {
-			_, bucket := s3Storage(t, locked)
-			st, err := repo.NewS3Storage("s3:"+proxy.URL+"/"+bucket, repo.S3Options{AccessKey: m.AccessKey, SecretKey: m.SecretKey})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var o repo.PutOptions
-			if locked {
-				o.Retention = &repo.Retention{Mode: repo.Governance, Until: time.Now().Add(time.Hour)}
-			}
-			putFile := func(name string) error {
-				f, err := os.CreateTemp(t.TempDir(), "pack-")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := f.Write(data); err != nil {
-					t.Fatal(err)
-				}
-				return st.PutFile(ctx, name, f, o)
-			}
-			flip.Store(true)
-			if err := st.Put(ctx, "index/changed", data, o); err == nil {
-				t.Error("Put of a body changed on the way succeeded")
-			} else {
-				t.Logf("Put: %v", err)
-			}
-			if err := putFile("packs/ab/changed"); err == nil {
-				t.Error("PutFile of a body changed on the way succeeded")
-			} else {
-				t.Logf("PutFile: %v", err)
-			}
-			if keys := bucketKeys(t, bucket); len(keys) != 0 {
-				t.Errorf("objects after refused PUTs: %v", keys)
-			}
-			flip.Store(false)
-			if err := st.Put(ctx, "index/unchanged", data, o); err != nil {
-				t.Errorf("Put through the proxy: %v", err)
-			}
-			if err := putFile("packs/ab/unchanged"); err != nil {
-				t.Errorf("PutFile through the proxy: %v", err)
-			}
-			got, err := st.Get(ctx, "packs/ab/unchanged", 0, int64(len(data)), nil)
-			if err != nil || !bytes.Equal(got, data) {
-				t.Errorf("Get of what PutFile stored: %d bytes, %v", len(got), err)
-			}
-		})
-	}
+		if err := putFile("packs/ab/changed"); err == nil {
+			t.Error("PutFile of a body changed on the way succeeded")
+		} else {
+			t.Logf("PutFile: %v", err)
+		}
+		if keys := bucketKeys(t, bucket); len(keys) != 0 {
+			t.Errorf("objects after refused PUTs: %v", keys)
+		}
+		flip.Store(false)
+		if err := st.Put(ctx, "index/unchanged", data, o); err != nil {
+			t.Errorf("Put through the proxy: %v", err)
+		}
+		if err := putFile("packs/ab/unchanged"); err != nil {
+			t.Errorf("PutFile through the proxy: %v", err)
+		}
+		got, err := st.Get(ctx, "packs/ab/unchanged", 0, int64(len(data)), nil)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("Get of what PutFile stored: %d bytes, %v", len(got), err)
+		}
+	})
 }
 
 // TestS3PutRetriedAfterAServerError: a PUT the server refuses once with a
@@ -623,6 +598,28 @@ func TestS3PutRetriedAfterAServerError(t *testing.T) {
 	}))
 	defer proxy.Close()
 	data := bytes.Repeat([]byte("pack data "), 100000)
+	eachPutKind(t, proxy.URL, data, func(t *testing.T, st *repo.S3Storage, o repo.PutOptions, _ string, putFile func(string) error) {
+		if err := st.Put(ctx, "index/retried", data, o); err != nil {
+			t.Errorf("Put refused once: %v", err)
+		}
+		if err := putFile("packs/ab/retried"); err != nil {
+			t.Errorf("PutFile refused once: %v", err)
+		}
+		for _, key := range []string{"index/retried", "packs/ab/retried"} {
+			got, err := st.Get(ctx, key, 0, int64(len(data)), nil)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Errorf("Get %s: %d bytes, %v", key, len(got), err)
+			}
+		}
+	})
+}
+
+// eachPutKind runs fn in a subtest for a bucket without and one with Object
+// Lock, reached through proxyURL: fn gets the storage, the put options
+// (with a retention for the locked bucket), the bucket, and a putFile that
+// stores data from a temporary file, as a pack is.
+func eachPutKind(t *testing.T, proxyURL string, data []byte, fn func(t *testing.T, st *repo.S3Storage, o repo.PutOptions, bucket string, putFile func(name string) error)) {
+	m := hostMinIO(t)
 	for _, locked := range []bool{false, true} {
 		name := "plain"
 		if locked {
@@ -630,7 +627,7 @@ func TestS3PutRetriedAfterAServerError(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			_, bucket := s3Storage(t, locked)
-			st, err := repo.NewS3Storage("s3:"+proxy.URL+"/"+bucket, repo.S3Options{AccessKey: m.AccessKey, SecretKey: m.SecretKey})
+			st, err := repo.NewS3Storage("s3:"+proxyURL+"/"+bucket, repo.S3Options{AccessKey: m.AccessKey, SecretKey: m.SecretKey})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -638,25 +635,17 @@ func TestS3PutRetriedAfterAServerError(t *testing.T) {
 			if locked {
 				o.Retention = &repo.Retention{Mode: repo.Governance, Until: time.Now().Add(time.Hour)}
 			}
-			if err := st.Put(ctx, "index/retried", data, o); err != nil {
-				t.Errorf("Put refused once: %v", err)
-			}
-			f, err := os.CreateTemp(t.TempDir(), "pack-")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := f.Write(data); err != nil {
-				t.Fatal(err)
-			}
-			if err := st.PutFile(ctx, "packs/ab/retried", f, o); err != nil {
-				t.Errorf("PutFile refused once: %v", err)
-			}
-			for _, key := range []string{"index/retried", "packs/ab/retried"} {
-				got, err := st.Get(ctx, key, 0, int64(len(data)), nil)
-				if err != nil || !bytes.Equal(got, data) {
-					t.Errorf("Get %s: %d bytes, %v", key, len(got), err)
+			putFile := func(name string) error {
+				f, err := os.CreateTemp(t.TempDir(), "pack-")
+				if err != nil {
+					t.Fatal(err)
 				}
+				if _, err := f.Write(data); err != nil {
+					t.Fatal(err)
+				}
+				return st.PutFile(context.Background(), name, f, o)
 			}
+			fn(t, st, o, bucket, putFile)
 		})
 	}
 }
